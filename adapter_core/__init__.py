@@ -1,0 +1,58 @@
+"""adapter_core: bottleneck adapters (Houlsby et al. 2019) for any Hugging Face transformer.
+
+base = load_base("minilm")
+add_adapter(base.model, "routing", AdapterConfig(bottleneck=64), labels=["orders", "billing"])
+with use_adapter(base.model, "routing"):
+    ...
+save_adapter(base.model, "routing", "adapters/routing")
+"""
+
+from ._version import __version__
+from .catalog import CATALOG, Base, load_base
+from .config import AdapterConfig
+from .errors import AdapterError
+from .inference import Prediction, classification_logits, classify, format_prompt, generate, stream_generate
+from .inject import (
+    TrainableSummary,
+    adapter_parameters,
+    add_adapter,
+    freeze_base,
+    get_record,
+    list_adapters,
+    remove_adapter,
+    set_trainable,
+    trainable_summary,
+)
+from .io import load_adapter, read_adapter_config, save_adapter
+from .placement import PLACEMENTS
+from .selection import thread_with_context, use_adapter
+
+__all__ = [
+    "CATALOG",
+    "PLACEMENTS",
+    "AdapterConfig",
+    "AdapterError",
+    "Base",
+    "Prediction",
+    "TrainableSummary",
+    "__version__",
+    "add_adapter",
+    "adapter_parameters",
+    "classification_logits",
+    "classify",
+    "format_prompt",
+    "freeze_base",
+    "generate",
+    "get_record",
+    "list_adapters",
+    "load_adapter",
+    "load_base",
+    "read_adapter_config",
+    "remove_adapter",
+    "save_adapter",
+    "set_trainable",
+    "stream_generate",
+    "thread_with_context",
+    "trainable_summary",
+    "use_adapter",
+]

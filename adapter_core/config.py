@@ -1,0 +1,113 @@
+"""AdapterConfig: what a bottleneck adapter looks like, validated, and round-tripped through JSON."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from .errors import AdapterError
+
+PLACEMENTS = ("houlsby", "pfeiffer", "parallel")
+ACTIVATIONS = ("gelu", "relu", "swish", "tanh")
+INITS = ("normal", "kaiming", "xavier", "houlsby")
+DEFAULT_BOTTLENECK = 64
+# He et al. (2022) found a scaled parallel adapter works best with s=4; serial adapters need no scaling.
+DEFAULT_PARALLEL_SCALING = 4.0
+
+
+@dataclass
+class AdapterConfig:
+    """Shape and placement of one bottleneck adapter: `h + scaling * W_up(f(W_down h))`.
+
+    Give the bottleneck either directly (`bottleneck`) or as a `reduction_factor` of the hidden size
+    (hidden 768 with factor 16 gives 48). With neither, the bottleneck is 64.
+    """
+
+    bottleneck: int | None = None
+    reduction_factor: float | None = None
+    placement: str = "houlsby"
+    activation: str = "gelu"
+    init: str = "normal"
+    dropout: float = 0.0
+    scaling: float | None = None
+    leave_out: list[int] = field(default_factory=list)
+    # Explicit targets for architectures outside the placement table:
+    # {"layers": "model.layers", "attn": "self_attn.o_proj", "ffn": "mlp.down_proj"}.
+    target_modules: dict[str, str] | None = None
+
+    def __post_init__(self) -> None:
+        if self.bottleneck is not None and self.reduction_factor is not None:
+            raise AdapterError(
+                "Give either bottleneck or reduction_factor, not both "
+                f"(got bottleneck={self.bottleneck}, reduction_factor={self.reduction_factor})."
+            )
+        if self.bottleneck is None and self.reduction_factor is None:
+            self.bottleneck = DEFAULT_BOTTLENECK
+        if self.bottleneck is not None and (
+            isinstance(self.bottleneck, bool) or not isinstance(self.bottleneck, int) or self.bottleneck < 1
+        ):
+            raise AdapterError(
+                f"bottleneck must be a positive whole number, got {self.bottleneck!r}. "
+                "Typical sizes are 16 to 256; 64 is a good start."
+            )
+        if self.reduction_factor is not None and not (
+            isinstance(self.reduction_factor, (int, float)) and self.reduction_factor > 0
+        ):
+            raise AdapterError(
+                f"reduction_factor must be a positive number, got {self.reduction_factor!r}. "
+                "Typical factors are 4 to 64 (hidden size divided by bottleneck)."
+            )
+        _check_choice("placement", self.placement, PLACEMENTS)
+        _check_choice("activation", self.activation, ACTIVATIONS)
+        _check_choice("init", self.init, INITS)
+        if not 0.0 <= float(self.dropout) < 1.0:
+            raise AdapterError(f"dropout must be in [0, 1), got {self.dropout!r}.")
+        if self.scaling is None:
+            self.scaling = DEFAULT_PARALLEL_SCALING if self.placement == "parallel" else 1.0
+        self.leave_out = sorted({int(i) for i in self.leave_out})
+        if any(i < 0 for i in self.leave_out):
+            raise AdapterError(f"leave_out holds layer indices counted from 0, got {self.leave_out}.")
+        if self.target_modules is not None:
+            missing = {"layers"} - set(self.target_modules)
+            if missing or not ({"attn", "ffn"} & set(self.target_modules)):
+                raise AdapterError(
+                    "target_modules needs 'layers' (the path of the block list) and at least one of "
+                    "'attn' or 'ffn' (output projections inside a block), e.g. "
+                    '{"layers": "model.layers", "attn": "self_attn.o_proj", "ffn": "mlp.down_proj"}; '
+                    f"got {self.target_modules}."
+                )
+
+    def bottleneck_for(self, hidden_size: int) -> int:
+        """The bottleneck width this config gives on a model of `hidden_size`."""
+        if self.bottleneck is not None:
+            return self.bottleneck
+        return max(1, int(round(hidden_size / self.reduction_factor)))
+
+    @property
+    def slots(self) -> tuple[str, ...]:
+        """Which sub-layers carry the adapter: every one for Houlsby and parallel, the FFN for Pfeiffer."""
+        return ("ffn",) if self.placement == "pfeiffer" else ("attn", "cross", "ffn")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> AdapterConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise AdapterError(f"Unknown adapter config field(s): {sorted(unknown)}. Known fields: {sorted(known)}.")
+        return cls(**data)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> AdapterConfig:
+        return cls.from_dict(json.loads(text))
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise AdapterError(f"{name} must be one of {', '.join(choices)}; got {value!r}.")

@@ -108,14 +108,19 @@ def _looks_local(name: str) -> bool:
     return name.startswith(("/", ".", "~")) or name.count("/") > 1
 
 
+def _offline() -> bool:
+    # Read at call time: huggingface_hub reads HF_HUB_OFFLINE only once, at import.
+    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+
+
 def _load(source: str, name: str, dtype: torch.dtype | None):
+    offline = _offline()
     try:
-        config = AutoConfig.from_pretrained(source)
+        config = AutoConfig.from_pretrained(source, local_files_only=offline)
         cls = _model_class(config)
-        model = cls.from_pretrained(source, dtype=dtype or torch.float32)
-        tokenizer = AutoTokenizer.from_pretrained(source)
+        model = cls.from_pretrained(source, dtype=dtype or torch.float32, local_files_only=offline)
+        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=offline)
     except (OSError, ValueError, KeyError) as e:
-        offline = os.environ.get("HF_HUB_OFFLINE") == "1"
         raise AdapterError(
             f"Could not load base model {name!r}: {_first_line(e)}. Use one of the embedded models "
             f"({', '.join(CATALOG)}), a local folder holding config.json and weights, or a hub id"

@@ -15,8 +15,8 @@ import torch
 from torch import nn
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
+from .atomic import replace_dir
 from .errors import AdapterError
-from .io import replace_dir
 from .paths import model_cache
 from .placement import PLACEMENTS, model_family
 from .state import ensure_state

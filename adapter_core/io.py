@@ -15,6 +15,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ._version import __version__
+from .atomic import replace_dir
 from .config import AdapterConfig
 from .errors import AdapterError
 from .inject import adapter_parameters, add_adapter, get_record, remove_adapter
@@ -63,18 +64,6 @@ def save_adapter(model: nn.Module, name: str, directory: str | os.PathLike, extr
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
-
-
-def replace_dir(staging: Path, target: Path) -> None:
-    """Put `staging` at `target`; the old `target`, if any, goes only once the new one is in place."""
-    old = None
-    if target.exists():
-        old = target.with_name(f".{target.name}.old-{os.getpid()}")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(target, old)
-    os.replace(staging, target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def read_adapter_config(directory: str | os.PathLike) -> dict[str, Any]:

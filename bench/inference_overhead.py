@@ -47,7 +47,10 @@ def measure(base, batch: int, length: int, repeats: int) -> dict:
             adapter_t += timed(adapted, 1)
     mb, ma = statistics.median(base_t), statistics.median(adapter_t)
     return {
-        "batch": batch, "length": length, "base_ms": round(mb * 1e3, 2), "adapter_ms": round(ma * 1e3, 2),
+        "batch": batch,
+        "length": length,
+        "base_ms": round(mb * 1e3, 2),
+        "adapter_ms": round(ma * 1e3, 2),
         "overhead_pct": round(100 * (ma / mb - 1), 2),
         "spread_base_ms": [round(min(base_t) * 1e3, 2), round(max(base_t) * 1e3, 2)],
         "spread_adapter_ms": [round(min(adapter_t) * 1e3, 2), round(max(adapter_t) * 1e3, 2)],
@@ -64,10 +67,21 @@ def main() -> None:
     add_adapter(base.model, "a", AdapterConfig(bottleneck=args.bottleneck), labels=["x", "y"])
     rows = [measure(base, 32, 128, args.repeats), measure(base, 1, 128, args.repeats * 4)]
     for r in rows:
-        print(f"batch {r['batch']:>2} x {r['length']}: base {r['base_ms']} ms, adapter {r['adapter_ms']} ms, "
-              f"overhead {r['overhead_pct']}%")
-    print(json.dumps({"bench": "inference_overhead", "base": args.base, "bottleneck": args.bottleneck,
-                      "threads": torch.get_num_threads(), "rows": rows}))
+        print(
+            f"batch {r['batch']:>2} x {r['length']}: base {r['base_ms']} ms, adapter {r['adapter_ms']} ms, "
+            f"overhead {r['overhead_pct']}%"
+        )
+    print(
+        json.dumps(
+            {
+                "bench": "inference_overhead",
+                "base": args.base,
+                "bottleneck": args.bottleneck,
+                "threads": torch.get_num_threads(),
+                "rows": rows,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

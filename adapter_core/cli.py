@@ -1,0 +1,267 @@
+"""`python -m adapter_core`: train, evaluate, predict, chat and list runs from the shell."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .errors import AdapterError
+
+EXAMPLES = """examples:
+  python -m adapter_core train --base minilm --data sample_data/support_routing.csv --out runs/routing
+  python -m adapter_core evaluate --adapter runs/routing --data test.csv
+  python -m adapter_core predict --adapter runs/routing --text "Where is my parcel?"
+  python -m adapter_core train --base smollm2-135m-instruct --task instruction \\
+      --data sample_data/orders_sft.csv --out runs/orders
+  python -m adapter_core chat --adapter runs/orders --prompt "My order has not arrived."
+  python -m adapter_core runs
+
+Several GPUs: torchrun --nproc_per_node 4 -m adapter_core train ... (or accelerate launch -m adapter_core ...)
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .engine.train import TrainConfig
+
+    d = TrainConfig()
+    p = argparse.ArgumentParser(
+        prog="python -m adapter_core",
+        description="Adapter Studio: train small bottleneck adapters on a frozen transformer, and use them.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    t = sub.add_parser(
+        "train",
+        help="train an adapter from a CSV, TSV or JSONL file",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    t.add_argument("--base", default=d.base, help="catalog name (minilm, smollm2-135m-instruct), hub id or local path")
+    t.add_argument("--data", required=True, help="training file: .csv, .tsv or .jsonl with a header")
+    t.add_argument(
+        "--task",
+        default=d.task,
+        choices=["classification", "instruction"],
+        help="classification: (text, label) columns; instruction: (instruction, response)",
+    )
+    for col in ("text", "label", "instruction", "response", "input", "system"):
+        t.add_argument(f"--{col}-column", help=f"column holding the {col} (default: detected by name)")
+    t.add_argument("--val-data", help="separate validation file (default: hold out --val-fraction of --data)")
+    t.add_argument("--val-fraction", type=float, default=d.val_fraction)
+    t.add_argument("--name", help="adapter name (default: the --out folder name)")
+    t.add_argument("--bottleneck", type=int, default=d.bottleneck, help="adapter width r")
+    t.add_argument("--placement", default=d.placement, choices=["houlsby", "pfeiffer", "parallel"])
+    t.add_argument("--activation", default=d.activation, choices=["gelu", "relu", "swish", "tanh"])
+    t.add_argument("--dropout", type=float, default=d.dropout)
+    t.add_argument("--pooling", choices=["cls", "mean", "last"], help="classification pooling (default: by family)")
+    t.add_argument("--epochs", type=float, default=d.epochs)
+    t.add_argument("--lr", type=float, default=d.lr)
+    t.add_argument("--batch-size", type=int, default=d.batch_size, help="per device")
+    t.add_argument("--grad-accum", type=int, default=d.grad_accum)
+    t.add_argument("--max-length", type=int, default=d.max_length, help="tokens; longer examples are truncated")
+    t.add_argument("--seed", type=int, default=d.seed)
+    t.add_argument("--eval-every", type=int, default=d.eval_every, help="steps between evaluations (0: 2 per epoch)")
+    t.add_argument("--max-steps", type=int, default=d.max_steps, help="stop after this many steps (0: no limit)")
+    t.add_argument("--precision", default=d.precision, choices=["auto", "no", "bf16", "fp16"])
+    t.add_argument("--out", required=True, help="run folder to create; the adapter goes to OUT/adapter")
+
+    e = sub.add_parser("evaluate", help="accuracy and macro-F1 (or loss and perplexity) on a labelled file")
+    e.add_argument("--adapter", required=True, help="adapter folder, or a run folder")
+    e.add_argument("--data", required=True)
+    e.add_argument("--max-length", type=int, default=128)
+    e.add_argument("--json", action="store_true", help="print one JSON object")
+
+    pr = sub.add_parser("predict", help="label a text with a classification adapter")
+    pr.add_argument("--adapter", required=True)
+    pr.add_argument("--text", required=True, action="append", help="repeat for several texts")
+    pr.add_argument("--json", action="store_true")
+
+    c = sub.add_parser("chat", help="answer a prompt with an instruction adapter")
+    c.add_argument("--adapter", help="adapter or run folder (omit with --base for the bare base model)")
+    c.add_argument("--base", help="base model when no adapter is given")
+    c.add_argument("--prompt", required=True)
+    c.add_argument("--max-new-tokens", type=int, default=160)
+
+    sub.add_parser("runs", help="list past runs in $ADAPTER_STUDIO_HOME/runs")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return {
+            "train": cmd_train,
+            "evaluate": cmd_evaluate,
+            "predict": cmd_predict,
+            "chat": cmd_chat,
+            "runs": cmd_runs,
+        }[args.command](args)
+    except AdapterError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    import signal
+
+    from accelerate import PartialState
+    from tqdm import tqdm
+
+    from .atomic import write_json_atomic
+    from .engine.runs import Run
+    from .engine.train import TrainConfig, train
+
+    out = Path(args.out)
+    columns = {c: getattr(args, f"{c}_column") for c in ("text", "label", "instruction", "response", "input", "system")}
+    config = TrainConfig(
+        base=args.base,
+        data=args.data,
+        task=args.task,
+        name=args.name or out.name or "adapter",
+        columns={k: v for k, v in columns.items() if v},
+        val_data=args.val_data,
+        val_fraction=args.val_fraction,
+        bottleneck=args.bottleneck,
+        placement=args.placement,
+        activation=args.activation,
+        dropout=args.dropout,
+        pooling=args.pooling,
+        epochs=args.epochs,
+        lr=args.lr,
+        batch_size=args.batch_size,
+        grad_accum=args.grad_accum,
+        max_length=args.max_length,
+        seed=args.seed,
+        eval_every=args.eval_every,
+        max_steps=args.max_steps,
+        precision=args.precision,
+    )
+    main_process = PartialState().is_main_process  # under torchrun, rank 0 alone writes the run folder
+    run = Run(out)
+    if main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(out / "config.json", config.to_dict())
+        run.set_status("loading")
+    stop = {"asked": False}
+
+    def ask_stop(*_):  # first Ctrl-C: finish this step and save; second: abort
+        if stop["asked"]:
+            raise KeyboardInterrupt
+        stop["asked"] = True
+        tqdm.write("Stopping after this step; the adapter will be saved. Press Ctrl-C again to abort.")
+
+    signal.signal(signal.SIGINT, ask_stop)
+    bar = None
+
+    def on_event(event) -> None:
+        nonlocal bar
+        run.append_event(event.to_dict())
+        if event.kind in ("status", "data") and event.message:
+            tqdm.write(event.message)
+        elif event.kind == "step":
+            if bar is None:
+                bar = tqdm(total=event.total_steps, unit="step", dynamic_ncols=True)
+            bar.update(event.step - bar.n)
+            bar.set_postfix(loss=f"{event.loss:.4f}", ex_s=f"{event.examples_per_sec:.0f}")
+        elif event.kind == "eval":
+            tqdm.write(f"step {event.step}: " + ", ".join(f"{k} {v:.4f}" for k, v in event.metrics.items()))
+
+    try:
+        result = train(config, out, on_event, lambda: stop["asked"])
+    except BaseException as e:
+        if main_process:
+            run.set_status("failed", message=str(e))
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+    if not main_process:
+        return 0
+    run.set_status(
+        result.status,
+        metrics=result.metrics,
+        steps=result.steps,
+        train_seconds=result.train_seconds,
+        examples_per_sec=result.examples_per_sec,
+    )
+    print(
+        f"{result.status}: {result.steps} steps in {result.train_seconds:.0f}s "
+        f"({result.examples_per_sec:.1f} examples/s); adapter in {result.adapter_dir}"
+    )
+    print(", ".join(f"{k} {v:.4f}" for k, v in result.metrics.items()))
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .engine.evaluation import evaluate_file, load_with_base
+
+    base, name = load_with_base(args.adapter)
+    metrics = evaluate_file(base, name, args.data, args.max_length)
+    if args.json:
+        print(json.dumps(metrics))
+    else:
+        for k, v in metrics.items():
+            print(f"{k:>12}: {v:.4f}" if isinstance(v, float) else f"{k:>12}: {v}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .engine.evaluation import load_with_base
+    from .inference import classify
+
+    base, name = load_with_base(args.adapter)
+    predictions = classify(base.model, base.tokenizer, args.text, name)
+    if args.json:
+        print(
+            json.dumps(
+                [
+                    {"text": t, "label": p.label, "confidence": p.confidence, "probabilities": p.probabilities}
+                    for t, p in zip(args.text, predictions, strict=True)
+                ]
+            )
+        )
+        return 0
+    for text, p in zip(args.text, predictions, strict=True):
+        top = sorted(p.probabilities.items(), key=lambda kv: -kv[1])[:3]
+        print(f"{p.label}\t{p.confidence:.3f}\t{text}")
+        print("    " + ", ".join(f"{k} {v:.3f}" for k, v in top))
+    return 0
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    from .catalog import load_base
+    from .engine.evaluation import load_with_base
+    from .inference import stream_generate
+
+    if args.adapter:
+        base, name = load_with_base(args.adapter)
+    elif args.base:
+        base, name = load_base(args.base), None
+    else:
+        raise AdapterError("Give --adapter (an instruction adapter or run folder), or --base for the bare model.")
+    for piece in stream_generate(base.model, base.tokenizer, args.prompt, name, args.max_new_tokens):
+        print(piece, end="", flush=True)
+    print()
+    return 0
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from .engine.runs import RunStore
+
+    store = RunStore()
+    runs = store.list()
+    if not runs:
+        print(f"No runs yet in {store.root}.")
+        return 0
+    for run in runs:
+        status, config = run.status(), run.config()
+        metrics = status.get("metrics") or {}
+        best = ", ".join(f"{k} {v:.3f}" for k, v in metrics.items() if k in ("accuracy", "macro_f1", "perplexity"))
+        print(f"{run.id:<40} {status['status']:<11} {config.get('task', ''):<14} {config.get('base', ''):<22} {best}")
+    return 0

@@ -1,0 +1,78 @@
+"""Evaluation: validation loss, accuracy and macro-F1 for classification; loss and perplexity for instructions."""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+
+import torch
+from datasets import Dataset
+from torch import nn
+from torch.nn import functional as F
+from torch.utils.data import DataLoader
+
+from ..inference import classification_logits
+from ..selection import use_adapter
+from .batches import LengthGroupedBatches, collate
+
+
+def macro_f1(pred: list[int], gold: list[int], num_labels: int) -> float:
+    """Unweighted mean of per-label F1 over the labels that occur in gold or predictions."""
+    scores = []
+    for k in range(num_labels):
+        tp = sum(p == k and g == k for p, g in zip(pred, gold, strict=True))
+        fp = sum(p == k and g != k for p, g in zip(pred, gold, strict=True))
+        fn = sum(p != k and g == k for p, g in zip(pred, gold, strict=True))
+        if tp + fp + fn:
+            scores.append(2 * tp / (2 * tp + fp + fn))
+    return sum(scores) / len(scores) if scores else 0.0
+
+
+def task_loss(model: nn.Module, name: str, task: str, batch: dict[str, torch.Tensor]):
+    """(mean loss, number of loss tokens or examples, classification logits or None)."""
+    if task == "classification":
+        logits = classification_logits(model, name, batch["input_ids"], batch["attention_mask"])
+        return F.cross_entropy(logits.float(), batch["labels"]), len(batch["labels"]), logits
+    with use_adapter(model, name):
+        out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"])
+    return out.loss, int((batch["labels"][:, 1:] != -100).sum()), None
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    name: str,
+    task: str,
+    dataset: Dataset,
+    pad_id: int,
+    batch_size: int = 64,
+    num_labels: int = 0,
+) -> dict[str, float]:
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    sampler = LengthGroupedBatches(dataset["length"], batch_size, seed=0)
+    loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=partial(collate, pad_id=pad_id))
+    total, count, pred, gold = 0.0, 0, [], []
+    for batch in loader:
+        batch = {k: v.to(device) for k, v in batch.items()}
+        loss, n, logits = task_loss(model, name, task, batch)
+        total += float(loss) * n
+        count += n
+        if logits is not None:
+            pred += logits.argmax(-1).tolist()
+            gold += batch["labels"].tolist()
+    model.train(was_training)
+    loss = total / max(count, 1)
+    if task == "classification":
+        accuracy = sum(p == g for p, g in zip(pred, gold, strict=True)) / len(gold)
+        return {"val_loss": loss, "accuracy": accuracy, "macro_f1": macro_f1(pred, gold, num_labels)}
+    return {"val_loss": loss, "perplexity": math.exp(min(loss, 50.0))}
+
+
+def is_better(task: str, new: dict[str, float], best: dict[str, float] | None) -> bool:
+    if best is None:
+        return True
+    if task == "classification":
+        return (new["accuracy"], -new["val_loss"]) > (best["accuracy"], -best["val_loss"])
+    return new["val_loss"] < best["val_loss"]

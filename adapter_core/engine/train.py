@@ -1,0 +1,332 @@
+"""The training loop: explicit, on `accelerate`, emitting events to a callback.
+
+The same entry point runs on one device or under `accelerate launch` / `torchrun` (DDP): rank 0
+alone writes files, every rank trains on its shard of each batch.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from torch import nn
+from torch.utils.data import DataLoader
+from transformers import get_linear_schedule_with_warmup
+
+from ..atomic import write_json_atomic
+from ..catalog import load_base
+from ..config import AdapterConfig
+from ..errors import AdapterError
+from ..inject import add_adapter, trainable_summary
+from ..io import CONFIG_FILE, save_adapter
+from .batches import LengthGroupedBatches, collate, tokenize
+from .data import DataError, TaskData, load_data, split
+from .metrics import evaluate, is_better, task_loss
+
+
+@dataclass
+class TrainConfig:
+    """Everything one run needs. The defaults reach >91% on BANKING77 with MiniLM in minutes on a CPU."""
+
+    base: str = "minilm"
+    data: str = ""
+    task: str = "classification"
+    name: str = "adapter"
+    columns: dict[str, str] = field(default_factory=dict)
+    val_data: str | None = None
+    val_fraction: float = 0.1
+    bottleneck: int = 64
+    placement: str = "houlsby"
+    activation: str = "gelu"
+    dropout: float = 0.0
+    pooling: str | None = None
+    epochs: float = 3.0
+    lr: float = 1e-3
+    batch_size: int = 32
+    grad_accum: int = 1
+    max_length: int = 128
+    seed: int = 42
+    warmup_ratio: float = 0.06
+    weight_decay: float = 0.01
+    max_grad_norm: float = 1.0
+    eval_every: int = 0  # steps between evaluations; 0: twice per epoch
+    max_steps: int = 0  # stop after this many steps (0: no limit); for quick tries
+    precision: str = "auto"  # auto | no | bf16 | fp16
+
+    def adapter_config(self) -> AdapterConfig:
+        return AdapterConfig(
+            bottleneck=self.bottleneck, placement=self.placement, activation=self.activation, dropout=self.dropout
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def check(self) -> None:
+        for key in ("epochs", "lr", "batch_size", "max_length", "grad_accum"):
+            if not getattr(self, key) > 0:
+                raise AdapterError(f"{key} must be positive; got {getattr(self, key)!r}.")
+        if not 0 < self.val_fraction < 0.5:
+            raise AdapterError(f"val_fraction must be between 0 and 0.5; got {self.val_fraction}.")
+        if self.max_length < 8:
+            raise AdapterError(f"max_length {self.max_length} is too short to hold a text; use 32 or more.")
+        self.adapter_config()  # validates bottleneck, placement, activation
+
+
+@dataclass
+class Event:
+    """One thing that happened in a run, as the UI, the CLI and metrics.jsonl see it."""
+
+    kind: str  # status | data | step | eval | done
+    time: float = field(default_factory=time.time)
+    status: str | None = None  # loading | training | completed | stopped | failed
+    step: int | None = None
+    total_steps: int | None = None
+    epoch: float | None = None
+    loss: float | None = None
+    lr: float | None = None
+    examples_per_sec: float | None = None
+    elapsed_s: float | None = None
+    eta_s: float | None = None
+    metrics: dict[str, float] | None = None
+    message: str | None = None
+    info: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+@dataclass
+class TrainResult:
+    status: str  # completed | stopped
+    adapter_dir: Path
+    metrics: dict[str, float]
+    steps: int
+    train_seconds: float
+    examples_per_sec: float
+
+
+class TaskModel(nn.Module):
+    """The trainable forward: HF model + adapter `name`, returning the task loss (what DDP wraps)."""
+
+    def __init__(self, model: nn.Module, name: str, task: str):
+        super().__init__()
+        self.model, self.name, self.task = model, name, task
+
+    def forward(self, input_ids, attention_mask, labels):
+        batch = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+        return task_loss(self.model, self.name, self.task, batch)[0]
+
+
+def precision_for(requested: str) -> str:
+    if requested != "auto":
+        return requested
+    if torch.cuda.is_available():
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "no"
+
+
+def read_validation(config: TrainConfig, data: TaskData) -> TaskData | None:
+    if not config.val_data:
+        return None
+    val = load_data(config.val_data, config.task, config.columns)
+    if data.labels is not None:
+        unknown = sorted(set(val.labels) - set(data.labels))
+        if unknown:
+            raise DataError(f"{val.summary.file} has labels missing from the training file: {unknown[:10]}.")
+    return val
+
+
+def train(
+    config: TrainConfig,
+    out_dir: str | Path,
+    on_event: Callable[[Event], None] = lambda e: None,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> TrainResult:
+    """Train adapter `config.name` and write it (the best checkpoint by validation) to `out_dir/adapter`."""
+    config.check()
+    out_dir = Path(out_dir)
+    accelerator = Accelerator(
+        mixed_precision=precision_for(config.precision), gradient_accumulation_steps=config.grad_accum
+    )
+    main = accelerator.is_main_process
+    emit = on_event if main else (lambda e: None)
+    set_seed(config.seed)
+    emit(Event("status", status="loading", message=f"Loading {config.base} and {Path(config.data).name}"))
+
+    data = load_data(config.data, config.task, config.columns)
+    val_data = read_validation(config, data)
+    if val_data is None:
+        train_df, val_df = split(data, config.val_fraction, config.seed)
+    else:
+        train_df, val_df = data.frame, val_data.frame
+    with accelerator.main_process_first():  # one process converts and caches a GGUF base
+        base = load_base(config.base)
+    tokenizer, model = base.tokenizer, base.model
+    train_ds = tokenize(train_df, config.task, tokenizer, config.max_length, data.labels)
+    val_ds = tokenize(val_df, config.task, tokenizer, config.max_length, data.labels)
+    describe_lengths(data, train_ds, val_ds, tokenizer, config)
+    emit(Event("data", message="\n".join(data.summary.lines()), info=asdict(data.summary)))
+
+    add_adapter(
+        model, config.name, config.adapter_config(), task=config.task, labels=data.labels, pooling=config.pooling
+    )
+    summary = trainable_summary(model, config.name)
+    sampler = LengthGroupedBatches(train_ds["length"], config.batch_size, config.seed)
+    loader = DataLoader(train_ds, batch_sampler=sampler, collate_fn=partial(collate, pad_id=tokenizer.pad_token_id))
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    task_model, optimizer, loader = accelerator.prepare(TaskModel(model, config.name, config.task), optimizer, loader)
+    steps_per_epoch = math.ceil(len(loader) / config.grad_accum)
+    total = max(1, int(steps_per_epoch * config.epochs))
+    if config.max_steps:
+        total = min(total, config.max_steps)
+    # Stepped by hand once per optimizer step: accelerate's wrapper would step it per process.
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * total), total)
+    eval_every = config.eval_every or max(1, steps_per_epoch // 2)
+    device_name = torch.cuda.get_device_name() if torch.cuda.is_available() else str(accelerator.device)
+    emit(
+        Event(
+            "status",
+            status="training",
+            total_steps=total,
+            message=f"Training {summary.trainable_params:,} parameters ({summary.percent_of_base:.2f}% of the base) "
+            f"on {device_name}, {accelerator.num_processes} process(es)",
+            info={
+                "device": device_name,
+                "processes": accelerator.num_processes,
+                "trainable": summary.trainable_params,
+                "percent_of_base": summary.percent_of_base,
+                "size_bytes": summary.size_bytes,
+                "train_rows": len(train_ds),
+                "val_rows": len(val_ds),
+            },
+        )
+    )
+
+    unwrapped = accelerator.unwrap_model(task_model).model
+    best: dict[str, float] | None = None
+    extra = {"base_model": config.base, "train_config": config.to_dict()}
+
+    def checkpoint(metrics: dict[str, float] | None, status: str) -> None:
+        if main:
+            meta = {
+                **extra,
+                "training": {"status": status, "step": step, "metrics": metrics, "train_seconds": round(train_time, 2)},
+            }
+            save_adapter(unwrapped, config.name, out_dir / "adapter", extra=meta)
+
+    def run_eval() -> dict[str, float]:
+        return evaluate(
+            unwrapped, config.name, config.task, val_ds, tokenizer.pad_token_id, num_labels=len(data.labels or [])
+        )
+
+    step, examples, train_time, status, loss_sum, loss_n = 0, 0, 0.0, "completed", 0.0, 0
+    start = time.perf_counter()
+    task_model.train()
+    try:
+        for epoch in range(math.ceil(total / steps_per_epoch)):
+            sampler.set_epoch(epoch)
+            for batch in loader:
+                with accelerator.accumulate(task_model):
+                    loss = task_model(**batch)
+                    accelerator.backward(loss)
+                    if accelerator.sync_gradients:
+                        accelerator.clip_grad_norm_(params, config.max_grad_norm)
+                    optimizer.step()
+                    optimizer.zero_grad()
+                loss_sum += float(loss.detach())
+                loss_n += 1
+                examples += len(batch["input_ids"]) * accelerator.num_processes
+                if not accelerator.sync_gradients:
+                    continue
+                scheduler.step()
+                step += 1
+                train_time = time.perf_counter() - start
+                emit(
+                    Event(
+                        "step",
+                        step=step,
+                        total_steps=total,
+                        epoch=step / steps_per_epoch,
+                        loss=loss_sum / loss_n,
+                        lr=scheduler.get_last_lr()[0],
+                        examples_per_sec=examples / train_time,
+                        elapsed_s=train_time,
+                        eta_s=train_time / step * (total - step),
+                    )
+                )
+                loss_sum, loss_n = 0.0, 0
+                stop = should_stop()
+                if stop or step >= total or step % eval_every == 0:
+                    paused = time.perf_counter()
+                    metrics = run_eval()
+                    emit(Event("eval", step=step, total_steps=total, epoch=step / steps_per_epoch, metrics=metrics))
+                    if stop:
+                        status = "stopped"
+                        checkpoint(metrics, status)
+                        best = metrics
+                    elif is_better(config.task, metrics, best):
+                        best = metrics
+                        checkpoint(metrics, "completed" if step >= total else "running")
+                    start += time.perf_counter() - paused  # evaluation time is not training time
+                if stop or step >= total:
+                    break
+            if status == "stopped" or step >= total:
+                break
+    except torch.cuda.OutOfMemoryError:
+        raise AdapterError(
+            f"Out of GPU memory at batch size {config.batch_size} and max length {config.max_length}. "
+            "Lower the batch size or the max length (or raise grad_accum to keep the effective batch)."
+        ) from None
+    accelerator.wait_for_everyone()
+    if main and status == "completed":
+        # The best checkpoint is already on disk; record that the run finished.
+        checkpoint_meta_finish(out_dir / "adapter", step, train_time)
+    result = TrainResult(status, out_dir / "adapter", best or {}, step, train_time, examples / max(train_time, 1e-9))
+    emit(
+        Event(
+            "done",
+            status=status,
+            step=step,
+            total_steps=total,
+            metrics=best,
+            elapsed_s=train_time,
+            examples_per_sec=result.examples_per_sec,
+        )
+    )
+    return result
+
+
+def checkpoint_meta_finish(adapter_dir: Path, steps: int, train_time: float) -> None:
+    path = adapter_dir / CONFIG_FILE
+    meta = json.loads(path.read_text())
+    meta["training"].update(status="completed", total_steps=steps, train_seconds=round(train_time, 2))
+    write_json_atomic(path, meta)
+
+
+def describe_lengths(data: TaskData, train_ds, val_ds, tokenizer, config: TrainConfig) -> None:
+    """Token-length percentiles and how many examples hit max_length, into the data summary."""
+    lengths = np.array(list(train_ds["length"]) + list(val_ds["length"]))
+    data.summary.token_percentiles = {
+        "p50": int(np.percentile(lengths, 50)),
+        "p90": int(np.percentile(lengths, 90)),
+        "p99": int(np.percentile(lengths, 99)),
+        "max": int(lengths.max()),
+    }
+    data.summary.truncated = int((lengths >= config.max_length).sum())
+    data.summary.max_length = config.max_length

@@ -65,6 +65,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=d.seed)
     t.add_argument("--eval-every", type=int, default=d.eval_every, help="steps between evaluations (0: 2 per epoch)")
     t.add_argument("--max-steps", type=int, default=d.max_steps, help="stop after this many steps (0: no limit)")
+    t.add_argument("--max-seconds", type=float, default=d.max_seconds, help="training time budget (0: none)")
+    t.add_argument(
+        "--mode",
+        default=d.mode,
+        choices=["adapter", "head", "full"],
+        help="what trains: the adapter and head; the head only; or everything (a baseline, not saved)",
+    )
     t.add_argument("--precision", default=d.precision, choices=["auto", "no", "bf16", "fp16"])
     t.add_argument("--out", required=True, help="run folder to create; the adapter goes to OUT/adapter")
 
@@ -140,6 +147,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         seed=args.seed,
         eval_every=args.eval_every,
         max_steps=args.max_steps,
+        max_seconds=args.max_seconds,
+        mode=args.mode,
         precision=args.precision,
     )
     main_process = PartialState().is_main_process  # under torchrun, rank 0 alone writes the run folder

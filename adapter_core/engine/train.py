@@ -24,10 +24,10 @@ from torch.utils.data import DataLoader
 from transformers import get_linear_schedule_with_warmup
 
 from ..atomic import write_json_atomic
-from ..catalog import load_base
+from ..catalog import Base, load_base
 from ..config import AdapterConfig
 from ..errors import AdapterError
-from ..inject import add_adapter, trainable_summary
+from ..inject import HEADS_ATTR, adapter_parameters, add_adapter, trainable_summary
 from ..io import CONFIG_FILE, save_adapter
 from .batches import LengthGroupedBatches, collate, tokenize
 from .data import DataError, TaskData, load_data, split
@@ -50,8 +50,8 @@ class TrainConfig:
     activation: str = "gelu"
     dropout: float = 0.0
     pooling: str | None = None
-    epochs: float = 3.0
-    lr: float = 1e-3
+    epochs: float = 4.0
+    lr: float = 2e-3
     batch_size: int = 32
     grad_accum: int = 1
     max_length: int = 128
@@ -61,6 +61,8 @@ class TrainConfig:
     max_grad_norm: float = 1.0
     eval_every: int = 0  # steps between evaluations; 0: twice per epoch
     max_steps: int = 0  # stop after this many steps (0: no limit); for quick tries
+    max_seconds: float = 0  # time budget for training, evaluation excluded (0: none)
+    mode: str = "adapter"  # adapter | head (head only) | full (full fine-tuning, for comparisons)
     precision: str = "auto"  # auto | no | bf16 | fp16
 
     def adapter_config(self) -> AdapterConfig:
@@ -82,6 +84,10 @@ class TrainConfig:
                 raise AdapterError(f"{key} must be positive; got {getattr(self, key)!r}.")
         if not 0 < self.val_fraction < 0.5:
             raise AdapterError(f"val_fraction must be between 0 and 0.5; got {self.val_fraction}.")
+        if self.mode not in ("adapter", "head", "full"):
+            raise AdapterError(f"mode must be adapter, head or full; got {self.mode!r}.")
+        if self.mode == "head" and self.task != "classification":
+            raise AdapterError("mode 'head' trains a classification head; instruction tuning has none.")
         if self.max_length < 8:
             raise AdapterError(f"max_length {self.max_length} is too short to hold a text; use 32 or more.")
         self.adapter_config()  # validates bottleneck, placement, activation
@@ -118,6 +124,7 @@ class TrainResult:
     steps: int
     train_seconds: float
     examples_per_sec: float
+    base: Base | None = field(default=None, repr=False)  # the trained model, in memory
 
 
 class TaskModel(nn.Module):
@@ -185,10 +192,11 @@ def train(
     add_adapter(
         model, config.name, config.adapter_config(), task=config.task, labels=data.labels, pooling=config.pooling
     )
+    apply_mode(model, config)
     summary = trainable_summary(model, config.name)
+    params = [p for p in model.parameters() if p.requires_grad]
     sampler = LengthGroupedBatches(train_ds["length"], config.batch_size, config.seed)
     loader = DataLoader(train_ds, batch_sampler=sampler, collate_fn=partial(collate, pad_id=tokenizer.pad_token_id))
-    params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     task_model, optimizer, loader = accelerator.prepare(TaskModel(model, config.name, config.task), optimizer, loader)
     steps_per_epoch = math.ceil(len(loader) / config.grad_accum)
@@ -199,18 +207,20 @@ def train(
     scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * total), total)
     eval_every = config.eval_every or max(1, steps_per_epoch // 2)
     device_name = torch.cuda.get_device_name() if torch.cuda.is_available() else str(accelerator.device)
+    trainable = sum(p.numel() for p in params)
     emit(
         Event(
             "status",
             status="training",
             total_steps=total,
-            message=f"Training {summary.trainable_params:,} parameters ({summary.percent_of_base:.2f}% of the base) "
+            message=f"Training {trainable:,} parameters ({100 * trainable / summary.base_params:.2f}% of the base) "
             f"on {device_name}, {accelerator.num_processes} process(es)",
             info={
                 "device": device_name,
                 "processes": accelerator.num_processes,
-                "trainable": summary.trainable_params,
-                "percent_of_base": summary.percent_of_base,
+                "mode": config.mode,
+                "trainable": trainable,
+                "percent_of_base": 100 * trainable / summary.base_params,
                 "size_bytes": summary.size_bytes,
                 "train_rows": len(train_ds),
                 "val_rows": len(val_ds),
@@ -219,28 +229,29 @@ def train(
     )
 
     unwrapped = accelerator.unwrap_model(task_model).model
-    best: dict[str, float] | None = None
-    extra = {"base_model": config.base, "train_config": config.to_dict()}
+    # The best weights stay in memory too, so the returned model is the best checkpoint in every mode.
+    best, best_state = None, None
+    step, examples, train_time, status, losses = 0, 0, 0.0, "completed", []
 
-    def checkpoint(metrics: dict[str, float] | None, status: str) -> None:
-        if main:
+    def checkpoint(metrics: dict[str, float] | None, run_status: str) -> None:
+        if main and config.mode != "full":  # a fully fine-tuned model is no adapter; it stays in memory
             meta = {
-                **extra,
-                "training": {"status": status, "step": step, "metrics": metrics, "train_seconds": round(train_time, 2)},
+                "base_model": config.base,
+                "train_config": config.to_dict(),
+                "training": {
+                    "status": run_status,
+                    "step": step,
+                    "metrics": metrics,
+                    "train_seconds": round(train_time, 2),
+                },
             }
             save_adapter(unwrapped, config.name, out_dir / "adapter", extra=meta)
 
-    def run_eval() -> dict[str, float]:
-        return evaluate(
-            unwrapped, config.name, config.task, val_ds, tokenizer.pad_token_id, num_labels=len(data.labels or [])
-        )
-
-    step, examples, train_time, status, loss_sum, loss_n = 0, 0, 0.0, "completed", 0.0, 0
     start = time.perf_counter()
     task_model.train()
     try:
-        for epoch in range(math.ceil(total / steps_per_epoch)):
-            sampler.set_epoch(epoch)
+        while status == "completed" and step < total:
+            sampler.set_epoch(step // steps_per_epoch)
             for batch in loader:
                 with accelerator.accumulate(task_model):
                     loss = task_model(**batch)
@@ -249,8 +260,7 @@ def train(
                         accelerator.clip_grad_norm_(params, config.max_grad_norm)
                     optimizer.step()
                     optimizer.zero_grad()
-                loss_sum += float(loss.detach())
-                loss_n += 1
+                losses.append(float(loss.detach()))
                 examples += len(batch["input_ids"]) * accelerator.num_processes
                 if not accelerator.sync_gradients:
                     continue
@@ -263,41 +273,53 @@ def train(
                         step=step,
                         total_steps=total,
                         epoch=step / steps_per_epoch,
-                        loss=loss_sum / loss_n,
+                        loss=sum(losses) / len(losses),
                         lr=scheduler.get_last_lr()[0],
                         examples_per_sec=examples / train_time,
                         elapsed_s=train_time,
                         eta_s=train_time / step * (total - step),
                     )
                 )
-                loss_sum, loss_n = 0.0, 0
+                losses = []
+                out_of_time = bool(config.max_seconds) and train_time >= config.max_seconds
                 stop = should_stop()
-                if stop or step >= total or step % eval_every == 0:
+                if stop or out_of_time or step >= total or step % eval_every == 0:
                     paused = time.perf_counter()
-                    metrics = run_eval()
+                    metrics = evaluate(
+                        unwrapped,
+                        config.name,
+                        config.task,
+                        val_ds,
+                        tokenizer.pad_token_id,
+                        num_labels=len(data.labels or []),
+                    )
                     emit(Event("eval", step=step, total_steps=total, epoch=step / steps_per_epoch, metrics=metrics))
-                    if stop:
-                        status = "stopped"
+                    if stop:  # keep what was learned so far, as it is now
+                        status, best, best_state = "stopped", metrics, None
                         checkpoint(metrics, status)
-                        best = metrics
                     elif is_better(config.task, metrics, best):
-                        best = metrics
+                        best, best_state = metrics, {id(p): p.detach().clone() for p in params}
                         checkpoint(metrics, "completed" if step >= total else "running")
                     start += time.perf_counter() - paused  # evaluation time is not training time
-                if stop or step >= total:
+                if stop or out_of_time or step >= total:
+                    total = step if out_of_time else total
                     break
-            if status == "stopped" or step >= total:
-                break
     except torch.cuda.OutOfMemoryError:
         raise AdapterError(
             f"Out of GPU memory at batch size {config.batch_size} and max length {config.max_length}. "
             "Lower the batch size or the max length (or raise grad_accum to keep the effective batch)."
         ) from None
     accelerator.wait_for_everyone()
-    if main and status == "completed":
-        # The best checkpoint is already on disk; record that the run finished.
+    if best_state is not None:
+        with torch.no_grad():
+            for p in params:
+                p.copy_(best_state[id(p)])
+    model.eval()
+    if main and status == "completed" and config.mode != "full":
         checkpoint_meta_finish(out_dir / "adapter", step, train_time)
-    result = TrainResult(status, out_dir / "adapter", best or {}, step, train_time, examples / max(train_time, 1e-9))
+    result = TrainResult(
+        status, out_dir / "adapter", best or {}, step, train_time, examples / max(train_time, 1e-9), base=base
+    )
     emit(
         Event(
             "done",
@@ -310,6 +332,18 @@ def train(
         )
     )
     return result
+
+
+def apply_mode(model: nn.Module, config: TrainConfig) -> None:
+    """`head` trains the classification head alone (the adapter stays the identity); `full` trains
+    everything, as the baseline that adapters are measured against."""
+    if config.mode == "head":
+        for p in adapter_parameters(model, config.name).values():
+            p.requires_grad_(False)
+        for p in getattr(model, HEADS_ATTR)[config.name].parameters():
+            p.requires_grad_(True)
+    elif config.mode == "full":
+        model.requires_grad_(True)
 
 
 def checkpoint_meta_finish(adapter_dir: Path, steps: int, train_time: float) -> None:

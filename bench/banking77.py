@@ -1,0 +1,104 @@
+"""BANKING77 on MiniLM: a Houlsby adapter (r=64) with the CLI's defaults, against head-only training and
+full fine-tuning under the same time budget, side by side in one run.
+
+    python bench/banking77.py [--budget 600] [--fast]
+
+The data is ../shared/data/banking77_train.csv (PolyAI, CC BY 4.0). We hold out a stratified 10% test
+split (seed 0) that no run sees; each run holds out its own validation split of the rest to pick its
+best checkpoint, and is scored on the test split. Prints one JSON line last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from adapter_core import get_record
+from adapter_core.engine.batches import tokenize
+from adapter_core.engine.data import load_data, split
+from adapter_core.engine.metrics import evaluate
+from adapter_core.engine.train import TrainConfig, train
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data" / "banking77_train.csv"
+
+
+def make_split(work: Path, fast: bool) -> tuple[Path, Path]:
+    data = load_data(DATA, "classification")
+    rest, test = split(data, 0.1, seed=0)
+    if fast:
+        rest, test = rest.sample(1500, random_state=0), test.sample(300, random_state=0)
+    train_path, test_path = work / "train.csv", work / "test.csv"
+    rest[["text", "label"]].to_csv(train_path, index=False)
+    test[["text", "label"]].to_csv(test_path, index=False)
+    return train_path, test_path
+
+
+def run(mode: str, lr: float, train_path: Path, test_path: Path, budget: float, work: Path) -> dict:
+    config = TrainConfig(base="minilm", data=str(train_path), name=f"b77-{mode}", mode=mode, lr=lr, max_seconds=budget)
+    t0 = time.perf_counter()
+    result = train(config, work / mode)
+    wall = time.perf_counter() - t0
+    model, tokenizer = result.base.model, result.base.tokenizer
+    labels = get_record(model, config.name).labels
+    test = load_data(test_path, "classification")
+    ds = tokenize(test.frame, "classification", tokenizer, config.max_length, labels)
+    metrics = evaluate(model, config.name, "classification", ds, tokenizer.pad_token_id, num_labels=len(labels))
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    row = {
+        "mode": mode,
+        "lr": lr,
+        "test_accuracy": round(metrics["accuracy"], 4),
+        "test_macro_f1": round(metrics["macro_f1"], 4),
+        "val_accuracy": round(result.metrics["accuracy"], 4),
+        "train_seconds": round(result.train_seconds, 1),
+        "wall_seconds": round(wall, 1),
+        "steps": result.steps,
+        "examples_per_sec": round(result.examples_per_sec, 1),
+        "trainable_params": trainable,
+        "trainable_pct": round(100 * trainable / sum(p.numel() for p in model.parameters()), 2),
+    }
+    print(json.dumps(row), flush=True)
+    return row
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--budget", type=float, default=600, help="training seconds per run")
+    ap.add_argument("--fast", action="store_true", help="a 1,500-row sample and a 60 s budget, to try the script")
+    ap.add_argument("--modes", default="adapter,head,full")
+    args = ap.parse_args()
+    if not DATA.is_file():
+        sys.exit(f"{DATA} is missing: it ships beside the checkout in ../shared/data.")
+    budget = 60 if args.fast else args.budget
+    lrs = {"adapter": TrainConfig().lr, "head": 1e-2, "full": 1e-4}
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        train_path, test_path = make_split(work, args.fast)
+        rows = [run(m, lrs[m], train_path, test_path, budget, work) for m in args.modes.split(",")]
+    by = {r["mode"]: r for r in rows}
+    summary = {"bench": "banking77", "budget_s": budget, "threads": torch.get_num_threads(), "rows": rows}
+    if "adapter" in by and "full" in by:
+        summary["adapter_minus_full_points"] = round(
+            100 * (by["adapter"]["test_accuracy"] - by["full"]["test_accuracy"]), 2
+        )
+        summary["adapter_step_time_vs_full"] = round(
+            by["full"]["examples_per_sec"] / by["adapter"]["examples_per_sec"], 3
+        )
+    for r in rows:
+        print(
+            f"{r['mode']:>8}: test accuracy {r['test_accuracy']:.2%}, macro-F1 {r['test_macro_f1']:.3f}, "
+            f"{r['train_seconds']:.0f} s training, {r['examples_per_sec']} examples/s, "
+            f"{r['trainable_pct']}% of parameters trained"
+        )
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()

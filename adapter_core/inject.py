@@ -83,6 +83,15 @@ def add_adapter(
         state.records[name] = AdapterRecord(name, config, task, labels, pooling, bottleneck, [t.key for t in targets])
 
 
+def count_adapter_params(model: nn.Module, config: AdapterConfig, num_labels: int = 0) -> int:
+    """Trainable parameters an adapter of `config` (plus a head of `num_labels`) would add, without adding it."""
+    hidden = model.config.hidden_size
+    r = config.bottleneck_for(hidden)
+    slots = [t for t in resolve_targets(model, config) if t.kind in config.slots and t.layer not in config.leave_out]
+    head = hidden * num_labels + num_labels if num_labels else 0
+    return len(slots) * (2 * hidden * r + r + hidden) + head
+
+
 def remove_adapter(model: nn.Module, name: str) -> None:
     """Delete an adapter and its head; slots left empty give the original projection back."""
     state = _require(model, name)

@@ -127,6 +127,9 @@ class JobManager:
         job.run.set_status(status, message=message, finished=time.time(), **fields)
         if not job.events or job.events[-1]["kind"] != "done":
             job.events.append({"kind": "done", "status": status, "message": message, "time": time.time()})
-        job.finished.set()
         if self.on_finish is not None:
-            self.on_finish(job)
+            try:
+                self.on_finish(job)
+            except Exception as e:  # publishing must not take the worker down
+                job.events.append({"kind": "error", "message": f"After the run: {e}", "time": time.time()})
+        job.finished.set()

@@ -1,0 +1,120 @@
+"""The studio over HTTP with gradio_client, launched in-process: classify, chat, and a bounded load test."""
+
+import statistics
+import threading
+import time
+
+import pytest
+from gradio_client import Client
+from studio_fixtures import publish_random
+
+from adapter_core import generate, load_adapter, load_base
+from adapter_core.engine.train import TrainConfig
+from studio import handlers as h
+from studio.service import Studio
+from studio.ui import build_app, launch
+
+LABELS = ["billing", "orders", "tech"]
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    studio = Studio(tmp_path_factory.mktemp("studio-api"))
+    publish_random(studio, "minilm", "router-a", "classification", LABELS, seed=1, scale=0.2)
+    publish_random(studio, "minilm", "router-b", "classification", LABELS, seed=2, scale=0.2)
+    publish_random(studio, "smollm2-135m-instruct", "orders-style", "instruction", seed=3, scale=0.03)
+    demo = build_app(studio)
+    launch(demo, prevent_thread_lock=True, server_port=7870, quiet=True)
+    yield studio, "http://127.0.0.1:7870/"
+    demo.close()
+
+
+def text_of(message):
+    content = message["content"]
+    return content if isinstance(content, str) else "".join(part.get("text", "") for part in content)
+
+
+def top(label_output):
+    return label_output["label"], [round(c["confidence"], 6) for c in label_output["confidences"]]
+
+
+def test_classify_through_an_adapter(served):
+    studio, url = served
+    client = Client(url, verbose=False)
+    out = client.predict("router-a", "I was charged twice for my order", api_name="/classify")
+    want = studio.classify("router-a", ["I was charged twice for my order"])[0]
+    assert out["label"] == want.label
+    other = client.predict("router-b", "I was charged twice for my order", api_name="/classify")
+    assert top(other) != top(out)  # a different adapter answers differently
+
+
+def test_chat_streams_the_chosen_adapters_answer(served):
+    studio, url = served
+    client = Client(url, verbose=False)
+    message = "My parcel has not arrived yet."
+    history, cleared = client.predict("orders-style", "smollm2-135m-instruct", message, [], api_name="/chat")
+    answer = text_of(history[-1])
+    assert cleared == "" and text_of(history[0]) == message and answer
+    fresh = load_base("smollm2-135m-instruct")
+    name = load_adapter(fresh.model, studio.library.get("orders-style").path)
+    # The chatbot trims surrounding whitespace of a message; the tokens are the same.
+    assert answer.strip() == generate(fresh.model, fresh.tokenizer, message, name, 160).strip()
+    bare, _ = client.predict(h.NONE, "smollm2-135m-instruct", message, [], api_name="/chat")
+    assert text_of(bare[-1]).strip() == generate(fresh.model, fresh.tokenizer, message, None, 160).strip()
+    assert text_of(bare[-1]) != answer
+
+
+def test_user_errors_come_back_as_messages(served):
+    _, url = served
+    client = Client(url, verbose=False)
+    with pytest.raises(Exception, match="No adapter named 'nope' in the library"):
+        client.predict("nope", "hello", api_name="/classify")
+    with pytest.raises(Exception, match="Type a sentence to classify"):
+        client.predict("router-a", "  ", api_name="/classify")
+
+
+def test_load_eight_clients_while_training(served):
+    studio, url = served
+    texts = ["Where is my parcel?", "My invoice is wrong", "The app crashes on start", "Refund please"]
+    client = Client(url, verbose=False)
+    expected = {
+        (a, t): top(client.predict(a, t, api_name="/classify")) for a in ("router-a", "router-b") for t in texts
+    }
+    job = studio.jobs.submit(
+        TrainConfig(data=str(h.SAMPLES_DIR / "support_routing.csv"), name="busy", epochs=20, max_length=48)
+    )
+    deadline = time.time() + 300
+    while job.status != "training":
+        assert time.time() < deadline and job.status not in ("failed",), job.error
+        time.sleep(0.2)
+    latencies, wrong, errors = [], [], []
+
+    def user(i):
+        c = Client(url, verbose=False)
+        for k in range(25):
+            adapter, text = ("router-a", "router-b")[(i + k) % 2], texts[k % len(texts)]
+            t0 = time.perf_counter()
+            try:
+                got = top(c.predict(adapter, text, api_name="/classify"))
+            except Exception as e:  # counted, reported below
+                errors.append(repr(e))
+                continue
+            latencies.append(time.perf_counter() - t0)
+            if got != expected[(adapter, text)]:
+                wrong.append((adapter, text))
+
+    threads = [threading.Thread(target=user, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert job.status == "training", "the training job should still be running under load"
+    studio.jobs.stop(job.id)
+    studio.jobs.wait(job.id, 300)
+    lat = sorted(latencies)
+    print(
+        f"\nload test: {len(lat)} requests, p50 {statistics.median(lat) * 1e3:.0f} ms, "
+        f"p95 {lat[int(0.95 * len(lat)) - 1] * 1e3:.0f} ms, while training"
+    )
+    assert not errors and not wrong and len(lat) == 200
+    assert job.status == "stopped"

@@ -1,0 +1,103 @@
+"""The studio's handlers as plain functions: data messages, the parameter counter, compare tables, library."""
+
+import zipfile
+
+import pytest
+from studio_fixtures import publish_random
+
+from adapter_core import AdapterError
+from studio import handlers as h
+from studio.library import safe_name
+from studio.service import Studio
+
+
+@pytest.fixture(scope="module")
+def studio(tmp_path_factory):
+    return Studio(tmp_path_factory.mktemp("studio"))
+
+
+def test_data_tab_reads_a_sample_and_fills_the_mapping():
+    info = h.inspect_data(str(h.SAMPLES_DIR / "support_routing.csv"), "classification")
+    assert info["mapping"] == {"text": "text", "label": "label"}
+    assert info["labels"] == ["billing", "orders", "tech"]
+    assert "480 of 480 rows used" in info["summary"] and len(info["preview"]) == 20
+
+
+def test_data_tab_messages_for_bad_files(tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("text,score\nhello,1\n")
+    with pytest.raises(AdapterError, match="bad.csv has no label column. Columns found: text, score"):
+        h.inspect_data(str(bad), "classification")
+    with pytest.raises(AdapterError, match="Upload a CSV, TSV or JSONL file, or pick a sample"):
+        h.inspect_data(None, "classification")
+
+
+def test_explicit_mapping_from_the_dropdowns(tmp_path):
+    f = tmp_path / "m.csv"
+    f.write_text("body,dept\n" + "".join(f"msg {i},{i % 2}\n" for i in range(10)))
+    info = h.inspect_data(str(f), "classification", {"text": "body", "label": "dept"})
+    assert info["mapping"] == {"text": "body", "label": "dept"} and info["labels"] == ["0", "1"]
+
+
+def test_parameter_counter_matches_the_closed_form(studio):
+    text = h.estimate(studio, "minilm", 64, "houlsby", 3)
+    assert "**596,355** trainable parameters" in text  # 2 x 6 x (2*384*64 + 64 + 384) + 384*3 + 3
+    assert "2.63%" in text and "MB" in text
+    assert "**298,755**" in h.estimate(studio, "minilm", 64, "pfeiffer", 3)  # 6 x 49,600 + 1,155
+
+
+def test_model_description_and_unknown_model(studio, monkeypatch):
+    text = h.describe_model(studio, "minilm")
+    assert "BertModel" in text and "22.7M parameters" in text and "classification" in text
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(AdapterError, match="Could not load base model 'no-org/no-model'"):
+        h.describe_model(studio, "no-org/no-model")
+
+
+def test_compare_and_library_tables(studio, tmp_path):
+    publish_random(studio, "minilm", "alpha", "classification", ["billing", "orders", "tech"], seed=1)
+    publish_random(studio, "minilm", "beta", "classification", ["billing", "orders", "tech"], seed=2, bottleneck=32)
+    table = h.compare_table(studio, ["alpha", "beta"])
+    assert table["bottleneck"].tolist() == [16, 32]
+    assert table["trainable params"].iloc[1] > table["trainable params"].iloc[0]
+    lib = h.library_table(studio)
+    assert {"alpha", "beta"} <= set(lib["adapter"])
+    outs = h.compare_outputs(studio, ["alpha", "beta"], "I was charged twice", False, "minilm")
+    assert len(outs) == 2 and outs[0].startswith("### alpha")
+    scores = h.compare_evaluate(studio, ["alpha", "beta"], str(h.SAMPLES_DIR / "support_routing.csv"))
+    assert scores["adapter"].tolist() == ["alpha", "beta"] and scores["rows"].tolist() == [480, 480]
+    assert all(0 <= a <= 1 for a in scores["accuracy"])
+    with pytest.raises(AdapterError, match="Select 2 to 4 adapters"):
+        h.check_compare_selection(["alpha"])
+
+
+def test_library_rename_delete_zip_and_upload(studio, tmp_path):
+    publish_random(studio, "minilm", "gamma", "classification", ["a", "b"], seed=3)
+    studio.library.rename("gamma", "gamma renamed")
+    assert "gamma renamed" in studio.library.names() and "gamma" not in studio.library.names()
+    archive = studio.library.zip("gamma renamed", tmp_path)
+    studio.library.delete("gamma renamed")
+    assert "gamma renamed" not in studio.library.names()
+    entry = studio.library.upload([archive])
+    assert entry.name == "gamma renamed" and entry.meta["labels"] == ["a", "b"]
+    assert studio.classify("gamma renamed", ["hello"])[0].label in {"a", "b"}
+
+
+def test_upload_rejects_other_files_and_path_traversal(studio, tmp_path):
+    evil = tmp_path / "evil.zip"
+    with zipfile.ZipFile(evil, "w") as z:
+        z.writestr("../../adapter_config.json", "{}")
+        z.writestr("payload.py", "print('hi')")
+    with pytest.raises(AdapterError, match="is not an adapter"):
+        studio.library.upload([evil])
+    script = tmp_path / "x.py"
+    script.write_text("")
+    with pytest.raises(AdapterError, match="Only adapter_config.json, adapter_model.safetensors or a .zip"):
+        studio.library.upload([script])
+    assert safe_name("../../etc/passwd") == "etc-passwd"
+    assert not (tmp_path.parent / "adapter_config.json").exists()
+
+
+def test_progress_without_a_run(studio):
+    info = h.progress(studio, None)
+    assert info["done"] and "No run yet" in info["status"]

@@ -14,7 +14,16 @@ import pandas as pd
 
 from adapter_core import AdapterConfig, AdapterError
 from adapter_core.catalog import CATALOG
-from adapter_core.engine.data import ALIASES, OPTIONAL, REQUIRED, detect_columns, read_table, validate
+from adapter_core.engine.batches import tokenize
+from adapter_core.engine.data import (
+    ALIASES,
+    OPTIONAL,
+    REQUIRED,
+    describe_lengths,
+    detect_columns,
+    read_table,
+    validate,
+)
 from adapter_core.engine.train import TrainConfig
 
 from . import charts
@@ -60,14 +69,22 @@ def describe_model(studio: Studio, name: str) -> str:
     )
 
 
-def inspect_data(path: str | None, task: str, mapping: dict[str, str] | None = None) -> dict[str, Any]:
-    """Preview, columns, detected mapping and the validation summary of a data file."""
+def inspect_data(
+    path: str | None, task: str, mapping: dict[str, str] | None = None, tokenizer=None, max_length: int = 128
+) -> dict[str, Any]:
+    """Preview, columns, detected mapping and the validation summary of a data file.
+
+    With the base's tokenizer, the summary also gives token-length percentiles and truncations.
+    """
     if not path:
         raise AdapterError("Upload a CSV, TSV or JSONL file, or pick a sample.")
     path = Path(path)
     frame = read_table(path)
     columns = detect_columns(frame, task, mapping, path.name)
     data = validate(frame, task, columns, path.name)
+    if tokenizer is not None:
+        ds = tokenize(data.frame, task, tokenizer, max_length, data.labels)
+        describe_lengths(data.summary, ds["length"], max_length)
     return {
         "preview": frame.head(20),
         "columns": list(frame.columns),

@@ -68,7 +68,7 @@ def build_app(studio: Studio | None = None) -> gr.Blocks:
         remembered = gr.BrowserState(None, storage_key="adapter-studio-job")
         labels = gr.State([])
         gr.Markdown(
-            "# 🧩 Adapter Studio\nTrain tiny bottleneck adapters on a frozen transformer, watch them learn, and use "
+            "# Adapter Studio\nTrain tiny bottleneck adapters on a frozen transformer, watch them learn, and use "
             "them side by side. Work through the tabs from left to right."
         )
         if on_cpu():
@@ -220,9 +220,9 @@ def build_app(studio: Studio | None = None) -> gr.Blocks:
         load.click(friendly(lambda b: h.describe_model(studio, b)), base, model_md)
 
         # 2 · Data
-        def show_data(path, task_, *cols):
+        def show_data(path, task_, base_name, max_len, *cols):
             mapping = {c: v for c, v in zip(COLUMNS, cols, strict=True) if v}
-            info = h.inspect_data(path, task_, mapping)
+            info = h.inspect_data(path, task_, mapping, studio.base(base_name).tokenizer, int(max_len))
             fields = h.detected_fields(task_)
             boxes = [
                 gr.update(choices=info["columns"], value=info["mapping"].get(c), visible=c in fields) for c in COLUMNS
@@ -231,19 +231,21 @@ def build_app(studio: Studio | None = None) -> gr.Blocks:
 
         data_outputs = [data_path, data_md, preview, labels, *column_boxes.values()]
 
-        def pick_sample(choice):
+        def pick_sample(choice, base_name, max_len):
             file, task_ = h.SAMPLES[choice]
-            return [str(h.SAMPLES_DIR / file), task_, *show_data(str(h.SAMPLES_DIR / file), task_, *[None] * 6)]
+            path = str(h.SAMPLES_DIR / file)
+            return [path, task_, *show_data(path, task_, base_name, max_len, *[None] * 6)]
 
-        use_sample.click(friendly(pick_sample), sample, [data_path, task, *data_outputs])
-        upload.upload(friendly(lambda p, t: show_data(p, t, *[None] * 6)), [upload, task], data_outputs)
-        task.input(
-            friendly(lambda p, t: show_data(p, t, *[None] * 6) if p else [None, "", None, [], *[gr.update()] * 6]),
-            [data_path, task],
-            data_outputs,
-        )
+        def reread(path, task_, base_name, max_len):
+            if not path:
+                return [None, "", None, [], *[gr.update()] * 6]
+            return show_data(path, task_, base_name, max_len, *[None] * 6)
+
+        use_sample.click(friendly(pick_sample), [sample, base, max_length], [data_path, task, *data_outputs])
+        upload.upload(friendly(reread), [upload, task, base, max_length], data_outputs)
+        task.input(friendly(reread), [data_path, task, base, max_length], data_outputs)
         for box in column_boxes.values():
-            box.input(friendly(show_data), [data_path, task, *column_boxes.values()], data_outputs)
+            box.input(friendly(show_data), [data_path, task, base, max_length, *column_boxes.values()], data_outputs)
 
         # 3 · Adapter
         def apply_preset(p):

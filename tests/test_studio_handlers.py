@@ -21,6 +21,7 @@ def test_data_tab_reads_a_sample_and_fills_the_mapping():
     assert info["mapping"] == {"text": "text", "label": "label"}
     assert info["labels"] == ["billing", "orders", "tech"]
     assert "480 of 480 rows used" in info["summary"] and len(info["preview"]) == 20
+    assert "Tokens per example" not in info["summary"]  # no tokenizer given
 
 
 def test_data_tab_messages_for_bad_files(tmp_path):
@@ -101,3 +102,14 @@ def test_upload_rejects_other_files_and_path_traversal(studio, tmp_path):
 def test_progress_without_a_run(studio):
     info = h.progress(studio, None)
     assert info["done"] and "No run yet" in info["status"]
+
+
+def test_data_summary_gives_token_lengths_with_the_base_tokenizer(studio):
+    info = h.inspect_data(
+        str(h.SAMPLES_DIR / "support_routing.csv"),
+        "classification",
+        tokenizer=studio.base("minilm").tokenizer,
+        max_length=16,
+    )
+    assert "Tokens per example: median" in info["summary"]
+    assert "longer than max length 16 will be truncated" in info["summary"]

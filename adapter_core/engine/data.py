@@ -286,3 +286,16 @@ def split(data: TaskData, val_fraction: float, seed: int) -> tuple[pd.DataFrame,
             f"of {val_fraction:.0%}. Add rows, or give a separate validation file."
         )
     return train.reset_index(drop=True), val.reset_index(drop=True)
+
+
+def describe_lengths(summary: DataSummary, lengths: list[int], max_length: int) -> None:
+    """Token-length percentiles, and how many examples reach max_length (and so are cut), into `summary`."""
+    arr = np.asarray(lengths)
+    summary.token_percentiles = {
+        "p50": int(np.percentile(arr, 50)),
+        "p90": int(np.percentile(arr, 90)),
+        "p99": int(np.percentile(arr, 99)),
+        "max": int(arr.max()),
+    }
+    summary.truncated = int((arr >= max_length).sum())
+    summary.max_length = max_length

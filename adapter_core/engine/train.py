@@ -15,7 +15,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
@@ -30,7 +29,7 @@ from ..errors import AdapterError
 from ..inject import HEADS_ATTR, adapter_parameters, add_adapter, trainable_summary
 from ..io import CONFIG_FILE, save_adapter
 from .batches import LengthGroupedBatches, collate, tokenize
-from .data import DataError, TaskData, load_data, split
+from .data import DataError, TaskData, describe_lengths, load_data, split
 from .metrics import evaluate, is_better, task_loss
 
 
@@ -186,7 +185,7 @@ def train(
     tokenizer, model = base.tokenizer, base.model
     train_ds = tokenize(train_df, config.task, tokenizer, config.max_length, data.labels)
     val_ds = tokenize(val_df, config.task, tokenizer, config.max_length, data.labels)
-    describe_lengths(data, train_ds, val_ds, tokenizer, config)
+    describe_lengths(data.summary, list(train_ds["length"]) + list(val_ds["length"]), config.max_length)
     emit(Event("data", message="\n".join(data.summary.lines()), info=asdict(data.summary)))
 
     add_adapter(
@@ -351,16 +350,3 @@ def checkpoint_meta_finish(adapter_dir: Path, steps: int, train_time: float) -> 
     meta = json.loads(path.read_text())
     meta["training"].update(status="completed", total_steps=steps, train_seconds=round(train_time, 2))
     write_json_atomic(path, meta)
-
-
-def describe_lengths(data: TaskData, train_ds, val_ds, tokenizer, config: TrainConfig) -> None:
-    """Token-length percentiles and how many examples hit max_length, into the data summary."""
-    lengths = np.array(list(train_ds["length"]) + list(val_ds["length"]))
-    data.summary.token_percentiles = {
-        "p50": int(np.percentile(lengths, 50)),
-        "p90": int(np.percentile(lengths, 90)),
-        "p99": int(np.percentile(lengths, 99)),
-        "max": int(lengths.max()),
-    }
-    data.summary.truncated = int((lengths >= config.max_length).sum())
-    data.summary.max_length = config.max_length

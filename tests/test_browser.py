@@ -1,0 +1,115 @@
+"""A new user's journey in a real browser: Playwright driving Debian's Chromium, headless, offline.
+
+Screenshots of each step go to test-artifacts/browser/.
+"""
+
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from studio.service import Studio
+from studio.ui import build_app, launch
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "browser"
+# CI installs chromium (.ci/run), so there a missing browser fails the test instead of skipping it.
+pytestmark = pytest.mark.skipif(
+    not Path(CHROMIUM).exists() and not os.environ.get("CI"), reason="needs Debian's chromium (.ci/run installs it)"
+)
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory):
+    demo = build_app(Studio(tmp_path_factory.mktemp("studio-browser")))
+    launch(demo, prevent_thread_lock=True, server_port=7880, quiet=True)
+    yield "http://127.0.0.1:7880/"
+    demo.close()
+
+
+def points(page) -> int:
+    """How many training-loss points the plotly chart draws right now."""
+    return page.evaluate(
+        "() => { const p = document.querySelector('.js-plotly-plot');"
+        " return p && p.data && p.data[0] ? p.data[0].x.length : 0; }"
+    )
+
+
+def test_new_user_trains_and_classifies_in_the_browser(app_url):
+    from playwright.sync_api import expect, sync_playwright
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--no-first-run",
+                "--disable-dev-shm-usage",
+            ],
+        )
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        page.set_default_timeout(120_000)
+        expect.set_options(timeout=120_000)  # a loaded CI machine is slow to load models and start runs
+        page.goto(app_url)
+        expect(page.get_by_text("Adapter Studio").first).to_be_visible()
+
+        # 1. pick MiniLM
+        page.get_by_role("button", name="Load model").click()
+        expect(page.get_by_text(re.compile(r"minilm loaded"))).to_be_visible()
+        page.screenshot(path=ARTIFACTS / "1-model.png")
+
+        # 2. load the sample classification CSV
+        page.get_by_role("tab", name="2 · Data").click()
+        page.get_by_role("button", name="Use this sample").click()
+        expect(page.get_by_text(re.compile(r"480 of 480 rows used"))).to_be_visible()
+        page.screenshot(path=ARTIFACTS / "2-data.png", full_page=True)
+
+        # 3. set a bottleneck
+        page.get_by_role("tab", name="3 · Adapter").click()
+        slider_box = page.get_by_label("number input for Bottleneck size r")
+        slider_box.fill("16")
+        slider_box.press("Enter")
+        epochs = page.get_by_role("spinbutton", name="Epochs")
+        epochs.fill("3")
+        epochs.press("Tab")
+        page.get_by_label("Adapter name").fill("browser-router")
+        expect(page.get_by_text(re.compile(r"trainable parameters = .*% of the base"))).to_be_visible()
+        expect(page.get_by_text("153,411", exact=False)).to_be_visible()  # 12 x (2*384*16 + 16 + 384) + 3 x 385
+        page.screenshot(path=ARTIFACTS / "3-adapter.png")
+
+        # 4. train a short run, 5. watch the loss chart update while it runs
+        page.get_by_role("tab", name="4 · Train").click()
+        page.get_by_role("button", name="Start training").click()
+        expect(page.get_by_text(re.compile(r"step \d+/\d+"))).to_be_visible()
+        first = points(page)
+        deadline = time.time() + 120
+        while points(page) <= first and time.time() < deadline:
+            time.sleep(0.5)
+        assert points(page) > first, "the loss chart did not update during training"
+        page.screenshot(path=ARTIFACTS / "4-training.png")
+        expect(page.get_by_text(re.compile(r"Saved to the library as 'browser-router'"))).to_be_visible(timeout=300_000)
+        page.screenshot(path=ARTIFACTS / "5-trained.png")
+
+        # 6. classify a sentence with the new adapter
+        page.get_by_role("tab", name="5 · Use").click()
+        picker = page.get_by_label("Classification adapter")
+        picker.click()
+        page.get_by_role("option", name="browser-router").click()
+        page.get_by_placeholder("Where is my parcel? It was due Monday.").fill("I was charged twice for the same order")
+        page.get_by_role("button", name="Classify", exact=True).click()
+        expect(page.get_by_test_id("label-output-value").or_(page.locator(".output-class"))).to_contain_text("billing")
+        page.screenshot(path=ARTIFACTS / "6-classify.png")
+
+        # 7. open Compare
+        page.get_by_role("tab", name="6 · Compare").click()
+        expect(page.get_by_role("button", name="Run side by side")).to_be_visible()
+        page.screenshot(path=ARTIFACTS / "7-compare.png")
+        browser.close()

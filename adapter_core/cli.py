@@ -122,7 +122,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     from .atomic import write_json_atomic
     from .engine.runs import Run
-    from .engine.train import TrainConfig, train
+    from .engine.train import TrainConfig, multi_cpu, train
 
     out = Path(args.out)
     columns = {c: getattr(args, f"{c}_column") for c in ("text", "label", "instruction", "response", "input", "system")}
@@ -151,7 +151,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         mode=args.mode,
         precision=args.precision,
     )
-    main_process = PartialState().is_main_process  # under torchrun, rank 0 alone writes the run folder
+    main_process = PartialState(cpu=multi_cpu()).is_main_process  # under torchrun, rank 0 alone writes the run folder
     run = Run(out)
     if main_process:
         out.mkdir(parents=True, exist_ok=True)

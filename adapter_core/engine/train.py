@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
@@ -138,6 +139,12 @@ class TaskModel(nn.Module):
         return task_loss(self.model, self.name, self.task, batch)[0]
 
 
+def multi_cpu() -> bool:
+    """Launched as several processes (torchrun, accelerate launch) on a machine without a GPU: accelerate
+    then needs `cpu=True` to form a gloo process group instead of running each rank alone."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
+
+
 def precision_for(requested: str) -> str:
     if requested != "auto":
         return requested
@@ -167,7 +174,9 @@ def train(
     config.check()
     out_dir = Path(out_dir)
     accelerator = Accelerator(
-        mixed_precision=precision_for(config.precision), gradient_accumulation_steps=config.grad_accum
+        mixed_precision=precision_for(config.precision),
+        gradient_accumulation_steps=config.grad_accum,
+        cpu=multi_cpu(),
     )
     main = accelerator.is_main_process
     emit = on_event if main else (lambda e: None)

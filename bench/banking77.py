@@ -73,15 +73,20 @@ def main() -> None:
     ap.add_argument("--budget", type=float, default=600, help="training seconds per run")
     ap.add_argument("--fast", action="store_true", help="a 1,500-row sample and a 60 s budget, to try the script")
     ap.add_argument("--modes", default="adapter,head,full")
+    ap.add_argument("--epochs", type=float, default=TrainConfig().epochs)
+    ap.add_argument("--max-length", type=int, default=TrainConfig().max_length)
     args = ap.parse_args()
     if not DATA.is_file():
         sys.exit(f"{DATA} is missing: it ships beside the checkout in ../shared/data.")
-    budget = 60 if args.fast else args.budget
+    budget = min(60, args.budget) if args.fast else args.budget
     lrs = {"adapter": TrainConfig().lr, "head": 1e-2, "full": 1e-4}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         train_path, test_path = make_split(work, args.fast)
-        rows = [run(m, lrs[m], train_path, test_path, budget, work) for m in args.modes.split(",")]
+        rows = [
+            run(m, lrs[m], train_path, test_path, budget, work, epochs=args.epochs, max_length=args.max_length)
+            for m in args.modes.split(",")
+        ]
     by = {r["mode"]: r for r in rows}
     summary = {"bench": "banking77", "budget_s": budget, "threads": torch.get_num_threads(), "rows": rows}
     if "adapter" in by and "full" in by:

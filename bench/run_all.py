@@ -1,0 +1,49 @@
+"""Run every benchmark in turn (`make bench`); each prints its figures last as one JSON line.
+
+    python bench/run_all.py [--quick]
+
+--quick trims repeats and budgets to check the scripts, not to quote numbers. Results go to
+bench/results.jsonl; copy the figures you quote into bench/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+BENCHES = {
+    "inference_overhead": ([], ["--repeats", "3"]),
+    "switching": ([], ["--repeats", "5"]),
+    "mixed_batch": ([], ["--repeats", "3"]),
+    "step_cost": ([], ["--repeats", "2", "--models", "minilm", "--no-memory"]),
+    "banking77": ([], ["--fast"]),
+}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--only", help="comma-separated benchmark names")
+    args = ap.parse_args()
+    names = args.only.split(",") if args.only else list(BENCHES)
+    with open(HERE / "results.jsonl", "a") as log:
+        for name in names:
+            full, quick = BENCHES[name]
+            cmd = [sys.executable, str(HERE / f"{name}.py"), *(quick if args.quick else full)]
+            print(f"== {name}", flush=True)
+            out = subprocess.run(cmd, capture_output=True, text=True)
+            if out.returncode != 0:
+                print(out.stderr[-3000:])
+                sys.exit(f"{name} failed")
+            lines = [ln for ln in out.stdout.splitlines() if ln.strip()]
+            print("\n".join(lines[-8:-1]))
+            result = json.loads(lines[-1])
+            log.write(json.dumps(result) + "\n")
+
+
+if __name__ == "__main__":
+    main()

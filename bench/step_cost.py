@@ -1,0 +1,132 @@
+"""Training-step cost: Houlsby adapter (r=64) against full fine-tuning, head-only and PEFT LoRA (r=8 on the
+attention projections), same batch, side by side in one run.
+
+    python bench/step_cost.py [--repeats 8] [--models minilm,smollm2-135m-instruct]
+
+MiniLM: classification over mean-pooled states, batch 32 x 64 tokens. SmolLM2: language-model loss,
+batch 8 x 256 tokens. Step = forward + backward + AdamW step. Peak memory per mode comes from a child
+process each (RSS on CPU; max_memory_allocated on GPU). Prints one JSON line last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import interleaved, summary  # noqa: E402
+
+from adapter_core import AdapterConfig, add_adapter, load_base, use_adapter  # noqa: E402
+
+SHAPES = {"minilm": (32, 64), "smollm2-135m-instruct": (8, 256)}
+LORA_TARGETS = {
+    "bert": ["query", "key", "value", "attention.output.dense"],
+    "llama": ["q_proj", "k_proj", "v_proj", "o_proj"],
+}
+MODES = ("full", "adapter", "lora", "head")
+
+
+def build(base_name: str, mode: str, device: str):
+    base = load_base(base_name, device=device)
+    model, hidden = base.model, base.model.config.hidden_size
+    batch, length = SHAPES[base_name]
+    decoder = base.family == "decoder"
+    ctx = nullcontext
+    if mode == "adapter":
+        add_adapter(model, "a", AdapterConfig(bottleneck=64), task="instruction")
+        ctx = lambda: use_adapter(model, "a")  # noqa: E731
+    elif mode == "lora":
+        from peft import LoraConfig, get_peft_model
+
+        model = get_peft_model(
+            model, LoraConfig(r=8, lora_alpha=16, target_modules=LORA_TARGETS[model.config.model_type])
+        )
+    elif mode == "full":
+        model.requires_grad_(True)
+    else:
+        model.requires_grad_(False)
+    head = None if decoder else nn.Linear(hidden, 77).to(device)
+    params = [p for p in model.parameters() if p.requires_grad] + (list(head.parameters()) if head else [])
+    if decoder and mode == "head":
+        return None  # an LM has no separate head to train alone
+    opt = torch.optim.AdamW(params, lr=1e-4)
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(1000, 20000, (batch, length), generator=g).to(device)
+    mask = torch.ones_like(ids)
+    labels = torch.randint(0, 77, (batch,), generator=g).to(device)
+    model.train()
+
+    def step():
+        with ctx():
+            if decoder:
+                loss = model(input_ids=ids, attention_mask=mask, labels=ids).loss
+            else:
+                hidden_states = model(input_ids=ids, attention_mask=mask).last_hidden_state
+                loss = nn.functional.cross_entropy(head(hidden_states.mean(1)), labels)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    return step
+
+
+def peak_memory(base_name: str, mode: str, device: str) -> float:
+    """Peak memory of a few steps of one mode, in MB, measured in a fresh process."""
+    code = (
+        "import sys, json, resource, torch; sys.path.insert(0, 'bench'); import step_cost as s\n"
+        f"step = s.build({base_name!r}, {mode!r}, {device!r})\n"
+        "if step is None: print('null'); raise SystemExit\n"
+        f"torch.cuda.reset_peak_memory_stats() if {device!r} == 'cuda' else None\n"
+        "[step() for _ in range(3)]\n"
+        f"print(torch.cuda.max_memory_allocated() / 1e6 if {device!r} == 'cuda' else "
+        "resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    value = out.stdout.strip().splitlines()[-1]
+    return None if value == "null" else round(float(value), 1)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", default="minilm,smollm2-135m-instruct")
+    ap.add_argument("--repeats", type=int, default=8)
+    ap.add_argument("--no-memory", action="store_true")
+    args = ap.parse_args()
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    report = {
+        "bench": "step_cost",
+        "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
+        "threads": torch.get_num_threads(),
+        "models": {},
+    }
+    for base_name in args.models.split(","):
+        steps = {m: s for m in MODES if (s := build(base_name, m, device)) is not None}
+        samples = interleaved(steps, args.repeats)
+        rows = {m: summary(samples[m]) for m in steps}
+        full = rows["full"]["median"]
+        for m in rows:
+            rows[m]["vs_full"] = round(rows[m]["median"] / full, 3)
+            if not args.no_memory:
+                rows[m]["peak_mb"] = peak_memory(base_name, m, device)
+        report["models"][base_name] = {"batch": SHAPES[base_name], "rows": rows}
+        for m, r in rows.items():
+            print(
+                f"{base_name:>22} {m:>8}: {r['median']:8.1f} ms/step ({r['min']:.0f}-{r['max']:.0f}), "
+                f"{r['vs_full']:.3f} x full, peak {r.get('peak_mb')} MB",
+                flush=True,
+            )
+        del steps
+    print(json.dumps(report))
+
+
+if __name__ == "__main__":
+    main()

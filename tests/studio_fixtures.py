@@ -18,3 +18,16 @@ def publish_random(studio, base_name: str, name: str, task: str, labels=None, se
     folder = Path(studio.home) / "scratch" / name
     save_adapter(base.model, name, folder, extra={"base_model": base_name})
     return studio.library.publish(folder, name)
+
+
+def publish_fixed_router(studio, name: str, labels: list[str], winner: str):
+    """A router that always picks `winner`: zero head weights, a large bias on that label."""
+    base = load_base("minilm")
+    add_adapter(base.model, name, AdapterConfig(bottleneck=8), labels=labels)
+    head = base.model.adapter_core_heads[name]
+    with torch.no_grad():
+        head.weight.zero_()
+        head.bias.copy_(torch.tensor([5.0 if label == winner else 0.0 for label in labels]))
+    folder = Path(studio.home) / "scratch" / name
+    save_adapter(base.model, name, folder, extra={"base_model": "minilm"})
+    return studio.library.publish(folder, name)

@@ -6,7 +6,7 @@ from adapter_core.engine.batches import IGNORE, instruction_example, tokenize
 from adapter_core.engine.data import DataError, load_data, split
 
 
-def write(tmp_path, name, content, mode="w"):
+def write(tmp_path, name, content):
     path = tmp_path / name
     if isinstance(content, bytes):
         path.write_bytes(content)

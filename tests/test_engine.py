@@ -41,7 +41,7 @@ def test_training_lifts_validation_accuracy_well_above_chance(tmp_path):
     result = train(quick(epochs=3), tmp_path, events.append)
     evals = [e.metrics["accuracy"] for e in events if e.kind == "eval"]
     assert result.status == "completed"
-    assert evals[-1] >= 0.85 > 1 / 3 + 0.3, evals  # three balanced classes: chance is 1/3
+    assert evals[-1] >= 0.85, evals  # three balanced classes: chance is 1/3
     assert max(evals) == result.metrics["accuracy"]
     kinds = {e.kind for e in events}
     assert {"status", "data", "step", "eval", "done"} <= kinds

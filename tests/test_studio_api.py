@@ -6,7 +6,7 @@ import time
 
 import pytest
 from gradio_client import Client
-from studio_fixtures import publish_random
+from studio_fixtures import publish_fixed_router, publish_random
 
 from adapter_core import generate, load_adapter, load_base
 from adapter_core.engine.train import TrainConfig
@@ -118,3 +118,18 @@ def test_load_eight_clients_while_training(served):
     )
     assert not errors and not wrong and len(lat) == 200
     assert job.status == "stopped"
+
+
+def test_route_picks_a_department_and_its_adapter_answers(served):
+    studio, url = served
+    publish_fixed_router(studio, "to-orders", LABELS, "orders")
+    publish_fixed_router(studio, "to-billing", LABELS, "billing")
+    client = Client(url, verbose=False)
+    message = "Where is my parcel? It was due on Monday."
+    head, answer = client.predict("to-orders", message, api_name="/route")
+    assert "chose **orders** (98.7% confident)" in head and "answered by **orders-style**" in head
+    fresh = load_base("smollm2-135m-instruct")
+    name = load_adapter(fresh.model, studio.library.get("orders-style").path)
+    assert answer.strip() == generate(fresh.model, fresh.tokenizer, message, name, 160).strip()
+    with pytest.raises(Exception, match="The router chose 'billing', which no instruction adapter covers"):
+        client.predict("to-billing", message, api_name="/route")

@@ -170,6 +170,25 @@ def progress(studio: Studio, job_id: str | None) -> dict[str, Any]:
     }
 
 
+def past_runs(studio: Studio) -> list[str]:
+    """Every run in the store, newest first, from this process or an earlier one."""
+    return [run.id for run in studio.jobs.store.list()]
+
+
+def show_past_run(studio: Studio, run_id: str | None) -> tuple[Any, str]:
+    if not run_id:
+        raise AdapterError("Pick a past run to show.")
+    run = studio.jobs.store.get(run_id)
+    status = run.status()
+    metrics = status.get("metrics") or {}
+    text = f"**{run_id}**: {status['status']}" + (f" · {status['message']}" if status.get("message") else "")
+    if metrics:
+        text += " · " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items())
+    if status.get("library_name"):
+        text += f" · in the library as {status['library_name']!r}"
+    return charts.training_curve(run.events(), run_id), text
+
+
 def queue_text(studio: Studio) -> str:
     running = studio.jobs.running()
     queued = studio.jobs.queued()

@@ -140,6 +140,12 @@ def build_app(studio: Studio | None = None) -> gr.Blocks:
                 plot = gr.Plot(label="Training curve")
                 queue_md = gr.Markdown()
                 timer = gr.Timer(1.0)
+                with gr.Accordion("Past runs (kept across restarts)", open=False):
+                    with gr.Row():
+                        past = gr.Dropdown(h.past_runs(studio), label="Run", scale=3)
+                        past_show = gr.Button("Show", scale=1)
+                    past_md = gr.Markdown()
+                    past_plot = gr.Plot(label="Its curve")
 
             with gr.Tab("5 · Use", id="use"):
                 with gr.Tab("Classify"):
@@ -297,6 +303,8 @@ def build_app(studio: Studio | None = None) -> gr.Blocks:
             [job_id, remembered, seen_done],
         )
         stop.click(friendly(lambda j: studio.jobs.stop(j) if j else None), job_id, None)
+        past.focus(lambda: gr.update(choices=h.past_runs(studio)), None, past, api_visibility="private")
+        past_show.click(friendly(lambda r: h.show_past_run(studio, r)[::-1]), past, [past_md, past_plot])
 
         def tick(j, seen):
             info = h.progress(studio, j)

@@ -113,3 +113,19 @@ def test_data_summary_gives_token_lengths_with_the_base_tokenizer(studio):
     )
     assert "Tokens per example: median" in info["summary"]
     assert "longer than max length 16 will be truncated" in info["summary"]
+
+
+def test_past_runs_are_listed_with_their_curves(tmp_path):
+    from adapter_core.engine.train import TrainConfig
+
+    first = Studio(tmp_path)
+    job = first.jobs.submit(
+        TrainConfig(data=str(h.SAMPLES_DIR / "support_routing.csv"), name="old", max_steps=3, max_length=48)
+    )
+    first.jobs.wait(job.id, 300)
+    restarted = Studio(tmp_path)  # a new process would see the same folders
+    assert h.past_runs(restarted) == [job.id]
+    figure, text = h.show_past_run(restarted, job.id)
+    assert "completed" in text and "in the library as 'old'" in text
+    assert list(figure.data[0].x) == [1, 2, 3]
+    assert "old" in restarted.library.names()

@@ -40,8 +40,10 @@ def make_split(work: Path, fast: bool) -> tuple[Path, Path]:
     return train_path, test_path
 
 
-def run(mode: str, lr: float, train_path: Path, test_path: Path, budget: float, work: Path) -> dict:
-    config = TrainConfig(base="minilm", data=str(train_path), name=f"b77-{mode}", mode=mode, lr=lr, max_seconds=budget)
+def run(mode: str, lr: float, train_path: Path, test_path: Path, budget: float, work: Path, **overrides) -> dict:
+    config = TrainConfig(
+        base="minilm", data=str(train_path), name=f"b77-{mode}", mode=mode, lr=lr, max_seconds=budget, **overrides
+    )
     t0 = time.perf_counter()
     result = train(config, work / mode)
     wall = time.perf_counter() - t0

@@ -7,7 +7,6 @@ import json
 import os
 import shutil
 import tempfile
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from .errors import AdapterError
 from .paths import model_cache
 from .placement import PLACEMENTS, model_family
 from .state import ensure_state
+from .threadsafe import MODEL_BUILD_LOCK
 
 
 @dataclass(frozen=True)
@@ -63,9 +63,6 @@ class Base:
     @property
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.model.parameters())
-
-
-_convert_lock = threading.Lock()
 
 
 def embedded_path(entry: CatalogEntry) -> Path | None:
@@ -118,7 +115,8 @@ def _load(source: str, name: str, dtype: torch.dtype | None):
     try:
         config = AutoConfig.from_pretrained(source, local_files_only=offline)
         cls = _model_class(config)
-        model = cls.from_pretrained(source, dtype=dtype or torch.float32, local_files_only=offline)
+        with MODEL_BUILD_LOCK:
+            model = cls.from_pretrained(source, dtype=dtype or torch.float32, local_files_only=offline)
         tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=offline)
     except (OSError, ValueError, KeyError) as e:
         raise AdapterError(
@@ -153,7 +151,7 @@ def _converted_gguf(entry: CatalogEntry, gguf_path: Path) -> Path:
     cache = model_cache() / entry.name
     stamp = {"gguf": str(gguf_path), "size": gguf_path.stat().st_size}
     marker = cache / "source.json"
-    with _convert_lock:
+    with MODEL_BUILD_LOCK:
         if marker.is_file() and json.loads(marker.read_text()) == stamp:
             return cache
         cache.parent.mkdir(parents=True, exist_ok=True)

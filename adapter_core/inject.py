@@ -15,6 +15,7 @@ from .heads import check_pooling, default_pooling, new_head
 from .layers import AdapterSlot, BottleneckAdapter
 from .placement import model_family, resolve_targets
 from .state import AdapterRecord, AdapterState, ensure_state, get_state
+from .threadsafe import MODEL_BUILD_LOCK
 
 TASKS = ("classification", "instruction")
 HEADS_ATTR = "adapter_core_heads"
@@ -50,7 +51,7 @@ def add_adapter(
         labels = None
     family = model_family(model)
     state = ensure_state(model, family)
-    with state.lock:
+    with state.lock, MODEL_BUILD_LOCK:
         if name in state.records:
             raise AdapterError(
                 f"This model already has an adapter named {name!r}. Pick another name or remove_adapter() it first."

@@ -271,10 +271,14 @@ def check_compare_selection(adapters: list[str] | None, with_base: bool = False)
     return adapters
 
 
-def compare_outputs(studio: Studio, adapters: list[str], text: str, with_base: bool, base_name: str) -> list[str]:
-    """The same input through each adapter: a label with its confidence, or a generated answer."""
+def compare_outputs(studio: Studio, adapters: list[str], text: str, with_base: bool) -> list[str]:
+    """The same input through each adapter: a label with its confidence, or a generated answer.
+    With `with_base`, the bare base of the instruction adapters answers too."""
     if not (text or "").strip():
         raise AdapterError("Type an input to run through the adapters.")
+    chat_bases = {studio.library.get(n).base for n in adapters if studio.library.get(n).task == "instruction"}
+    if with_base and len(chat_bases) != 1:
+        raise AdapterError("The bare base model can answer beside instruction adapters of one base; select those.")
     out = []
     for name in adapters:
         entry = studio.library.get(name)
@@ -287,6 +291,7 @@ def compare_outputs(studio: Studio, adapters: list[str], text: str, with_base: b
         else:
             out.append(f"### {name}\n" + "".join(studio.chat(name, entry.base, text, 120)))
     if with_base:
+        base_name = chat_bases.pop()
         out.append(f"### base: {base_name}\n" + "".join(studio.chat(None, base_name, text, 120)))
     return out
 

@@ -374,14 +374,14 @@ def build_app(studio: Studio | None = None) -> gr.Blocks:
 
         # 6 · Compare
         @gpu
-        def compare(sel, with_base, text, base_name):
+        def compare(sel, with_base, text):
             sel = h.check_compare_selection(sel, with_base)
-            outs = h.compare_outputs(studio, sel, text, with_base, "smollm2-135m-instruct")
+            outs = h.compare_outputs(studio, sel, text, with_base)
             cols = [gr.update(value=o, visible=True) for o in outs]
             cols += [gr.update(value="", visible=False)] * (5 - len(cols))
             return [*cols, h.compare_curves(studio, sel), h.compare_table(studio, sel)]
 
-        cmp_go.click(friendly(compare), [cmp_sel, cmp_base, cmp_text, base], [*cmp_cols, cmp_plot, cmp_table])
+        cmp_go.click(friendly(compare), [cmp_sel, cmp_base, cmp_text], [*cmp_cols, cmp_plot, cmp_table])
         cmp_sel.change(
             friendly(lambda s: (h.compare_curves(studio, s or []), h.compare_table(studio, s or []))),
             cmp_sel,

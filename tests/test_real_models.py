@@ -193,3 +193,28 @@ def test_unknown_model_offline_gives_a_clear_error(monkeypatch):
 def test_missing_local_path_gives_a_clear_error():
     with pytest.raises(AdapterError, match="Base model path '/no/such/folder' does not exist"):
         load_base("/no/such/folder")
+
+
+def test_loading_bases_in_threads_leaves_initialisation_intact():
+    """transformers patches torch's init functions globally while loading; concurrent loads must not leak."""
+    errors = []
+
+    def worker():
+        try:
+            for _ in range(3):
+                base = load_base("minilm")
+                add_adapter(base.model, "x", AdapterConfig(bottleneck=8), labels=["a", "b"])
+                ups = [p for k, p in adapter_parameters(base.model, "x").items() if k.endswith("up.weight")]
+                assert all(torch.count_nonzero(p) == 0 for p in ups), "an adapter missed its zero init"
+        except Exception as e:  # reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    smol = load_base("smollm2-135m-instruct")
+    assert smol.model.lm_head.weight is smol.model.model.embed_tokens.weight
+    assert not any(p.is_meta for p in smol.model.parameters())

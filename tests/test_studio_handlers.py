@@ -63,13 +63,15 @@ def test_compare_and_library_tables(studio, tmp_path):
     assert table["trainable params"].iloc[1] > table["trainable params"].iloc[0]
     lib = h.library_table(studio)
     assert {"alpha", "beta"} <= set(lib["adapter"])
-    outs = h.compare_outputs(studio, ["alpha", "beta"], "I was charged twice", False, "minilm")
+    outs = h.compare_outputs(studio, ["alpha", "beta"], "I was charged twice", False)
     assert len(outs) == 2 and outs[0].startswith("### alpha")
     scores = h.compare_evaluate(studio, ["alpha", "beta"], str(h.SAMPLES_DIR / "support_routing.csv"))
     assert scores["adapter"].tolist() == ["alpha", "beta"] and scores["rows"].tolist() == [480, 480]
     assert all(0 <= a <= 1 for a in scores["accuracy"])
     with pytest.raises(AdapterError, match="Select 2 to 4 adapters"):
         h.check_compare_selection(["alpha"])
+    with pytest.raises(AdapterError, match="beside instruction adapters of one base"):
+        h.compare_outputs(studio, ["alpha", "beta"], "hello", True)
 
 
 def test_library_rename_delete_zip_and_upload(studio, tmp_path):

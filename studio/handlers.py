@@ -276,12 +276,12 @@ def compare_outputs(studio: Studio, adapters: list[str], text: str, with_base: b
     With `with_base`, the bare base of the instruction adapters answers too."""
     if not (text or "").strip():
         raise AdapterError("Type an input to run through the adapters.")
-    chat_bases = {studio.library.get(n).base for n in adapters if studio.library.get(n).task == "instruction"}
+    entries = [studio.library.get(n) for n in adapters]
+    chat_bases = {e.base for e in entries if e.task == "instruction"}
     if with_base and len(chat_bases) != 1:
         raise AdapterError("The bare base model can answer beside instruction adapters of one base; select those.")
     out = []
-    for name in adapters:
-        entry = studio.library.get(name)
+    for name, entry in zip(adapters, entries, strict=True):
         if entry.task == "classification":
             p = studio.classify(name, [text])[0]
             top = sorted(p.probabilities.items(), key=lambda kv: -kv[1])[:3]

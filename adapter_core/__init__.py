@@ -11,7 +11,15 @@ from ._version import __version__
 from .catalog import CATALOG, Base, load_base
 from .config import AdapterConfig
 from .errors import AdapterError
-from .inference import Prediction, classification_logits, classify, format_prompt, generate, stream_generate
+from .inference import (
+    Prediction,
+    classification_logits,
+    classify,
+    format_prompt,
+    generate,
+    generate_batch,
+    stream_generate,
+)
 from .inject import (
     TrainableSummary,
     adapter_parameters,
@@ -45,6 +53,7 @@ __all__ = [
     "format_prompt",
     "freeze_base",
     "generate",
+    "generate_batch",
     "get_record",
     "list_adapters",
     "load_adapter",

@@ -39,13 +39,32 @@ class Prediction:
 
 @torch.no_grad()
 def classify(
-    model: nn.Module, tokenizer, texts: Sequence[str], name: str, max_length: int = 128, batch_size: int = 64
+    model: nn.Module,
+    tokenizer,
+    texts: Sequence[str],
+    name: str | Sequence[str],
+    max_length: int = 128,
+    batch_size: int = 64,
 ) -> list[Prediction]:
-    """Label each text with classification adapter `name`."""
-    labels = get_record(model, name).labels
+    """Label each text with classification adapter `name`, or `texts[i]` with `name[i]`.
+
+    With a list of names, the adapters of a batch run together in one forward pass (a mixed batch);
+    each row then goes through its own adapter's pooling and head.
+    """
+    names = [name] * len(texts) if isinstance(name, str) else list(name)
+    if len(names) != len(texts):
+        raise AdapterError(f"Got {len(texts)} texts but {len(names)} adapter names; give one name per text.")
+    records = {n: get_record(model, n) for n in set(names)}
+    for n, record in records.items():
+        if record.task != "classification":
+            raise AdapterError(f"Adapter {n!r} is an {record.task} adapter; classify needs a classification adapter.")
+    if not texts:
+        return []
+    heads = getattr(model, HEADS_ATTR)
     device = next(model.parameters()).device
     out: list[Prediction] = []
     for start in range(0, len(texts), batch_size):
+        rows = names[start : start + batch_size]
         batch = tokenizer(
             list(texts[start : start + batch_size]),
             padding=True,
@@ -53,8 +72,18 @@ def classify(
             max_length=max_length,
             return_tensors="pt",
         ).to(device)
-        probs = classification_logits(model, name, batch["input_ids"], batch["attention_mask"]).float().softmax(-1)
-        for row in probs.tolist():
+        mask = batch["attention_mask"]
+        with use_adapter(model, rows):
+            hidden = backbone_hidden(model, batch["input_ids"], mask)
+        probs: list[list[float] | None] = [None] * len(rows)
+        for n in dict.fromkeys(rows):
+            idx = [i for i, r in enumerate(rows) if r == n]
+            head = heads[n]
+            pooled = pool(hidden[idx], mask[idx], records[n].pooling)
+            for i, p in zip(idx, head(pooled.to(head.weight.dtype)).float().softmax(-1).tolist(), strict=True):
+                probs[i] = p
+        for n, row in zip(rows, probs, strict=True):
+            labels = records[n].labels
             best = max(range(len(row)), key=row.__getitem__)
             out.append(Prediction(labels[best], row[best], dict(zip(labels, row, strict=True))))
     return out
@@ -137,3 +166,34 @@ def generate(
 ) -> str:
     """The whole answer of instruction adapter `name` (None: the base model), greedy."""
     return "".join(stream_generate(model, tokenizer, instruction, name, max_new_tokens, system))
+
+
+@torch.no_grad()
+def generate_batch(
+    model: nn.Module,
+    tokenizer,
+    instructions: Sequence[str],
+    names: str | None | Sequence[str | None],
+    max_new_tokens: int = 128,
+    system: str | None = None,
+) -> list[str]:
+    """Greedy answers to many instructions in one batched `generate`: `instructions[i]` goes through
+    `names[i]` (an instruction adapter, or None for the base), so one pass serves several adapters."""
+    names = [names] * len(instructions) if names is None or isinstance(names, str) else list(names)
+    if len(names) != len(instructions):
+        raise AdapterError(f"Got {len(instructions)} instructions but {len(names)} adapter names; give one per row.")
+    for n in set(names) - {None}:
+        if get_record(model, n).task != "instruction":
+            raise AdapterError(f"Adapter {n!r} is a classification adapter; generation needs an instruction adapter.")
+    if not instructions:
+        return []
+    prompts = [format_prompt(tokenizer, i, system) for i in instructions]
+    device = next(model.parameters()).device
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    # Left padding keeps every prompt's last token at the end, where generation continues.
+    inputs = tokenizer(prompts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False).to(
+        device
+    )
+    with use_adapter(model, names):
+        out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad)
+    return tokenizer.batch_decode(out[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)

@@ -67,7 +67,8 @@ def add_adapter(
         freeze_base(model)
         for target in targets:
             slot = _slot(model, state, target)
-            adapter = BottleneckAdapter(hidden, bottleneck, config).to(device)
+            # A new module starts in train mode; match the model, or a served adapter would apply dropout.
+            adapter = BottleneckAdapter(hidden, bottleneck, config).to(device).train(model.training)
             adapter.requires_grad_(trainable)
             slot.adapters[name] = adapter
             if config.placement == "parallel":
@@ -77,7 +78,7 @@ def add_adapter(
             pooling = pooling or default_pooling(family)
             check_pooling(pooling)
             heads = _heads(model)
-            heads[name] = new_head(hidden, len(labels)).to(device)
+            heads[name] = new_head(hidden, len(labels)).to(device).train(model.training)
             heads[name].requires_grad_(trainable)
         else:
             pooling = None
@@ -215,7 +216,7 @@ def _slot(model: nn.Module, state: AdapterState, target) -> AdapterSlot:
     if isinstance(module, AdapterSlot):  # shared projection (should not happen in the table)
         return module
     parent_path, _, child = target.out.rpartition(".")
-    slot = AdapterSlot(module, state.key)
+    slot = AdapterSlot(module, state.key).train(model.training)
     setattr(model.get_submodule(parent_path), child, slot)
     state.slots[target.key] = slot
     return slot
@@ -237,7 +238,7 @@ def _hook_input(model: nn.Module, state: AdapterState, target, slot: AdapterSlot
 def _heads(model: nn.Module) -> nn.ModuleDict:
     heads = getattr(model, HEADS_ATTR, None)
     if heads is None:
-        heads = nn.ModuleDict()
+        heads = nn.ModuleDict().train(model.training)
         model.add_module(HEADS_ATTR, heads)
     return heads
 

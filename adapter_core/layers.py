@@ -12,6 +12,9 @@ from .config import AdapterConfig
 from .selection import MixedSelection, current_selection
 
 _ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "swish": nn.SiLU, "tanh": nn.Tanh}
+# Mixed batches with at most this many tokens per row (decoding steps, short prompts) run every adapter
+# in one batched kernel; longer rows run each adapter once on its own rows, where the kernels are big.
+BATCHED_MAX_TOKENS = 16
 
 
 class BottleneckAdapter(nn.Module):
@@ -107,6 +110,13 @@ class AdapterSlot(nn.Module):
     def _mixed(self, y: torch.Tensor, selection: MixedSelection) -> torch.Tensor:
         if y.shape[0] != len(selection.names):
             raise ValueError(f"The adapter list has {len(selection.names)} names but the batch has {y.shape[0]} rows.")
+        if y.dim() == 3 and y.shape[1] <= BATCHED_MAX_TOKENS and not torch.is_grad_enabled():
+            key = id(self)
+            if key not in selection.stacks:
+                selection.stacks[key] = self._stack(selection.names, y)
+            stack = selection.stacks[key]
+            if stack is not None:
+                return self._batched(y, stack)
         out = y
         for name, rows in selection.groups(y.device).items():
             adapter = self.adapters._modules.get(name)
@@ -114,3 +124,39 @@ class AdapterSlot(nn.Module):
                 src = self._source(name, y).index_select(0, rows)
                 out = out.index_add(0, rows, self._delta(name, adapter, src).to(y.dtype))
         return out
+
+    def _stack(self, names: tuple[str | None, ...], y: torch.Tensor) -> tuple | None:
+        """The selection's adapters stacked as (A + 1, ...) tensors, entry 0 being a zero adapter for rows
+        without one here, and each row's entry index. None when one kernel cannot serve them all
+        (different sizes, activations, dtypes or placements, or dropout active)."""
+        present = {n: self.adapters._modules.get(n) for n in dict.fromkeys(names) if n is not None}
+        present = {n: a for n, a in present.items() if a is not None}
+        kinds = {
+            (a.down.weight.shape, type(a.act), a.down.weight.dtype, n in self.parallel, a.training)
+            for n, a in present.items()
+        }
+        if len(kinds) != 1:
+            return None
+        *_, dtype, parallel, training = kinds.pop()
+        if training or dtype != y.dtype:
+            return None
+        adapters = list(present.values())
+        down = torch.stack([torch.zeros_like(adapters[0].down.weight.t())] + [a.down.weight.t() for a in adapters])
+        down_b = torch.stack([torch.zeros_like(adapters[0].down.bias)] + [a.down.bias for a in adapters])
+        up = torch.stack(
+            [torch.zeros_like(adapters[0].up.weight.t())] + [a.up.weight.t() * a.scaling for a in adapters]
+        )
+        up_b = torch.stack([torch.zeros_like(adapters[0].up.bias)] + [a.up.bias * a.scaling for a in adapters])
+        entry = {n: i + 1 for i, n in enumerate(present)}
+        rows = torch.tensor([entry.get(n, 0) for n in names], device=y.device)
+        source = next(iter(present)) if parallel else None
+        return down, down_b.unsqueeze(1), up, up_b.unsqueeze(1), adapters[0].act, rows, source
+
+    def _batched(self, y: torch.Tensor, stack: tuple) -> torch.Tensor:
+        """Every row through its own adapter with two batched matmuls: each row gathers its adapter's
+        weights. For a few tokens per row (decoding) this replaces a handful of tiny kernels per adapter
+        with one set for the whole batch."""
+        down, down_b, up, up_b, act, rows, source = stack
+        src = y if source is None else self._source(source, y)
+        h = act(torch.baddbmm(down_b.index_select(0, rows), src, down.index_select(0, rows)))
+        return torch.baddbmm(up_b.index_select(0, rows), h, up.index_select(0, rows)).add_(y)

@@ -27,6 +27,9 @@ class MixedSelection:
     def __init__(self, names: Sequence[str | None]):
         self.names = tuple(names)
         self._groups: dict[torch.device, dict[str, torch.Tensor]] = {}
+        # Per slot: its adapters' weights stacked for the batched kernel (built once per selection, so
+        # once per `generate` call rather than once per token).
+        self.stacks: dict[int, Any] = {}
 
     def groups(self, device: torch.device) -> dict[str, torch.Tensor]:
         """Adapter name -> the batch rows that use it, as an index tensor on `device`."""
@@ -66,9 +69,12 @@ def use_adapter(model: nn.Module, name: str | Sequence[str | None] | None) -> It
         _check_known(state, name)
         selection = name
     else:
-        for n in set(name) - {None}:
+        names = list(name)
+        distinct = set(names)
+        for n in distinct - {None}:
             _check_known(state, n)
-        selection = MixedSelection(name)
+        # A batch that names one adapter throughout takes the plain path: no gather and scatter.
+        selection = names[0] if len(distinct) == 1 else MixedSelection(names)
     key = state.key if state is not None else id(model)
     mapping = dict(_SELECTION.get())
     mapping[key] = selection

@@ -6,10 +6,22 @@ import statistics
 import time
 from collections.abc import Callable
 
+import torch
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def sync() -> None:
+    """Wait for queued GPU work, so a timer measures the work and not just its launch."""
+    if DEVICE == "cuda":
+        torch.cuda.synchronize()
+
 
 def timed(fn: Callable[[], object]) -> float:
+    sync()
     t = time.perf_counter()
     fn()
+    sync()
     return time.perf_counter() - t
 
 

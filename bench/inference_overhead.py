@@ -10,25 +10,20 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import time
+import sys
+from pathlib import Path
 
 import torch
 
-from adapter_core import AdapterConfig, add_adapter, load_base, use_adapter
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import DEVICE, timed  # noqa: E402
 
-
-def timed(fn, repeats: int) -> list[float]:
-    out = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t)
-    return out
+from adapter_core import AdapterConfig, add_adapter, load_base, use_adapter  # noqa: E402
 
 
 def measure(base, batch: int, length: int, repeats: int) -> dict:
     model = base.model
-    ids = torch.randint(1000, 20000, (batch, length))
+    ids = torch.randint(1000, 20000, (batch, length), device=DEVICE)
     mask = torch.ones_like(ids)
 
     def plain():
@@ -43,8 +38,8 @@ def measure(base, batch: int, length: int, repeats: int) -> dict:
             plain(), adapted()
         base_t, adapter_t = [], []
         for _ in range(repeats):  # interleaved pairs
-            base_t += timed(plain, 1)
-            adapter_t += timed(adapted, 1)
+            base_t.append(timed(plain))
+            adapter_t.append(timed(adapted))
     mb, ma = statistics.median(base_t), statistics.median(adapter_t)
     return {
         "batch": batch,
@@ -63,7 +58,7 @@ def main() -> None:
     ap.add_argument("--bottleneck", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=15)
     args = ap.parse_args()
-    base = load_base(args.base)
+    base = load_base(args.base, device=DEVICE)
     add_adapter(base.model, "a", AdapterConfig(bottleneck=args.bottleneck), labels=["x", "y"])
     rows = [measure(base, 32, 128, args.repeats), measure(base, 1, 128, args.repeats * 4)]
     for r in rows:
@@ -77,6 +72,7 @@ def main() -> None:
                 "bench": "inference_overhead",
                 "base": args.base,
                 "bottleneck": args.bottleneck,
+                "device": torch.cuda.get_device_name() if DEVICE == "cuda" else "cpu",
                 "threads": torch.get_num_threads(),
                 "rows": rows,
             }

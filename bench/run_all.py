@@ -1,9 +1,11 @@
 """Run every benchmark in turn (`make bench`); each prints its figures last as one JSON line.
 
-    python bench/run_all.py [--quick]
+    python bench/run_all.py [--quick | --gpu]
 
---quick trims repeats and budgets to check the scripts, not to quote numbers. Results go to
-bench/results.jsonl; copy the figures you quote into bench/RESULTS.md.
+--quick trims repeats and budgets to check the scripts, not to quote numbers. --gpu is issue 6's GPU
+check in one go (training step cost under bf16 with SmolLM2 tokens/s, inference overhead, mixed
+batches); each script picks CUDA by itself. Results go to bench/results.jsonl; copy the figures you
+quote into bench/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -21,19 +23,24 @@ BENCHES = {
     "mixed_batch": ([], ["--repeats", "3"]),
     "step_cost": ([], ["--repeats", "2", "--models", "minilm", "--no-memory"]),
     "banking77": ([], ["--fast"]),
+    "adapterhub": ([], ["--fast", "--epochs", "1"]),
 }
+GPU = {"step_cost": ["--bf16", "--repeats", "10"], "inference_overhead": [], "mixed_batch": []}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true")
+    mode = ap.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_true")
+    mode.add_argument("--gpu", action="store_true")
     ap.add_argument("--only", help="comma-separated benchmark names")
     args = ap.parse_args()
-    names = args.only.split(",") if args.only else list(BENCHES)
+    names = args.only.split(",") if args.only else list(GPU if args.gpu else BENCHES)
     with open(HERE / "results.jsonl", "a") as log:
         for name in names:
             full, quick = BENCHES[name]
-            cmd = [sys.executable, str(HERE / f"{name}.py"), *(quick if args.quick else full)]
+            extra = GPU.get(name, full) if args.gpu else quick if args.quick else full
+            cmd = [sys.executable, str(HERE / f"{name}.py"), *extra]
             print(f"== {name}", flush=True)
             out = subprocess.run(cmd, capture_output=True, text=True)
             if out.returncode != 0:

@@ -33,7 +33,7 @@ LORA_TARGETS = {
 MODES = ("full", "adapter", "lora", "head")
 
 
-def build(base_name: str, mode: str, device: str):
+def build(base_name: str, mode: str, device: str, bf16: bool = False):
     base = load_base(base_name, device=device)
     model, hidden = base.model, base.model.config.hidden_size
     batch, length = SHAPES[base_name]
@@ -62,9 +62,10 @@ def build(base_name: str, mode: str, device: str):
     mask = torch.ones_like(ids)
     labels = torch.randint(0, 77, (batch,), generator=g).to(device)
     model.train()
+    autocast = (lambda: torch.autocast(device, dtype=torch.bfloat16)) if bf16 else nullcontext
 
     def step():
-        with ctx():
+        with ctx(), autocast():
             if decoder:
                 loss = model(input_ids=ids, attention_mask=mask, labels=ids).loss
             else:
@@ -79,20 +80,41 @@ def build(base_name: str, mode: str, device: str):
     return step
 
 
-def peak_memory(base_name: str, mode: str, device: str) -> float:
-    """Peak memory of a few steps of one mode, in MB, measured in a fresh process."""
+def peak_memory(base_name: str, mode: str, device: str, bf16: bool = False) -> dict | None:
+    """Peak memory of three steps of one mode, in a fresh process: the peak itself, and how far it rises
+    above the loaded model (activations, gradients and optimizer state), both in MiB.
+
+    On CPU this reads the kernel's high-water mark of the process's own address space (VmHWM), reset
+    after loading. (`ru_maxrss` would not do: a child started by fork + exec inherits its parent's peak.)
+    """
     code = (
-        "import sys, json, resource, torch; sys.path.insert(0, 'bench'); import step_cost as s\n"
-        f"step = s.build({base_name!r}, {mode!r}, {device!r})\n"
-        "if step is None: print('null'); raise SystemExit\n"
-        f"torch.cuda.reset_peak_memory_stats() if {device!r} == 'cuda' else None\n"
-        "[step() for _ in range(3)]\n"
-        f"print(torch.cuda.max_memory_allocated() / 1e6 if {device!r} == 'cuda' else "
-        "resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3)\n"
+        "import sys, json, torch; sys.path.insert(0, 'bench'); import step_cost as s\n"
+        f"print(json.dumps(s.measure_peak({base_name!r}, {mode!r}, {device!r}, {bf16!r})))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    value = out.stdout.strip().splitlines()[-1]
-    return None if value == "null" else round(float(value), 1)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _status_mib(field: str) -> float:
+    line = next(x for x in Path("/proc/self/status").read_text().splitlines() if x.startswith(field + ":"))
+    return int(line.split()[1]) / 1024
+
+
+def measure_peak(base_name: str, mode: str, device: str, bf16: bool = False) -> dict | None:
+    step = build(base_name, mode, device, bf16)
+    if step is None:
+        return None
+    if device == "cuda":
+        torch.cuda.synchronize()
+        before = torch.cuda.memory_allocated() / 2**20
+        torch.cuda.reset_peak_memory_stats()
+    else:
+        before = _status_mib("VmRSS")
+        Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
+    for _ in range(3):
+        step()
+    peak = torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else _status_mib("VmHWM")
+    return {"peak_mib": round(peak, 1), "above_model_mib": round(peak - before, 1)}
 
 
 def main() -> None:
@@ -100,28 +122,32 @@ def main() -> None:
     ap.add_argument("--models", default="minilm,smollm2-135m-instruct")
     ap.add_argument("--repeats", type=int, default=8)
     ap.add_argument("--no-memory", action="store_true")
+    ap.add_argument("--bf16", action="store_true", help="autocast to bfloat16 (GPU runs)")
     args = ap.parse_args()
     device = "cuda" if torch.cuda.is_available() else "cpu"
     report = {
         "bench": "step_cost",
         "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
         "threads": torch.get_num_threads(),
+        "bf16": args.bf16,
         "models": {},
     }
     for base_name in args.models.split(","):
-        steps = {m: s for m in MODES if (s := build(base_name, m, device)) is not None}
+        steps = {m: s for m in MODES if (s := build(base_name, m, device, args.bf16)) is not None}
         samples = interleaved(steps, args.repeats)
         rows = {m: summary(samples[m]) for m in steps}
         full = rows["full"]["median"]
+        batch, length = SHAPES[base_name]
         for m in rows:
             rows[m]["vs_full"] = round(rows[m]["median"] / full, 3)
+            rows[m]["tokens_per_s"] = round(batch * length / (rows[m]["median"] / 1e3), 1)
             if not args.no_memory:
-                rows[m]["peak_mb"] = peak_memory(base_name, m, device)
+                rows[m].update(peak_memory(base_name, m, device, args.bf16) or {})
         report["models"][base_name] = {"batch": SHAPES[base_name], "rows": rows}
         for m, r in rows.items():
             print(
                 f"{base_name:>22} {m:>8}: {r['median']:8.1f} ms/step ({r['min']:.0f}-{r['max']:.0f}), "
-                f"{r['vs_full']:.3f} x full, peak {r.get('peak_mb')} MB",
+                f"{r['vs_full']:.3f} x full, {r['tokens_per_s']:.0f} tokens/s, peak {r.get('peak_mib')} MiB ({r.get('above_model_mib')} MiB above the model)",
                 flush=True,
             )
         del steps

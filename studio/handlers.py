@@ -273,27 +273,44 @@ def check_compare_selection(adapters: list[str] | None, with_base: bool = False)
 
 def compare_outputs(studio: Studio, adapters: list[str], text: str, with_base: bool) -> list[str]:
     """The same input through each adapter: a label with its confidence, or a generated answer.
-    With `with_base`, the bare base of the instruction adapters answers too."""
+    With `with_base`, the bare base of the instruction adapters answers too. Adapters that share a
+    base run as one mixed batch (one row each), so comparing four costs about one pass, not four."""
     if not (text or "").strip():
         raise AdapterError("Type an input to run through the adapters.")
     entries = [studio.library.get(n) for n in adapters]
     chat_bases = {e.base for e in entries if e.task == "instruction"}
     if with_base and len(chat_bases) != 1:
         raise AdapterError("The bare base model can answer beside instruction adapters of one base; select those.")
-    out = []
-    for name, entry in zip(adapters, entries, strict=True):
-        if entry.task == "classification":
-            p = studio.classify(name, [text])[0]
-            top = sorted(p.probabilities.items(), key=lambda kv: -kv[1])[:3]
-            out.append(
-                f"### {name}\n**{p.label}** ({p.confidence:.1%})  \n" + ", ".join(f"{k} {v:.1%}" for k, v in top)
-            )
-        else:
-            out.append(f"### {name}\n" + "".join(studio.chat(name, entry.base, text, 120)))
+    labelled = [n for n, e in zip(adapters, entries, strict=True) if e.task == "classification"]
+    chatting: list[str | None] = [n for n, e in zip(adapters, entries, strict=True) if e.task == "instruction"]
     if with_base:
-        base_name = chat_bases.pop()
-        out.append(f"### base: {base_name}\n" + "".join(studio.chat(None, base_name, text, 120)))
-    return out
+        chatting.append(None)
+    out = {}
+    for name, p in zip(labelled, studio.classify(labelled, [text] * len(labelled)), strict=True):
+        top = sorted(p.probabilities.items(), key=lambda kv: -kv[1])[:3]
+        out[name] = f"### {name}\n**{p.label}** ({p.confidence:.1%})  \n" + ", ".join(f"{k} {v:.1%}" for k, v in top)
+    base_name = next(iter(chat_bases), "")
+    answers = studio.answer(chatting, [text] * len(chatting), base_name, max_new_tokens=120)
+    for name, answer in zip(chatting, answers, strict=True):
+        out[name] = f"### {name if name else f'base: {base_name}'}\n{answer}"
+    return [out[n] for n in [*adapters, *([None] if with_base else [])]]
+
+
+def route_table(studio: Studio, router: str | None, text: str) -> pd.DataFrame:
+    """Route a batch of messages (one per line) and answer each with its department's adapter; the
+    answers come from one mixed-adapter batch per base."""
+    if not router:
+        raise AdapterError("Pick a router: a classification adapter trained on departments.")
+    messages = [line.strip() for line in (text or "").splitlines() if line.strip()]
+    if not messages:
+        raise AdapterError("Type the customer messages, one per line.")
+    if len(messages) > 32:
+        raise AdapterError(f"Route at most 32 messages at a time; got {len(messages)}.")
+    rows = [
+        {"message": m, "department": p.label, "confidence": round(p.confidence, 3), "adapter": target, "answer": a}
+        for m, (p, target, a) in zip(messages, studio.route_and_answer(router, messages), strict=True)
+    ]
+    return pd.DataFrame(rows)
 
 
 def compare_curves(studio: Studio, adapters: list[str]):

@@ -93,14 +93,17 @@ class Library:
     def names(self, task: str | None = None) -> list[str]:
         return [e.name for e in self.entries() if task is None or e.task == task]
 
-    def publish(self, source: Path, name: str) -> Entry:
-        """Copy an adapter folder into the library as `name` (made unique), atomically."""
+    def publish(self, source: Path, name: str, curve: Path | None = None) -> Entry:
+        """Copy an adapter folder (and its run's `curve`, a metrics.jsonl) into the library as `name`
+        (made unique), atomically."""
         with self._lock:
             name = self._unique(safe_name(name))
             staging = Path(tempfile.mkdtemp(prefix=".publish.", dir=self.root))
-            for f in (CONFIG_FILE, WEIGHTS_FILE, CURVE_FILE):
-                if (source / f).is_file() or f != CURVE_FILE:
-                    shutil.copy2(source / f, staging / f)
+            for f in (CONFIG_FILE, WEIGHTS_FILE):
+                shutil.copy2(source / f, staging / f)
+            curve = curve or source / CURVE_FILE
+            if curve.is_file():
+                shutil.copy2(curve, staging / CURVE_FILE)
             self._set_name(staging, name)
             replace_dir(staging, self.root / name)
         return self.get(name)

@@ -19,6 +19,7 @@ from adapter_core import (
     Prediction,
     classify,
     count_adapter_params,
+    generate_batch,
     load_adapter,
     load_base,
     remove_adapter,
@@ -112,11 +113,44 @@ class Studio:
                 self._served[key] = entry.version
         return base, entry
 
-    def classify(self, adapter: str, texts: list[str]) -> list[Prediction]:
-        base, entry = self.served(adapter)
-        if entry.task != "classification":
-            raise AdapterError(f"{adapter!r} is an instruction adapter; pick a classification adapter to classify.")
-        return classify(base.model, base.tokenizer, texts, entry.name)
+    def classify(self, adapters: str | list[str], texts: list[str]) -> list[Prediction]:
+        """Label `texts` with one classification adapter, or `texts[i]` with `adapters[i]`. Rows whose
+        adapters share a base run as one mixed batch."""
+        names = [adapters] * len(texts) if isinstance(adapters, str) else list(adapters)
+        out: list[Prediction | None] = [None] * len(texts)
+        for base, rows in self._by_base(names, "classification"):
+            predictions = classify(base.model, base.tokenizer, [texts[i] for i in rows], [names[i] for i in rows])
+            for i, prediction in zip(rows, predictions, strict=True):
+                out[i] = prediction
+        return out
+
+    def answer(
+        self, adapters: list[str | None], messages: list[str], base_name: str = "", max_new_tokens: int = 160
+    ) -> list[str]:
+        """Greedy answers: `messages[i]` through instruction adapter `adapters[i]` (None: the bare
+        `base_name`). Rows on one base are generated together, in one mixed-adapter batch."""
+        out: list[str | None] = [None] * len(messages)
+        for base, rows in self._by_base(adapters, "instruction", base_name):
+            texts = generate_batch(
+                base.model, base.tokenizer, [messages[i] for i in rows], [adapters[i] for i in rows], max_new_tokens
+            )
+            for i, text in zip(rows, texts, strict=True):
+                out[i] = text
+        return out
+
+    def _by_base(self, names: list[str | None], task: str, base_name: str = "") -> list[tuple[Base, list[int]]]:
+        """Serve each named adapter and group the row indices by the base they run on."""
+        groups: dict[int, tuple[Base, list[int]]] = {}
+        for i, name in enumerate(names):
+            if name is None:
+                base = self.base(base_name)
+            else:
+                base, entry = self.served(name)
+                if entry.task != task:
+                    verb = "classify" if task == "classification" else "answer"
+                    raise AdapterError(f"{name!r} is an {entry.task} adapter; pick a {task} adapter to {verb}.")
+            groups.setdefault(id(base), (base, []))[1].append(i)
+        return list(groups.values())
 
     def chat(
         self,
@@ -136,17 +170,28 @@ class Studio:
             base, name = self.base(base_name), None
         return stream_generate(base.model, base.tokenizer, message, name, max_new_tokens, stop=stop)
 
-    def route(self, router: str, message: str, mapping: dict[str, str] | None = None) -> tuple[Prediction, str]:
-        """The router's prediction for `message` and the instruction adapter that should answer it."""
-        prediction = self.classify(router, [message])[0]
+    def route(
+        self, router: str, messages: list[str], mapping: dict[str, str] | None = None
+    ) -> list[tuple[Prediction, str]]:
+        """The router's prediction for each message, and the instruction adapter that should answer it."""
+        predictions = self.classify(router, messages)
         mapping = mapping or self.default_routes(router)
-        target = mapping.get(prediction.label)
-        if not target:
+        missing = sorted({p.label for p in predictions} - {label for label, target in mapping.items() if target})
+        if missing:
             raise AdapterError(
-                f"The router chose {prediction.label!r}, which no instruction adapter covers. "
+                f"The router chose {', '.join(map(repr, missing))}, which no instruction adapter covers. "
                 "Train or upload an instruction adapter whose name contains that label."
             )
-        return prediction, target
+        return [(p, mapping[p.label]) for p in predictions]
+
+    def route_and_answer(
+        self, router: str, messages: list[str], mapping: dict[str, str] | None = None, max_new_tokens: int = 160
+    ) -> list[tuple[Prediction, str, str]]:
+        """Route every message, then answer them all in one batch in which each row uses its department's
+        adapter: a hub's worth of traffic in one pass over the shared base."""
+        routes = self.route(router, messages, mapping)
+        answers = self.answer([target for _, target in routes], messages, max_new_tokens=max_new_tokens)
+        return [(p, target, a) for (p, target), a in zip(routes, answers, strict=True)]
 
     def default_routes(self, router: str) -> dict[str, str]:
         """Router label -> the instruction adapter whose name shares a word with it (orders -> orders-v2)."""
@@ -173,10 +218,7 @@ class Studio:
     # Training ------------------------------------------------------------------------------------
     def _publish(self, job: Job) -> None:
         if job.status in ("completed", "stopped") and job.run.has_adapter:
-            curve = job.run.dir / "metrics.jsonl"
-            if curve.is_file():
-                (job.run.adapter_dir / "metrics.jsonl").write_bytes(curve.read_bytes())
-            entry = self.library.publish(job.run.adapter_dir, job.config.name)
+            entry = self.library.publish(job.run.adapter_dir, job.config.name, curve=job.run.dir / "metrics.jsonl")
             job.run.set_status(job.status, library_name=entry.name)
             job.events.append(
                 {"kind": "published", "message": f"Saved to the library as {entry.name!r}.", "library_name": entry.name}

@@ -180,6 +180,13 @@ def build_app(studio: Studio | None = None) -> gr.Blocks:
                     route_go = gr.Button("Route and answer", variant="primary")
                     route_md = gr.Markdown()
                     route_answer = gr.Markdown()
+                    route_many_msgs = gr.Textbox(
+                        label="Or many messages, one per line: each is answered by its department's adapter, "
+                        "all in one batch",
+                        lines=4,
+                    )
+                    route_many_go = gr.Button("Route and answer all")
+                    route_many_out = gr.Dataframe(label="Routed answers", interactive=False, wrap=True)
 
             with gr.Tab("6 · Compare", id="compare"):
                 cmp_sel = gr.Dropdown(adapters(), multiselect=True, label="Adapters (2 to 4)")
@@ -360,7 +367,7 @@ def build_app(studio: Studio | None = None) -> gr.Blocks:
                 raise AdapterError("Pick a router: a classification adapter trained on departments.")
             if not (message or "").strip():
                 raise AdapterError("Type a customer message.")
-            prediction, target = studio.route(router_name, message)
+            [(prediction, target)] = studio.route(router_name, [message])
             head = (
                 f"Router **{router_name}** chose **{prediction.label}** ({prediction.confidence:.1%} confident) "
                 f"→ answered by **{target}**"
@@ -371,6 +378,17 @@ def build_app(studio: Studio | None = None) -> gr.Blocks:
                 yield head, answer
 
         route_go.click(friendly(route), [router, route_msg], [route_md, route_answer], api_name="route")
+
+        @gpu
+        def route_many(router_name, text):
+            return h.route_table(studio, router_name, text)
+
+        route_many_go.click(
+            friendly(route_many),
+            [router, route_many_msgs],
+            route_many_out,
+            api_name="route_many",
+        )
 
         # 6 · Compare
         @gpu

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from adapter_core import classify
+from adapter_core import AdapterError, classify
 from adapter_core.engine.evaluation import load_with_base
 from adapter_core.engine.jobs import JobManager
 from adapter_core.engine.runs import RunStore
@@ -86,6 +86,22 @@ def test_failed_run_reports_and_manager_runs_the_next(tmp_path):
     assert failing.run.status()["status"] == "failed"
     manager.wait(good.id, 300)
     assert good.status == "completed" and good.run.has_adapter
+
+
+def test_closing_the_manager_saves_the_running_run_and_cancels_the_queue(tmp_path):
+    manager = JobManager(RunStore(tmp_path))
+    running = manager.submit(quick(epochs=50))
+    queued = manager.submit(quick(max_steps=2, name="queued"))
+    deadline = time.time() + 300
+    while not any(e["kind"] == "step" for e in running.events):
+        assert time.time() < deadline and running.status != "failed", running.error
+        time.sleep(0.2)
+    manager.close()
+    assert not manager._worker.is_alive()
+    assert running.status == "stopped" and running.run.has_adapter
+    assert queued.status == "cancelled" and not queued.run.has_adapter
+    with pytest.raises(AdapterError, match="shut down"):
+        manager.submit(quick(max_steps=2))
 
 
 def test_cancel_a_queued_run(tmp_path):

@@ -14,6 +14,8 @@ from adapter_core import (
     adapter_parameters,
     add_adapter,
     classification_logits,
+    classify,
+    generate_batch,
     list_adapters,
     load_adapter,
     remove_adapter,
@@ -22,6 +24,8 @@ from adapter_core import (
     use_adapter,
 )
 from adapter_core.layers import AdapterSlot
+from adapter_core.selection import current_selection
+from adapter_core.state import get_state
 
 REQUIRED = [
     "bert",
@@ -224,20 +228,81 @@ def test_concurrent_threads_each_get_their_own_adapter(ids):
     assert not errors and not wrong
 
 
-@pytest.mark.parametrize("placement", ["houlsby", "parallel"])
-def test_mixed_batch_equals_each_example_alone(placement, ids):
+@pytest.mark.parametrize(
+    "placements", [("houlsby", "houlsby"), ("parallel", "parallel"), ("houlsby", "pfeiffer"), ("houlsby", "parallel")]
+)
+@pytest.mark.parametrize("length", [3, 40])  # one batched kernel for short rows; per-adapter groups for long
+@pytest.mark.parametrize("grad", [False, True])
+def test_mixed_batch_equals_each_example_alone(placements, length, grad):
     model = tiny_model("llama")
-    for i, name in enumerate(["a", "b"]):
+    for i, (name, placement) in enumerate(zip(["a", "b"], placements, strict=True)):
         add_adapter(model, name, AdapterConfig(bottleneck=8, placement=placement), task="instruction")
         randomize(model, name, seed=i)
+    ids = torch.randint(3, 96, (3, length), generator=torch.Generator().manual_seed(1))
     choice = ["a", None, "b"]
-    with torch.no_grad():
+    with torch.set_grad_enabled(grad):
         with use_adapter(model, choice):
             mixed = run(model, ids)
         for row, name in enumerate(choice):
             with use_adapter(model, name):
                 alone = run(model, ids[row : row + 1])
             assert torch.allclose(mixed[row], alone[0], atol=1e-5)
+
+
+def test_an_adapter_added_to_a_model_in_eval_mode_serves_without_dropout(ids):
+    model = tiny_model("llama")  # eval mode, as load_base leaves it
+    add_adapter(model, "a", AdapterConfig(bottleneck=8, dropout=0.5), task="instruction")
+    randomize(model, "a")
+    assert not any(m.training for m in model.modules())
+    with torch.no_grad(), use_adapter(model, "a"):
+        assert torch.equal(run(model, ids), run(model, ids))
+    model.train()  # and training turns its dropout on
+    with torch.no_grad(), use_adapter(model, "a"):
+        assert not torch.equal(run(model, ids), run(model, ids))
+
+
+def test_short_mixed_rows_use_one_batched_kernel_per_slot(monkeypatch):
+    model = tiny_model("llama")
+    for i, name in enumerate(["a", "b"]):
+        add_adapter(model, name, AdapterConfig(bottleneck=8), task="instruction")
+        randomize(model, name, seed=i)
+    calls = []
+    batched = AdapterSlot._batched
+    monkeypatch.setattr(
+        AdapterSlot, "_batched", lambda self, y, stack: calls.append(y.shape) or batched(self, y, stack)
+    )
+    slots = sum(isinstance(m, AdapterSlot) for m in model.modules())
+    with torch.no_grad(), use_adapter(model, ["a", "b", None]):
+        run(model, torch.randint(3, 96, (3, 1)))
+        assert len(calls) == slots
+        run(model, torch.randint(3, 96, (3, 40)))  # long rows: each adapter on its own rows instead
+        assert len(calls) == slots
+
+
+def test_a_batch_naming_one_adapter_throughout_takes_the_plain_path(ids):
+    model = tiny_model("llama")
+    add_adapter(model, "a", AdapterConfig(bottleneck=8), task="instruction")
+    randomize(model, "a")
+    with torch.no_grad():
+        with use_adapter(model, "a"):
+            single = run(model, ids)
+        with use_adapter(model, ["a"] * len(ids)):
+            assert current_selection(get_state(model).key) == "a"
+            assert torch.equal(run(model, ids), single)
+
+
+def test_serving_helpers_refuse_mismatched_rows_and_the_wrong_task():
+    model = tiny_model("llama")
+    add_adapter(model, "c", AdapterConfig(bottleneck=8), labels=["x", "y"])
+    add_adapter(model, "i", AdapterConfig(bottleneck=8), task="instruction")
+    with pytest.raises(AdapterError, match="one per row"):
+        generate_batch(model, None, ["a", "b"], ["i"])
+    with pytest.raises(AdapterError, match="'c' is a classification adapter"):
+        generate_batch(model, None, ["a"], ["c"])
+    with pytest.raises(AdapterError, match="one name per text"):
+        classify(model, None, ["a", "b"], ["c"])
+    with pytest.raises(AdapterError, match="classify needs a classification adapter"):
+        classify(model, None, ["a", "b"], ["c", "i"])
 
 
 def test_leave_out_skips_layers():

@@ -11,7 +11,9 @@ from adapter_core import (
     adapter_parameters,
     add_adapter,
     classification_logits,
+    classify,
     generate,
+    generate_batch,
     load_adapter,
     load_base,
     save_adapter,
@@ -218,3 +220,35 @@ def test_loading_bases_in_threads_leaves_initialisation_intact():
     smol = load_base("smollm2-135m-instruct")
     assert smol.model.lm_head.weight is smol.model.model.embed_tokens.weight
     assert not any(p.is_meta for p in smol.model.parameters())
+
+
+def test_minilm_mixed_classify_equals_each_adapter_alone():
+    base = load_base("minilm")
+    add_adapter(base.model, "cls-pooled", AdapterConfig(bottleneck=16), labels=["a", "b"], pooling="cls")
+    add_adapter(base.model, "mean-pooled", AdapterConfig(bottleneck=16), labels=["x", "y", "z"], pooling="mean")
+    randomize(base.model, "cls-pooled", seed=1)
+    randomize(base.model, "mean-pooled", seed=2)
+    names = ["cls-pooled", "mean-pooled", "cls-pooled"]
+    mixed = classify(base.model, base.tokenizer, TEXTS, names)
+    for text, name, got in zip(TEXTS, names, mixed, strict=True):
+        [alone] = classify(base.model, base.tokenizer, [text], name)
+        assert got.label == alone.label and set(got.probabilities) == set(alone.probabilities)
+        for label, p in alone.probabilities.items():
+            assert abs(got.probabilities[label] - p) < 1e-5
+    with pytest.raises(AdapterError, match="one name per text"):
+        classify(base.model, base.tokenizer, TEXTS, names[:2])
+
+
+def test_smollm2_batched_generation_with_an_adapter_per_row_equals_each_alone():
+    base = load_base("smollm2-135m-instruct")
+    for i, name in enumerate(["orders", "billing"]):
+        add_adapter(base.model, name, AdapterConfig(bottleneck=16), task="instruction")
+        randomize(base.model, name, seed=10 + i)
+    prompts = ["Where is my parcel?", "Please explain why my invoice shows two charges this month.", "Hi"]
+    names = ["orders", None, "billing"]
+    batched = generate_batch(base.model, base.tokenizer, prompts, names, max_new_tokens=12)
+    alone = [generate(base.model, base.tokenizer, p, n, 12) for p, n in zip(prompts, names, strict=True)]
+    assert batched == alone
+    # The adapters really do differ, so a batch that ignored the per-row choice would fail above.
+    same_prompt = generate_batch(base.model, base.tokenizer, [prompts[0]] * 3, ["orders", "billing", None], 12)
+    assert len(set(same_prompt)) == 3

@@ -133,3 +133,40 @@ def test_route_picks_a_department_and_its_adapter_answers(served):
     assert answer.strip() == generate(fresh.model, fresh.tokenizer, message, name, 160).strip()
     with pytest.raises(Exception, match="The router chose 'billing', which no instruction adapter covers"):
         client.predict("to-billing", message, api_name="/route")
+
+
+def test_route_many_and_compare_serve_the_adapters_of_one_base_in_one_batch(served, monkeypatch):
+    studio, url = served
+    publish_random(studio, "smollm2-135m-instruct", "billing-style", "instruction", seed=4, scale=0.03)
+    publish_fixed_router(studio, "all-to-orders", LABELS, "orders")
+    llm = studio.base("smollm2-135m-instruct").model
+    calls = []
+    real_generate = llm.generate
+    monkeypatch.setattr(
+        llm, "generate", lambda *a, **k: calls.append(k["input_ids"].shape[0]) or real_generate(*a, **k)
+    )
+    fresh = load_base("smollm2-135m-instruct")
+    names = {n: load_adapter(fresh.model, studio.library.get(n).path) for n in ("orders-style", "billing-style")}
+
+    messages = ["Where is my parcel?", "It was due on Monday and never came."]
+    table = Client(url, verbose=False).predict("all-to-orders", "\n".join(messages), api_name="/route_many")
+    rows = [dict(zip(table["headers"], r, strict=True)) for r in table["data"]]
+    assert [r["adapter"] for r in rows] == ["orders-style", "orders-style"] and calls == [2]
+    assert [(r["message"], r["department"]) for r in rows] == [(m, "orders") for m in messages]
+    # Mixed batches equal rows run alone (tests/test_real_models.py); here one row checks the wiring.
+    want = generate(fresh.model, fresh.tokenizer, messages[0], names["orders-style"], 160)
+    assert rows[0]["answer"].strip() == want.strip() and rows[1]["answer"].strip()
+
+    calls.clear()
+    text = "I was charged twice for my order."
+    outs = h.compare_outputs(studio, ["router-a", "orders-style", "billing-style"], text, with_base=True)
+    assert calls == [3]  # two adapters and the bare base: one generate call
+    assert [o.splitlines()[0] for o in outs] == [
+        "### router-a",
+        "### orders-style",
+        "### billing-style",
+        "### base: smollm2-135m-instruct",
+    ]
+    assert f"**{studio.classify('router-a', [text])[0].label}**" in outs[0]
+    for out, name in zip(outs[1:], [names["orders-style"], names["billing-style"], None], strict=True):
+        assert out.split("\n", 1)[1].strip() == generate(fresh.model, fresh.tokenizer, text, name, 120).strip()

@@ -131,3 +131,12 @@ def test_past_runs_are_listed_with_their_curves(tmp_path):
     assert "completed" in text and "in the library as 'old'" in text
     assert list(figure.data[0].x) == [1, 2, 3]
     assert "old" in restarted.library.names()
+
+
+def test_route_table_messages_for_bad_input(studio):
+    with pytest.raises(AdapterError, match="Pick a router"):
+        h.route_table(studio, None, "hello")
+    with pytest.raises(AdapterError, match="one per line"):
+        h.route_table(studio, "router", " \n  \n")
+    with pytest.raises(AdapterError, match="at most 32 messages"):
+        h.route_table(studio, "router", "\n".join(f"message {i}" for i in range(33)))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import numpy as np
 import pandas as pd
 import torch
@@ -44,7 +46,9 @@ def tokenize(frame: pd.DataFrame, task: str, tokenizer, max_length: int, labels:
                 out["length"].append(len(ids))
             return out
 
-    return ds.map(encode, batched=True, remove_columns=ds.column_names)
+    # A fingerprint of our own: datasets would otherwise pickle the tokenizer to hash `encode` (about a
+    # second per call), only to name a cache file that an in-memory dataset never writes.
+    return ds.map(encode, batched=True, remove_columns=ds.column_names, new_fingerprint=uuid.uuid4().hex)
 
 
 def instruction_text(instruction: str, extra_input: str | None) -> str:

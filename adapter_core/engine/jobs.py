@@ -5,6 +5,7 @@ Callers (the studio, tests) poll `Job.events`; nothing here blocks the caller or
 
 from __future__ import annotations
 
+import atexit
 import threading
 import time
 import traceback
@@ -43,12 +44,34 @@ class JobManager:
         self._jobs: dict[str, Job] = {}
         self._queue: deque[Job] = deque()
         self._cond = threading.Condition()
+        self._closed = False
         self._worker = threading.Thread(target=self._work, name="adapter-studio-trainer", daemon=True)
         self._worker.start()
+        # Let the trainer thread finish before the interpreter tears down: a thread that ran torch ops
+        # and is still alive then can abort the process ("terminate called without an active exception").
+        atexit.register(self.close)
+
+    def close(self, timeout: float | None = 120) -> None:
+        """Shut the worker down: queued runs are cancelled, a running one stops after its current step
+        (its adapter is saved, as with `stop`), and the worker thread ends."""
+        with self._cond:
+            if self._closed:
+                return
+            self._closed = True
+            while self._queue:
+                self._finish(self._queue.popleft(), "cancelled", "Cancelled: the trainer shut down first.")
+            running = self.running()
+            if running is not None:
+                running.stop_requested.set()
+            self._cond.notify_all()
+        if threading.current_thread() is not self._worker:
+            self._worker.join(timeout)
 
     def submit(self, config: TrainConfig) -> Job:
         """Queue a run; it starts when the device is free. Bad settings fail here, not later."""
         config.check()
+        if self._closed:
+            raise AdapterError("The trainer has shut down; start a new JobManager to train again.")
         job = Job(config, self.store.create(config.name, config.to_dict()))
         with self._cond:
             self._jobs[job.id] = job
@@ -89,8 +112,10 @@ class JobManager:
     def _work(self) -> None:
         while True:
             with self._cond:
-                while not self._queue:
+                while not self._queue and not self._closed:
                     self._cond.wait()
+                if self._closed:
+                    return
                 job = self._queue.popleft()
                 job.status = "loading"
             self._run(job)

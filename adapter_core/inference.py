@@ -12,22 +12,34 @@ from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStr
 
 from .errors import AdapterError
 from .heads import backbone_hidden, pool
-from .inject import HEADS_ATTR, get_record
+from .inject import HEADS_ATTR, TASK_ADAPTER, AdapterRecord, get_record
 from .selection import thread_with_context, use_adapter
+
+
+def _require_task(model: nn.Module, name: str, task: str, use: str) -> AdapterRecord:
+    """The record of adapter `name`, which `use` (classify, chat, generation) needs to be a `task` adapter."""
+    record = get_record(model, name)
+    if record.task != task:
+        raise AdapterError(f"Adapter {name!r} is {TASK_ADAPTER[record.task]}; {use} needs {TASK_ADAPTER[task]}.")
+    return record
 
 
 def classification_logits(
     model: nn.Module, name: str, input_ids: torch.Tensor, attention_mask: torch.Tensor
 ) -> torch.Tensor:
     """Logits of classification adapter `name` (gradients flow; wrap in no_grad to serve)."""
-    record = get_record(model, name)
-    if record.task != "classification":
-        raise AdapterError(f"Adapter {name!r} is an {record.task} adapter; classify needs a classification adapter.")
-    head = getattr(model, HEADS_ATTR)[name]
+    record = _require_task(model, name, "classification", "classify")
     with use_adapter(model, name):
         hidden = backbone_hidden(model, input_ids, attention_mask)
-    pooled = pool(hidden, attention_mask, record.pooling)
-    return head(pooled.to(head.weight.dtype))
+    return _head_logits(model, record, hidden, attention_mask)
+
+
+def _head_logits(
+    model: nn.Module, record: AdapterRecord, hidden: torch.Tensor, attention_mask: torch.Tensor
+) -> torch.Tensor:
+    """The adapter's head over its pooling of the backbone's hidden states."""
+    head = getattr(model, HEADS_ATTR)[record.name]
+    return head(pool(hidden, attention_mask, record.pooling).to(head.weight.dtype))
 
 
 @dataclass
@@ -54,13 +66,9 @@ def classify(
     names = [name] * len(texts) if isinstance(name, str) else list(name)
     if len(names) != len(texts):
         raise AdapterError(f"Got {len(texts)} texts but {len(names)} adapter names; give one name per text.")
-    records = {n: get_record(model, n) for n in set(names)}
-    for n, record in records.items():
-        if record.task != "classification":
-            raise AdapterError(f"Adapter {n!r} is an {record.task} adapter; classify needs a classification adapter.")
+    records = {n: _require_task(model, n, "classification", "classify") for n in set(names)}
     if not texts:
         return []
-    heads = getattr(model, HEADS_ATTR)
     device = next(model.parameters()).device
     out: list[Prediction] = []
     for start in range(0, len(texts), batch_size):
@@ -78,9 +86,8 @@ def classify(
         probs: list[list[float] | None] = [None] * len(rows)
         for n in dict.fromkeys(rows):
             idx = [i for i, r in enumerate(rows) if r == n]
-            head = heads[n]
-            pooled = pool(hidden[idx], mask[idx], records[n].pooling)
-            for i, p in zip(idx, head(pooled.to(head.weight.dtype)).float().softmax(-1).tolist(), strict=True):
+            logits = _head_logits(model, records[n], hidden[idx], mask[idx])
+            for i, p in zip(idx, logits.float().softmax(-1).tolist(), strict=True):
                 probs[i] = p
         for n, row in zip(rows, probs, strict=True):
             labels = records[n].labels
@@ -119,8 +126,8 @@ def stream_generate(
 ) -> Iterator[str]:
     """Yield the answer's text piece by piece. `generate` runs in a worker thread that carries the
     caller's adapter selection; setting `stop` ends generation after the current token."""
-    if name is not None and get_record(model, name).task != "instruction":
-        raise AdapterError(f"Adapter {name!r} is a classification adapter; chat needs an instruction adapter.")
+    if name is not None:
+        _require_task(model, name, "instruction", "chat")
     prompt = format_prompt(tokenizer, instruction, system)
     device = next(model.parameters()).device
     inputs = tokenizer(prompt, return_tensors="pt", add_special_tokens=False).to(device)
@@ -183,8 +190,7 @@ def generate_batch(
     if len(names) != len(instructions):
         raise AdapterError(f"Got {len(instructions)} instructions but {len(names)} adapter names; give one per row.")
     for n in set(names) - {None}:
-        if get_record(model, n).task != "instruction":
-            raise AdapterError(f"Adapter {n!r} is a classification adapter; generation needs an instruction adapter.")
+        _require_task(model, n, "instruction", "generation")
     if not instructions:
         return []
     prompts = [format_prompt(tokenizer, i, system) for i in instructions]

@@ -18,6 +18,7 @@ from .state import AdapterRecord, AdapterState, ensure_state, get_state
 from .threadsafe import MODEL_BUILD_LOCK
 
 TASKS = ("classification", "instruction")
+TASK_ADAPTER = {"classification": "a classification adapter", "instruction": "an instruction adapter"}
 HEADS_ATTR = "adapter_core_heads"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _\-]{0,63}$")
 

@@ -141,16 +141,19 @@ class AdapterSlot(nn.Module):
         if training or dtype != y.dtype:
             return None
         adapters = list(present.values())
-        down = torch.stack([torch.zeros_like(adapters[0].down.weight.t())] + [a.down.weight.t() for a in adapters])
-        down_b = torch.stack([torch.zeros_like(adapters[0].down.bias)] + [a.down.bias for a in adapters])
-        up = torch.stack(
-            [torch.zeros_like(adapters[0].up.weight.t())] + [a.up.weight.t() * a.scaling for a in adapters]
-        )
-        up_b = torch.stack([torch.zeros_like(adapters[0].up.bias)] + [a.up.bias * a.scaling for a in adapters])
+
+        def stack(tensor_of) -> torch.Tensor:
+            tensors = [tensor_of(a) for a in adapters]
+            return torch.stack([torch.zeros_like(tensors[0]), *tensors])
+
+        down = stack(lambda a: a.down.weight.t())
+        down_b = stack(lambda a: a.down.bias).unsqueeze(1)
+        up = stack(lambda a: a.up.weight.t() * a.scaling)
+        up_b = stack(lambda a: a.up.bias * a.scaling).unsqueeze(1)
         entry = {n: i + 1 for i, n in enumerate(present)}
         rows = torch.tensor([entry.get(n, 0) for n in names], device=y.device)
         source = next(iter(present)) if parallel else None
-        return down, down_b.unsqueeze(1), up, up_b.unsqueeze(1), adapters[0].act, rows, source
+        return down, down_b, up, up_b, adapters[0].act, rows, source
 
     def _batched(self, y: torch.Tensor, stack: tuple) -> torch.Tensor:
         """Every row through its own adapter with two batched matmuls: each row gathers its adapter's

@@ -296,11 +296,15 @@ def compare_outputs(studio: Studio, adapters: list[str], text: str, with_base: b
     return [out[n] for n in [*adapters, *([None] if with_base else [])]]
 
 
+def check_router(router: str | None) -> None:
+    if not router:
+        raise AdapterError("Pick a router: a classification adapter trained on departments.")
+
+
 def route_table(studio: Studio, router: str | None, text: str) -> pd.DataFrame:
     """Route a batch of messages (one per line) and answer each with its department's adapter; the
     answers come from one mixed-adapter batch per base."""
-    if not router:
-        raise AdapterError("Pick a router: a classification adapter trained on departments.")
+    check_router(router)
     messages = [line.strip() for line in (text or "").splitlines() if line.strip()]
     if not messages:
         raise AdapterError("Type the customer messages, one per line.")

@@ -8,7 +8,7 @@ so serving never sees train-mode dropout or a half-trained adapter.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,10 +29,12 @@ from adapter_core.catalog import CATALOG
 from adapter_core.engine.evaluation import evaluate_file
 from adapter_core.engine.jobs import Job, JobManager
 from adapter_core.engine.runs import RunStore
-from adapter_core.inject import list_adapters
+from adapter_core.inject import TASK_ADAPTER, list_adapters
 from adapter_core.paths import studio_home
 
 from .library import Entry, Library
+
+USE = {"classification": "classify", "instruction": "chat"}
 
 
 @dataclass
@@ -100,9 +102,12 @@ class Studio:
         }
 
     # Serving -------------------------------------------------------------------------------------
-    def served(self, adapter: str) -> tuple[Base, Entry]:
-        """Base and library entry for `adapter`, with the adapter loaded (reloaded if it changed)."""
+    def served(self, adapter: str, task: str | None = None) -> tuple[Base, Entry]:
+        """Base and library entry for `adapter`, with the adapter loaded (reloaded if it changed).
+        With `task`, the adapter must be of that task."""
         entry = self.library.get(adapter)
+        if task is not None and entry.task != task:
+            raise AdapterError(f"{adapter!r} is {TASK_ADAPTER[entry.task]}; pick {TASK_ADAPTER[task]} to {USE[task]}.")
         base = self.base(entry.base)
         key = (entry.base, entry.name)
         with self._lock:
@@ -117,40 +122,33 @@ class Studio:
         """Label `texts` with one classification adapter, or `texts[i]` with `adapters[i]`. Rows whose
         adapters share a base run as one mixed batch."""
         names = [adapters] * len(texts) if isinstance(adapters, str) else list(adapters)
-        out: list[Prediction | None] = [None] * len(texts)
-        for base, rows in self._by_base(names, "classification"):
-            predictions = classify(base.model, base.tokenizer, [texts[i] for i in rows], [names[i] for i in rows])
-            for i, prediction in zip(rows, predictions, strict=True):
-                out[i] = prediction
-        return out
+        return self._per_base(names, texts, "classification", lambda b, t, n: classify(b.model, b.tokenizer, t, n))
 
     def answer(
         self, adapters: list[str | None], messages: list[str], base_name: str = "", max_new_tokens: int = 160
     ) -> list[str]:
         """Greedy answers: `messages[i]` through instruction adapter `adapters[i]` (None: the bare
         `base_name`). Rows on one base are generated together, in one mixed-adapter batch."""
-        out: list[str | None] = [None] * len(messages)
-        for base, rows in self._by_base(adapters, "instruction", base_name):
-            texts = generate_batch(
-                base.model, base.tokenizer, [messages[i] for i in rows], [adapters[i] for i in rows], max_new_tokens
-            )
-            for i, text in zip(rows, texts, strict=True):
-                out[i] = text
-        return out
+        return self._per_base(
+            adapters,
+            messages,
+            "instruction",
+            lambda b, m, n: generate_batch(b.model, b.tokenizer, m, n, max_new_tokens),
+            base_name,
+        )
 
-    def _by_base(self, names: list[str | None], task: str, base_name: str = "") -> list[tuple[Base, list[int]]]:
-        """Serve each named adapter and group the row indices by the base they run on."""
+    def _per_base(self, names: list[str | None], inputs: list, task: str, run: Callable, base_name: str = "") -> list:
+        """Serve each named adapter (None: the bare `base_name`), call `run(base, inputs, names)` once per
+        base on that base's rows, and return the results in row order."""
         groups: dict[int, tuple[Base, list[int]]] = {}
         for i, name in enumerate(names):
-            if name is None:
-                base = self.base(base_name)
-            else:
-                base, entry = self.served(name)
-                if entry.task != task:
-                    verb = "classify" if task == "classification" else "answer"
-                    raise AdapterError(f"{name!r} is an {entry.task} adapter; pick a {task} adapter to {verb}.")
+            base = self.base(base_name) if name is None else self.served(name, task)[0]
             groups.setdefault(id(base), (base, []))[1].append(i)
-        return list(groups.values())
+        out: list = [None] * len(names)
+        for base, rows in groups.values():
+            for i, result in zip(rows, run(base, [inputs[i] for i in rows], [names[i] for i in rows]), strict=True):
+                out[i] = result
+        return out
 
     def chat(
         self,
@@ -162,9 +160,7 @@ class Studio:
     ) -> Iterator[str]:
         """Stream the answer of instruction adapter `adapter` (None: the bare base model)."""
         if adapter:
-            base, entry = self.served(adapter)
-            if entry.task != "instruction":
-                raise AdapterError(f"{adapter!r} is a classification adapter; pick an instruction adapter to chat.")
+            base, entry = self.served(adapter, "instruction")
             name = entry.name
         else:
             base, name = self.base(base_name), None

@@ -363,8 +363,7 @@ def build_app(studio: Studio | None = None) -> gr.Blocks:
 
         @gpu
         def route(router_name, message):
-            if not router_name:
-                raise AdapterError("Pick a router: a classification adapter trained on departments.")
+            h.check_router(router_name)
             if not (message or "").strip():
                 raise AdapterError("Type a customer message.")
             [(prediction, target)] = studio.route(router_name, [message])

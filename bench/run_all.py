@@ -4,8 +4,8 @@
 
 --quick trims repeats and budgets to check the scripts, not to quote numbers. --gpu is issue 6's GPU
 check in one go (training step cost under bf16 with SmolLM2 tokens/s, inference overhead, mixed
-batches); each script picks CUDA by itself. Results go to bench/results.jsonl; copy the figures you
-quote into bench/RESULTS.md.
+batches, and the response-only loss's time and memory); each script picks CUDA by itself. Results go
+to bench/results.jsonl; copy the figures you quote into bench/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -22,10 +22,11 @@ BENCHES = {
     "switching": ([], ["--repeats", "5"]),
     "mixed_batch": ([], ["--repeats", "3"]),
     "step_cost": ([], ["--repeats", "2", "--models", "minilm", "--no-memory"]),
+    "response_loss": ([], ["--repeats", "1", "--batches", "2", "--no-memory"]),
     "banking77": ([], ["--fast"]),
     "adapterhub": ([], ["--fast", "--epochs", "1"]),
 }
-GPU = {"step_cost": ["--bf16", "--repeats", "10"], "inference_overhead": [], "mixed_batch": []}
+GPU = {"step_cost": ["--bf16", "--repeats", "10"], "inference_overhead": [], "mixed_batch": [], "response_loss": []}
 
 
 def main() -> None:

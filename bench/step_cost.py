@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 from contextlib import nullcontext
 from pathlib import Path
@@ -21,7 +20,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import interleaved, summary  # noqa: E402
+from common import in_child, interleaved, peak_of, summary  # noqa: E402
 
 from adapter_core import AdapterConfig, add_adapter, load_base, use_adapter  # noqa: E402
 
@@ -80,41 +79,12 @@ def build(base_name: str, mode: str, device: str, bf16: bool = False):
     return step
 
 
-def peak_memory(base_name: str, mode: str, device: str, bf16: bool = False) -> dict | None:
-    """Peak memory of three steps of one mode, in a fresh process: the peak itself, and how far it rises
-    above the loaded model (activations, gradients and optimizer state), both in MiB.
-
-    On CPU this reads the kernel's high-water mark of the process's own address space (VmHWM), reset
-    after loading. (`ru_maxrss` would not do: a child started by fork + exec inherits its parent's peak.)
-    """
-    code = (
-        "import sys, json, torch; sys.path.insert(0, 'bench'); import step_cost as s\n"
-        f"print(json.dumps(s.measure_peak({base_name!r}, {mode!r}, {device!r}, {bf16!r})))\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
-def _status_mib(field: str) -> float:
-    line = next(x for x in Path("/proc/self/status").read_text().splitlines() if x.startswith(field + ":"))
-    return int(line.split()[1]) / 1024
-
-
 def measure_peak(base_name: str, mode: str, device: str, bf16: bool = False) -> dict | None:
+    """Peak memory of three steps of one mode (run it in a fresh process: `common.in_child`)."""
     step = build(base_name, mode, device, bf16)
     if step is None:
         return None
-    if device == "cuda":
-        torch.cuda.synchronize()
-        before = torch.cuda.memory_allocated() / 2**20
-        torch.cuda.reset_peak_memory_stats()
-    else:
-        before = _status_mib("VmRSS")
-        Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
-    for _ in range(3):
-        step()
-    peak = torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else _status_mib("VmHWM")
-    return {"peak_mib": round(peak, 1), "above_model_mib": round(peak - before, 1)}
+    return peak_of(lambda: [step() for _ in range(3)])
 
 
 def main() -> None:
@@ -142,7 +112,9 @@ def main() -> None:
             rows[m]["vs_full"] = round(rows[m]["median"] / full, 3)
             rows[m]["tokens_per_s"] = round(batch * length / (rows[m]["median"] / 1e3), 1)
             if not args.no_memory:
-                rows[m].update(peak_memory(base_name, m, device, args.bf16) or {})
+                rows[m].update(
+                    in_child("step_cost", f"measure_peak({base_name!r}, {m!r}, {device!r}, {args.bf16!r})") or {}
+                )
         report["models"][base_name] = {"batch": SHAPES[base_name], "rows": rows}
         for m, r in rows.items():
             print(

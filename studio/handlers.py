@@ -84,7 +84,7 @@ def inspect_data(
     data = validate(frame, task, columns, path.name)
     if tokenizer is not None:
         ds = tokenize(data.frame, task, tokenizer, max_length, data.labels)
-        describe_lengths(data.summary, ds["length"], max_length)
+        describe_lengths(data.summary, ds, max_length)
     return {
         "preview": frame.head(20),
         "columns": list(frame.columns),

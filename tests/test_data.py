@@ -2,8 +2,8 @@
 
 import pytest
 
-from adapter_core.engine.batches import IGNORE, instruction_example, tokenize
-from adapter_core.engine.data import DataError, load_data, split
+from adapter_core.engine.batches import IGNORE, drop_unanswered, instruction_example, tokenize
+from adapter_core.engine.data import DataError, describe_lengths, load_data, split
 
 
 def write(tmp_path, name, content):
@@ -173,3 +173,26 @@ def test_chat_template_masking_on_smollm2(tmp_path):
     assert "Where is my parcel?" in tok.decode(prompt) and "Orders Desk" not in tok.decode(prompt)
     first = labels.index(next(lab for lab in labels if lab != IGNORE))
     assert all(lab == IGNORE for lab in labels[:first]) and all(lab != IGNORE for lab in labels[first:])
+
+
+def test_examples_cut_before_their_response_are_reported_and_left_out(tmp_path):
+    long_question = "why " * 30  # its prompt alone is longer than max length 60
+    csv = f"instruction,response\n{long_question},Because.\nWhere is it?,On its way.\n"
+    data = load_data(write(tmp_path, "d.csv", csv), "instruction")
+    ds = tokenize(data.frame, "instruction", _Tok(), 60, None)
+    assert ds["response_tokens"] == [0, len("On its way.$")]
+    describe_lengths(data.summary, ds, 60)
+    assert "1 of 2 examples have a prompt of 60 tokens or more" in "\n".join(data.summary.lines())
+    kept = drop_unanswered(ds)
+    assert len(kept) == 1 and kept["response_tokens"] == [12]
+
+
+def test_training_refuses_data_whose_prompts_all_fill_max_length(tmp_path, monkeypatch):
+    from adapter_core.engine.train import TrainConfig, train
+
+    monkeypatch.setenv("ADAPTER_STUDIO_HOME", str(tmp_path / "home"))
+    rows = "".join(f"Question number {i} about my parcel?,Answer {i}.\n" for i in range(20))
+    path = write(tmp_path, "d.csv", "instruction,response\n" + rows)
+    config = TrainConfig(base="smollm2-135m-instruct", task="instruction", data=str(path), name="x", max_length=8)
+    with pytest.raises(DataError, match="every prompt fills it. Raise max length"):
+        train(config, tmp_path / "run")

@@ -31,7 +31,7 @@ def tokenize(frame: pd.DataFrame, task: str, tokenizer, max_length: int, labels:
     else:
 
         def encode(batch):
-            out = {"input_ids": [], "labels": [], "length": []}
+            out = {"input_ids": [], "labels": [], "length": [], "response_tokens": []}
             for i in range(len(batch["instruction"])):
                 ids, lab = instruction_example(
                     tokenizer,
@@ -44,11 +44,22 @@ def tokenize(frame: pd.DataFrame, task: str, tokenizer, max_length: int, labels:
                 out["input_ids"].append(ids)
                 out["labels"].append(lab)
                 out["length"].append(len(ids))
+                # Tokens that carry loss: each label is predicted from the token before it.
+                out["response_tokens"].append(sum(t != IGNORE for t in lab[1:]))
             return out
 
     # A fingerprint of our own: datasets would otherwise pickle the tokenizer to hash `encode` (about a
     # second per call), only to name a cache file that an in-memory dataset never writes.
     return ds.map(encode, batched=True, remove_columns=ds.column_names, new_fingerprint=uuid.uuid4().hex)
+
+
+def drop_unanswered(ds: Dataset) -> Dataset:
+    """Instruction examples whose prompt fills max_length leave no response token to learn from, and a
+    batch of only those would make the loss 0/0. `describe_lengths` reports how many there are."""
+    if "response_tokens" not in ds.column_names:
+        return ds
+    keep = [i for i, n in enumerate(ds["response_tokens"]) if n > 0]
+    return ds if len(keep) == len(ds) else ds.select(keep)
 
 
 def instruction_text(instruction: str, extra_input: str | None) -> str:

@@ -288,9 +288,10 @@ def split(data: TaskData, val_fraction: float, seed: int) -> tuple[pd.DataFrame,
     return train.reset_index(drop=True), val.reset_index(drop=True)
 
 
-def describe_lengths(summary: DataSummary, lengths: list[int], max_length: int) -> None:
-    """Token-length percentiles, and how many examples reach max_length (and so are cut), into `summary`."""
-    arr = np.asarray(lengths)
+def describe_lengths(summary: DataSummary, ds, max_length: int) -> None:
+    """Token-length percentiles, how many examples reach max_length (and so are cut), and how many
+    instruction examples are cut before their response begins, into `summary`."""
+    arr = np.asarray(ds["length"])
     summary.token_percentiles = {
         "p50": int(np.percentile(arr, 50)),
         "p90": int(np.percentile(arr, 90)),
@@ -299,3 +300,11 @@ def describe_lengths(summary: DataSummary, lengths: list[int], max_length: int) 
     }
     summary.truncated = int((arr >= max_length).sum())
     summary.max_length = max_length
+    if "response_tokens" in ds.column_names:
+        unanswered = sum(n == 0 for n in ds["response_tokens"])
+        if unanswered:
+            summary.warnings.append(
+                f"{unanswered} of {len(arr)} examples have a prompt of {max_length} tokens or more, so no "
+                "response token is left to learn from; they are left out. Raise max length or shorten "
+                "those prompts."
+            )

@@ -8,12 +8,10 @@ from functools import partial
 import torch
 from datasets import Dataset
 from torch import nn
-from torch.nn import functional as F
 from torch.utils.data import DataLoader
 
-from ..inference import classification_logits
-from ..selection import use_adapter
 from .batches import LengthGroupedBatches, collate
+from .losses import task_loss
 
 
 def macro_f1(pred: list[int], gold: list[int], num_labels: int) -> float:
@@ -26,16 +24,6 @@ def macro_f1(pred: list[int], gold: list[int], num_labels: int) -> float:
         if tp + fp + fn:
             scores.append(2 * tp / (2 * tp + fp + fn))
     return sum(scores) / len(scores) if scores else 0.0
-
-
-def task_loss(model: nn.Module, name: str, task: str, batch: dict[str, torch.Tensor]):
-    """(mean loss, number of loss tokens or examples, classification logits or None)."""
-    if task == "classification":
-        logits = classification_logits(model, name, batch["input_ids"], batch["attention_mask"])
-        return F.cross_entropy(logits.float(), batch["labels"]), len(batch["labels"]), logits
-    with use_adapter(model, name):
-        out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"])
-    return out.loss, int((batch["labels"][:, 1:] != -100).sum()), None
 
 
 @torch.no_grad()

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
+from datasets import concatenate_datasets
 from torch import nn
 from torch.utils.data import DataLoader
 from transformers import get_linear_schedule_with_warmup
@@ -29,9 +30,10 @@ from ..config import AdapterConfig
 from ..errors import AdapterError
 from ..inject import HEADS_ATTR, adapter_parameters, add_adapter, trainable_summary
 from ..io import CONFIG_FILE, save_adapter
-from .batches import LengthGroupedBatches, collate, tokenize
+from .batches import LengthGroupedBatches, collate, drop_unanswered, tokenize
 from .data import DataError, TaskData, describe_lengths, load_data, split
-from .metrics import evaluate, is_better, task_loss
+from .losses import task_loss
+from .metrics import evaluate, is_better
 
 
 @dataclass
@@ -194,8 +196,14 @@ def train(
     tokenizer, model = base.tokenizer, base.model
     train_ds = tokenize(train_df, config.task, tokenizer, config.max_length, data.labels)
     val_ds = tokenize(val_df, config.task, tokenizer, config.max_length, data.labels)
-    describe_lengths(data.summary, list(train_ds["length"]) + list(val_ds["length"]), config.max_length)
+    describe_lengths(data.summary, concatenate_datasets([train_ds, val_ds]), config.max_length)
     emit(Event("data", message="\n".join(data.summary.lines()), info=asdict(data.summary)))
+    train_ds, val_ds = drop_unanswered(train_ds), drop_unanswered(val_ds)
+    if not len(train_ds) or not len(val_ds):
+        raise DataError(
+            f"No {'training' if not len(train_ds) else 'validation'} example has a response token within "
+            f"max length {config.max_length}: every prompt fills it. Raise max length or shorten the prompts."
+        )
 
     add_adapter(
         model, config.name, config.adapter_config(), task=config.task, labels=data.labels, pooling=config.pooling

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from datasets import Dataset
 
 from ..errors import AdapterError
 
@@ -288,7 +289,7 @@ def split(data: TaskData, val_fraction: float, seed: int) -> tuple[pd.DataFrame,
     return train.reset_index(drop=True), val.reset_index(drop=True)
 
 
-def describe_lengths(summary: DataSummary, ds, max_length: int) -> None:
+def describe_lengths(summary: DataSummary, ds: Dataset, max_length: int) -> None:
     """Token-length percentiles, how many examples reach max_length (and so are cut), and how many
     instruction examples are cut before their response begins, into `summary`."""
     arr = np.asarray(ds["length"])

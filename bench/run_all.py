@@ -25,6 +25,7 @@ BENCHES = {
     "response_loss": ([], ["--repeats", "1", "--batches", "2", "--no-memory"]),
     "banking77": ([], ["--fast"]),
     "adapterhub": ([], ["--fast", "--epochs", "1"]),
+    "adapterhub_instruction": ([], ["--steps", "2"]),
 }
 GPU = {"step_cost": ["--bf16", "--repeats", "10"], "inference_overhead": [], "mixed_batch": [], "response_loss": []}
 

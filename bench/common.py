@@ -81,3 +81,10 @@ def peak_of(run: Callable[[], object]) -> dict:
     sync()
     peak = torch.cuda.max_memory_allocated() / 2**20 if DEVICE == "cuda" else _status_mib("VmHWM")
     return {"peak_mib": round(peak, 1), "above_model_mib": round(peak - before, 1)}
+
+
+def peak_text(row: dict) -> str:
+    """The peak-memory part of a printed row; empty when memory was not measured."""
+    if "peak_mib" not in row:
+        return ""
+    return f", peak {row['peak_mib']} MiB ({row['above_model_mib']} MiB above the model)"

@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import DEVICE, in_child, interleaved, peak_of, summary  # noqa: E402
+from common import DEVICE, in_child, interleaved, peak_of, peak_text, summary  # noqa: E402
 
 from adapter_core import AdapterConfig, add_adapter, load_base  # noqa: E402
 from adapter_core.engine.batches import IGNORE, LengthGroupedBatches, collate, tokenize  # noqa: E402
@@ -109,8 +109,7 @@ def main() -> None:
             r.update(in_child("response_loss", f"measure_peak({m!r}, {args.batches})"))
         print(
             f"{m:>16}: {r['median']:8.1f} ms for {len(batches)} steps ({r['min']:.0f}-{r['max']:.0f}), "
-            f"{r['vs_models_own']:.3f} x the model's own loss, {r['tokens_per_s']:.0f} tokens/s, "
-            f"peak {r.get('peak_mib')} MiB ({r.get('above_model_mib')} MiB above the model)",
+            f"{r['vs_models_own']:.3f} x the model's own loss, {r['tokens_per_s']:.0f} tokens/s{peak_text(r)}",
             flush=True,
         )
     print(f"labelled tokens: {labelled / tokens:.1%} of {tokens}; largest loss difference {diff:.2e}")

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import in_child, interleaved, peak_of, summary  # noqa: E402
+from common import in_child, interleaved, peak_of, peak_text, summary  # noqa: E402
 
 from adapter_core import AdapterConfig, add_adapter, load_base, use_adapter  # noqa: E402
 
@@ -119,7 +119,7 @@ def main() -> None:
         for m, r in rows.items():
             print(
                 f"{base_name:>22} {m:>8}: {r['median']:8.1f} ms/step ({r['min']:.0f}-{r['max']:.0f}), "
-                f"{r['vs_full']:.3f} x full, {r['tokens_per_s']:.0f} tokens/s, peak {r.get('peak_mib')} MiB ({r.get('above_model_mib')} MiB above the model)",
+                f"{r['vs_full']:.3f} x full, {r['tokens_per_s']:.0f} tokens/s{peak_text(r)}",
                 flush=True,
             )
         del steps

@@ -34,7 +34,7 @@ import numpy as np, pandas as pd, torch
 from transformers import AutoTokenizer, get_linear_schedule_with_warmup
 from adapters import AutoAdapterModel, DoubleSeqBnConfig
 
-model_path, train_csv, test_csv, epochs, lr, batch, max_len, seed = sys.argv[1:9]
+model_path, train_csv, test_csv, epochs, lr, batch, max_len, seed, matched = sys.argv[1:10]
 epochs, lr, batch, max_len, seed = float(epochs), float(lr), int(batch), int(max_len), int(seed)
 torch.manual_seed(seed); random.seed(seed); np.random.seed(seed)
 train, test = pd.read_csv(train_csv), pd.read_csv(test_csv)
@@ -42,7 +42,9 @@ labels = sorted(train.label.unique()); index = {l: i for i, l in enumerate(label
 tok = AutoTokenizer.from_pretrained(model_path)
 model = AutoAdapterModel.from_pretrained(model_path)
 # Houlsby placement (after attention and feed-forward), bottleneck 384 / 6 = 64.
-model.add_adapter("b77", config=DoubleSeqBnConfig(reduction_factor=6))
+# --matched: W_up at zero (Kaiming-uniform W_down), as ours; the default "bert" init draws both from N(0, 0.02).
+init = {"init_weights": "mam_adapter"} if matched == "1" else {}
+model.add_adapter("b77", config=DoubleSeqBnConfig(reduction_factor=6, **init))
 model.add_classification_head("b77", num_labels=len(labels), layers=1)
 model.train_adapter("b77")
 params = [p for p in model.parameters() if p.requires_grad]
@@ -108,24 +110,24 @@ print(json.dumps({"side": "adapterhub", "test_accuracy": correct / len(test), "t
 OUR_SIDE = r"""
 import sys
 from pathlib import Path
-here, train_csv, val_csv, test_csv, work, epochs, seed = sys.argv[1:8]
+here, train_csv, val_csv, test_csv, work, epochs, seed, matched = sys.argv[1:9]
 sys.path.insert(0, here)
 from banking77 import run
 from adapter_core.engine.train import TrainConfig
 run("adapter", TrainConfig().lr, Path(train_csv), Path(test_csv), 0, Path(work), epochs=float(epochs), max_length=64,
-    val_data=val_csv, seed=int(seed))
+    val_data=val_csv, seed=int(seed), activation="swish" if matched == "1" else TrainConfig().activation)
 """
 
 OUR_STEP = r"""
 import json, statistics, sys, time
 import pandas as pd, torch
 from adapter_core import AdapterConfig, add_adapter, classification_logits, load_base
-train_csv = sys.argv[1]
+train_csv, matched = sys.argv[1:3]
 train = pd.read_csv(train_csv)
 labels = sorted(train.label.unique())
 base = load_base("minilm")
 model, tok = base.model, base.tokenizer
-add_adapter(model, "b77", AdapterConfig(bottleneck=64), labels=labels)
+add_adapter(model, "b77", AdapterConfig(bottleneck=64, activation="swish" if matched == "1" else "gelu"), labels=labels)
 params = [p for p in model.parameters() if p.requires_grad]
 opt = torch.optim.AdamW(params, lr=2e-3, weight_decay=0.01)
 x = tok(list(train.text[:32]), padding="max_length", truncation=True, max_length=64, return_tensors="pt")
@@ -155,6 +157,11 @@ def main() -> None:
     ap.add_argument("--epochs", type=float, default=4)
     ap.add_argument("--fast", action="store_true", help="1,500 training rows, to try the script")
     ap.add_argument("--seed", type=int, default=42, help="seed of both sides (initialisation and batch order)")
+    ap.add_argument(
+        "--matched",
+        action="store_true",
+        help="the same adapter on both sides: swish (AdapterHub's default) on ours, W_up at zero on theirs",
+    )
     args = ap.parse_args()
     sys.path.insert(0, str(HERE))
     from banking77 import make_split  # the same held-out split as the BANKING77 benchmark
@@ -175,7 +182,7 @@ def main() -> None:
         train_csv, val_csv = work / "train_rows.csv", work / "val_rows.csv"
         train_df[["text", "label"]].to_csv(train_csv, index=False)
         val_df[["text", "label"]].to_csv(val_csv, index=False)
-        hp = [str(args.epochs), str(d.lr), str(d.batch_size), "64", str(args.seed)]
+        hp = [str(args.epochs), str(d.lr), str(d.batch_size), "64", str(args.seed), str(int(args.matched))]
         theirs = subprocess.run(
             [str(python), "-c", THEIR_SIDE, str(embedded_path(CATALOG["minilm"])), str(train_csv), str(test_csv), *hp],
             capture_output=True,
@@ -186,14 +193,16 @@ def main() -> None:
         theirs = json.loads(theirs.stdout.strip().splitlines()[-1])
         ours = subprocess.run(
             [sys.executable, "-c", OUR_SIDE, str(HERE), str(train_csv), str(val_csv), str(test_csv), str(work)]
-            + [str(args.epochs), str(args.seed)],
+            + [str(args.epochs), str(args.seed), str(int(args.matched))],
             capture_output=True,
             text=True,
         )
         if ours.returncode != 0:
             sys.exit(ours.stderr[-3000:])
         ours = json.loads(ours.stdout.strip().splitlines()[-1])
-        step = subprocess.run([sys.executable, "-c", OUR_STEP, str(train_csv)], capture_output=True, text=True)
+        step = subprocess.run(
+            [sys.executable, "-c", OUR_STEP, str(train_csv), str(int(args.matched))], capture_output=True, text=True
+        )
         if step.returncode != 0:
             sys.exit(step.stderr[-3000:])
         ours.update(json.loads(step.stdout.strip().splitlines()[-1]))
@@ -217,6 +226,7 @@ def main() -> None:
                 "bench": "adapterhub",
                 "epochs": args.epochs,
                 "seed": args.seed,
+                "matched": args.matched,
                 "fast": args.fast,
                 "adapterhub": theirs,
                 "ours": ours,

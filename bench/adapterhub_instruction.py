@@ -167,7 +167,6 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     sys.path.insert(0, str(HERE))
-    sys.path.insert(0, str(ROOT))
     from adapterhub import ensure_venv
 
     their_python = str(ensure_venv())

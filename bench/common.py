@@ -15,6 +15,11 @@ import torch
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def device_name() -> str:
+    """The card the figures come from, for the report."""
+    return torch.cuda.get_device_name() if DEVICE == "cuda" else "cpu"
+
+
 def sync() -> None:
     """Wait for queued GPU work, so a timer measures the work and not just its launch."""
     if DEVICE == "cuda":

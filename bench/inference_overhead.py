@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import DEVICE, timed  # noqa: E402
+from common import DEVICE, device_name, timed  # noqa: E402
 
 from adapter_core import AdapterConfig, add_adapter, load_base, use_adapter  # noqa: E402
 
@@ -72,7 +72,7 @@ def main() -> None:
                 "bench": "inference_overhead",
                 "base": args.base,
                 "bottleneck": args.bottleneck,
-                "device": torch.cuda.get_device_name() if DEVICE == "cuda" else "cpu",
+                "device": device_name(),
                 "threads": torch.get_num_threads(),
                 "rows": rows,
             }

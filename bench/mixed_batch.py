@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import DEVICE, interleaved, summary  # noqa: E402
+from common import DEVICE, device_name, interleaved, summary  # noqa: E402
 
 from adapter_core import (  # noqa: E402
     AdapterConfig,
@@ -70,7 +70,7 @@ def main() -> None:
         "mixed_ms": mixed,
         "throughput_ratio": ratio,
         "max_abs_diff_vs_alone": max_diff,
-        "device": torch.cuda.get_device_name() if DEVICE == "cuda" else "cpu",
+        "device": device_name(),
         "threads": torch.get_num_threads(),
     }
     if not args.no_generate:

@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import DEVICE, in_child, interleaved, peak_of, peak_text, summary  # noqa: E402
+from common import DEVICE, device_name, in_child, interleaved, peak_of, peak_text, summary  # noqa: E402
 
 from adapter_core import AdapterConfig, add_adapter, load_base  # noqa: E402
 from adapter_core.engine.batches import IGNORE, LengthGroupedBatches, collate, tokenize  # noqa: E402
@@ -84,7 +84,7 @@ def main() -> None:
     tokens = sum(int(b["attention_mask"].sum()) for b in batches)
     labelled = sum(int((b["labels"][:, 1:] != IGNORE).sum()) for b in batches)
 
-    # Each mode trains its own copy of the adapter weights from the same start.
+    # Every round restores the adapter's starting weights, so both losses train from the same point.
     start = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
 
     def fresh(mode):
@@ -115,7 +115,7 @@ def main() -> None:
     print(f"labelled tokens: {labelled / tokens:.1%} of {tokens}; largest loss difference {diff:.2e}")
     report = {
         "bench": "response_loss",
-        "device": torch.cuda.get_device_name() if DEVICE == "cuda" else "cpu",
+        "device": device_name(),
         "threads": torch.get_num_threads(),
         "batches": [list(b["input_ids"].shape) for b in batches],
         "labelled_fraction": round(labelled / tokens, 3),

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import in_child, interleaved, peak_of, peak_text, summary  # noqa: E402
+from common import DEVICE, device_name, in_child, interleaved, peak_of, peak_text, summary  # noqa: E402
 
 from adapter_core import AdapterConfig, add_adapter, load_base, use_adapter  # noqa: E402
 
@@ -73,8 +73,6 @@ def build(base_name: str, mode: str, device: str, bf16: bool = False):
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
-        if device == "cuda":
-            torch.cuda.synchronize()
 
     return step
 
@@ -94,10 +92,10 @@ def main() -> None:
     ap.add_argument("--no-memory", action="store_true")
     ap.add_argument("--bf16", action="store_true", help="autocast to bfloat16 (GPU runs)")
     args = ap.parse_args()
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = DEVICE
     report = {
         "bench": "step_cost",
-        "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
+        "device": device_name(),
         "threads": torch.get_num_threads(),
         "bf16": args.bf16,
         "models": {},

@@ -140,10 +140,10 @@ class Studio:
     def _per_base(self, names: list[str | None], inputs: list, task: str, run: Callable, base_name: str = "") -> list:
         """Serve each named adapter (None: the bare `base_name`), call `run(base, inputs, names)` once per
         base on that base's rows, and return the results in row order."""
+        bases = {n: self.base(base_name) if n is None else self.served(n, task)[0] for n in dict.fromkeys(names)}
         groups: dict[int, tuple[Base, list[int]]] = {}
         for i, name in enumerate(names):
-            base = self.base(base_name) if name is None else self.served(name, task)[0]
-            groups.setdefault(id(base), (base, []))[1].append(i)
+            groups.setdefault(id(bases[name]), (bases[name], []))[1].append(i)
         out: list = [None] * len(names)
         for base, rows in groups.values():
             for i, result in zip(rows, run(base, [inputs[i] for i in rows], [names[i] for i in rows]), strict=True):

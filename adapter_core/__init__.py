@@ -30,6 +30,7 @@ from .inject import (
     list_adapters,
     remove_adapter,
     set_trainable,
+    train_mode,
     trainable_summary,
 )
 from .io import load_adapter, read_adapter_config, save_adapter
@@ -62,6 +63,7 @@ __all__ = [
     "remove_adapter",
     "save_adapter",
     "set_trainable",
+    "train_mode",
     "stream_generate",
     "thread_with_context",
     "trainable_summary",

@@ -55,7 +55,14 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--bottleneck", type=int, default=d.bottleneck, help="adapter width r")
     t.add_argument("--placement", default=d.placement, choices=["houlsby", "pfeiffer", "parallel"])
     t.add_argument("--activation", default=d.activation, choices=["gelu", "relu", "swish", "tanh"])
-    t.add_argument("--dropout", type=float, default=d.dropout)
+    t.add_argument("--dropout", type=float, default=d.dropout, help="the adapter's own dropout")
+    t.add_argument(
+        "--base-dropout",
+        default=d.base_dropout,
+        action=argparse.BooleanOptionalAction,
+        help="keep the frozen base's dropout active while training (--no-base-dropout: the base runs in "
+        "eval mode, a cheaper step)",
+    )
     t.add_argument("--pooling", choices=["cls", "mean", "last"], help="classification pooling (default: by family)")
     t.add_argument("--epochs", type=float, default=d.epochs)
     t.add_argument("--lr", type=float, default=d.lr)
@@ -138,6 +145,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         placement=args.placement,
         activation=args.activation,
         dropout=args.dropout,
+        base_dropout=args.base_dropout,
         pooling=args.pooling,
         epochs=args.epochs,
         lr=args.lr,

@@ -123,6 +123,22 @@ def freeze_base(model: nn.Module) -> None:
             p.requires_grad_(False)
 
 
+def train_mode(model: nn.Module, base_dropout: bool = True) -> None:
+    """Put `model` in train mode for adapter training. With `base_dropout=False` the frozen base stays in
+    eval mode and only the adapters and heads train: no dropout masks in the base, and its attention can
+    take the fused kernel, which makes a step about a quarter cheaper on a BERT-like encoder."""
+    model.train()
+    if base_dropout:
+        return
+    model.eval()
+    state = get_state(model)
+    for slot in state.slots.values() if state is not None else ():
+        slot.adapters.train()
+    heads = getattr(model, HEADS_ATTR, None)
+    if heads is not None:
+        heads.train()
+
+
 def set_trainable(model: nn.Module, name: str | None) -> None:
     """Make adapter `name` and its head the only trainable tensors (None: freeze everything)."""
     for p in model.parameters():

@@ -2,7 +2,7 @@
 (64, both sub-layers), batch, learning rate, epochs and seed, trained by `adapters` 1.3.0 and by
 Adapter Studio.
 
-    python bench/adapterhub.py [--epochs 4] [--seed 42] [--fast]
+    python bench/adapterhub.py [--epochs 4] [--seed 42] [--fast] [--matched] [--base-dropout on|off]
 
 `adapters` 1.3.0 needs transformers 4.57.6, so its side runs in a virtual environment that this script
 creates once under bench/.venv-adapterhub (torch 2.13.0). Each side trains in its own process, one
@@ -110,19 +110,20 @@ print(json.dumps({"side": "adapterhub", "test_accuracy": correct / len(test), "t
 OUR_SIDE = r"""
 import sys
 from pathlib import Path
-here, train_csv, val_csv, test_csv, work, epochs, seed, matched = sys.argv[1:9]
+here, train_csv, val_csv, test_csv, work, epochs, seed, matched, base_dropout = sys.argv[1:10]
 sys.path.insert(0, here)
 from banking77 import run
 from adapter_core.engine.train import TrainConfig
 run("adapter", TrainConfig().lr, Path(train_csv), Path(test_csv), 0, Path(work), epochs=float(epochs), max_length=64,
-    val_data=val_csv, seed=int(seed), activation="swish" if matched == "1" else TrainConfig().activation)
+    val_data=val_csv, seed=int(seed), activation="swish" if matched == "1" else TrainConfig().activation,
+    base_dropout=base_dropout == "1")
 """
 
 OUR_STEP = r"""
 import json, statistics, sys, time
 import pandas as pd, torch
-from adapter_core import AdapterConfig, add_adapter, classification_logits, load_base
-train_csv, matched = sys.argv[1:3]
+from adapter_core import AdapterConfig, add_adapter, classification_logits, load_base, train_mode
+train_csv, matched, base_dropout = sys.argv[1:4]
 train = pd.read_csv(train_csv)
 labels = sorted(train.label.unique())
 base = load_base("minilm")
@@ -132,7 +133,7 @@ params = [p for p in model.parameters() if p.requires_grad]
 opt = torch.optim.AdamW(params, lr=2e-3, weight_decay=0.01)
 x = tok(list(train.text[:32]), padding="max_length", truncation=True, max_length=64, return_tensors="pt")
 y = torch.tensor([labels.index(l) for l in train.label[:32]])
-model.train()
+train_mode(model, base_dropout == "1")
 def one_step():
     logits = classification_logits(model, "b77", x["input_ids"], x["attention_mask"])
     torch.nn.functional.cross_entropy(logits, y).backward(); opt.step(); opt.zero_grad()
@@ -161,6 +162,12 @@ def main() -> None:
         "--matched",
         action="store_true",
         help="the same adapter on both sides: swish (AdapterHub's default) on ours, W_up at zero on theirs",
+    )
+    ap.add_argument(
+        "--base-dropout",
+        choices=["on", "off"],
+        default="on",
+        help="our frozen base's dropout: on, as AdapterHub trains (model.train()), or off, our engine's default",
     )
     args = ap.parse_args()
     sys.path.insert(0, str(HERE))
@@ -193,7 +200,7 @@ def main() -> None:
         theirs = json.loads(theirs.stdout.strip().splitlines()[-1])
         ours = subprocess.run(
             [sys.executable, "-c", OUR_SIDE, str(HERE), str(train_csv), str(val_csv), str(test_csv), str(work)]
-            + [str(args.epochs), str(args.seed), str(int(args.matched))],
+            + [str(args.epochs), str(args.seed), str(int(args.matched)), str(int(args.base_dropout == "on"))],
             capture_output=True,
             text=True,
         )
@@ -201,7 +208,16 @@ def main() -> None:
             sys.exit(ours.stderr[-3000:])
         ours = json.loads(ours.stdout.strip().splitlines()[-1])
         step = subprocess.run(
-            [sys.executable, "-c", OUR_STEP, str(train_csv), str(int(args.matched))], capture_output=True, text=True
+            [
+                sys.executable,
+                "-c",
+                OUR_STEP,
+                str(train_csv),
+                str(int(args.matched)),
+                str(int(args.base_dropout == "on")),
+            ],
+            capture_output=True,
+            text=True,
         )
         if step.returncode != 0:
             sys.exit(step.stderr[-3000:])
@@ -227,6 +243,7 @@ def main() -> None:
                 "epochs": args.epochs,
                 "seed": args.seed,
                 "matched": args.matched,
+                "our_base_dropout": args.base_dropout,
                 "fast": args.fast,
                 "adapterhub": theirs,
                 "ours": ours,

@@ -1,7 +1,7 @@
 """BANKING77 on MiniLM: a Houlsby adapter (r=64) with the CLI's defaults, against head-only training and
 full fine-tuning under the same time budget, side by side in one run.
 
-    python bench/banking77.py [--budget 600] [--fast]
+    python bench/banking77.py [--budget 600] [--fast] [--base-dropout on|off|both] [--seed 42]
 
 The data is ../shared/data/banking77_train.csv (PolyAI, CC BY 4.0). We hold out a stratified 10% test
 split (seed 0) that no run sees; each run holds out its own validation split of the rest to pick its
@@ -45,7 +45,7 @@ def run(mode: str, lr: float, train_path: Path, test_path: Path, budget: float, 
         base="minilm", data=str(train_path), name=f"b77-{mode}", mode=mode, lr=lr, max_seconds=budget, **overrides
     )
     t0 = time.perf_counter()
-    result = train(config, work / mode)
+    result = train(config, work / f"{mode}-{config.base_dropout}")
     wall = time.perf_counter() - t0
     model, tokenizer = result.base.model, result.base.tokenizer
     labels = get_record(model, config.name).labels
@@ -55,6 +55,8 @@ def run(mode: str, lr: float, train_path: Path, test_path: Path, budget: float, 
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     row = {
         "mode": mode,
+        "base_dropout": config.base_dropout or mode == "full",
+        "seed": config.seed,
         "lr": lr,
         "test_accuracy": round(metrics["accuracy"], 4),
         "test_macro_f1": round(metrics["macro_f1"], 4),
@@ -77,6 +79,13 @@ def main() -> None:
     ap.add_argument("--modes", default="adapter,head,full")
     ap.add_argument("--epochs", type=float, default=TrainConfig().epochs)
     ap.add_argument("--max-length", type=int, default=TrainConfig().max_length)
+    ap.add_argument("--seed", type=int, default=TrainConfig().seed)
+    ap.add_argument(
+        "--base-dropout",
+        choices=["on", "off", "both"],
+        default="on" if TrainConfig().base_dropout else "off",
+        help="the frozen base's dropout in the adapter and head runs ('both': a run with each)",
+    )
     args = ap.parse_args()
     if not DATA.is_file():
         sys.exit(f"{DATA} is missing: it ships beside the checkout in ../shared/data.")
@@ -85,11 +94,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         train_path, test_path = make_split(work, args.fast)
+        settings = {"on": [True], "off": [False], "both": [True, False]}[args.base_dropout]
+        common = {"epochs": args.epochs, "max_length": args.max_length, "seed": args.seed}
         rows = [
-            run(m, lrs[m], train_path, test_path, budget, work, epochs=args.epochs, max_length=args.max_length)
+            run(m, lrs[m], train_path, test_path, budget, work, base_dropout=drop, **common)
             for m in args.modes.split(",")
+            for drop in (settings if m != "full" else [True])
         ]
-    by = {r["mode"]: r for r in rows}
+    # With both settings, the comparison with full fine-tuning uses the default one.
+    by = {r["mode"]: r for r in rows if r["base_dropout"] == TrainConfig().base_dropout or r["mode"] == "full"}
     summary = {"bench": "banking77", "budget_s": budget, "threads": torch.get_num_threads(), "rows": rows}
     if "adapter" in by and "full" in by:
         summary["adapter_minus_full_points"] = round(
@@ -100,7 +113,8 @@ def main() -> None:
         )
     for r in rows:
         print(
-            f"{r['mode']:>8}: test accuracy {r['test_accuracy']:.2%}, macro-F1 {r['test_macro_f1']:.3f}, "
+            f"{r['mode']:>8} (base dropout {'on' if r['base_dropout'] else 'off'}): "
+            f"test accuracy {r['test_accuracy']:.2%}, macro-F1 {r['test_macro_f1']:.3f}, "
             f"{r['train_seconds']:.0f} s training, {r['examples_per_sec']} examples/s, "
             f"{r['trainable_pct']}% of parameters trained"
         )

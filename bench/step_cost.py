@@ -4,8 +4,11 @@ attention projections), same batch, side by side in one run.
     python bench/step_cost.py [--repeats 8] [--models minilm,smollm2-135m-instruct]
 
 MiniLM: classification over mean-pooled states, batch 32 x 64 tokens. SmolLM2: language-model loss,
-batch 8 x 256 tokens. Step = forward + backward + AdamW step. Peak memory per mode comes from a child
-process each (RSS on CPU; max_memory_allocated on GPU). Prints one JSON line last.
+batch 8 x 256 tokens. Step = forward + backward + AdamW step. For a base with dropout (MiniLM), two
+more rows train without the base's dropout: the adapter with the frozen base in eval mode (the engine's
+default, `train_mode`), and full fine-tuning in eval mode, so that this pair compares the same
+arithmetic. Peak memory per mode comes from a child process each (RSS on CPU; max_memory_allocated on
+GPU). Prints one JSON line last.
 """
 
 from __future__ import annotations
@@ -22,14 +25,14 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import DEVICE, device_name, in_child, interleaved, peak_of, peak_text, summary  # noqa: E402
 
-from adapter_core import AdapterConfig, add_adapter, load_base, use_adapter  # noqa: E402
+from adapter_core import AdapterConfig, add_adapter, load_base, train_mode, use_adapter  # noqa: E402
 
 SHAPES = {"minilm": (32, 64), "smollm2-135m-instruct": (8, 256)}
 LORA_TARGETS = {
     "bert": ["query", "key", "value", "attention.output.dense"],
     "llama": ["q_proj", "k_proj", "v_proj", "o_proj"],
 }
-MODES = ("full", "adapter", "lora", "head")
+MODES = ("full", "adapter", "lora", "head", "full_nodrop", "adapter_nodrop")
 
 
 def build(base_name: str, mode: str, device: str, bf16: bool = False):
@@ -37,6 +40,10 @@ def build(base_name: str, mode: str, device: str, bf16: bool = False):
     model, hidden = base.model, base.model.config.hidden_size
     batch, length = SHAPES[base_name]
     decoder = base.family == "decoder"
+    nodrop = mode.endswith("_nodrop")
+    if nodrop and not has_dropout(model):
+        return None  # the same as the mode with dropout
+    mode = mode.removesuffix("_nodrop")
     ctx = nullcontext
     if mode == "adapter":
         add_adapter(model, "a", AdapterConfig(bottleneck=64), task="instruction")
@@ -61,6 +68,10 @@ def build(base_name: str, mode: str, device: str, bf16: bool = False):
     mask = torch.ones_like(ids)
     labels = torch.randint(0, 77, (batch,), generator=g).to(device)
     model.train()
+    if nodrop and mode == "adapter":
+        train_mode(model, base_dropout=False)
+    elif nodrop:
+        model.eval()  # a base that trains, without dropout
     autocast = (lambda: torch.autocast(device, dtype=torch.bfloat16)) if bf16 else nullcontext
 
     def step():
@@ -75,6 +86,12 @@ def build(base_name: str, mode: str, device: str, bf16: bool = False):
         opt.zero_grad(set_to_none=True)
 
     return step
+
+
+def has_dropout(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.Dropout) and m.p > 0 for m in model.modules()) or bool(
+        getattr(model.config, "attention_dropout", 0)
+    )
 
 
 def measure_peak(base_name: str, mode: str, device: str, bf16: bool = False) -> dict | None:
@@ -108,6 +125,8 @@ def main() -> None:
         batch, length = SHAPES[base_name]
         for m in rows:
             rows[m]["vs_full"] = round(rows[m]["median"] / full, 3)
+            if m == "adapter_nodrop":
+                rows[m]["vs_full_nodrop"] = round(rows[m]["median"] / rows["full_nodrop"]["median"], 3)
             rows[m]["tokens_per_s"] = round(batch * length / (rows[m]["median"] / 1e3), 1)
             if not args.no_memory:
                 rows[m].update(
@@ -116,7 +135,7 @@ def main() -> None:
         report["models"][base_name] = {"batch": SHAPES[base_name], "rows": rows}
         for m, r in rows.items():
             print(
-                f"{base_name:>22} {m:>8}: {r['median']:8.1f} ms/step ({r['min']:.0f}-{r['max']:.0f}), "
+                f"{base_name:>22} {m:>14}: {r['median']:8.1f} ms/step ({r['min']:.0f}-{r['max']:.0f}), "
                 f"{r['vs_full']:.3f} x full, {r['tokens_per_s']:.0f} tokens/s{peak_text(r)}",
                 flush=True,
             )

@@ -8,12 +8,14 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
-from adapter_core import AdapterError, classify
+from adapter_core import AdapterError, classify, load_base
 from adapter_core.engine.evaluation import load_with_base
 from adapter_core.engine.jobs import JobManager
 from adapter_core.engine.runs import RunStore
 from adapter_core.engine.train import TrainConfig, train
+from adapter_core.io import CONFIG_FILE
 
 ROOT = Path(__file__).resolve().parents[1]
 ROUTING = str(ROOT / "sample_data" / "support_routing.csv")
@@ -52,6 +54,30 @@ def test_training_lifts_validation_accuracy_well_above_chance(tmp_path):
         base.model, base.tokenizer, ["I was charged twice for my order", "How do I pair it over Bluetooth?"], name
     )
     assert [p.label for p in preds] == ["billing", "tech"]
+
+
+@pytest.mark.parametrize("base_dropout", [True, False])
+def test_base_dropout_setting_holds_through_every_training_step(base_dropout, tmp_path, monkeypatch):
+    import adapter_core.engine.train as engine
+
+    seen = []  # (training, grad enabled) of the base's dropout modules at each call
+
+    def load_and_watch(name):
+        base = load_base(name)
+        for m in base.model.modules():
+            if isinstance(m, torch.nn.Dropout):
+                m.register_forward_hook(lambda m, i, o: seen.append((m.training, torch.is_grad_enabled())))
+        return base
+
+    monkeypatch.setattr(engine, "load_base", load_and_watch)
+    # An evaluation after every step: it must hand back the modes that training set.
+    result = train(quick(base_dropout=base_dropout, max_steps=3, eval_every=1), tmp_path)
+    assert result.steps == 3
+    in_training = {training for training, grad in seen if grad}
+    assert in_training == {base_dropout}
+    assert not any(training for training, grad in seen if not grad)  # evaluation runs without dropout
+    saved = json.loads((tmp_path / "adapter" / CONFIG_FILE).read_text())
+    assert saved["train_config"]["base_dropout"] is base_dropout
 
 
 def test_stop_midrun_keeps_a_loadable_stopped_adapter_and_queue_is_visible(tmp_path):

@@ -20,9 +20,11 @@ from adapter_core import (
     load_adapter,
     remove_adapter,
     save_adapter,
+    train_mode,
     trainable_summary,
     use_adapter,
 )
+from adapter_core.inject import HEADS_ATTR
 from adapter_core.layers import AdapterSlot
 from adapter_core.selection import current_selection
 from adapter_core.state import get_state
@@ -258,6 +260,22 @@ def test_an_adapter_added_to_a_model_in_eval_mode_serves_without_dropout(ids):
         assert torch.equal(run(model, ids), run(model, ids))
     model.train()  # and training turns its dropout on
     with torch.no_grad(), use_adapter(model, "a"):
+        assert not torch.equal(run(model, ids), run(model, ids))
+
+
+@pytest.mark.parametrize("model_type", ["bert", "gpt2"])
+def test_train_mode_without_base_dropout_leaves_only_adapters_and_heads_in_train_mode(model_type, ids):
+    model = tiny_model(model_type, head="base")  # both configs have hidden and attention dropout 0.1
+    add_adapter(model, "a", AdapterConfig(bottleneck=8, dropout=0.5), labels=["x", "y"])
+    randomize(model, "a")
+    train_mode(model, base_dropout=False)
+    assert getattr(model, HEADS_ATTR)["a"].training
+    with torch.no_grad():
+        assert torch.equal(run(model, ids), run(model, ids))  # the base alone: no dropout, attention included
+        with use_adapter(model, "a"):
+            assert not torch.equal(run(model, ids), run(model, ids))  # the adapter's own dropout still applies
+    train_mode(model)
+    with torch.no_grad():
         assert not torch.equal(run(model, ids), run(model, ids))
 
 

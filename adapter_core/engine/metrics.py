@@ -36,7 +36,8 @@ def evaluate(
     batch_size: int = 64,
     num_labels: int = 0,
 ) -> dict[str, float]:
-    was_training = model.training
+    # Restored module by module: training may keep the frozen base in eval mode (`train_mode`).
+    modes = [(m, m.training) for m in model.modules()]
     model.eval()
     device = next(model.parameters()).device
     sampler = LengthGroupedBatches(dataset["length"], batch_size, seed=0)
@@ -50,7 +51,8 @@ def evaluate(
         if logits is not None:
             pred += logits.argmax(-1).tolist()
             gold += batch["labels"].tolist()
-    model.train(was_training)
+    for m, training in modes:
+        m.training = training
     loss = total / max(count, 1)
     if task == "classification":
         accuracy = sum(p == g for p, g in zip(pred, gold, strict=True)) / len(gold)

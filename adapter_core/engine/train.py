@@ -28,7 +28,7 @@ from ..atomic import write_json_atomic
 from ..catalog import Base, load_base
 from ..config import AdapterConfig
 from ..errors import AdapterError
-from ..inject import HEADS_ATTR, adapter_parameters, add_adapter, trainable_summary
+from ..inject import HEADS_ATTR, adapter_parameters, add_adapter, train_mode, trainable_summary
 from ..io import CONFIG_FILE, save_adapter
 from .batches import LengthGroupedBatches, collate, drop_unanswered, tokenize
 from .data import DataError, TaskData, describe_lengths, load_data, split
@@ -51,6 +51,7 @@ class TrainConfig:
     placement: str = "houlsby"
     activation: str = "gelu"
     dropout: float = 0.0
+    base_dropout: bool = False  # False: the frozen base runs in eval mode (True: its dropout on, as in PEFT)
     pooling: str | None = None
     epochs: float = 4.0
     lr: float = 2e-3
@@ -265,6 +266,8 @@ def train(
 
     start = time.perf_counter()
     task_model.train()
+    # A fully fine-tuned base trains, dropout and all; a frozen one may stay deterministic.
+    train_mode(unwrapped, config.base_dropout or config.mode == "full")
     try:
         while status == "completed" and step < total:
             sampler.set_epoch(step // steps_per_epoch)

@@ -127,10 +127,9 @@ def train_mode(model: nn.Module, base_dropout: bool = True) -> None:
     """Put `model` in train mode for adapter training. With `base_dropout=False` the frozen base stays in
     eval mode and only the adapters and heads train: no dropout masks in the base, and its attention can
     take the fused kernel, which makes a step about a quarter cheaper on a BERT-like encoder."""
-    model.train()
+    model.train(base_dropout)
     if base_dropout:
         return
-    model.eval()
     state = get_state(model)
     for slot in state.slots.values() if state is not None else ():
         slot.adapters.train()

@@ -189,7 +189,8 @@ def main() -> None:
         train_csv, val_csv = work / "train_rows.csv", work / "val_rows.csv"
         train_df[["text", "label"]].to_csv(train_csv, index=False)
         val_df[["text", "label"]].to_csv(val_csv, index=False)
-        hp = [str(args.epochs), str(d.lr), str(d.batch_size), "64", str(args.seed), str(int(args.matched))]
+        matched, base_dropout = str(int(args.matched)), str(int(args.base_dropout == "on"))
+        hp = [str(args.epochs), str(d.lr), str(d.batch_size), "64", str(args.seed), matched]
         theirs = subprocess.run(
             [str(python), "-c", THEIR_SIDE, str(embedded_path(CATALOG["minilm"])), str(train_csv), str(test_csv), *hp],
             capture_output=True,
@@ -200,7 +201,7 @@ def main() -> None:
         theirs = json.loads(theirs.stdout.strip().splitlines()[-1])
         ours = subprocess.run(
             [sys.executable, "-c", OUR_SIDE, str(HERE), str(train_csv), str(val_csv), str(test_csv), str(work)]
-            + [str(args.epochs), str(args.seed), str(int(args.matched)), str(int(args.base_dropout == "on"))],
+            + [str(args.epochs), str(args.seed), matched, base_dropout],
             capture_output=True,
             text=True,
         )
@@ -208,16 +209,7 @@ def main() -> None:
             sys.exit(ours.stderr[-3000:])
         ours = json.loads(ours.stdout.strip().splitlines()[-1])
         step = subprocess.run(
-            [
-                sys.executable,
-                "-c",
-                OUR_STEP,
-                str(train_csv),
-                str(int(args.matched)),
-                str(int(args.base_dropout == "on")),
-            ],
-            capture_output=True,
-            text=True,
+            [sys.executable, "-c", OUR_STEP, str(train_csv), matched, base_dropout], capture_output=True, text=True
         )
         if step.returncode != 0:
             sys.exit(step.stderr[-3000:])

@@ -5,8 +5,9 @@ every token), on real instruction batches, side by side in one run.
 
 SmolLM2-135M with a Houlsby r=64 adapter, batch 8, on the three instruction files in sample_data/
 (about half of each example's tokens are prompt and carry no loss). A step is forward, backward and
-AdamW. Both losses are checked to agree on every timed batch; peak memory per mode comes from a fresh
-process. Prints one JSON line last.
+AdamW. A third row runs the head on the response tokens with their logits whole (the engine's loss
+before `lm_head_loss` took them a chunk at a time). The losses are checked to agree on every timed
+batch; peak memory per mode comes from a fresh process. Prints one JSON line last.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+from torch.nn import functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import DEVICE, device_name, in_child, interleaved, peak_of, peak_text, summary  # noqa: E402
@@ -25,6 +27,7 @@ from common import DEVICE, device_name, in_child, interleaved, peak_of, peak_tex
 from adapter_core import AdapterConfig, add_adapter, load_base  # noqa: E402
 from adapter_core.engine.batches import IGNORE, LengthGroupedBatches, collate, tokenize  # noqa: E402
 from adapter_core.engine.losses import response_loss  # noqa: E402
+from adapter_core.heads import backbone_hidden  # noqa: E402
 from adapter_core.selection import use_adapter  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,7 +38,19 @@ def models_own_loss(model, input_ids, attention_mask, labels) -> torch.Tensor:
     return model(input_ids=input_ids, attention_mask=attention_mask, labels=labels).loss
 
 
-LOSSES = {"models_own_loss": models_own_loss, "response_only": response_loss}
+def response_only_whole_logits(model, input_ids, attention_mask, labels) -> torch.Tensor:
+    """The engine's loss before its chunked head (`lm_head_loss`): every labelled token's logits at once."""
+    targets = labels[:, 1:]
+    keep = targets != IGNORE
+    hidden = backbone_hidden(model, input_ids, attention_mask)[:, :-1][keep]
+    return F.cross_entropy(model.get_output_embeddings()(hidden).float(), targets[keep])
+
+
+LOSSES = {
+    "models_own_loss": models_own_loss,
+    "response_whole": response_only_whole_logits,
+    "response_only": response_loss,
+}
 
 
 def setup(n_batches: int, batch_size: int = 8):
@@ -80,7 +95,7 @@ def main() -> None:
 
     model.eval()  # the same function on both sides: no dropout
     with torch.no_grad(), use_adapter(model, "a"):
-        diff = max(abs(float(models_own_loss(model, **b) - response_loss(model, **b))) for b in batches)
+        diff = max(abs(float(models_own_loss(model, **b) - f(model, **b))) for b in batches for f in LOSSES.values())
     tokens = sum(int(b["attention_mask"].sum()) for b in batches)
     labelled = sum(int((b["labels"][:, 1:] != IGNORE).sum()) for b in batches)
 

@@ -21,7 +21,7 @@ BENCHES = {
     "inference_overhead": ([], ["--repeats", "3"]),
     "switching": ([], ["--repeats", "5"]),
     "mixed_batch": ([], ["--repeats", "3"]),
-    "step_cost": ([], ["--repeats", "2", "--models", "minilm", "--no-memory"]),
+    "step_cost": ([], ["--repeats", "2", "--gemm-rounds", "1", "--models", "minilm", "--no-memory"]),
     "response_loss": ([], ["--repeats", "1", "--batches", "2", "--no-memory"]),
     "banking77": ([], ["--fast"]),
     "adapterhub": ([], ["--fast", "--epochs", "1"]),

@@ -10,6 +10,7 @@ from ..heads import backbone_hidden
 from ..inference import classification_logits
 from ..selection import use_adapter
 from .batches import IGNORE
+from .lm_head_loss import lm_head_loss
 
 # Causal LMs whose logits are exactly `lm_head(last hidden state)`. Gemma 2 and 3 soft-cap their logits
 # and Granite and Cohere scale them, so those (and any type not listed) take the model's own loss.
@@ -26,15 +27,15 @@ def response_loss(
 
     The head is the widest layer of a small LM (SmolLM2: 49,152 logits a token), and about half of the
     tokens of an instruction example are prompt. Their logits, and the log-softmax over them, were
-    computed only to be ignored.
+    computed only to be ignored. The labelled ones go through the head a chunk at a time (`lm_head_loss`).
     """
     head = model.get_output_embeddings()
-    if model.config.model_type not in PLAIN_LM_HEAD or head is None:
+    if model.config.model_type not in PLAIN_LM_HEAD or not isinstance(head, nn.Linear):
         return model(input_ids=input_ids, attention_mask=attention_mask, labels=labels).loss
     targets = labels[:, 1:]
     keep = targets != IGNORE
     hidden = backbone_hidden(model, input_ids, attention_mask)[:, :-1][keep]
-    return F.cross_entropy(head(hidden).float(), targets[keep])
+    return lm_head_loss(hidden, head, targets[keep])
 
 
 def task_loss(model: nn.Module, name: str, task: str, batch: dict[str, torch.Tensor]):

@@ -26,8 +26,7 @@ from common import DEVICE, device_name, in_child, interleaved, peak_of, peak_tex
 
 from adapter_core import AdapterConfig, add_adapter, load_base  # noqa: E402
 from adapter_core.engine.batches import IGNORE, LengthGroupedBatches, collate, tokenize  # noqa: E402
-from adapter_core.engine.losses import response_loss  # noqa: E402
-from adapter_core.heads import backbone_hidden  # noqa: E402
+from adapter_core.engine.losses import labelled_hidden, response_loss  # noqa: E402
 from adapter_core.selection import use_adapter  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,10 +39,8 @@ def models_own_loss(model, input_ids, attention_mask, labels) -> torch.Tensor:
 
 def response_only_whole_logits(model, input_ids, attention_mask, labels) -> torch.Tensor:
     """The engine's loss before its chunked head (`lm_head_loss`): every labelled token's logits at once."""
-    targets = labels[:, 1:]
-    keep = targets != IGNORE
-    hidden = backbone_hidden(model, input_ids, attention_mask)[:, :-1][keep]
-    return F.cross_entropy(model.get_output_embeddings()(hidden).float(), targets[keep])
+    hidden, targets = labelled_hidden(model, input_ids, attention_mask, labels)
+    return F.cross_entropy(model.get_output_embeddings()(hidden).float(), targets)
 
 
 LOSSES = {
@@ -95,7 +92,10 @@ def main() -> None:
 
     model.eval()  # the same function on both sides: no dropout
     with torch.no_grad(), use_adapter(model, "a"):
-        diff = max(abs(float(models_own_loss(model, **b) - f(model, **b))) for b in batches for f in LOSSES.values())
+        reference = [models_own_loss(model, **b) for b in batches]
+        diff = max(
+            abs(float(o - f(model, **b))) for o, b in zip(reference, batches, strict=True) for f in LOSSES.values()
+        )
     tokens = sum(int(b["attention_mask"].sum()) for b in batches)
     labelled = sum(int((b["labels"][:, 1:] != IGNORE).sum()) for b in batches)
 

@@ -32,10 +32,17 @@ def response_loss(
     head = model.get_output_embeddings()
     if model.config.model_type not in PLAIN_LM_HEAD or not isinstance(head, nn.Linear):
         return model(input_ids=input_ids, attention_mask=attention_mask, labels=labels).loss
+    hidden, targets = labelled_hidden(model, input_ids, attention_mask, labels)
+    return lm_head_loss(hidden, head, targets)
+
+
+def labelled_hidden(
+    model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The last hidden states of the positions that predict a labelled token, and those tokens."""
     targets = labels[:, 1:]
     keep = targets != IGNORE
-    hidden = backbone_hidden(model, input_ids, attention_mask)[:, :-1][keep]
-    return lm_head_loss(hidden, head, targets[keep])
+    return backbone_hidden(model, input_ids, attention_mask)[:, :-1][keep], targets[keep]
 
 
 def task_loss(model: nn.Module, name: str, task: str, batch: dict[str, torch.Tensor]):

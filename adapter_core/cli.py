@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import logging
+import os
 import sys
 from pathlib import Path
 
@@ -104,6 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. Every failure is one line `error: ...` on stderr and a non-zero exit, never a
+    traceback (set ADAPTER_STUDIO_DEBUG=1 to get the traceback of an unexpected failure as well)."""
+    debug = _setup_logging()
     args = build_parser().parse_args(argv)
     try:
         return {
@@ -114,11 +120,57 @@ def main(argv: list[str] | None = None) -> int:
             "runs": cmd_runs,
         }[args.command](args)
     except AdapterError as e:
-        print(f"error: {e}", file=sys.stderr)
+        _error(str(e))
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except OSError as e:  # the user's own paths: naming them helps
+        if debug:
+            log.exception("OS error")
+        _error(_os_message(e))
+        return 1
+    except Exception as e:
+        if debug:
+            log.exception("Unexpected failure")
+        _error(f"unexpected failure ({_reason(e)}); please report it")
+        return 1
+
+
+log = logging.getLogger("adapter_studio")
+
+
+def _setup_logging() -> bool:
+    """The library logs to `adapter_studio`; the CLI shows those records only with ADAPTER_STUDIO_DEBUG=1."""
+    debug = os.environ.get("ADAPTER_STUDIO_DEBUG", "").strip().lower() in ("1", "true", "yes", "on")
+    if not log.handlers:
+        if debug:
+            handler: logging.Handler = logging.StreamHandler(sys.stderr)
+            handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+            log.setLevel(logging.DEBUG)
+        else:
+            handler = logging.NullHandler()
+        log.addHandler(handler)
+    return debug
+
+
+def _one_line(text: str) -> str:
+    return " ".join(part.strip() for part in str(text).splitlines() if part.strip())
+
+
+def _error(message: str) -> None:
+    print(f"error: {_one_line(message)}", file=sys.stderr)
+
+
+def _reason(e: BaseException, limit: int = 200) -> str:
+    text = _one_line(str(e))
+    reason = f"{type(e).__name__}: {text}" if text else type(e).__name__
+    return reason if len(reason) <= limit else reason[: limit - 3] + "..."
+
+
+def _os_message(e: OSError) -> str:
+    reason = e.strerror or _one_line(str(e)) or type(e).__name__
+    return f"cannot use {e.filename}: {reason}" if e.filename else reason
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -159,12 +211,18 @@ def cmd_train(args: argparse.Namespace) -> int:
         mode=args.mode,
         precision=args.precision,
     )
+    config.check()  # bad settings fail before anything is written
     main_process = PartialState(cpu=multi_cpu()).is_main_process  # under torchrun, rank 0 alone writes the run folder
     run = Run(out)
     if main_process:
-        out.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(out / "config.json", config.to_dict())
-        run.set_status("loading")
+        if out.exists() and not out.is_dir():
+            raise AdapterError(f"--out {args.out} is a file; give a folder for the run (it is created if needed).")
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            write_json_atomic(out / "config.json", config.to_dict())
+            run.set_status("loading")
+        except OSError as e:
+            raise AdapterError(f"Cannot write the run folder {args.out}: {e.strerror or _one_line(str(e))}.") from None
     stop = {"asked": False}
 
     def ask_stop(*_):  # first Ctrl-C: finish this step and save; second: abort
@@ -193,7 +251,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         result = train(config, out, on_event, lambda: stop["asked"])
     except BaseException as e:
         if main_process:
-            run.set_status("failed", message=str(e))
+            # The run folder may be gone or the disk full: then the error below says what failed.
+            with contextlib.suppress(OSError):
+                run.set_status("failed", message=_one_line(str(e)) or type(e).__name__)
         raise
     finally:
         if bar is not None:
@@ -272,13 +332,25 @@ def cmd_runs(args: argparse.Namespace) -> int:
     from .engine.runs import RunStore
 
     store = RunStore()
-    runs = store.list()
-    if not runs:
+    runs, unreadable = store.list(), store.unreadable()
+    if not runs and not unreadable:
         print(f"No runs yet in {store.root}.")
         return 0
     for run in runs:
         status, config = run.status(), run.config()
-        metrics = status.get("metrics") or {}
-        best = ", ".join(f"{k} {v:.3f}" for k, v in metrics.items() if k in ("accuracy", "macro_f1", "perplexity"))
-        print(f"{run.id:<40} {status['status']:<11} {config.get('task', ''):<14} {config.get('base', ''):<22} {best}")
+        metrics = status.get("metrics")
+        metrics = metrics if isinstance(metrics, dict) else {}
+        best = ", ".join(
+            f"{k} {v:.3f}"
+            for k, v in metrics.items()
+            if k in ("accuracy", "macro_f1", "perplexity") and isinstance(v, (int, float))
+        )
+        task, base = str(config.get("task") or ""), str(config.get("base") or "")
+        print(f"{run.id:<40} {status['status']:<11} {task:<14} {base:<22} {best}")
+    if unreadable:
+        names = ", ".join(unreadable[:5]) + (f" and {len(unreadable) - 5} more" if len(unreadable) > 5 else "")
+        raise AdapterError(
+            f"{len(unreadable)} run folder(s) in {store.root} cannot be read (a damaged config.json or "
+            f"status.json): {names}. Delete or repair them."
+        )
     return 0

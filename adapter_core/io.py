@@ -1,8 +1,14 @@
-"""Save and load adapters: `adapter_config.json` plus `adapter_model.safetensors`. No pickle."""
+"""Save and load adapters: `adapter_config.json` plus `adapter_model.safetensors`. No pickle.
+
+Files from strangers are checked before anything is allocated: the config against a schema, and the
+safetensors header (read by hand, tensors untouched) against what the config would allocate. Messages
+name files and folders by their names only, never by a server path.
+"""
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -18,10 +24,34 @@ from ._version import __version__
 from .atomic import replace_dir
 from .config import AdapterConfig
 from .errors import AdapterError
-from .inject import adapter_parameters, add_adapter, get_record, remove_adapter
+from .inject import adapter_parameters, add_adapter, count_adapter_params, get_record, remove_adapter
+from .schema import (
+    CONFIG_FILE,
+    DTYPE_BYTES,
+    MAX_CONFIG_BYTES,
+    MAX_HEADER_BYTES,
+    read_meta_file,
+    read_safetensors_header,
+    validate_meta,
+)
 from .state import get_state
 
-CONFIG_FILE = "adapter_config.json"
+__all__ = [
+    "CONFIG_FILE",
+    "DTYPE_BYTES",
+    "MAX_CONFIG_BYTES",
+    "MAX_HEADER_BYTES",
+    "WEIGHTS_FILE",
+    "base_identity",
+    "check_compatible",
+    "load_adapter",
+    "read_adapter_config",
+    "read_meta_file",
+    "read_safetensors_header",
+    "save_adapter",
+    "validate_meta",
+]
+
 WEIGHTS_FILE = "adapter_model.safetensors"
 
 
@@ -66,25 +96,22 @@ def save_adapter(model: nn.Module, name: str, directory: str | os.PathLike, extr
     return target
 
 
+def _label(path: Path) -> str:
+    """How messages name an adapter folder: its name (and its parent's for a run's `adapter/`), no path."""
+    return f"{path.parent.name}/{path.name}" if path.name == "adapter" and path.parent.name else path.name
+
+
 def read_adapter_config(directory: str | os.PathLike) -> dict[str, Any]:
-    """The saved metadata of an adapter directory, with a clear error when it is not one."""
+    """The saved metadata of an adapter directory, checked, with a clear error when it is not one."""
     path = Path(directory)
-    cfg_path, weights_path = path / CONFIG_FILE, path / WEIGHTS_FILE
     if not path.is_dir():
         raise AdapterError(
-            f"{str(path)!r} is not a directory. An adapter is a folder holding {CONFIG_FILE} and {WEIGHTS_FILE}."
+            f"{_label(path)!r} is not a folder. An adapter is a folder holding {CONFIG_FILE} and {WEIGHTS_FILE}."
         )
-    for f in (cfg_path, weights_path):
-        if not f.is_file():
-            raise AdapterError(f"{str(path)!r} is not an adapter: {f.name} is missing.")
-    try:
-        meta = json.loads(cfg_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise AdapterError(f"{cfg_path} is not valid JSON ({e}).") from None
-    for key in ("task", "config", "base"):
-        if key not in meta:
-            raise AdapterError(f"{cfg_path} has no {key!r} entry; it was not written by Adapter Studio.")
-    return meta
+    for f in (CONFIG_FILE, WEIGHTS_FILE):
+        if not (path / f).is_file():
+            raise AdapterError(f"{_label(path)!r} is not an adapter: {f} is missing.")
+    return read_meta_file(path / CONFIG_FILE, source=f"{_label(path)}/{CONFIG_FILE}")
 
 
 def check_compatible(model: nn.Module, meta: dict[str, Any], source: str = "this adapter") -> None:
@@ -97,22 +124,55 @@ def check_compatible(model: nn.Module, meta: dict[str, Any], source: str = "this
     ]
     if diffs:
         raise AdapterError(
-            f"{source} was trained on base {base.get('name_or_path')!r} and cannot run on "
-            f"{have['name_or_path']!r}: it needs " + ", ".join(diffs) + ". Load it onto the base it was trained on."
+            f"{source} was trained on base {_short(base.get('name_or_path'))!r} and cannot run on "
+            f"{_short(have['name_or_path'])!r}: it needs "
+            + ", ".join(diffs)
+            + ". Load it onto the base it was trained on."
         )
+
+
+def _short(name: str | None) -> str | None:
+    """A model's name without the server folders around it (hub ids `org/name` stay as they are)."""
+    if name and (os.path.isabs(name) or name.startswith(("~", "."))):
+        return Path(name).name
+    return name
+
+
+def _check_header(model: nn.Module, meta: dict[str, Any], header: dict, label: str) -> None:
+    """The weights file must hold exactly what the config would allocate on `model`, checked before
+    anything is allocated: a config claiming a huge bottleneck or a million labels is refused here."""
+    labels = meta.get("labels") or []
+    num_labels = len(labels) if meta["task"] == "classification" else 0
+    config = AdapterConfig.from_dict(meta["config"])
+    expected = count_adapter_params(model, config, num_labels)
+    have = sum(math.prod(shape) for _, shape in header.values())
+    if have != expected:
+        raise AdapterError(
+            f"{label}: {WEIGHTS_FILE} holds {have:,} weights but its config (bottleneck "
+            f"{config.bottleneck_for(model.config.hidden_size):,}, {num_labels:,} labels) needs {expected:,} on this "
+            "base. The two files do not belong together."
+        )
+    rows = header["head.weight"][1][0] if "head.weight" in header else 0
+    if rows != num_labels:
+        raise AdapterError(f"{label}: the head has {rows:,} rows but the config lists {num_labels:,} labels.")
 
 
 def load_adapter(
     model: nn.Module, directory: str | os.PathLike, name: str | None = None, trainable: bool = False
 ) -> str:
     """Load a saved adapter onto `model` under `name` (default: its saved name). Returns the name."""
+    directory = Path(directory)
+    label = _label(directory)
     meta = read_adapter_config(directory)
-    check_compatible(model, meta, source=f"The adapter in {str(directory)!r}")
-    name = name or meta.get("name") or Path(directory).name
+    check_compatible(model, meta, source=f"The adapter {label!r}")
+    name = name or meta.get("name") or directory.name
+    _check_header(model, meta, read_safetensors_header(directory / WEIGHTS_FILE), label)
     try:
-        tensors = load_file(Path(directory) / WEIGHTS_FILE)
-    except (SafetensorError, OSError) as e:
-        raise AdapterError(f"{Path(directory) / WEIGHTS_FILE} is not a readable safetensors file ({e}).") from None
+        tensors = load_file(directory / WEIGHTS_FILE)
+    except SafetensorError as e:
+        raise AdapterError(f"{label}: {WEIGHTS_FILE} is not a readable safetensors file ({e}).") from None
+    except OSError as e:
+        raise AdapterError(f"{label}: {WEIGHTS_FILE} could not be read ({e.strerror}).") from None
     add_adapter(
         model,
         name,
@@ -127,7 +187,7 @@ def load_adapter(
         missing, unexpected = set(params) - set(tensors), set(tensors) - set(params)
         if missing or unexpected:
             raise AdapterError(
-                f"{Path(directory) / WEIGHTS_FILE} does not match its config: missing {sorted(missing)[:4]}, "
+                f"{label}: {WEIGHTS_FILE} does not match its config: missing {sorted(missing)[:4]}, "
                 f"unexpected {sorted(unexpected)[:4]}."
             )
         with torch.no_grad():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from typing import Any
 
 import plotly.graph_objects as go
@@ -45,7 +46,7 @@ def training_curve(events: list[dict[str, Any]], title: str = "Training") -> go.
                 )
             )
     fig.update_layout(
-        title=title,
+        title=html.escape(title),  # plotly renders a subset of HTML, links included
         xaxis_title="step",
         yaxis_title="loss",
         yaxis2=dict(title="accuracy", overlaying="y", side="right", range=[0, 1], showgrid=False),
@@ -58,6 +59,8 @@ def overlay(curves: dict[str, list[dict[str, Any]]]) -> go.Figure:
     fig = go.Figure()
     for name, events in curves.items():
         steps = [e for e in events if e.get("kind") == "step"]
-        fig.add_trace(go.Scatter(x=[e["step"] for e in steps], y=[e["loss"] for e in steps], name=name, mode="lines"))
+        fig.add_trace(
+            go.Scatter(x=[e["step"] for e in steps], y=[e["loss"] for e in steps], name=html.escape(name), mode="lines")
+        )
     fig.update_layout(title="Training loss", xaxis_title="step", yaxis_title="loss", **_LAYOUT)
     return fig

@@ -1,16 +1,21 @@
 """The adapter library: one folder per named adapter under `$ADAPTER_STUDIO_HOME/adapters`.
 
 Finished runs publish their adapter here; users rename, delete, download (zip) and upload them.
-Uploads accept only JSON and safetensors, and every name is sanitised against path traversal.
+A folder's `.owner` file (one line) names the visitor who owns it; a folder without one is a shared
+example. `owner=None` is local mode: one trusted user who sees and edits everything. With an owner,
+a call sees that owner's adapters plus the shared ones and edits only its own. A folder that cannot
+be read is logged and skipped, never fatal; messages name adapters, never server paths.
 """
 
 from __future__ import annotations
 
 import json
-import re
+import logging
+import os
 import shutil
 import tempfile
 import threading
+import uuid
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,20 +23,24 @@ from typing import Any
 
 from adapter_core.atomic import replace_dir, write_json_atomic
 from adapter_core.errors import AdapterError
-from adapter_core.io import CONFIG_FILE, WEIGHTS_FILE, read_adapter_config
+from adapter_core.io import CONFIG_FILE, WEIGHTS_FILE, read_adapter_config, read_safetensors_header
 from adapter_core.paths import studio_home
 
-ALLOWED_UPLOADS = {".json", ".safetensors", ".zip"}
+from .uploads import (
+    ALLOWED_UPLOADS,
+    MAX_NAME,
+    check_name,
+    check_weights_match,
+    clean_meta,
+    safe_name,
+    stage_upload,
+)
+
+__all__ = ["ALLOWED_UPLOADS", "CURVE_FILE", "OWNER_FILE", "Entry", "Library", "check_name", "safe_name"]
+
 CURVE_FILE = "metrics.jsonl"  # the training curve, kept beside a published adapter for Compare
-_UNSAFE = re.compile(r"[^A-Za-z0-9 _-]+")
-
-
-def safe_name(name: str) -> str:
-    """A folder-safe adapter name: letters, digits, spaces, '_' and '-' only, no dots or slashes."""
-    cleaned = _UNSAFE.sub("-", str(name)).strip(" -_")[:64]
-    if not cleaned:
-        raise AdapterError(f"{name!r} is not a usable adapter name; use letters, digits, spaces, '_' or '-'.")
-    return cleaned
+OWNER_FILE = ".owner"
+log = logging.getLogger("adapter_studio")
 
 
 @dataclass
@@ -39,6 +48,7 @@ class Entry:
     name: str
     path: Path
     meta: dict[str, Any]
+    owner: str | None = None  # None: a shared example
 
     @property
     def task(self) -> str:
@@ -57,10 +67,19 @@ class Entry:
         return (self.path / WEIGHTS_FILE).stat().st_size
 
     def curve(self) -> list[dict[str, Any]]:
+        """The training curve, one dict per logged step; a truncated or garbled line is skipped."""
         path = self.path / CURVE_FILE
         if not path.is_file():
             return []
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        points = []
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                point = json.loads(line) if line.strip() else None
+            except ValueError:
+                continue
+            if isinstance(point, dict):
+                points.append(point)
+        return points
 
     @property
     def version(self) -> float:
@@ -68,124 +87,213 @@ class Entry:
         return (self.path / WEIGHTS_FILE).stat().st_mtime
 
 
+def _read_owner(folder: Path) -> str | None:
+    path = folder / OWNER_FILE
+    if not path.exists() and not path.is_symlink():
+        return None
+    with open(path, encoding="utf-8") as f:
+        owner = f.read(1024).strip()
+    if not owner or "\n" in owner:
+        raise AdapterError(f"{folder.name}/{OWNER_FILE} does not hold one owner id.")
+    return owner
+
+
+def _load(folder: Path, owner: str | None = None) -> Entry:
+    """Read one adapter folder, checked: its config, its weights' header against the config, its owner."""
+    meta = read_adapter_config(folder)
+    check_weights_match(meta, read_safetensors_header(folder / WEIGHTS_FILE))
+    return Entry(folder.name, folder, meta, owner)
+
+
 class Library:
     def __init__(self, home: str | Path | None = None):
         self.root = Path(home or studio_home()) / "adapters"
         self.root.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
+        self.recover()
 
-    def entries(self) -> list[Entry]:
+    # Reading ---------------------------------------------------------------------------------------
+    def entries(self, owner: str | None = None) -> list[Entry]:
+        """Every readable adapter this owner may see, by name. Never raises for a bad folder."""
         out = []
-        for path in sorted(self.root.iterdir()):
-            if path.is_dir() and not path.name.startswith("."):
-                try:
-                    out.append(Entry(path.name, path, read_adapter_config(path)))
-                except AdapterError:
-                    continue  # a foreign folder is not an adapter; leave it alone
+        try:
+            folders = sorted(p for p in self.root.iterdir() if not p.name.startswith("."))
+        except OSError as e:
+            log.error("The adapter library cannot be listed: %s", e)
+            return []
+        for folder in folders:
+            try:
+                if not folder.is_dir():
+                    continue
+                folder_owner = _read_owner(folder)
+                if _visible(folder_owner, owner):
+                    out.append(_load(folder, folder_owner))
+            except Exception as e:  # one bad folder must never break the listing
+                log.warning("Skipping adapter folder %r: %s", folder.name, e)
         return out
 
-    def get(self, name: str) -> Entry:
-        path = self.root / safe_name(name)
-        if not path.is_dir():
-            raise AdapterError(f"No adapter named {name!r} in the library.")
-        return Entry(path.name, path, read_adapter_config(path))
+    def names(self, task: str | None = None, owner: str | None = None) -> list[str]:
+        return [e.name for e in self.entries(owner) if task is None or e.task == task]
 
-    def names(self, task: str | None = None) -> list[str]:
-        return [e.name for e in self.entries() if task is None or e.task == task]
+    def get(self, name: str, owner: str | None = None) -> Entry:
+        """The adapter `name`, if this owner may see it; otherwise the same error as a missing one."""
+        missing = AdapterError(f"No adapter named {name!r} in {'the' if owner is None else 'your'} library.")
+        folder = self._folder(name)
+        if folder is None or not folder.is_dir():
+            raise missing
+        try:
+            folder_owner = _read_owner(folder)
+        except (OSError, ValueError) as e:
+            log.warning("Adapter folder %r has an unreadable owner file: %s", folder.name, e)
+            raise missing from None
+        if not _visible(folder_owner, owner):
+            raise missing
+        try:
+            return _load(folder, folder_owner)
+        except AdapterError as e:
+            raise AdapterError(f"The adapter {folder.name!r} is damaged and cannot be used: {e}") from None
+        except Exception as e:  # details may hold server paths: log them
+            log.warning("Adapter folder %r cannot be read: %s", folder.name, e)
+            raise AdapterError(f"The adapter {folder.name!r} is damaged and cannot be used.") from None
 
-    def publish(self, source: Path, name: str, curve: Path | None = None) -> Entry:
+    def usage(self, owner: str) -> tuple[int, int]:
+        """How many adapters `owner` has, and their bytes on disk."""
+        own = [e for e in self.entries(owner) if e.owner == owner]
+        return len(own), sum(f.stat().st_size for e in own for f in e.path.iterdir() if f.is_file())
+
+    # Writing ---------------------------------------------------------------------------------------
+    def publish(self, source: Path, name: str, owner: str | None = None, curve: Path | None = None) -> Entry:
         """Copy an adapter folder (and its run's `curve`, a metrics.jsonl) into the library as `name`
-        (made unique), atomically."""
+        (sanitised, made unique) for `owner` (None: shared), atomically."""
+        source = Path(source)
+        owner = _check_owner(owner)
+        meta = read_adapter_config(source)
+        curve = Path(curve) if curve else source / CURVE_FILE
         with self._lock:
             name = self._unique(safe_name(name))
             staging = Path(tempfile.mkdtemp(prefix=".publish.", dir=self.root))
-            for f in (CONFIG_FILE, WEIGHTS_FILE):
-                shutil.copy2(source / f, staging / f)
-            curve = curve or source / CURVE_FILE
-            if curve.is_file():
-                shutil.copy2(curve, staging / CURVE_FILE)
-            self._set_name(staging, name)
-            replace_dir(staging, self.root / name)
-        return self.get(name)
+            try:
+                shutil.copyfile(source / WEIGHTS_FILE, staging / WEIGHTS_FILE)
+                write_json_atomic(staging / CONFIG_FILE, clean_meta(meta, name))
+                if curve.is_file():
+                    shutil.copyfile(curve, staging / CURVE_FILE)
+                if owner is not None:
+                    (staging / OWNER_FILE).write_text(owner + "\n", encoding="utf-8")
+                replace_dir(staging, self.root / name)
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+        return self.get(name, owner)
 
-    def rename(self, old: str, new: str) -> Entry:
+    def rename(self, old: str, new: str, owner: str | None = None) -> Entry:
+        """Rename an adapter. Two moves (the folder, then the name inside its config), journaled so
+        that `recover()` finishes a rename cut short by a crash."""
+        new = check_name(new)
         with self._lock:
-            entry = self.get(old)
-            new = safe_name(new)
+            entry = self._editable(old, owner)
             if new == entry.name:
                 return entry
             if (self.root / new).exists():
                 raise AdapterError(f"An adapter named {new!r} already exists; pick another name.")
-            entry.path.rename(self.root / new)
+            journal = self.root / f".rename-{new}.json"
+            write_json_atomic(journal, {"old": entry.name, "new": new})
+            os.rename(entry.path, self.root / new)
             self._set_name(self.root / new, new)
-        return self.get(new)
+            journal.unlink()
+        return self.get(new, owner)
 
-    def delete(self, name: str) -> None:
+    def delete(self, name: str, owner: str | None = None) -> None:
         with self._lock:
-            shutil.rmtree(self.get(name).path)
+            entry = self._editable(name, owner)
+            trash = self.root / f".trash-{uuid.uuid4().hex}"
+            os.rename(entry.path, trash)  # gone from the listing at once; a crash leaves only trash
+            shutil.rmtree(trash, ignore_errors=True)
 
-    def zip(self, name: str, out_dir: Path) -> Path:
-        entry = self.get(name)
+    def zip(self, name: str, out_dir: Path, owner: str | None = None) -> Path:
+        """A zip of the adapter's two files for download; its config holds no owner and no server path."""
+        entry = self.get(name, owner)
         target = Path(out_dir) / f"{entry.name}.zip"
         with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as z:
-            for f in (CONFIG_FILE, WEIGHTS_FILE):
-                z.write(entry.path / f, f"{entry.name}/{f}")
+            meta = clean_meta(entry.meta, entry.name, for_download=True)
+            z.writestr(f"{entry.name}/{CONFIG_FILE}", json.dumps(meta, indent=2))
+            z.write(entry.path / WEIGHTS_FILE, f"{entry.name}/{WEIGHTS_FILE}")
         return target
 
-    def upload(self, files: list[str | Path], name: str | None = None) -> Entry:
-        """Add an adapter from its two files, or from a zip holding them. Nothing else is accepted."""
-        files = [Path(f) for f in files]
-        bad = [f.name for f in files if f.suffix.lower() not in ALLOWED_UPLOADS]
-        if bad:
-            raise AdapterError(f"Only adapter_config.json, adapter_model.safetensors or a .zip of them; got {bad}.")
-        with tempfile.TemporaryDirectory() as tmp:
-            folder = Path(tmp)
-            for f in files:
-                if f.suffix.lower() == ".zip":
-                    _extract_adapter(f, folder)
-                elif f.suffix.lower() == ".json":
-                    shutil.copy(f, folder / CONFIG_FILE)
-                else:
-                    shutil.copy(f, folder / WEIGHTS_FILE)
-            meta = read_adapter_config(folder)  # checks both files are there and the JSON is ours
-            _check_weights(folder / WEIGHTS_FILE)
-            return self.publish(folder, name or meta.get("name") or "uploaded")
+    def upload(
+        self, files: list[str | Path], owner: str | None = None, name: str | None = None, limits: Any = None
+    ) -> Entry:
+        """Add an adapter from its two files, or from a zip holding them, for `owner`. Nothing else is
+        accepted; see `studio.uploads.stage_upload` for the checks and `limits` (a Policy, or None)."""
+        chosen = check_name(name) if name and str(name).strip() else None
+        staging = Path(tempfile.mkdtemp(prefix=".upload.", dir=self.root))
+        try:
+            meta = stage_upload(files, staging, limits)
+            if chosen is None:
+                try:
+                    chosen = safe_name(meta.get("name") or "uploaded")
+                except AdapterError:
+                    chosen = "uploaded"
+            return self.publish(staging, chosen, owner=owner)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    def recover(self) -> list[str]:
+        """Finish (or roll back) renames a crash cut short, and clear half-deleted folders. Returns the
+        names of the renames it finished."""
+        finished = []
+        with self._lock:
+            for journal in sorted(self.root.glob(".rename-*.json")):
+                try:
+                    data = json.loads(journal.read_text(encoding="utf-8"))
+                    old, new = self._folder(data["old"]), self._folder(data["new"])
+                    if old is not None and new is not None and new.is_dir() and not old.exists():
+                        self._set_name(new, new.name)  # the folder moved; finish the rename
+                        finished.append(new.name)
+                        log.warning("Finished renaming adapter %r to %r after an interruption.", old.name, new.name)
+                    journal.unlink()  # otherwise the folder never moved: nothing to undo
+                except Exception as e:  # recovery must never stop the studio
+                    log.error("Could not recover the interrupted rename %r: %s", journal.name, e)
+            for trash in self.root.glob(".trash-*"):
+                shutil.rmtree(trash, ignore_errors=True)
+        return finished
+
+    # Helpers ---------------------------------------------------------------------------------------
+    def _folder(self, name: Any) -> Path | None:
+        """The folder of an adapter called `name`: a plain child of the root, never a path elsewhere."""
+        if not isinstance(name, str) or not name or name.startswith(".") or set(name) & {"/", "\\", "\0"}:
+            return None
+        return self.root / name
+
+    def _editable(self, name: str, owner: str | None) -> Entry:
+        entry = self.get(name, owner)
+        if owner is not None and entry.owner != owner:
+            raise AdapterError(
+                f"{entry.name!r} is a shared example and read-only; download it and upload a copy to change it."
+            )
+        return entry
 
     def _unique(self, name: str) -> str:
         candidate, n = name, 1
         while (self.root / candidate).exists():
             n += 1
-            candidate = f"{name}-{n}"
+            candidate = f"{name[: MAX_NAME - len(str(n)) - 1]}-{n}"
         return candidate
 
     @staticmethod
     def _set_name(folder: Path, name: str) -> None:
-        meta = json.loads((folder / CONFIG_FILE).read_text())
-        meta["name"] = name
-        write_json_atomic(folder / CONFIG_FILE, meta)
+        meta = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
+        if meta.get("name") != name:
+            meta["name"] = name
+            write_json_atomic(folder / CONFIG_FILE, meta)
 
 
-def _extract_adapter(archive: Path, folder: Path) -> None:
-    """Take the two adapter files out of a zip by their base names only: no paths, no other files."""
-    try:
-        with zipfile.ZipFile(archive) as z:
-            wanted = {CONFIG_FILE, WEIGHTS_FILE}
-            for info in z.infolist():
-                base = Path(info.filename).name
-                if base in wanted and not info.is_dir():
-                    if info.file_size > 2 * 1024**3:
-                        raise AdapterError(f"{base} in {archive.name} is too large.")
-                    (folder / base).write_bytes(z.read(info))
-                    wanted.discard(base)
-    except zipfile.BadZipFile:
-        raise AdapterError(f"{archive.name} is not a valid zip file.") from None
+def _visible(folder_owner: str | None, owner: str | None) -> bool:
+    return owner is None or folder_owner is None or folder_owner == owner
 
 
-def _check_weights(path: Path) -> None:
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            list(f.keys())
-    except Exception as e:
-        raise AdapterError(f"{path.name} is not a valid safetensors file ({e}).") from None
+def _check_owner(owner: str | None) -> str | None:
+    if owner is None:
+        return None
+    text = str(owner).strip()
+    if not text or len(text) > 256 or any(c in text for c in "\r\n\0"):
+        raise AdapterError("An owner id is one line of at most 256 characters.")
+    return text

@@ -3,11 +3,19 @@
 One `Studio` per process holds the job manager, the run store, the adapter library and the resident
 base models that serve requests. Training always uses its own base instance (the engine loads one),
 so serving never sees train-mode dropout or a half-trained adapter.
+
+This is the trust boundary. Every operation takes the caller's `owner` explicitly (None in local
+mode) and checks it against the `Policy`: which models load, which files are read, what a visitor
+sees and changes, and how much they may ask for. The browser and any API caller meet the same checks.
 """
 
 from __future__ import annotations
 
+import secrets
+import shutil
+import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,8 +41,13 @@ from adapter_core.inject import TASK_ADAPTER, list_adapters
 from adapter_core.paths import studio_home
 
 from .library import Entry, Library
+from .policy import Policy
+from .quotas import check_submit
+from .samples import SAMPLES_DIR
 
 USE = {"classification": "classify", "instruction": "chat"}
+DOWNLOADS = Path(tempfile.gettempdir()) / "adapter-studio-downloads"
+DOWNLOAD_TTL_S = 3600
 
 
 @dataclass
@@ -47,39 +60,80 @@ class ModelInfo:
     hidden_size: int
     layers: int
     tasks: tuple[str, ...]
+    max_positions: int | None
+
+
+def position_limit(config) -> int | None:
+    """The longest input the model's position embeddings allow, where the config says."""
+    for key in ("max_position_embeddings", "n_positions", "max_sequence_length"):
+        value = getattr(config, key, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def _model_bytes(base: Base) -> int:
+    return sum(p.numel() * p.element_size() for p in base.model.parameters())
 
 
 class Studio:
-    def __init__(self, home: str | Path | None = None):
+    def __init__(self, home: str | Path | None = None, policy: Policy | None = None):
         self.home = Path(home or studio_home())
+        self.policy = policy or Policy.from_env()
         self.library = Library(self.home)
         self.jobs = JobManager(RunStore(self.home), on_finish=self._publish)
+        self.upload_roots: list[Path] = []  # where the web front end keeps visitors' uploads
         self._bases: dict[str, Base] = {}
+        self._last_used: dict[str, float] = {}
         self._served: dict[tuple[str, str], float] = {}  # (base, adapter) -> library version loaded
         self._lock = threading.RLock()
+        self._submit_lock = threading.Lock()
         self._base_locks: dict[str, threading.Lock] = {}
+
+    def owner(self, owner: str | None) -> str | None:
+        """The scope of a call: None in local mode (one trusted user), the visitor's id in public mode."""
+        if not self.policy.public:
+            return None
+        if not owner:
+            raise AdapterError("This request has no visitor identity; reload the page and try again.")
+        return owner
 
     # Base models ---------------------------------------------------------------------------------
     def base(self, name: str) -> Base:
-        """The resident serving instance of base `name`, loaded on first use."""
+        """The resident serving instance of base `name`, loaded on first use. Bases idle longest are
+        dropped when the resident ones outgrow the policy's memory budget."""
+        name = self.policy.check_model(name)
         with self._lock:
             lock = self._base_locks.setdefault(name, threading.Lock())
         with lock:
             if name not in self._bases:
                 self._bases[name] = load_base(name)
-            return self._bases[name]
+            base = self._bases[name]
+        with self._lock:
+            self._last_used[name] = time.monotonic()
+            self._evict(keep=name)
+        return base
+
+    def _evict(self, keep: str) -> None:
+        while len(self._bases) > 1 and sum(map(_model_bytes, self._bases.values())) > self.policy.model_budget_bytes:
+            victim = min((n for n in self._bases if n != keep), key=lambda n: self._last_used.get(n, 0.0))
+            del self._bases[victim]
+            self._served = {k: v for k, v in self._served.items() if k[0] != victim}
+
+    def resident(self) -> list[str]:
+        return list(self._bases)
 
     def model_info(self, name: str) -> ModelInfo:
         base = self.base(name)
         config = base.model.config
-        entry = CATALOG.get(name)
+        entry = CATALOG.get(base.name)
         tasks = (
             entry.tasks
             if entry
             else (("classification", "instruction") if base.family == "decoder" else ("classification",))
         )
         return ModelInfo(
-            name,
+            base.name,
             type(base.model).__name__,
             config.model_type,
             base.family,
@@ -87,10 +141,15 @@ class Studio:
             config.hidden_size,
             config.num_hidden_layers,
             tasks,
+            position_limit(config),
         )
 
     def estimate(self, base_name: str, config: AdapterConfig, num_labels: int) -> dict[str, float]:
         """Trainable parameters, their share of the base, and disk sizes, before training."""
+        if config.bottleneck_for(1) > self.policy.max_bottleneck:
+            raise AdapterError(
+                f"Bottleneck {config.bottleneck} is over this studio's limit of {self.policy.max_bottleneck}."
+            )
         base = self.base(base_name)
         trainable = count_adapter_params(base.model, config, num_labels)
         params = base.num_parameters
@@ -98,14 +157,37 @@ class Studio:
             "trainable": trainable,
             "percent": 100 * trainable / params,
             "adapter_mb": trainable * 4 / 1e6,
-            "full_copy_mb": sum(p.numel() * p.element_size() for p in base.model.parameters()) / 1e6,
+            "full_copy_mb": _model_bytes(base) / 1e6,
         }
 
+    # Files from visitors ---------------------------------------------------------------------------
+    def data_file(self, path: str | Path | None) -> Path:
+        """A data file a visitor may use: a bundled sample or one of the uploads. In public mode any other
+        server path is refused, whoever asks."""
+        if not path:
+            raise AdapterError("Load a data file first: upload a CSV, TSV or JSONL file, or pick a sample.")
+        resolved = Path(path).resolve()
+        if self.policy.public and not any(
+            resolved.is_relative_to(r.resolve()) for r in [SAMPLES_DIR, *self.upload_roots]
+        ):
+            raise AdapterError("Data files come only from your uploads or the bundled samples. Upload the file.")
+        return resolved
+
+    def uploaded(self, paths: list[str | Path]) -> list[Path]:
+        """Uploaded files (adapters, test sets): in public mode only from the uploads folder."""
+        out = []
+        for p in paths:
+            resolved = Path(p).resolve()
+            if self.policy.public and not any(resolved.is_relative_to(r.resolve()) for r in self.upload_roots):
+                raise AdapterError("Files come only from your uploads. Upload the file.")
+            out.append(resolved)
+        return out
+
     # Serving -------------------------------------------------------------------------------------
-    def served(self, adapter: str, task: str | None = None) -> tuple[Base, Entry]:
+    def served(self, adapter: str, task: str | None = None, owner: str | None = None) -> tuple[Base, Entry]:
         """Base and library entry for `adapter`, with the adapter loaded (reloaded if it changed).
         With `task`, the adapter must be of that task."""
-        entry = self.library.get(adapter)
+        entry = self.library.get(adapter, owner=self.owner(owner))
         if task is not None and entry.task != task:
             raise AdapterError(f"{adapter!r} is {TASK_ADAPTER[entry.task]}; pick {TASK_ADAPTER[task]} to {USE[task]}.")
         base = self.base(entry.base)
@@ -118,29 +200,35 @@ class Studio:
                 self._served[key] = entry.version
         return base, entry
 
-    def classify(self, adapters: str | list[str], texts: list[str]) -> list[Prediction]:
+    def classify(self, adapters: str | list[str], texts: list[str], owner: str | None = None) -> list[Prediction]:
         """Label `texts` with one classification adapter, or `texts[i]` with `adapters[i]`. Rows whose
         adapters share a base run as one mixed batch."""
+        texts = [self.policy.check_prompt(t, "text") for t in texts]
         names = [adapters] * len(texts) if isinstance(adapters, str) else list(adapters)
-        return self._per_base(names, texts, "classification", lambda b, t, n: classify(b.model, b.tokenizer, t, n))
+        run = lambda b, t, n: classify(b.model, b.tokenizer, t, n)  # noqa: E731
+        return self._per_base(names, texts, "classification", run, owner=owner)
 
     def answer(
-        self, adapters: list[str | None], messages: list[str], base_name: str = "", max_new_tokens: int = 160
+        self,
+        adapters: list[str | None],
+        messages: list[str],
+        base_name: str = "",
+        max_new_tokens: int = 160,
+        owner: str | None = None,
     ) -> list[str]:
         """Greedy answers: `messages[i]` through instruction adapter `adapters[i]` (None: the bare
         `base_name`). Rows on one base are generated together, in one mixed-adapter batch."""
-        return self._per_base(
-            adapters,
-            messages,
-            "instruction",
-            lambda b, m, n: generate_batch(b.model, b.tokenizer, m, n, max_new_tokens),
-            base_name,
-        )
+        messages = [self.policy.check_prompt(m) for m in messages]
+        tokens = self.policy.clamp_new_tokens(max_new_tokens)
+        run = lambda b, m, n: generate_batch(b.model, b.tokenizer, m, n, tokens)  # noqa: E731
+        return self._per_base(adapters, messages, "instruction", run, base_name, owner)
 
-    def _per_base(self, names: list[str | None], inputs: list, task: str, run: Callable, base_name: str = "") -> list:
+    def _per_base(
+        self, names: list, inputs: list, task: str, run: Callable, base_name: str = "", owner: str | None = None
+    ) -> list:
         """Serve each named adapter (None: the bare `base_name`), call `run(base, inputs, names)` once per
         base on that base's rows, and return the results in row order."""
-        bases = {n: self.base(base_name) if n is None else self.served(n, task)[0] for n in dict.fromkeys(names)}
+        bases = {n: self.base(base_name) if n is None else self.served(n, task, owner)[0] for n in dict.fromkeys(names)}
         groups: dict[int, tuple[Base, list[int]]] = {}
         for i, name in enumerate(names):
             groups.setdefault(id(bases[name]), (bases[name], []))[1].append(i)
@@ -157,21 +245,28 @@ class Studio:
         message: str,
         max_new_tokens: int = 160,
         stop: threading.Event | None = None,
+        owner: str | None = None,
     ) -> Iterator[str]:
         """Stream the answer of instruction adapter `adapter` (None: the bare base model)."""
+        message = self.policy.check_prompt(message)
+        tokens = self.policy.clamp_new_tokens(max_new_tokens)
         if adapter:
-            base, entry = self.served(adapter, "instruction")
+            base, entry = self.served(adapter, "instruction", owner)
             name = entry.name
         else:
             base, name = self.base(base_name), None
-        return stream_generate(base.model, base.tokenizer, message, name, max_new_tokens, stop=stop)
+        return stream_generate(base.model, base.tokenizer, message, name, tokens, stop=stop)
 
     def route(
-        self, router: str, messages: list[str], mapping: dict[str, str] | None = None
+        self, router: str, messages: list[str], mapping: dict[str, str] | None = None, owner: str | None = None
     ) -> list[tuple[Prediction, str]]:
         """The router's prediction for each message, and the instruction adapter that should answer it."""
-        predictions = self.classify(router, messages)
-        mapping = mapping or self.default_routes(router)
+        if len(messages) > self.policy.max_route_messages:
+            raise AdapterError(
+                f"Route at most {self.policy.max_route_messages} messages at a time; got {len(messages)}."
+            )
+        predictions = self.classify(router, messages, owner)
+        mapping = mapping or self.default_routes(router, owner)
         missing = sorted({p.label for p in predictions} - {label for label, target in mapping.items() if target})
         if missing:
             raise AdapterError(
@@ -181,18 +276,25 @@ class Studio:
         return [(p, mapping[p.label]) for p in predictions]
 
     def route_and_answer(
-        self, router: str, messages: list[str], mapping: dict[str, str] | None = None, max_new_tokens: int = 160
+        self,
+        router: str,
+        messages: list[str],
+        mapping: dict[str, str] | None = None,
+        max_new_tokens: int = 160,
+        owner: str | None = None,
     ) -> list[tuple[Prediction, str, str]]:
         """Route every message, then answer them all in one batch in which each row uses its department's
         adapter: a hub's worth of traffic in one pass over the shared base."""
-        routes = self.route(router, messages, mapping)
-        answers = self.answer([target for _, target in routes], messages, max_new_tokens=max_new_tokens)
+        routes = self.route(router, messages, mapping, owner)
+        targets = [target for _, target in routes]
+        answers = self.answer(targets, messages, max_new_tokens=max_new_tokens, owner=owner)
         return [(p, target, a) for (p, target), a in zip(routes, answers, strict=True)]
 
-    def default_routes(self, router: str) -> dict[str, str]:
+    def default_routes(self, router: str, owner: str | None = None) -> dict[str, str]:
         """Router label -> the instruction adapter whose name shares a word with it (orders -> orders-v2)."""
-        labels = self.library.get(router).meta.get("labels") or []
-        chat = self.library.names("instruction")
+        owner = self.owner(owner)
+        labels = self.library.get(router, owner=owner).meta.get("labels") or []
+        chat = self.library.names("instruction", owner=owner)
         routes = {}
         for label in labels:
             low = label.lower()
@@ -201,21 +303,79 @@ class Studio:
                 routes[label] = match
         return routes
 
-    def evaluate(self, adapters: list[str], data_path: str) -> list[dict]:
+    def evaluate(self, adapters: list[str], data_path: str | Path, owner: str | None = None) -> list[dict]:
+        (path,) = self.uploaded([data_path]) if self.policy.public else [Path(data_path)]
         rows = []
         for name in adapters:
-            base, entry = self.served(name)
-            metrics = evaluate_file(base, entry.name, data_path)
+            base, entry = self.served(name, owner=owner)
+            metrics = evaluate_file(base, entry.name, path)
             rows.append(
                 {"adapter": name, **{k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}}
             )
         return rows
 
     # Training ------------------------------------------------------------------------------------
+    def submit(self, config, owner: str | None = None) -> tuple[Job, list[str]]:
+        """Queue a run for `owner` within the policy's quotas. Returns the job and notes on settings the
+        policy adjusted (a max length clamped to the model's limit, say)."""
+        owner = self.owner(owner)
+        config.data = str(self.data_file(config.data))
+        with self._submit_lock:
+            notes = check_submit(self, config, owner)
+            return self.jobs.submit(config, owner=owner), notes
+
     def _publish(self, job: Job) -> None:
         if job.status in ("completed", "stopped") and job.run.has_adapter:
-            entry = self.library.publish(job.run.adapter_dir, job.config.name, curve=job.run.dir / "metrics.jsonl")
+            entry = self.library.publish(
+                job.run.adapter_dir, job.config.name, owner=job.owner, curve=job.run.dir / "metrics.jsonl"
+            )
             job.run.set_status(job.status, library_name=entry.name)
             job.events.append(
                 {"kind": "published", "message": f"Saved to the library as {entry.name!r}.", "library_name": entry.name}
             )
+
+    # Library -------------------------------------------------------------------------------------
+    def download(self, name: str, owner: str | None = None) -> Path:
+        """A zip of adapter `name` in a fresh folder of the downloads area; old zips are removed."""
+        owner = self.owner(owner)
+        self.library.get(name, owner=owner)  # visible to this caller, or a clear error
+        _clean_downloads()
+        folder = DOWNLOADS / secrets.token_hex(12)
+        folder.mkdir(parents=True)
+        return self.library.zip(name, folder, owner=owner)
+
+    def upload(self, files: list[str | Path], owner: str | None = None) -> Entry:
+        owner = self.owner(owner)
+        paths = self.uploaded(files)
+        if owner is not None:
+            count, size = self.library.usage(owner)
+            incoming = sum(p.stat().st_size for p in paths if p.is_file())
+            if count + self.jobs.active_count(owner) >= self.policy.max_adapters_per_owner:
+                raise AdapterError(
+                    f"Your library is full ({count} adapters, the limit is {self.policy.max_adapters_per_owner}). "
+                    "Delete one first."
+                )
+            if size + incoming > self.policy.max_bytes_per_owner:
+                raise AdapterError(
+                    f"That upload would take your adapters past {self.policy.max_bytes_per_owner / 2**20:.0f} MB. "
+                    "Delete one first."
+                )
+        return self.library.upload(paths, owner=owner, limits=self.policy)
+
+    def rename(self, old: str, new: str, owner: str | None = None) -> Entry:
+        return self.library.rename(old, new, owner=self.owner(owner))
+
+    def delete(self, name: str, owner: str | None = None) -> None:
+        self.library.delete(name, owner=self.owner(owner))
+
+
+def _clean_downloads() -> None:
+    if not DOWNLOADS.is_dir():
+        return
+    cutoff = time.time() - DOWNLOAD_TTL_S
+    for folder in DOWNLOADS.iterdir():
+        try:
+            if folder.stat().st_mtime < cutoff:
+                shutil.rmtree(folder, ignore_errors=True)
+        except OSError:
+            continue

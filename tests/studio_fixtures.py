@@ -7,8 +7,11 @@ import torch
 from adapter_core import AdapterConfig, adapter_parameters, add_adapter, load_base, save_adapter
 
 
-def publish_random(studio, base_name: str, name: str, task: str, labels=None, seed=0, scale=0.05, bottleneck=16):
-    """An adapter with random (trained-looking) weights, saved and published to the studio's library."""
+def publish_random(
+    studio, base_name: str, name: str, task: str, labels=None, seed=0, scale=0.05, bottleneck=16, owner=None
+):
+    """An adapter with random (trained-looking) weights, saved and published to the studio's library
+    (owner None: a shared example)."""
     base = load_base(base_name)
     add_adapter(base.model, name, AdapterConfig(bottleneck=bottleneck), task=task, labels=labels)
     g = torch.Generator().manual_seed(seed)
@@ -17,7 +20,7 @@ def publish_random(studio, base_name: str, name: str, task: str, labels=None, se
             p.copy_(torch.randn(p.shape, generator=g) * scale)
     folder = Path(studio.home) / "scratch" / name
     save_adapter(base.model, name, folder, extra={"base_model": base_name})
-    return studio.library.publish(folder, name)
+    return studio.library.publish(folder, name, owner=owner)
 
 
 def publish_fixed_router(studio, name: str, labels: list[str], winner: str):

@@ -11,6 +11,7 @@ from studio_fixtures import publish_fixed_router, publish_random
 from adapter_core import generate, load_adapter, load_base
 from adapter_core.engine.train import TrainConfig
 from studio import handlers as h
+from studio.comparison import compare_outputs
 from studio.service import Studio
 from studio.ui import build_app, launch
 
@@ -159,7 +160,7 @@ def test_route_many_and_compare_serve_the_adapters_of_one_base_in_one_batch(serv
 
     calls.clear()
     text = "I was charged twice for my order."
-    outs = h.compare_outputs(studio, ["router-a", "orders-style", "billing-style"], text, with_base=True)
+    outs = compare_outputs(studio, None, ["router-a", "orders-style", "billing-style"], text, with_base=True)
     assert calls == [3]  # two adapters and the bare base: one generate call
     assert [o.splitlines()[0] for o in outs] == [
         "### router-a",

@@ -6,6 +6,7 @@ import pytest
 from studio_fixtures import publish_random
 
 from adapter_core import AdapterError
+from studio import comparison as c
 from studio import handlers as h
 from studio.library import safe_name
 from studio.service import Studio
@@ -58,20 +59,20 @@ def test_model_description_and_unknown_model(studio, monkeypatch):
 def test_compare_and_library_tables(studio, tmp_path):
     publish_random(studio, "minilm", "alpha", "classification", ["billing", "orders", "tech"], seed=1)
     publish_random(studio, "minilm", "beta", "classification", ["billing", "orders", "tech"], seed=2, bottleneck=32)
-    table = h.compare_table(studio, ["alpha", "beta"])
+    table = c.compare_table(studio, None, ["alpha", "beta"])
     assert table["bottleneck"].tolist() == [16, 32]
     assert table["trainable params"].iloc[1] > table["trainable params"].iloc[0]
-    lib = h.library_table(studio)
+    lib = c.library_table(studio)
     assert {"alpha", "beta"} <= set(lib["adapter"])
-    outs = h.compare_outputs(studio, ["alpha", "beta"], "I was charged twice", False)
+    outs = c.compare_outputs(studio, None, ["alpha", "beta"], "I was charged twice", False)
     assert len(outs) == 2 and outs[0].startswith("### alpha")
-    scores = h.compare_evaluate(studio, ["alpha", "beta"], str(h.SAMPLES_DIR / "support_routing.csv"))
+    scores = c.compare_evaluate(studio, None, ["alpha", "beta"], str(h.SAMPLES_DIR / "support_routing.csv"))
     assert scores["adapter"].tolist() == ["alpha", "beta"] and scores["rows"].tolist() == [480, 480]
     assert all(0 <= a <= 1 for a in scores["accuracy"])
     with pytest.raises(AdapterError, match="Select 2 to 4 adapters"):
-        h.check_compare_selection(["alpha"])
+        c.check_compare_selection(["alpha"])
     with pytest.raises(AdapterError, match="beside instruction adapters of one base"):
-        h.compare_outputs(studio, ["alpha", "beta"], "hello", True)
+        c.compare_outputs(studio, None, ["alpha", "beta"], "hello", True)
 
 
 def test_library_rename_delete_zip_and_upload(studio, tmp_path):
@@ -102,7 +103,7 @@ def test_upload_rejects_other_files_and_path_traversal(studio, tmp_path):
 
 
 def test_progress_without_a_run(studio):
-    info = h.progress(studio, None)
+    info = h.progress(studio, None, None)
     assert info["done"] and "No run yet" in info["status"]
 
 
@@ -127,7 +128,7 @@ def test_past_runs_are_listed_with_their_curves(tmp_path):
     first.jobs.wait(job.id, 300)
     restarted = Studio(tmp_path)  # a new process would see the same folders
     assert h.past_runs(restarted) == [job.id]
-    figure, text = h.show_past_run(restarted, job.id)
+    figure, text = h.show_past_run(restarted, None, job.id)
     assert "completed" in text and "in the library as 'old'" in text
     assert list(figure.data[0].x) == [1, 2, 3]
     assert "old" in restarted.library.names()
@@ -135,8 +136,8 @@ def test_past_runs_are_listed_with_their_curves(tmp_path):
 
 def test_route_table_messages_for_bad_input(studio):
     with pytest.raises(AdapterError, match="Pick a router"):
-        h.route_table(studio, None, "hello")
+        h.route_table(studio, None, None, "hello")
     with pytest.raises(AdapterError, match="one per line"):
-        h.route_table(studio, "router", " \n  \n")
-    with pytest.raises(AdapterError, match="at most 32 messages"):
-        h.route_table(studio, "router", "\n".join(f"message {i}" for i in range(33)))
+        h.route_table(studio, None, "router", " \n  \n")
+    with pytest.raises(AdapterError, match="at most 256 messages"):
+        h.route_table(studio, None, "router", "\n".join(f"message {i}" for i in range(300)))

@@ -1,11 +1,14 @@
 """Background training: a queue, one run at a time per device, stop flags, and an event history.
 
 Callers (the studio, tests) poll `Job.events`; nothing here blocks the caller or knows of the UI.
+Every job has an owner (None in local mode, who sees every job); an owner sees only their own jobs.
+The worker thread outlives any failure of a run or of its own bookkeeping (a full disk, say).
 """
 
 from __future__ import annotations
 
 import atexit
+import logging
 import threading
 import time
 import traceback
@@ -15,8 +18,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import AdapterError
-from .runs import Run, RunStore
+from .runs import Run, RunStore, visible
 from .train import Event, TrainConfig, train
+
+ACTIVE = ("queued", "loading", "training")
+UNEXPECTED = "The run failed on the server; details are in the run's error.log."
+UNEXPECTED_UNLOGGED = "The run failed on the server; details are in the server's log."
+log = logging.getLogger("adapter_studio")
 
 
 @dataclass
@@ -28,6 +36,7 @@ class Job:
     error: str | None = None
     stop_requested: threading.Event = field(default_factory=threading.Event)
     finished: threading.Event = field(default_factory=threading.Event)
+    owner: str | None = None  # None: local mode
 
     @property
     def id(self) -> str:
@@ -67,21 +76,26 @@ class JobManager:
         if threading.current_thread() is not self._worker:
             self._worker.join(timeout)
 
-    def submit(self, config: TrainConfig) -> Job:
-        """Queue a run; it starts when the device is free. Bad settings fail here, not later."""
+    def submit(self, config: TrainConfig, owner: str | None = None) -> Job:
+        """Queue a run for `owner`; it starts when the device is free. Bad settings fail here, not later."""
         config.check()
         if self._closed:
             raise AdapterError("The trainer has shut down; start a new JobManager to train again.")
-        job = Job(config, self.store.create(config.name, config.to_dict()))
+        try:
+            run = self.store.create(config.name, config.to_dict(), owner=owner)
+        except OSError:
+            log.exception("Cannot create a run folder")
+            raise AdapterError("The server could not save a new run (is its disk full?). Try again later.") from None
+        job = Job(config, run, owner=owner)
         with self._cond:
             self._jobs[job.id] = job
             self._queue.append(job)
             self._cond.notify()
         return job
 
-    def stop(self, job_id: str) -> None:
+    def stop(self, job_id: str, owner: str | None = None) -> None:
         """Cancel a queued run, or end a running one after its current step (its adapter is kept)."""
-        job = self.get(job_id)
+        job = self.get(job_id, owner)
         with self._cond:
             if job in self._queue:
                 self._queue.remove(job)
@@ -89,23 +103,33 @@ class JobManager:
                 return
         job.stop_requested.set()
 
-    def get(self, job_id: str) -> Job:
-        if job_id not in self._jobs:
-            raise AdapterError(f"No job {job_id!r} in this session.")
-        return self._jobs[job_id]
+    def get(self, job_id: str, owner: str | None = None) -> Job:
+        """The job `job_id`, if `owner` may see it; otherwise the same error as for a job that does not exist."""
+        job = self._jobs.get(job_id) if isinstance(job_id, str) else None
+        if job is None or not visible(job.owner, owner):
+            raise AdapterError(f"No job {str(job_id)[:100]!r} for you.")
+        return job
 
-    def jobs(self) -> list[Job]:
-        return list(self._jobs.values())
+    def jobs(self, owner: str | None = None) -> list[Job]:
+        return [j for j in list(self._jobs.values()) if visible(j.owner, owner)]
 
-    def queued(self) -> list[Job]:
+    def queued(self, owner: str | None = None) -> list[Job]:
         with self._cond:
-            return list(self._queue)
+            return [j for j in self._queue if visible(j.owner, owner)]
 
-    def running(self) -> Job | None:
-        return next((j for j in self._jobs.values() if j.status in ("loading", "training")), None)
+    def running(self, owner: str | None = None) -> Job | None:
+        return next(
+            (j for j in list(self._jobs.values()) if j.status in ("loading", "training") and visible(j.owner, owner)),
+            None,
+        )
 
-    def wait(self, job_id: str, timeout: float | None = None) -> Job:
-        job = self.get(job_id)
+    def active_count(self, owner: str | None = None) -> int:
+        """Queued and running jobs of `owner` (of everyone, for None): what a quota counts."""
+        with self._cond:
+            return sum(1 for j in self._jobs.values() if j.status in ACTIVE and visible(j.owner, owner))
+
+    def wait(self, job_id: str, timeout: float | None = None, owner: str | None = None) -> Job:
+        job = self.get(job_id, owner)
         job.finished.wait(timeout)
         return job
 
@@ -118,7 +142,15 @@ class JobManager:
                     return
                 job = self._queue.popleft()
                 job.status = "loading"
-            self._run(job)
+            try:
+                self._run(job)
+            except Exception:  # the bookkeeping itself failed (a full disk, say): record what we can, go on
+                log.exception("Run %s: the trainer's bookkeeping failed", job.id)
+                if job.status in ACTIVE:
+                    job.status, job.error = "failed", UNEXPECTED_UNLOGGED
+                    job.events.append({"kind": "done", "status": "failed", "message": job.error, "time": time.time()})
+            finally:
+                job.finished.set()
 
     def _run(self, job: Job) -> None:
         def on_event(event: Event) -> None:
@@ -129,32 +161,43 @@ class JobManager:
                 job.status = event.status
                 job.run.set_status(event.status, message=event.message)
 
-        job.run.set_status("loading", started=time.time())
+        fields: dict[str, Any] = {}
         try:
+            job.run.set_status("loading", started=time.time())
             result = train(job.config, job.run.dir, on_event, job.stop_requested.is_set)
-            self._finish(
-                job,
-                result.status,
-                None,
+        except AdapterError as e:
+            status, message = "failed", str(e)
+        except Exception:  # any other failure is the server's: the details go to error.log, not to the user
+            log.exception("Run %s failed", job.id)
+            status, message = "failed", UNEXPECTED
+            try:
+                (job.run.dir / "error.log").write_text(traceback.format_exc(), encoding="utf-8")
+            except OSError:
+                log.exception("Run %s: cannot write error.log", job.id)
+                message = UNEXPECTED_UNLOGGED
+        else:
+            status, message = result.status, None
+            fields = dict(
                 metrics=result.metrics,
                 steps=result.steps,
                 train_seconds=result.train_seconds,
                 examples_per_sec=result.examples_per_sec,
             )
-        except AdapterError as e:
-            self._finish(job, "failed", str(e))
-        except Exception as e:  # the worker must survive any run
-            (job.run.dir / "error.log").write_text(traceback.format_exc())
-            self._finish(job, "failed", f"{type(e).__name__}: {e}")
+        self._finish(job, status, message, **fields)
 
     def _finish(self, job: Job, status: str, message: str | None, **fields: Any) -> None:
         job.status, job.error = status, message if status == "failed" else None
-        job.run.set_status(status, message=message, finished=time.time(), **fields)
+        try:
+            job.run.set_status(status, message=message, finished=time.time(), **fields)
+        except Exception:  # the job still ends, in memory at least
+            log.exception("Run %s: cannot save its final status %r", job.id, status)
         if not job.events or job.events[-1]["kind"] != "done":
             job.events.append({"kind": "done", "status": status, "message": message, "time": time.time()})
         if self.on_finish is not None:
             try:
                 self.on_finish(job)
             except Exception as e:  # publishing must not take the worker down
-                job.events.append({"kind": "error", "message": f"After the run: {e}", "time": time.time()})
+                log.exception("Run %s: on_finish failed", job.id)
+                text = str(e) if isinstance(e, AdapterError) else "a step after training failed on the server."
+                job.events.append({"kind": "error", "message": f"After the run: {text}", "time": time.time()})
         job.finished.set()

@@ -2,16 +2,23 @@
 
 A run folder holds `config.json` (the TrainConfig), `status.json`, `metrics.jsonl` (every event)
 and, once the first evaluation is done, `adapter/` (loadable at any time after that).
+
+`status.json` records who the run belongs to (`owner`; none in local mode) and which process wrote
+it last (`boot`, a random id per process). A run left active by another process, one that is gone
+after a restart, reads as `interrupted`: process ids are no proof of life, since a restarted
+container hands the same pid to the new process.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +29,16 @@ from ..io import CONFIG_FILE
 from ..paths import studio_home
 
 ACTIVE = ("queued", "loading", "training")
+BOOT_ID = uuid.uuid4().hex  # this process; written into every status.json it writes
+INTERRUPTED = "The app restarted during this run. Its last checkpoint is kept."
+INTERRUPTED_EARLY = "The app restarted during this run, before it saved a checkpoint."
 _slug = re.compile(r"[^A-Za-z0-9_-]+")
+log = logging.getLogger("adapter_studio")
+
+
+def visible(item_owner: str | None, owner: str | None) -> bool:
+    """Owner None (local mode) sees everything; an owner sees only what is theirs."""
+    return owner is None or item_owner == owner
 
 
 @dataclass
@@ -41,17 +57,22 @@ class Run:
     def has_adapter(self) -> bool:
         return (self.adapter_dir / CONFIG_FILE).is_file()
 
+    @property
+    def owner(self) -> str | None:
+        """Who started the run (None: local mode, or a status.json that cannot be read)."""
+        return (_read_json(self.dir / "status.json") or {}).get("owner")
+
     def config(self) -> dict[str, Any]:
-        return _read_json(self.dir / "config.json")
+        return _read_json(self.dir / "config.json") or {}
 
     def status(self) -> dict[str, Any]:
-        """The saved status; a run left active by a process that is gone reads as `interrupted`."""
+        """The saved status; a run left active by an earlier process (an app restart) reads as `interrupted`."""
         status = _read_json(self.dir / "status.json") or {"status": "unknown"}
-        if status.get("status") in ACTIVE and status.get("pid") != os.getpid() and not _alive(status.get("pid")):
+        if status.get("status") in ACTIVE and not _written_here(status):
             status = {
                 **status,
                 "status": "interrupted",
-                "message": "The process running it ended (app restart?). The last best checkpoint is kept.",
+                "message": INTERRUPTED if self.has_adapter else INTERRUPTED_EARLY,
             }
         return status
 
@@ -59,7 +80,7 @@ class Run:
         current = _read_json(self.dir / "status.json") or {}
         write_json_atomic(
             self.dir / "status.json",
-            {**current, **fields, "status": status, "pid": os.getpid(), "updated": time.time()},
+            {**current, **fields, "status": status, "boot": BOOT_ID, "pid": os.getpid(), "updated": time.time()},
         )
 
     def append_event(self, event: dict[str, Any]) -> None:
@@ -68,14 +89,18 @@ class Run:
 
     def events(self) -> list[dict[str, Any]]:
         path = self.dir / "metrics.jsonl"
-        if not path.is_file():
+        try:
+            text = path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
             return []
         out = []
-        for line in path.read_text(encoding="utf-8").splitlines():
+        for line in text.splitlines():
             try:
-                out.append(json.loads(line))
+                event = json.loads(line)
             except json.JSONDecodeError:
                 continue  # a line cut short by a crash
+            if isinstance(event, dict) and "kind" in event:
+                out.append(event)
         return out
 
 
@@ -85,46 +110,73 @@ class RunStore:
         self.root.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
 
-    def create(self, name: str, config: dict[str, Any]) -> Run:
+    def create(self, name: str, config: dict[str, Any], owner: str | None = None) -> Run:
         with self._lock:
-            stem = time.strftime("%Y%m%d-%H%M%S") + "-" + (_slug.sub("-", name).strip("-") or "run")
+            stem = time.strftime("%Y%m%d-%H%M%S") + "-" + (_slug.sub("-", name).strip("-")[:80] or "run")
             path, n = self.root / stem, 1
             while path.exists():
                 n += 1
                 path = self.root / f"{stem}-{n}"
             path.mkdir(parents=True)
         run = Run(path)
-        write_json_atomic(path / "config.json", config)
-        run.set_status("queued", created=time.time())
+        try:
+            write_json_atomic(path / "config.json", config)
+            run.set_status("queued", created=time.time(), owner=owner)
+        except BaseException:
+            shutil.rmtree(path, ignore_errors=True)  # no half-made run in the list
+            raise
         return run
 
-    def list(self) -> list[Run]:
-        """Every run, newest first."""
-        runs = [Run(p) for p in self.root.iterdir() if p.is_dir() and (p / "config.json").is_file()]
-        return sorted(runs, key=lambda r: r.id, reverse=True)
+    def list(self, owner: str | None = None) -> list[Run]:
+        """Every run `owner` may see, newest first. A run folder that cannot be read is left out (and logged)."""
+        runs, unreadable = self._scan()
+        for name in unreadable:
+            log.warning("Skipping run folder %s: its config.json or status.json cannot be read", name)
+        return [run for run, run_owner in runs if visible(run_owner, owner)]
 
-    def get(self, run_id: str) -> Run:
-        path = self.root / run_id
-        if "/" in run_id or run_id.startswith(".") or not (path / "config.json").is_file():
-            raise AdapterError(f"No run {run_id!r} in {self.root}.")
-        return Run(path)
+    def unreadable(self) -> list[str]:
+        """The run folders that `list` leaves out because their config.json or status.json is damaged."""
+        return self._scan()[1]
 
-    def delete(self, run_id: str) -> None:
-        shutil.rmtree(self.get(run_id).dir)
+    def _scan(self) -> tuple[list[tuple[Run, str | None]], list[str]]:
+        try:
+            folders = [p for p in self.root.iterdir() if p.is_dir() and (p / "config.json").is_file()]
+        except OSError:
+            log.exception("Cannot list the run store")
+            return [], []
+        runs, unreadable = [], []
+        for path in sorted(folders, key=lambda p: p.name, reverse=True):
+            config, status = _read_json(path / "config.json"), _read_json(path / "status.json")
+            if config is None or status is None or not isinstance(status.get("status"), str):
+                unreadable.append(path.name)
+            else:
+                runs.append((Run(path), status.get("owner")))
+        return runs, unreadable
+
+    def get(self, run_id: str, owner: str | None = None) -> Run:
+        """The run `run_id`, if `owner` may see it; otherwise the same error as for a run that does not exist."""
+        missing = AdapterError(f"No run {str(run_id)[:100]!r} for you.")
+        if not isinstance(run_id, str) or not run_id or "/" in run_id or "\\" in run_id or run_id.startswith("."):
+            raise missing
+        run = Run(self.root / run_id)
+        if not (run.dir / "config.json").is_file() or not visible(run.owner, owner):
+            raise missing
+        return run
+
+    def delete(self, run_id: str, owner: str | None = None) -> None:
+        shutil.rmtree(self.get(run_id, owner).dir)
+
+
+def _written_here(status: dict[str, Any]) -> bool:
+    # The boot id decides; the pid only guards against a status copied between processes of one boot
+    # (a fork), so a pid match alone never makes a run look alive.
+    return status.get("boot") == BOOT_ID and status.get("pid") == os.getpid()
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
+    """The JSON object in `path`, or None when it is missing, unreadable, cut short or not an object."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):  # ValueError: bad JSON and bad UTF-8 alike
         return None
-
-
-def _alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except (ProcessLookupError, PermissionError):
-        return False
-    return True
+    return data if isinstance(data, dict) else None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import os
 import time
 from collections.abc import Callable
@@ -82,18 +83,58 @@ class TrainConfig:
         return cls(**{k: v for k, v in data.items() if k in known})
 
     def check(self) -> None:
-        for key in ("epochs", "lr", "batch_size", "max_length", "grad_accum"):
-            if not getattr(self, key) > 0:
-                raise AdapterError(f"{key} must be positive; got {getattr(self, key)!r}.")
-        if not 0 < self.val_fraction < 0.5:
-            raise AdapterError(f"val_fraction must be between 0 and 0.5; got {self.val_fraction}.")
+        """Refuse settings that cannot train, in words; quotas are the caller's business (see studio/policy.py)."""
+        for key in ("base", "data", "task", "name", "placement", "activation", "mode", "precision"):
+            if not isinstance(getattr(self, key), str):
+                raise AdapterError(f"{key} must be text; got {getattr(self, key)!r}.")
+        if self.task not in ("classification", "instruction"):
+            raise AdapterError(f"task must be classification or instruction; got {self.task!r}.")
         if self.mode not in ("adapter", "head", "full"):
             raise AdapterError(f"mode must be adapter, head or full; got {self.mode!r}.")
+        if self.precision not in ("auto", "no", "bf16", "fp16"):
+            raise AdapterError(f"precision must be auto, no, bf16 or fp16; got {self.precision!r}.")
+        if not isinstance(self.columns, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in self.columns.items()
+        ):
+            raise AdapterError(f"columns must map roles to column names; got {self.columns!r}.")
+        for key in ("batch_size", "grad_accum", "max_length"):
+            _whole(key, getattr(self, key), low=1)
+        for key in ("eval_every", "max_steps"):
+            _whole(key, getattr(self, key), low=0)
+        _whole("seed", self.seed, low=0, high=2**32 - 1)
+        for key in ("epochs", "lr", "max_grad_norm"):
+            if not _real(getattr(self, key)) > 0:
+                raise AdapterError(f"{key} must be a positive number; got {getattr(self, key)!r}.")
+        for key in ("max_seconds", "weight_decay"):
+            if not _real(getattr(self, key)) >= 0:
+                raise AdapterError(f"{key} must be zero or more; got {getattr(self, key)!r}.")
+        for key, low, high in (("warmup_ratio", 0, 1), ("dropout", 0, 1), ("val_fraction", 0, 0.5)):
+            value = _real(getattr(self, key))
+            if not (low <= value < high if key != "val_fraction" else low < value < high):
+                bounds = f"between {low} and {high}" if key == "val_fraction" else f"at least {low} and below {high}"
+                raise AdapterError(f"{key} must be {bounds}; got {getattr(self, key)!r}.")
         if self.mode == "head" and self.task != "classification":
             raise AdapterError("mode 'head' trains a classification head; instruction tuning has none.")
         if self.max_length < 8:
             raise AdapterError(f"max_length {self.max_length} is too short to hold a text; use 32 or more.")
         self.adapter_config()  # validates bottleneck, placement, activation
+
+
+def _whole(key: str, value: Any, low: int, high: int | None = None) -> None:
+    """`value` must be a whole number (not a float, not a bool) in [low, high]."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise AdapterError(f"{key} must be a whole number; got {value!r}.")
+    if value < low or (high is not None and value > high):
+        span = f"at least {low}" if high is None else f"from {low} to {high:,}"
+        raise AdapterError(f"{key} must be {span}; got {value!r}.")
+
+
+def _real(value: Any) -> float:
+    """`value` as a float when it is a finite number; NaN otherwise, which fails every range check."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return math.nan
+    value = float(value)
+    return value if math.isfinite(value) else math.nan
 
 
 @dataclass

@@ -1,0 +1,197 @@
+"""Checks for adapter files from strangers, run before anything is allocated.
+
+`validate_meta` checks an adapter_config.json field by field, types included; `read_safetensors_header`
+reads a safetensors header by hand (no tensor is read) and checks that every tensor lies inside the
+file. Messages name files by their names only, never by a server path.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import struct
+from pathlib import Path
+from typing import Any
+
+from .config import AdapterConfig
+from .errors import AdapterError
+from .heads import POOLINGS
+from .inject import TASKS
+
+CONFIG_FILE = "adapter_config.json"
+MAX_CONFIG_BYTES = 2**20  # an adapter config is a few KB; labels and training metadata included
+MAX_HEADER_BYTES = 4 * 2**20  # a safetensors header: about 100 bytes per tensor
+DTYPE_BYTES = {"F32": 4, "F16": 2, "BF16": 2}
+_MISSING = object()
+
+
+# Checking the config ---------------------------------------------------------------------------------
+def _describe(value: Any) -> str:
+    if value is _MISSING:
+        return "nothing"
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "a list"
+    text = json.dumps(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any, finite: bool = True) -> bool:
+    return (_is_int(value) or isinstance(value, float)) and (not finite or math.isfinite(value))
+
+
+def validate_meta(meta: Any, source: str = CONFIG_FILE) -> dict[str, Any]:
+    """Check an `adapter_config.json` dict field by field, types included; return it unchanged.
+
+    Raises AdapterError naming the wrong field and what it should be, so a damaged or hostile file
+    never reaches code that indexes into it."""
+
+    def need(ok: bool, field: str, should: str, value: Any) -> None:
+        if not ok:
+            raise AdapterError(f"{source}: {field} {should}; got {_describe(value)}.")
+
+    need(isinstance(meta, dict), "the file", "must hold a JSON object", meta)
+    task = meta.get("task", _MISSING)
+    need(task in TASKS, "'task'", 'must be "classification" or "instruction"', task)
+    base = meta.get("base", _MISSING)
+    need(isinstance(base, dict), "'base'", "must be an object with model_type, hidden_size and num_layers", base)
+    need(isinstance(base.get("model_type"), str), "'base.model_type'", "must be a string", base.get("model_type"))
+    for key in ("hidden_size", "num_layers"):
+        value = base.get(key, _MISSING)
+        need(_is_int(value) and value > 0, f"'base.{key}'", "must be a positive whole number", value)
+    value = base.get("name_or_path")
+    need(value is None or isinstance(value, str), "'base.name_or_path'", "must be a string or null", value)
+    config = _check_config(meta.get("config", _MISSING), need, source)
+    try:
+        r = config.bottleneck_for(base["hidden_size"])
+    except (OverflowError, ValueError):
+        need(False, "'config.reduction_factor'", "is too small", config.reduction_factor)
+    value = meta.get("bottleneck")
+    need(value is None or (_is_int(value) and value > 0), "'bottleneck'", "must be a positive whole number", value)
+    need(value is None or value == r, "'bottleneck'", f"must match the config's bottleneck {r}", value)
+    labels = meta.get("labels")
+    if task == "classification":
+        ok = isinstance(labels, list) and len(labels) >= 2 and all(isinstance(x, str) for x in labels)
+        need(ok, "'labels'", "must be a list of at least two label names (strings)", labels)
+        need(len(set(labels)) == len(labels), "'labels'", "must not repeat a name", labels)
+    else:
+        need(labels is None, "'labels'", "must be null for an instruction adapter", labels)
+    for key in ("name", "base_model", "adapter_core_version"):
+        value = meta.get(key)
+        need(value is None or isinstance(value, str), f"'{key}'", "must be a string or null", value)
+    value = meta.get("pooling")
+    need(value is None or value in POOLINGS, "'pooling'", f"must be one of {', '.join(POOLINGS)} or null", value)
+    for key in ("training", "train_config"):
+        value = meta.get(key)
+        need(value is None or isinstance(value, dict), f"'{key}'", "must be an object or null", value)
+    training = meta.get("training") or {}
+    metrics = training.get("metrics")
+    ok = metrics is None or (isinstance(metrics, dict) and all(_is_number(v, finite=False) for v in metrics.values()))
+    need(ok, "'training.metrics'", "must map metric names to numbers", metrics)
+    value = training.get("status")
+    need(value is None or isinstance(value, str), "'training.status'", "must be a string", value)
+    for key in ("step", "train_seconds", "total_steps"):
+        value = training.get(key)
+        need(value is None or _is_number(value, finite=False), f"'training.{key}'", "must be a number", value)
+    return meta
+
+
+def _check_config(config: Any, need, source: str) -> AdapterConfig:
+    need(isinstance(config, dict), "'config'", "must be an object (the adapter's AdapterConfig)", config)
+    for key in ("dropout", "scaling", "reduction_factor"):
+        value = config.get(key, _MISSING)
+        ok = value is _MISSING or (value is None and key != "dropout") or _is_number(value)
+        need(ok, f"'config.{key}'", "must be a number", value)
+    value = config.get("leave_out", [])
+    ok = isinstance(value, list) and all(_is_int(i) for i in value)
+    need(ok, "'config.leave_out'", "must be a list of layer indices", value)
+    value = config.get("target_modules")
+    ok = value is None or (isinstance(value, dict) and all(isinstance(v, str) for v in value.values()))
+    need(ok, "'config.target_modules'", "must be an object of module paths, or null", value)
+    try:
+        return AdapterConfig.from_dict(config)
+    except (TypeError, ValueError) as e:
+        raise AdapterError(f"{source}: 'config' is not a valid adapter config: {e}") from None
+
+
+def read_meta_file(path: str | os.PathLike, source: str | None = None) -> dict[str, Any]:
+    """Read and check an adapter_config.json, reading at most MAX_CONFIG_BYTES of it."""
+    path = Path(path)
+    source = source or path.name
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_CONFIG_BYTES + 1)
+    except OSError as e:
+        raise AdapterError(f"{source} could not be read ({e.strerror}).") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise AdapterError(f"{source} is over {MAX_CONFIG_BYTES // 2**20} MB; an adapter config is a few KB.")
+    try:
+        meta = json.loads(data.decode("utf-8"))
+    except (ValueError, RecursionError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise AdapterError(f"{source} is not valid JSON ({type(e).__name__}: {str(e)[:120]}).") from None
+    return validate_meta(meta, source)
+
+
+# Checking the weights -------------------------------------------------------------------------------
+def read_safetensors_header(
+    path: str | os.PathLike, max_header_bytes: int = MAX_HEADER_BYTES
+) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """Tensor name -> (dtype, shape) from a safetensors file's header, without reading any tensor.
+
+    Refuses a header over `max_header_bytes` or longer than the file, dtypes other than F32/F16/BF16,
+    and tensors whose bytes do not lie inside the file or do not match their shape."""
+    path = Path(path)
+    what = path.name
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size < 8:
+                raise AdapterError(f"{what} is not a safetensors file: it is only {size} bytes.")
+            (length,) = struct.unpack("<Q", f.read(8))
+            if length > max_header_bytes:
+                raise AdapterError(
+                    f"{what} has a {length:,}-byte header; the limit is {max_header_bytes:,}. It is not an adapter."
+                )
+            if 8 + length > size:
+                raise AdapterError(f"{what} is damaged: its header claims {length:,} bytes but the file has {size:,}.")
+            raw = f.read(length)
+    except OSError as e:
+        raise AdapterError(f"{what} could not be read ({e.strerror}).") from None
+    try:
+        header = json.loads(raw.decode("utf-8"))
+    except (ValueError, RecursionError):
+        raise AdapterError(f"{what} is damaged: its header is not valid JSON.") from None
+    if not isinstance(header, dict):
+        raise AdapterError(f"{what} is damaged: its header is not a JSON object.")
+    data_bytes = size - 8 - length
+    out: dict[str, tuple[str, tuple[int, ...]]] = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        ok = (
+            isinstance(info, dict)
+            and isinstance(info.get("shape"), list)
+            and isinstance(info.get("data_offsets"), list)
+        )
+        shape = info.get("shape") if ok else None
+        offsets = info.get("data_offsets") if ok else None
+        if not ok or not all(_is_int(d) and d >= 0 for d in shape) or len(offsets) != 2:
+            raise AdapterError(f"{what} is damaged: tensor {name[:80]!r} has no valid shape and data offsets.")
+        dtype = info.get("dtype")
+        if dtype not in DTYPE_BYTES:
+            raise AdapterError(
+                f"{what}: tensor {name[:80]!r} is {_describe(dtype)}; adapters hold only F32, F16 or BF16 tensors."
+            )
+        begin, end = offsets
+        if not (_is_int(begin) and _is_int(end) and 0 <= begin <= end <= data_bytes):
+            raise AdapterError(f"{what} is damaged: tensor {name[:80]!r} lies outside the file.")
+        if end - begin != math.prod(shape) * DTYPE_BYTES[dtype]:
+            raise AdapterError(f"{what} is damaged: tensor {name[:80]!r} does not hold {shape} {dtype} values.")
+        out[name] = (dtype, tuple(shape))
+    return out

@@ -1,0 +1,104 @@
+"""Compare and Library views: adapters side by side, their curves and tables, and scores on a test file.
+
+Plain functions over `Studio`, owner-scoped like every handler.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from adapter_core import AdapterError
+
+from . import charts
+from .service import Studio
+from .text import md
+
+
+def library_table(studio: Studio, owner: str | None = None) -> pd.DataFrame:
+    rows = []
+    for e in studio.library.entries(owner=studio.owner(owner)):
+        cfg = e.meta.get("config", {})
+        metrics = e.training.get("metrics") or {}
+        rows.append(
+            {
+                "adapter": e.name,
+                "task": e.task,
+                "base": e.base,
+                "bottleneck": e.meta.get("bottleneck"),
+                "placement": cfg.get("placement"),
+                "size (MB)": round(e.size_bytes / 1e6, 2),
+                "status": e.training.get("status", "uploaded"),
+                "owner": "shared example" if owner is not None and e.owner is None else "yours",
+                "accuracy": round(metrics["accuracy"], 4) if "accuracy" in metrics else None,
+                "perplexity": round(metrics["perplexity"], 3) if "perplexity" in metrics else None,
+            }
+        )
+    columns = ["adapter", "task", "base", "bottleneck", "placement", "size (MB)", "status", "owner"]
+    return pd.DataFrame(rows, columns=[*columns, "accuracy", "perplexity"])
+
+
+def compare_table(studio: Studio, owner: str | None, adapters: list[str]) -> pd.DataFrame:
+    rows = []
+    for name in adapters:
+        e = studio.library.get(name, owner=studio.owner(owner))
+        params = e.size_bytes // 4  # float32 tensors; the header is a rounding error
+        metrics = e.training.get("metrics") or {}
+        rows.append(
+            {
+                "adapter": name,
+                "task": e.task,
+                "bottleneck": e.meta.get("bottleneck"),
+                "placement": e.meta.get("config", {}).get("placement"),
+                "trainable params": params,
+                "size (MB)": round(e.size_bytes / 1e6, 2),
+                "training time (s)": e.training.get("train_seconds"),
+                **{f"val {k}": round(v, 4) for k, v in metrics.items()},
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def check_compare_selection(adapters: list[str] | None, with_base: bool = False) -> list[str]:
+    adapters = list(adapters or [])
+    count = len(adapters) + (1 if with_base else 0)
+    if not 2 <= count <= 5 or len(adapters) > 4:
+        raise AdapterError(f"Select 2 to 4 adapters (and the base, if you like) to compare; you chose {count}.")
+    return adapters
+
+
+def compare_outputs(studio: Studio, owner: str | None, adapters: list[str], text: str, with_base: bool) -> list[str]:
+    """The same input through each adapter: a label with its confidence, or a generated answer.
+    With `with_base`, the bare base of the instruction adapters answers too. Adapters that share a
+    base run as one mixed batch (one row each), so comparing four costs about one pass, not four."""
+    adapters = check_compare_selection(adapters, with_base)
+    text = studio.policy.check_prompt(text, "input")
+    entries = [studio.library.get(n, owner=studio.owner(owner)) for n in adapters]
+    chat_bases = {e.base for e in entries if e.task == "instruction"}
+    if with_base and len(chat_bases) != 1:
+        raise AdapterError("The bare base model can answer beside instruction adapters of one base; select those.")
+    labelled = [n for n, e in zip(adapters, entries, strict=True) if e.task == "classification"]
+    chatting: list[str | None] = [n for n, e in zip(adapters, entries, strict=True) if e.task == "instruction"]
+    if with_base:
+        chatting.append(None)
+    out = {}
+    for name, p in zip(labelled, studio.classify(labelled, [text] * len(labelled), owner), strict=True):
+        top = sorted(p.probabilities.items(), key=lambda kv: -kv[1])[:3]
+        out[name] = f"### {md(name)}\n**{md(p.label)}** ({p.confidence:.1%})  \n" + ", ".join(
+            f"{md(k)} {v:.1%}" for k, v in top
+        )
+    base_name = next(iter(chat_bases), "")
+    answers = studio.answer(chatting, [text] * len(chatting), base_name, max_new_tokens=120, owner=owner)
+    for name, answer in zip(chatting, answers, strict=True):
+        out[name] = f"### {md(name) if name else f'base: {md(base_name)}'}\n{answer}"
+    return [out[n] for n in [*adapters, *([None] if with_base else [])]]
+
+
+def compare_curves(studio: Studio, owner: str | None, adapters: list[str]):
+    return charts.overlay({n: studio.library.get(n, owner=studio.owner(owner)).curve() for n in adapters})
+
+
+def compare_evaluate(studio: Studio, owner: str | None, adapters: list[str], path: str | None) -> pd.DataFrame:
+    adapters = check_compare_selection(adapters)
+    if not path:
+        raise AdapterError("Upload a labelled test file (the same columns as the training data).")
+    return pd.DataFrame(studio.evaluate(adapters, path, owner))

@@ -1,0 +1,137 @@
+"""Where the studio's work runs, said honestly: this machine's CPU or GPU, or a Hugging Face Space's.
+
+On a Space (`SPACE_ID` or `SYSTEM=spaces` set) there are three cases:
+
+- CPU hardware (CPU basic, the free tier): everything runs on the CPU.
+- a dedicated GPU tier: training and serving run on that GPU.
+- ZeroGPU (`SPACES_ZERO_GPU=true`): the GPU is lent only inside short `@spaces.GPU` requests. Classify,
+  chat and compare run inside one, so they use the GPU; training runs in a background thread outside
+  any request, so it trains on the CPU.
+
+`gpu` is `spaces.GPU` on ZeroGPU and the identity everywhere else.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+log = logging.getLogger("adapter_studio")
+
+
+def on_space() -> bool:
+    """Running on Hugging Face Spaces."""
+    return bool(os.environ.get("SPACE_ID")) or os.environ.get("SYSTEM", "").strip().lower() == "spaces"
+
+
+def on_zero_gpu() -> bool:
+    """A ZeroGPU Space, by the variable Spaces sets (as `gradio.utils.is_zero_gpu_space` checks)."""
+    return os.environ.get("SPACES_ZERO_GPU", "").strip().lower() in ("true", "1")
+
+
+ON_ZERO_GPU = on_zero_gpu()
+
+if ON_ZERO_GPU:  # pragma: no cover - only on a ZeroGPU Space; `spaces` goes before torch there
+    try:
+        import spaces
+
+        gpu: Callable = spaces.GPU
+    except ImportError:
+        log.warning("SPACES_ZERO_GPU is set but the `spaces` package is missing; GPU requests run on the CPU")
+        ON_ZERO_GPU = False
+
+if not ON_ZERO_GPU:
+
+    def gpu(fn: Callable | None = None, **_kwargs) -> Callable:
+        return fn if fn is not None else (lambda f: f)
+
+
+import torch  # noqa: E402  (after `spaces`, which must patch it first on ZeroGPU)
+
+
+@dataclass(frozen=True)
+class Hardware:
+    kind: str  # local-gpu | local-cpu | space-cpu | space-gpu | zero-gpu
+    training_device: str
+    serving_device: str
+    notice: str  # markdown for the top of the page, or ""
+
+    @property
+    def trains_on_cpu(self) -> bool:
+        return self.kind in ("local-cpu", "space-cpu", "zero-gpu")
+
+
+def _cpu_name() -> str:
+    return f"CPU ({torch.get_num_threads()} threads)"
+
+
+def _gpu_name() -> str:
+    props = torch.cuda.get_device_properties(0)
+    return f"GPU: {props.name}, {props.total_memory / 2**30:.0f} GiB"
+
+
+def _space_cpu_tier() -> str:
+    cores = os.environ.get("CPU_CORES", "").strip()  # Spaces states the hardware's vCPU count
+    return {"": "CPU basic", "2": "CPU basic", "8": "CPU upgrade"}.get(cores, f"{cores} vCPU")
+
+
+def hardware() -> Hardware:
+    """What trains and what serves here, and what the page should tell visitors about it."""
+    if on_zero_gpu():
+        return Hardware(
+            "zero-gpu",
+            training_device=_cpu_name(),
+            serving_device="ZeroGPU (a GPU lent for each request)",
+            notice=(
+                f"> **Training runs on the CPU** ({torch.get_num_threads()} threads) on this ZeroGPU Space: ZeroGPU lends its GPU only inside "
+                "short requests, and a training run is one long background job. MiniLM adapters still take only a "
+                "minute or two; SmolLM2 instruction runs take several minutes. Classify, chat and compare do run on "
+                "the GPU. To train on a GPU, duplicate the Space with a dedicated GPU hardware tier."
+            ),
+        )
+    cuda = torch.cuda.is_available()
+    if on_space():
+        if cuda:
+            name = _gpu_name()
+            return Hardware("space-gpu", name, name, f"> Training and inference run on this Space's {name}.")
+        cpu, tier = _cpu_name(), _space_cpu_tier()
+        return Hardware(
+            "space-cpu",
+            training_device=cpu,
+            serving_device=cpu,
+            notice=(
+                f"> **Training runs on this Space's CPU** ({tier}, {torch.get_num_threads()} threads): MiniLM "
+                "adapters take a minute or two; SmolLM2 instruction runs take several minutes. Duplicate the Space "
+                "with a GPU hardware tier to train on a GPU."
+            ),
+        )
+    if cuda:
+        name = _gpu_name()
+        return Hardware("local-gpu", name, name, "")
+    if torch.backends.mps.is_available():
+        return Hardware("local-gpu", "Apple GPU (MPS)", "Apple GPU (MPS)", "")
+    cpu = _cpu_name()
+    return Hardware(
+        "local-cpu",
+        training_device=cpu,
+        serving_device=cpu,
+        notice=(
+            f"> **Running on CPU** ({torch.get_num_threads()} threads): MiniLM adapters train in a minute or two; SmolLM2 instruction runs take "
+            "a few minutes. A GPU is much faster."
+        ),
+    )
+
+
+def device_summary() -> str:
+    """The device training runs on, in a few words."""
+    hw = hardware()
+    if hw.kind == "zero-gpu":
+        return f"{hw.training_device} for training; ZeroGPU for classify and chat"
+    return hw.training_device
+
+
+def on_cpu() -> bool:
+    """Training runs on the CPU (so on ZeroGPU too: its GPU serves requests, not the training thread)."""
+    return hardware().trains_on_cpu

@@ -1,0 +1,133 @@
+"""Tab 4, Train: start and stop the visitor's runs, the live curve, the queue, and past runs."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from .. import handlers as h
+from .common import COLUMNS, Ctx, friendly, who
+
+
+def build(ctx: Ctx) -> None:
+    with gr.Tab("4 · Train", id="train"):
+        with gr.Row():
+            start = gr.Button("Start training", variant="primary")
+            stop = gr.Button("Stop", variant="stop")
+        status_md = gr.Markdown("No run yet.")
+        plot = gr.Plot(label="Training curve")
+        queue_md = gr.Markdown()
+        timer = gr.Timer(1.0)
+        seen_done = gr.State(None)
+        with gr.Accordion("Past runs (kept across restarts)", open=False):
+            with gr.Row():
+                past = gr.Dropdown([], label="Run", scale=3, allow_custom_value=True)
+                past_show = gr.Button("Show", scale=1)
+            past_md = gr.Markdown()
+            past_plot = gr.Plot(label="Its curve")
+    ctx.add(
+        start=start,
+        stop=stop,
+        status_md=status_md,
+        plot=plot,
+        queue_md=queue_md,
+        timer=timer,
+        seen_done=seen_done,
+        past=past,
+        past_show=past_show,
+        past_md=past_md,
+        past_plot=past_plot,
+    )
+
+
+def wire(ctx: Ctx) -> None:
+    studio = ctx.studio
+
+    def start_training(
+        owner, source, base_model: str, task: str, name: str, bottleneck: int, placement: str, activation: str,
+        lr: float, epochs: float, batch_size: int, max_length: int, seed: int, text_column: str | None = None,
+        label_column: str | None = None, instruction_column: str | None = None, response_column: str | None = None,
+        input_column: str | None = None, system_column: str | None = None, request: gr.Request = None,
+    ):  # fmt: skip
+        """Queue a training run on the data loaded with /use_sample or /load_data in this session."""
+        settings = dict(
+            bottleneck=int(bottleneck),
+            placement=placement,
+            activation=activation,
+            lr=float(lr),
+            epochs=float(epochs),
+            batch_size=int(batch_size),
+            max_length=int(max_length),
+            seed=int(seed),
+        )
+        columns = (text_column, label_column, instruction_column, response_column, input_column, system_column)
+        mapping = {c: v for c, v in zip(COLUMNS, columns, strict=True) if v}
+        owner = who(studio, owner, request)
+        job, notes = h.start_training(studio, owner, base_model, source, task, mapping, name, settings)
+        gr.Info(" ".join([*notes, "Training started; it runs in the background, so you can leave and come back."]))
+        return job, job, None, f"Queued run `{job}`."
+
+    ctx["start"].click(
+        friendly(start_training),
+        [
+            ctx.owner,
+            ctx.source,
+            ctx["base"],
+            ctx["task"],
+            ctx["name"],
+            ctx["bottleneck"],
+            ctx["placement"],
+            ctx["activation"],
+            ctx["lr"],
+            ctx["epochs"],
+            ctx["batch"],
+            ctx["max_length"],
+            ctx["seed"],
+            *ctx["columns"].values(),
+        ],  # fmt: skip
+        [ctx.job_id, ctx.remembered_job, ctx["seen_done"], ctx["status_md"]],
+        api_name="start_training",
+    )
+
+    def stop_training(owner, job_id, request: gr.Request) -> str:
+        return h.stop_training(studio, who(studio, owner, request), job_id)
+
+    ctx["stop"].click(friendly(stop_training), [ctx.owner, ctx.job_id], ctx["status_md"], api_name="stop_training")
+
+    def training_status(job_id: str = "", request: gr.Request = None) -> str:
+        """The progress line of one of the caller's runs (default: their latest), for API clients."""
+        owner = who(studio, None, request)
+        return h.progress(studio, owner, job_id or h.reattach(studio, owner, None))["status"]
+
+    gr.api(friendly(training_status), api_name="training_status")
+
+    def tick(owner, job_id, seen, changed, request: gr.Request):
+        info = h.progress(studio, who(studio, owner, request), job_id)
+        newly_done = info["done"] and job_id is not None and seen != job_id
+        return [
+            info["figure"],
+            info["status"],
+            info["queue"],
+            job_id if info["done"] else seen,
+            (changed or 0) + 1 if newly_done else changed,
+        ]
+
+    ctx["timer"].tick(
+        friendly(tick),
+        [ctx.owner, ctx.job_id, ctx["seen_done"], ctx.library_changed],
+        [ctx["plot"], ctx["status_md"], ctx["queue_md"], ctx["seen_done"], ctx.library_changed],
+        show_progress="hidden",
+        api_visibility="private",
+    )
+
+    def list_runs(owner, request: gr.Request):
+        return gr.update(choices=h.past_runs(studio, who(studio, owner, request)))
+
+    ctx["past"].focus(friendly(list_runs), ctx.owner, ctx["past"], api_visibility="private")
+
+    def show_run(owner, run_id, request: gr.Request):
+        figure, text = h.show_past_run(studio, who(studio, owner, request), run_id)
+        return text, figure
+
+    ctx["past_show"].click(
+        friendly(show_run), [ctx.owner, ctx["past"]], [ctx["past_md"], ctx["past_plot"]], api_name="show_run"
+    )

@@ -1,0 +1,113 @@
+"""Tab 5, Use: classify, chat (streamed, with a stop button), and route customer messages."""
+
+from __future__ import annotations
+
+import threading
+
+import gradio as gr
+
+from .. import handlers as h
+from ..gpu import gpu
+from .common import Ctx, friendly, who
+
+
+def build(ctx: Ctx) -> None:
+    choices = h.model_choices(ctx.studio)
+    chat_default = "smollm2-135m-instruct" if "smollm2-135m-instruct" in choices else choices[0]
+    with gr.Tab("5 · Use", id="use"):
+        with gr.Tab("Classify"):
+            cls_adapter = gr.Dropdown([], label="Classification adapter", allow_custom_value=True)
+            cls_text = gr.Textbox(label="Text", placeholder="Where is my parcel? It was due Monday.")
+            cls_go = gr.Button("Classify", variant="primary")
+            cls_out = gr.Label(label="Prediction", num_top_classes=6)
+        with gr.Tab("Chat"):
+            chat_adapter = gr.Dropdown(
+                [h.NONE],
+                value=h.NONE,
+                label="Instruction adapter ((none): the bare base model)",
+                allow_custom_value=True,
+            )
+            chat_base = gr.Dropdown(
+                choices, value=chat_default, label="Base model when no adapter is chosen", allow_custom_value=True
+            )
+            chatbot = gr.Chatbot(label="Chat", height=380)
+            with gr.Row():
+                chat_msg = gr.Textbox(label="Message", scale=4, placeholder="My order never arrived.")
+                chat_send = gr.Button("Send", variant="primary", scale=1)
+                chat_stop = gr.Button("Stop", scale=1)
+        with gr.Tab("Route"):
+            router = gr.Dropdown([], label="Router (a classification adapter)", allow_custom_value=True)
+            route_msg = gr.Textbox(label="Customer message")
+            route_go = gr.Button("Route and answer", variant="primary")
+            route_md = gr.Markdown()
+            route_answer = gr.Markdown()
+            route_many_msgs = gr.Textbox(
+                label="Or many messages, one per line: each is answered by its department's adapter, all in one batch",
+                lines=4,
+            )
+            route_many_go = gr.Button("Route and answer all")
+            route_many_out = gr.Dataframe(label="Routed answers", interactive=False, wrap=True)
+    ctx.add(cls_adapter=cls_adapter, chat_adapter=chat_adapter, router=router)
+    ctx.add(cls_text=cls_text, cls_go=cls_go, cls_out=cls_out, chat_base=chat_base, chatbot=chatbot)
+    ctx.add(chat_msg=chat_msg, chat_send=chat_send, chat_stop=chat_stop, route_msg=route_msg, route_go=route_go)
+    ctx.add(route_md=route_md, route_answer=route_answer, route_many_msgs=route_many_msgs)
+    ctx.add(route_many_go=route_many_go, route_many_out=route_many_out)
+
+
+def wire(ctx: Ctx) -> None:
+    studio = ctx.studio
+    stops: dict[str, threading.Event] = {}  # session -> stop flag of its chat stream
+
+    def classify(owner, adapter: str, text: str, request: gr.Request):
+        return h.classify_text(studio, who(studio, owner, request), adapter, text)
+
+    cls_inputs = [ctx.owner, ctx["cls_adapter"], ctx["cls_text"]]
+    ctx["cls_go"].click(friendly(classify), cls_inputs, ctx["cls_out"], api_name="classify")
+    ctx["cls_text"].submit(friendly(classify), cls_inputs, ctx["cls_out"], api_visibility="private")
+
+    @gpu
+    def chat(owner, adapter: str, base_model: str, message: str, history: list, request: gr.Request):
+        owner = who(studio, owner, request)
+        stops[request.session_hash] = event = threading.Event()
+        name = None if adapter in (None, "", h.NONE) else adapter
+        pieces = studio.chat(name, base_model, message, stop=event, owner=owner)  # checks come before any output
+        history = [*(history or []), {"role": "user", "content": message}, {"role": "assistant", "content": ""}]
+        for piece in pieces:
+            history[-1]["content"] += piece
+            yield history, ""
+
+    chat_inputs = [ctx.owner, ctx["chat_adapter"], ctx["chat_base"], ctx["chat_msg"], ctx["chatbot"]]
+    chat_outputs = [ctx["chatbot"], ctx["chat_msg"]]
+    ctx["chat_send"].click(friendly(chat), chat_inputs, chat_outputs, api_name="chat")
+    ctx["chat_msg"].submit(friendly(chat), chat_inputs, chat_outputs, api_visibility="private")
+
+    def stop_chat(request: gr.Request):
+        if request.session_hash in stops:
+            stops.pop(request.session_hash).set()
+
+    ctx["chat_stop"].click(stop_chat, None, None, api_visibility="private")
+
+    @gpu
+    def route(owner, router: str, message: str, request: gr.Request):
+        owner = who(studio, owner, request)
+        head, target = h.route_head(studio, owner, router, message)
+        answer = ""
+        for piece in studio.chat(target, "", message, owner=owner):
+            answer += piece
+            yield head, answer
+
+    ctx["route_go"].click(
+        friendly(route), [ctx.owner, ctx["router"], ctx["route_msg"]], [ctx["route_md"], ctx["route_answer"]],
+        api_name="route",
+    )  # fmt: skip
+
+    @gpu
+    def route_many(owner, router: str, messages: str, request: gr.Request):
+        return h.route_table(studio, who(studio, owner, request), router, messages)
+
+    ctx["route_many_go"].click(
+        friendly(route_many),
+        [ctx.owner, ctx["router"], ctx["route_many_msgs"]],
+        ctx["route_many_out"],
+        api_name="route_many",
+    )

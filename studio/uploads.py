@@ -1,0 +1,249 @@
+"""Adapter files crossing the server's edge: names, uploads checked before anything is trusted, and
+metadata cleaned of server paths before it is published or downloaded.
+
+A zip is read member by member in chunks, with caps on the member count, each member's size and its
+compression ratio, so a small archive can never make the server read gigabytes. The config is checked
+against the schema and the studio's caps, and the safetensors header against the config, before the
+adapter reaches the library. Messages name uploads by their file names only.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shutil
+import zipfile
+import zlib
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from adapter_core.config import AdapterConfig
+from adapter_core.errors import AdapterError
+from adapter_core.io import CONFIG_FILE, MAX_CONFIG_BYTES, WEIGHTS_FILE, read_meta_file, read_safetensors_header
+
+ALLOWED_UPLOADS = {".json", ".safetensors", ".zip"}
+CHUNK = 2**20
+RATIO_FLOOR = 2**20  # members smaller than this are never refused for their compression ratio
+# Zip caps when the caller gives no limits: those of local mode (studio.policy.Policy.local()).
+DEFAULT_ZIP_ENTRIES, DEFAULT_MEMBER_BYTES, DEFAULT_ZIP_RATIO = 64, 2 * 2**30, 1000.0
+MAX_NAME = 64
+_UNSAFE = re.compile(r"[^A-Za-z0-9 _-]+")
+_TENSOR = re.compile(r"^adapters\.s(\d+)\.l(\d+)\.(attn|cross|ffn)\.(down|up)\.(weight|bias)$")
+_MB = 2**20
+
+
+def safe_name(name: str) -> str:
+    """A folder-safe adapter name, sanitised silently (for internal names such as a run's): letters,
+    digits, spaces, '_' and '-' only, no dots or slashes."""
+    cleaned = _UNSAFE.sub("-", str(name)).strip(" -_")[:MAX_NAME].strip(" -_")
+    if not cleaned:
+        raise AdapterError(f"{name!r} is not a usable adapter name; use letters, digits, spaces, '_' or '-'.")
+    return cleaned
+
+
+def check_name(name: str) -> str:
+    """A name a visitor typed, as it is (surrounding spaces aside), or a clear error; never rewritten."""
+    text = str(name or "").strip()
+    if not text:
+        raise AdapterError("Type a name for the adapter.")
+    if len(text) > MAX_NAME:
+        raise AdapterError(f"Adapter names are at most {MAX_NAME} characters; {text[:24] + '...'!r} has {len(text)}.")
+    bad = list(dict.fromkeys(c for c in text if _UNSAFE.match(c)))
+    if bad:
+        shown = [repr(c) for c in bad[:6]]
+        listed = shown[0] if len(shown) == 1 else ", ".join(shown[:-1]) + " and " + shown[-1]
+        raise AdapterError(f"Adapter names may use letters, digits, spaces, '_' and '-'; {text!r} has {listed}.")
+    if not text[0].isascii() or not text[0].isalnum():
+        raise AdapterError(f"Adapter names start with a letter or digit; {text!r} does not.")
+    return text
+
+
+def _file_name(value: Any) -> Any:
+    """A path's last component; anything else unchanged."""
+    return PurePosixPath(value.replace("\\", "/")).name if isinstance(value, str) and value else value
+
+
+def _is_server_path(value: Any) -> bool:
+    return isinstance(value, str) and (os.path.isabs(value) or value.startswith(("~", ".", "\\")) or ":\\" in value)
+
+
+def clean_meta(meta: dict[str, Any], name: str, for_download: bool = False) -> dict[str, Any]:
+    """Metadata fit to publish: `name` set, no owner, the training data files by name only. For a
+    download, a base model given as a server path keeps only its folder's name too."""
+    meta = json.loads(json.dumps(meta))
+    meta["name"] = name
+    meta.pop("owner", None)
+    train_config = meta.get("train_config")
+    if isinstance(train_config, dict):
+        for key in ("data", "val_data"):
+            train_config[key] = _file_name(train_config.get(key))
+    if for_download:
+        if _is_server_path(meta.get("base_model")):
+            meta["base_model"] = _file_name(meta["base_model"])
+        if _is_server_path(meta["base"].get("name_or_path")):
+            meta["base"]["name_or_path"] = _file_name(meta["base"]["name_or_path"])
+    return meta
+
+
+def stage_upload(files: list[str | Path], folder: Path, limits: Any = None) -> dict[str, Any]:
+    """Put the uploaded adapter's two files into `folder`, checked; return its (checked) metadata.
+
+    `limits` has `max_bottleneck`, `max_labels`, `max_zip_entries`, `max_member_bytes` and
+    `max_zip_ratio` (a studio.policy.Policy); None applies only the core checks and local zip caps."""
+    files = [Path(f) for f in files or []]
+    if not files:
+        raise AdapterError("Choose the adapter's files first: adapter_config.json and adapter_model.safetensors.")
+    bad = [f.name for f in files if f.suffix.lower() not in ALLOWED_UPLOADS]
+    if bad:
+        raise AdapterError(f"Only adapter_config.json, adapter_model.safetensors or a .zip of them; got {bad}.")
+    max_member = getattr(limits, "max_member_bytes", DEFAULT_MEMBER_BYTES)
+    for f in files:
+        try:
+            if f.suffix.lower() == ".zip":
+                extract_adapter(f, folder, limits)
+                continue
+            target = folder / (CONFIG_FILE if f.suffix.lower() == ".json" else WEIGHTS_FILE)
+            _refuse_second(target, "The upload")
+            cap = MAX_CONFIG_BYTES if target.name == CONFIG_FILE else max_member
+            size = f.stat().st_size
+            if size > cap:
+                raise AdapterError(f"{f.name} is {_size(size)}; the limit is {_size(cap)}.")
+            shutil.copyfile(f, target)
+        except OSError as e:  # the message names the file, never the server folder it sits in
+            raise AdapterError(f"{f.name} could not be read ({e.strerror or type(e).__name__}).") from None
+    for needed in (CONFIG_FILE, WEIGHTS_FILE):
+        if not (folder / needed).is_file():
+            raise AdapterError(
+                f"The upload is not an adapter: {needed} is missing. Upload adapter_config.json and "
+                "adapter_model.safetensors, or a .zip of an adapter folder."
+            )
+    meta = read_meta_file(folder / CONFIG_FILE, source=CONFIG_FILE)
+    _check_caps(meta, limits)
+    check_weights_match(meta, read_safetensors_header(folder / WEIGHTS_FILE))
+    return meta
+
+
+def _check_caps(meta: dict[str, Any], limits: Any) -> None:
+    if limits is None:
+        return
+    r = AdapterConfig.from_dict(meta["config"]).bottleneck_for(meta["base"]["hidden_size"])
+    if r > limits.max_bottleneck:
+        raise AdapterError(
+            f"This adapter's bottleneck is {r:,}; this studio accepts at most {limits.max_bottleneck:,}."
+        )
+    labels = meta.get("labels") or []
+    if len(labels) > limits.max_labels:
+        raise AdapterError(
+            f"This adapter has {len(labels):,} labels; this studio accepts at most {limits.max_labels:,}."
+        )
+
+
+def check_weights_match(meta: dict[str, Any], header: dict[str, tuple[str, tuple[int, ...]]]) -> None:
+    """The tensors must be exactly those the config describes, from the metadata alone (no base model):
+    every slot `adapters.s<stack>.l<layer>.<attn|cross|ffn>` holds down/up weights and biases of the
+    config's bottleneck, only at sub-layers and layers the config places adapters on, plus a head of
+    one row per label for classification."""
+    config = AdapterConfig.from_dict(meta["config"])
+    hidden = meta["base"]["hidden_size"]
+    r = config.bottleneck_for(hidden)
+    n = len(meta.get("labels") or []) if meta["task"] == "classification" else 0
+    shapes = {"down.weight": (r, hidden), "down.bias": (r,), "up.weight": (hidden, r), "up.bias": (hidden,)}
+    head = {"head.weight": (n, hidden), "head.bias": (n,)} if n else {}
+    slots: dict[str, set[str]] = {}
+    for name, (_, shape) in header.items():
+        match = _TENSOR.match(name)
+        if name in head:
+            want = head[name]
+        elif match:
+            _, layer, kind, proj, what = match.groups()
+            if kind not in config.slots or int(layer) in config.leave_out:
+                raise AdapterError(f"{WEIGHTS_FILE} has tensor {name!r}, where its config places no adapter.")
+            slots.setdefault(name.rsplit(".", 2)[0], set()).add(f"{proj}.{what}")
+            want = shapes[f"{proj}.{what}"]
+        else:
+            raise AdapterError(f"{WEIGHTS_FILE} has tensor {name[:80]!r}, which is not part of an adapter.")
+        if shape != want:
+            raise AdapterError(
+                f"{WEIGHTS_FILE} does not match its config: {name} has shape {list(shape)}, expected {list(want)} "
+                f"(bottleneck {r:,}, hidden size {hidden:,}, {n:,} labels)."
+            )
+    incomplete = sorted(k for k, parts in slots.items() if len(parts) != len(shapes))
+    missing = sorted(set(head) - set(header))
+    problem = (
+        f"{incomplete[0]} lacks some of its tensors"
+        if incomplete
+        else f"it has no {missing[0]}"
+        if missing
+        else "it holds no adapter tensors"
+        if not slots
+        else None
+    )
+    total = sum(math.prod(shape) for _, shape in header.values())
+    if problem is None and total != len(slots) * (2 * hidden * r + r + hidden) + n * hidden + n:
+        problem = f"it holds {total:,} weights, not what {len(slots)} adapter slots and the head need"
+    if problem:
+        raise AdapterError(f"{WEIGHTS_FILE} does not match its config: {problem}.")
+
+
+def _size(n: float) -> str:
+    return f"{n / _MB:,.1f} MB" if n >= _MB / 10 else f"{int(n):,} bytes"
+
+
+def _refuse_second(target: Path, where: str) -> None:
+    if target.exists():
+        raise AdapterError(f"{where} holds two {target.name} files; upload one adapter at a time.")
+
+
+def extract_adapter(archive: Path, folder: Path, limits: Any = None) -> None:
+    """Take the two adapter files out of a zip by their base names only: no paths, no other files,
+    each streamed in chunks and stopped past the size and ratio caps."""
+    entries = getattr(limits, "max_zip_entries", DEFAULT_ZIP_ENTRIES)
+    try:
+        with zipfile.ZipFile(archive) as z:
+            infos = z.infolist()
+            if len(infos) > entries:
+                raise AdapterError(f"{archive.name} holds {len(infos):,} files; the limit is {entries}.")
+            names = [i.filename for i in infos]
+            if len(set(names)) != len(names):
+                raise AdapterError(f"{archive.name} holds the same file twice; it is not a valid adapter zip.")
+            picked = [i for i in infos if not i.is_dir() and _base(i.filename) in (CONFIG_FILE, WEIGHTS_FILE)]
+            if not picked:
+                raise AdapterError(f"{archive.name} holds no adapter files: it needs {CONFIG_FILE} and {WEIGHTS_FILE}.")
+            for info in picked:
+                target = folder / _base(info.filename)
+                _refuse_second(target, archive.name)
+                _copy_member(z, info, target, limits, archive.name)
+    except AdapterError:
+        raise
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError):
+        raise AdapterError(f"{archive.name} is not a valid zip file, or it is damaged or encrypted.") from None
+
+
+def _base(filename: str) -> str:
+    return PurePosixPath(filename.replace("\\", "/")).name
+
+
+def _copy_member(z: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, limits: Any, where: str) -> None:
+    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        raise AdapterError(f"{where}: {target.name} uses an unsupported compression; zip it with deflate.")
+    cap = MAX_CONFIG_BYTES if target.name == CONFIG_FILE else getattr(limits, "max_member_bytes", DEFAULT_MEMBER_BYTES)
+    ratio = getattr(limits, "max_zip_ratio", DEFAULT_ZIP_RATIO)
+    packed = max(info.compress_size, 1)
+
+    def check(size: int) -> None:
+        if size > RATIO_FLOOR and size > ratio * packed:
+            raise AdapterError(
+                f"{where}: {target.name} unpacks over {ratio:g} times its packed size; this looks like a zip bomb."
+            )
+        if size > cap:
+            raise AdapterError(f"{where}: {target.name} is over {_size(cap)} unpacked; that is the limit.")
+
+    check(info.file_size)  # what the zip claims; the stream below is checked as it is read, not trusted
+    size = 0
+    with z.open(info) as src, open(target, "wb") as dst:
+        while chunk := src.read(CHUNK):
+            size += len(chunk)
+            check(size)
+            dst.write(chunk)

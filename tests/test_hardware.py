@@ -1,0 +1,136 @@
+"""The studio says where training runs: this machine, a CPU Space, a dedicated GPU Space, or ZeroGPU
+(where the background training thread is outside every GPU request, so it trains on the CPU)."""
+
+import importlib.util
+import sys
+import types
+from pathlib import Path
+
+import pytest
+import torch
+
+import studio.gpu
+from studio import hardware as hw
+
+ROOT = Path(__file__).resolve().parents[1]
+SPACE_VARS = ("SPACE_ID", "SYSTEM", "SPACES_ZERO_GPU", "CPU_CORES")
+
+
+@pytest.fixture
+def machine(monkeypatch):
+    """A clean environment with no GPU; each test sets what its machine has."""
+    for var in SPACE_VARS:
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+
+    def with_gpu(name="NVIDIA A10G", gib=24):
+        props = types.SimpleNamespace(name=name, total_memory=gib * 2**30)
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+        monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i=0: props)
+
+    monkeypatch.with_gpu = with_gpu
+    return monkeypatch
+
+
+def test_local_cpu(machine):
+    found = hw.hardware()
+    assert found.kind == "local-cpu" and found.training_device.startswith("CPU")
+    assert "Running on CPU" in found.notice and "Space" not in found.notice
+    assert hw.on_cpu() and hw.device_summary().startswith("CPU")
+
+
+def test_local_gpu_needs_no_notice(machine):
+    machine.with_gpu("NVIDIA H100", 80)
+    found = hw.hardware()
+    assert found.kind == "local-gpu" and found.notice == ""
+    assert found.training_device == found.serving_device == "GPU: NVIDIA H100, 80 GiB"
+    assert not hw.on_cpu() and hw.device_summary() == "GPU: NVIDIA H100, 80 GiB"
+
+
+@pytest.mark.parametrize("var, value", [("SPACE_ID", "someone/adapter-studio"), ("SYSTEM", "spaces")])
+def test_cpu_basic_space(machine, var, value):
+    machine.setenv(var, value)
+    found = hw.hardware()
+    assert found.kind == "space-cpu" and hw.on_space()
+    assert "Training runs on this Space's CPU" in found.notice and "CPU basic" in found.notice
+    assert "a minute or two" in found.notice
+    assert "Duplicate the Space with a GPU hardware tier" in found.notice
+    assert hw.on_cpu()
+
+
+def test_cpu_upgrade_space_is_named(machine):
+    machine.setenv("SPACE_ID", "someone/adapter-studio")
+    machine.setenv("CPU_CORES", "8")
+    assert "CPU upgrade" in hw.hardware().notice
+
+
+def test_dedicated_gpu_space_names_its_gpu(machine):
+    machine.setenv("SPACE_ID", "someone/adapter-studio")
+    machine.with_gpu("NVIDIA L4", 22)
+    found = hw.hardware()
+    assert found.kind == "space-gpu" and not hw.on_cpu()
+    assert "NVIDIA L4" in found.notice and "GPU" in found.training_device
+    assert "CPU" not in found.notice
+
+
+@pytest.mark.parametrize("cuda", [False, True])  # the `spaces` package may report CUDA in the main process
+def test_zero_gpu_says_training_runs_on_the_cpu(machine, cuda):
+    machine.setenv("SPACE_ID", "someone/adapter-studio")
+    machine.setenv("SPACES_ZERO_GPU", "true")
+    if cuda:
+        machine.with_gpu()
+        machine.setattr(torch.cuda, "get_device_properties", lambda i=0: pytest.fail("no GPU outside a request"))
+    found = hw.hardware()
+    assert found.kind == "zero-gpu" and hw.on_zero_gpu()
+    assert found.training_device.startswith("CPU") and "ZeroGPU" in found.serving_device
+    notice = found.notice
+    assert "Training runs on the CPU" in notice
+    assert "ZeroGPU lends its GPU only inside short requests" in notice
+    assert "Classify, chat and compare do run on the GPU" in notice
+    assert "dedicated GPU hardware tier" in notice
+    assert hw.on_cpu()  # training does
+    assert "ZeroGPU" in hw.device_summary()
+
+
+def test_gpu_decorator_is_the_identity_off_zero_gpu(machine):
+    def f(x):
+        return x + 1
+
+    assert not hw.ON_ZERO_GPU
+    assert hw.gpu(f) is f and hw.gpu(duration=60)(f) is f
+
+
+def load_fresh(monkeypatch, env: dict[str, str], spaces: types.ModuleType | None):
+    """studio/hardware.py imported anew under `env` (and with or without a `spaces` package)."""
+    for var in SPACE_VARS:
+        monkeypatch.delenv(var, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setitem(sys.modules, "spaces", spaces)  # None: `import spaces` raises ImportError
+    spec = importlib.util.spec_from_file_location("hardware_under_test", ROOT / "studio" / "hardware.py")
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, module)  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_zero_gpu_flag_comes_from_the_environment(monkeypatch):
+    marker = object()
+    fake_spaces = types.ModuleType("spaces")
+    fake_spaces.GPU = lambda fn=None, **kw: marker
+    on_zero = load_fresh(monkeypatch, {"SPACE_ID": "a/b", "SPACES_ZERO_GPU": "true"}, fake_spaces)
+    assert on_zero.ON_ZERO_GPU and on_zero.gpu is fake_spaces.GPU
+
+    # The `spaces` package alone (installed off ZeroGPU) changes nothing.
+    off = load_fresh(monkeypatch, {"SPACE_ID": "a/b"}, fake_spaces)
+    assert not off.ON_ZERO_GPU and off.gpu(len) is len
+
+    # The flag without the package: a warning, and the decorator stays the identity.
+    missing = load_fresh(monkeypatch, {"SPACES_ZERO_GPU": "true"}, None)
+    assert not missing.ON_ZERO_GPU and missing.gpu(len) is len
+
+
+def test_old_imports_still_work():
+    assert studio.gpu.device_summary is hw.device_summary and studio.gpu.on_cpu is hw.on_cpu
+    assert studio.gpu.gpu is hw.gpu and studio.gpu.hardware is hw.hardware

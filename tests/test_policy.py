@@ -1,0 +1,64 @@
+"""Public mode: when it turns on, what it allows, and the text helpers that keep user strings inert."""
+
+import pytest
+from markdown_it import MarkdownIt
+
+from adapter_core import AdapterError
+from studio.policy import Policy
+from studio.text import md, redact
+
+
+@pytest.mark.parametrize(
+    "env, public",
+    [
+        ({}, False),
+        ({"SPACE_ID": "someone/adapter-studio"}, True),
+        ({"ADAPTER_STUDIO_PUBLIC": "1"}, True),
+        ({"SPACE_ID": "someone/adapter-studio", "ADAPTER_STUDIO_PUBLIC": "0"}, False),
+    ],
+)
+def test_public_mode_turns_on_on_spaces_or_by_flag(monkeypatch, env, public):
+    for key in ("SPACE_ID", "ADAPTER_STUDIO_PUBLIC", "ADAPTER_STUDIO_ALLOWED_MODELS"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert Policy.from_env().public is public
+
+
+def test_public_models_come_from_the_catalog_and_the_allow_list(monkeypatch):
+    monkeypatch.setenv("ADAPTER_STUDIO_PUBLIC", "1")
+    monkeypatch.setenv("ADAPTER_STUDIO_ALLOWED_MODELS", "org/one, org/two")
+    policy = Policy.from_env()
+    assert policy.check_model("minilm") == "minilm" and policy.check_model("org/two") == "org/two"
+    for refused in ("org/three", "/etc", "../models/x", "~/private-model"):
+        with pytest.raises(AdapterError, match="serves only these base models: minilm, smollm2"):
+            policy.check_model(refused)
+    assert Policy.local().check_model("/any/local/folder") == "/any/local/folder"
+
+
+def test_prompts_and_new_tokens_are_bounded():
+    policy = Policy(public=True)
+    with pytest.raises(AdapterError, match="1,000,000 characters; the limit is 4,000"):
+        policy.check_prompt("x" * 1_000_000)
+    with pytest.raises(AdapterError, match="Type a message first"):
+        policy.check_prompt("   ")
+    assert policy.clamp_new_tokens(10**9) == policy.max_new_tokens
+    with pytest.raises(AdapterError, match="at least 1"):
+        policy.clamp_new_tokens(0)
+
+
+def test_user_strings_render_literally_in_markdown():
+    hostile = "**bold** [click](http://evil.example) ![x](http://evil.example/i.png) <script>alert(1)</script> $x$"
+    rendered = MarkdownIt("commonmark").render(md(hostile))
+    for tag in ("<a ", "<img", "<script", "<strong"):
+        assert tag not in rendered
+    assert "**bold**" in rendered and "&lt;script&gt;" in rendered  # shown as typed
+    assert md("480 of 480 rows used: billing 160.") == "480 of 480 rows used: billing 160."
+
+
+def test_messages_lose_server_paths():
+    text = "'/root/.adapter_studio/adapters/x/adapter_config.json' is not valid; see C:\\data\\runs\\a.csv too."
+    out = redact(text)
+    assert "/root" not in out and ".adapter_studio" not in out and "C:\\" not in out
+    assert "adapter_config.json" in out and "a.csv" in out
+    assert redact("No adapter named 'x' in your library.") == "No adapter named 'x' in your library."

@@ -1,0 +1,247 @@
+"""Two anonymous visitors of one public studio, each in their own browser context (their own localStorage,
+so their own identity): each trains, sees, re-attaches to and manages only their own work.
+
+Playwright drives Debian's Chromium against one in-process app in public mode. Screenshots go to
+test-artifacts/browser/visitor-a-*.png and visitor-b-*.png.
+"""
+
+import os
+import re
+import shutil
+import socket
+import time
+from pathlib import Path
+
+import pytest
+from studio_fixtures import publish_random
+
+from studio.policy import Policy
+from studio.service import Studio
+from studio.ui import build_app, launch
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "browser"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-dev-shm-usage",
+]
+# CI installs chromium (.ci/run), so there a missing browser fails the test instead of skipping it.
+pytestmark = pytest.mark.skipif(
+    not Path(CHROMIUM).exists() and not os.environ.get("CI"), reason="needs Debian's chromium (.ci/run installs it)"
+)
+STATUS = re.compile(r"^\S+: (queued|loading|training|completed|stopped|failed|cancelled)\b")
+EXAMPLE = "example-router"
+
+
+def free_port(preferred: int = 7885) -> int:
+    for port in (preferred, 0):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return s.getsockname()[1]
+    raise RuntimeError("no free port")
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    studio = Studio(tmp_path_factory.mktemp("studio-two-visitors"), policy=Policy(public=True))
+    publish_random(studio, "minilm", EXAMPLE, "classification", ["billing", "orders", "tech"])  # owner None: shared
+    demo = build_app(studio)
+    port = free_port()
+    launch(demo, prevent_thread_lock=True, server_port=port, quiet=True)
+    yield f"http://127.0.0.1:{port}/", studio
+    for job in studio.jobs.jobs():
+        if not job.finished.is_set():
+            studio.jobs.stop(job.id)
+            job.finished.wait(60)
+    demo.close()
+
+
+def status_line(page):
+    """The Train tab's progress line of the visitor's current run."""
+    return page.locator("[data-testid=markdown] p").filter(has_text=STATUS)
+
+
+def set_number(page, label: str, value) -> None:
+    box = page.get_by_label(label)
+    box.fill(str(value))
+    box.press("Enter")
+
+
+def prepare_run(page, name: str, epochs: int, batch: int = 32, max_length: int = 32) -> None:
+    """Data: the default classification sample; Adapter: r=8 and the given settings."""
+    from playwright.sync_api import expect
+
+    page.get_by_role("tab", name="2 · Data").click()
+    page.get_by_role("button", name="Use this sample").click()
+    expect(page.get_by_text(re.compile(r"480 of 480 rows used"))).to_be_visible()
+    page.get_by_role("tab", name="3 · Adapter").click()
+    set_number(page, "number input for Bottleneck size r", 8)
+    set_number(page, "number input for Batch size", batch)
+    set_number(page, "number input for Max length (tokens)", max_length)
+    epochs_box = page.get_by_role("spinbutton", name="Epochs")
+    epochs_box.fill(str(epochs))
+    epochs_box.press("Tab")
+    page.get_by_label("Adapter name").fill(name)
+    expect(page.get_by_text(re.compile(r"trainable parameters = .*% of the base"))).to_be_visible()
+
+
+def start_run(page, name: str) -> None:
+    from playwright.sync_api import expect
+
+    page.get_by_role("tab", name="4 · Train").click()
+    page.get_by_role("button", name="Start training").click()
+    expect(status_line(page)).to_contain_text(re.compile(rf"^{name}: "))
+
+
+def library_names(page) -> list[str]:
+    """The adapter column of the Library table, as the visitor sees it."""
+    from playwright.sync_api import expect
+
+    page.get_by_role("tab", name="Library").click()
+    table = page.locator("#tabs [data-testid=dataframe], .table-wrap").filter(visible=True).first
+    expect(table).to_be_visible()
+    expect(table).to_contain_text(EXAMPLE)  # the list has arrived (the shared example is always in it)
+    rows = table.locator("tbody tr")
+    return [rows.nth(i).locator("td").first.inner_text().strip() for i in range(rows.count())]
+
+
+def picker_options(page, tab: str, label: str) -> list[str]:
+    page.get_by_role("tab", name="5 · Use").click()
+    page.get_by_role("tab", name=tab, exact=True).click()
+    page.get_by_label(label).click()
+    options = page.get_by_role("option")
+    options.first.wait_for()
+    texts = [t.strip() for t in options.all_inner_texts()]
+    page.keyboard.press("Escape")
+    return texts
+
+
+def job_named(studio: Studio, name: str):
+    (job,) = [j for j in studio.jobs.jobs() if j.config.name == name]
+    return job
+
+
+def delete_from_library(page, name: str) -> None:
+    page.get_by_role("tab", name="Library").click()
+    pick = page.get_by_label("Adapter", exact=True)
+    pick.fill(name)
+    pick.press("Enter")
+    page.get_by_role("button", name="Delete").click()
+
+
+def test_two_visitors_see_and_manage_only_their_own_work(app):
+    from playwright.sync_api import expect, sync_playwright
+
+    url, studio = app
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        expect.set_options(timeout=120_000)  # a loaded 2-core CI machine is slow to load models and start runs
+        pages = {}
+        for who in ("a", "b"):
+            context = browser.new_context(viewport={"width": 1280, "height": 1000})  # own localStorage
+            page = context.new_page()
+            page.set_default_timeout(120_000)
+            page.goto(url)
+            expect(page.get_by_role("button", name="Load model")).to_be_visible()
+            expect(page.get_by_text("Public studio.")).to_be_visible()
+            pages[who] = page
+        alice, bob = pages["a"], pages["b"]
+
+        # Each trains a short run through the UI; the two runs queue one after the other.
+        prepare_run(alice, "alice-router", epochs=1)
+        prepare_run(bob, "bob-router", epochs=1)
+        start_run(alice, "alice-router")
+        start_run(bob, "bob-router")
+        for page, name in ((alice, "alice-router"), (bob, "bob-router")):
+            expect(page.get_by_text(f"Saved to the library as '{name}'")).to_be_visible(timeout=300_000)
+        alice.screenshot(path=ARTIFACTS / "visitor-a-1-trained.png")
+        bob.screenshot(path=ARTIFACTS / "visitor-b-1-trained.png")
+        a_job, b_job = job_named(studio, "alice-router"), job_named(studio, "bob-router")
+        assert a_job.owner.startswith("anon:") and b_job.owner.startswith("anon:")
+        assert a_job.owner != b_job.owner, "two browsers got the same identity"
+        assert studio.library.get("alice-router").owner == a_job.owner
+        assert studio.library.get("bob-router").owner == b_job.owner
+        print(f"\ntwo visitors trained: {time.perf_counter() - started:.1f} s")
+
+        # Each Library lists their own adapter and the shared example, never the other's.
+        for page, mine, theirs, who in (
+            (alice, "alice-router", "bob-router", "a"),
+            (bob, "bob-router", "alice-router", "b"),
+        ):
+            names = library_names(page)
+            assert mine in names and EXAMPLE in names and theirs not in names, (who, names)
+            page.screenshot(path=ARTIFACTS / f"visitor-{who}-2-library.png", full_page=True)
+            classifiers = picker_options(page, "Classify", "Classification adapter")
+            assert mine in classifiers and EXAMPLE in classifiers and theirs not in classifiers, (who, classifiers)
+            routers = picker_options(page, "Route", "Router (a classification adapter)")
+            assert mine in routers and theirs not in routers, (who, routers)
+            page.screenshot(path=ARTIFACTS / f"visitor-{who}-3-pickers.png")
+
+        # A reload re-attaches each visitor to their own run, never the other's.
+        for page, mine, theirs, who in (
+            (alice, "alice-router", "bob-router", "a"),
+            (bob, "bob-router", "alice-router", "b"),
+        ):
+            page.reload()
+            page.get_by_role("tab", name="4 · Train").click()
+            line = status_line(page)
+            expect(line).to_contain_text(re.compile(rf"^{mine}: completed"))
+            expect(line).to_contain_text(f"Saved to the library as '{mine}'")
+            assert theirs not in line.inner_text()
+            page.screenshot(path=ARTIFACTS / f"visitor-{who}-4-reloaded.png")
+        assert job_named(studio, "alice-router").owner == a_job.owner  # no new identity from the reload
+
+        # Bob starts a long run; Alice pressing Stop on her page leaves it training.
+        prepare_run(bob, "bob-long", epochs=20, batch=8, max_length=128)
+        start_run(bob, "bob-long")
+        long_job = job_named(studio, "bob-long")
+        assert long_job.owner == b_job.owner
+        deadline = time.time() + 180
+        while long_job.status != "training" and time.time() < deadline:
+            time.sleep(0.2)
+        assert long_job.status == "training", long_job.status
+        expect(status_line(bob)).to_contain_text(re.compile(r"^bob-long: training"))
+        alice.get_by_role("tab", name="4 · Train").click()
+        alice.get_by_role("button", name="Stop").click()
+        time.sleep(3)
+        assert long_job.status == "training" and not long_job.stop_requested.is_set(), long_job.status
+        expect(status_line(alice)).to_contain_text(re.compile(r"^alice-router: completed"))
+        expect(alice.get_by_text("Running: another visitor's run")).to_be_visible()
+        alice_page_text = alice.locator("body").inner_text()
+        assert "bob-long" not in alice_page_text and "bob-router" not in alice_page_text
+        alice.screenshot(path=ARTIFACTS / "visitor-a-5-stop-pressed.png")
+        bob.screenshot(path=ARTIFACTS / "visitor-b-5-still-training.png")
+
+        # Alice cannot delete Bob's adapter, even by typing its name.
+        delete_from_library(alice, "bob-router")
+        toast = alice.get_by_test_id("toast-body").filter(has_text="No adapter named 'bob-router' in your library")
+        expect(toast).to_be_visible()
+        assert "bob-router" in studio.library.names()
+        assert (studio.library.root / "bob-router" / "adapter_model.safetensors").is_file()
+        alice.screenshot(path=ARTIFACTS / "visitor-a-6-delete-refused.png")
+        alice.get_by_test_id("toast-close").first.click()
+
+        # The shared example is read-only for both.
+        for page, who in ((alice, "a"), (bob, "b")):
+            delete_from_library(page, EXAMPLE)
+            toast = page.get_by_test_id("toast-body").filter(has_text="is a shared example and read-only")
+            expect(toast).to_be_visible()
+            assert EXAMPLE in library_names(page)
+            page.screenshot(path=ARTIFACTS / f"visitor-{who}-7-example-read-only.png")
+        assert EXAMPLE in studio.library.names()
+        assert studio.library.get(EXAMPLE).owner is None
+        assert long_job.status == "training", "Bob's long run ended before the test stopped it"
+
+        studio.jobs.stop(long_job.id, owner=b_job.owner)
+        assert long_job.finished.wait(120), "Bob's long run did not stop"
+        browser.close()
+    print(f"two-visitor test: {time.perf_counter() - started:.1f} s")

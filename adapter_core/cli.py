@@ -83,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="what trains: the adapter and head; the head only; or everything (a baseline, not saved)",
     )
     t.add_argument("--precision", default=d.precision, choices=["auto", "no", "bf16", "fp16"])
+    t.add_argument("--device", default=d.device, choices=["auto", "cpu"], help="auto: a GPU when there is one")
     t.add_argument("--out", required=True, help="run folder to create; the adapter goes to OUT/adapter")
 
     e = sub.add_parser("evaluate", help="accuracy and macro-F1 (or loss and perplexity) on a labelled file")
@@ -141,16 +142,18 @@ log = logging.getLogger("adapter_studio")
 
 
 def _setup_logging() -> bool:
-    """The library logs to `adapter_studio`; the CLI shows those records only with ADAPTER_STUDIO_DEBUG=1."""
+    """The library logs to `adapter_studio`; the CLI shows those records only with ADAPTER_STUDIO_DEBUG=1
+    (otherwise its one `error:` line says what went wrong)."""
     debug = os.environ.get("ADAPTER_STUDIO_DEBUG", "").strip().lower() in ("1", "true", "yes", "on")
-    if not log.handlers:
-        if debug:
-            handler: logging.Handler = logging.StreamHandler(sys.stderr)
-            handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-            log.setLevel(logging.DEBUG)
-        else:
-            handler = logging.NullHandler()
-        log.addHandler(handler)
+    ours = [h for h in log.handlers if getattr(h, "adapter_studio_cli", False)]
+    for handler in ours:
+        log.removeHandler(handler)
+    handler = logging.StreamHandler(sys.stderr) if debug else logging.NullHandler()
+    handler.adapter_studio_cli = True  # type: ignore[attr-defined]
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    log.addHandler(handler)
+    if debug:
+        log.setLevel(logging.DEBUG)
     return debug
 
 
@@ -210,6 +213,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         max_seconds=args.max_seconds,
         mode=args.mode,
         precision=args.precision,
+        device=args.device,
     )
     config.check()  # bad settings fail before anything is written
     main_process = PartialState(cpu=multi_cpu()).is_main_process  # under torchrun, rank 0 alone writes the run folder

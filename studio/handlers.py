@@ -45,7 +45,7 @@ def describe_model(studio: Studio, name: str) -> str:
         f"**{md(info.name)}** loaded: `{info.architecture}` ({info.model_type}, {info.family}), "
         f"{info.parameters / 1e6:.1f}M parameters, hidden size {info.hidden_size}, {info.layers} layers{limit}.  \n"
         f"Suits: {', '.join(info.tasks)}. Training runs on: {hw.training_device}."
-        + (f"\n\n> {hw.notice}" if hw.notice else "")
+        + (f"\n\n{hw.notice}" if hw.notice else "")
     )
 
 

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from adapter_core.engine.data import load_data
 from adapter_core.errors import AdapterError
 
+from .hardware import hardware
 from .library import check_name
 
 if TYPE_CHECKING:
@@ -35,6 +36,8 @@ def check_submit(studio: Studio, config: TrainConfig, owner: str | None) -> list
     if policy.public:  # every public run ends by itself, whatever it asked for
         config.max_steps = config.max_steps or policy.max_steps
         config.max_seconds = min(config.max_seconds or policy.max_seconds, policy.max_seconds)
+    if hardware().kind == "zero-gpu":  # ZeroGPU lends its GPU inside requests only; a run is no request
+        config.device = "cpu"
     data = load_data(config.data, config.task, config.columns)  # data errors now, not in the queue
     if len(data.labels or []) > policy.max_labels:
         raise AdapterError(f"The file has {len(data.labels)} labels; this studio trains at most {policy.max_labels}.")

@@ -17,7 +17,6 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 from adapter_core import (
@@ -29,17 +28,16 @@ from adapter_core import (
     count_adapter_params,
     generate_batch,
     load_adapter,
-    load_base,
     remove_adapter,
     stream_generate,
 )
-from adapter_core.catalog import CATALOG
 from adapter_core.engine.evaluation import evaluate_file
 from adapter_core.engine.jobs import Job, JobManager
 from adapter_core.engine.runs import RunStore
 from adapter_core.inject import TASK_ADAPTER, list_adapters
 from adapter_core.paths import studio_home
 
+from .bases import ModelInfo, ResidentBases, model_bytes
 from .library import Entry, Library
 from .policy import Policy
 from .quotas import check_submit
@@ -50,32 +48,6 @@ DOWNLOADS = Path(tempfile.gettempdir()) / "adapter-studio-downloads"
 DOWNLOAD_TTL_S = 3600
 
 
-@dataclass
-class ModelInfo:
-    name: str
-    architecture: str
-    model_type: str
-    family: str
-    parameters: int
-    hidden_size: int
-    layers: int
-    tasks: tuple[str, ...]
-    max_positions: int | None
-
-
-def position_limit(config) -> int | None:
-    """The longest input the model's position embeddings allow, where the config says."""
-    for key in ("max_position_embeddings", "n_positions", "max_sequence_length"):
-        value = getattr(config, key, None)
-        if isinstance(value, int) and value > 0:
-            return value
-    return None
-
-
-def _model_bytes(base: Base) -> int:
-    return sum(p.numel() * p.element_size() for p in base.model.parameters())
-
-
 class Studio:
     def __init__(self, home: str | Path | None = None, policy: Policy | None = None):
         self.home = Path(home or studio_home())
@@ -83,12 +55,10 @@ class Studio:
         self.library = Library(self.home)
         self.jobs = JobManager(RunStore(self.home), on_finish=self._publish)
         self.upload_roots: list[Path] = []  # where the web front end keeps visitors' uploads
-        self._bases: dict[str, Base] = {}
-        self._last_used: dict[str, float] = {}
         self._served: dict[tuple[str, str], float] = {}  # (base, adapter) -> library version loaded
+        self.bases = ResidentBases(self.policy, on_evict=self._forget_served)
         self._lock = threading.RLock()
         self._submit_lock = threading.Lock()
-        self._base_locks: dict[str, threading.Lock] = {}
 
     def owner(self, owner: str | None) -> str | None:
         """The scope of a call: None in local mode (one trusted user), the visitor's id in public mode."""
@@ -100,49 +70,15 @@ class Studio:
 
     # Base models ---------------------------------------------------------------------------------
     def base(self, name: str) -> Base:
-        """The resident serving instance of base `name`, loaded on first use. Bases idle longest are
-        dropped when the resident ones outgrow the policy's memory budget."""
-        name = self.policy.check_model(name)
-        with self._lock:
-            lock = self._base_locks.setdefault(name, threading.Lock())
-        with lock:
-            if name not in self._bases:
-                self._bases[name] = load_base(name)
-            base = self._bases[name]
-        with self._lock:
-            self._last_used[name] = time.monotonic()
-            self._evict(keep=name)
-        return base
-
-    def _evict(self, keep: str) -> None:
-        while len(self._bases) > 1 and sum(map(_model_bytes, self._bases.values())) > self.policy.model_budget_bytes:
-            victim = min((n for n in self._bases if n != keep), key=lambda n: self._last_used.get(n, 0.0))
-            del self._bases[victim]
-            self._served = {k: v for k, v in self._served.items() if k[0] != victim}
-
-    def resident(self) -> list[str]:
-        return list(self._bases)
+        """The resident serving instance of base `name`, if the policy allows it."""
+        return self.bases.get(name)
 
     def model_info(self, name: str) -> ModelInfo:
-        base = self.base(name)
-        config = base.model.config
-        entry = CATALOG.get(base.name)
-        tasks = (
-            entry.tasks
-            if entry
-            else (("classification", "instruction") if base.family == "decoder" else ("classification",))
-        )
-        return ModelInfo(
-            base.name,
-            type(base.model).__name__,
-            config.model_type,
-            base.family,
-            base.num_parameters,
-            config.hidden_size,
-            config.num_hidden_layers,
-            tasks,
-            position_limit(config),
-        )
+        return self.bases.info(name)
+
+    def _forget_served(self, base_name: str) -> None:
+        with self._lock:
+            self._served = {k: v for k, v in self._served.items() if k[0] != base_name}
 
     def estimate(self, base_name: str, config: AdapterConfig, num_labels: int) -> dict[str, float]:
         """Trainable parameters, their share of the base, and disk sizes, before training."""
@@ -157,7 +93,7 @@ class Studio:
             "trainable": trainable,
             "percent": 100 * trainable / params,
             "adapter_mb": trainable * 4 / 1e6,
-            "full_copy_mb": _model_bytes(base) / 1e6,
+            "full_copy_mb": model_bytes(base) / 1e6,
         }
 
     # Files from visitors ---------------------------------------------------------------------------

@@ -77,7 +77,7 @@ def header(studio: Studio) -> None:
     )
     hw = hardware()
     if hw.notice:
-        gr.Markdown(f"> {hw.notice}")
+        gr.Markdown(hw.notice)
     if studio.policy.public:
         gr.Markdown(
             "> **Public studio.** Your runs and adapters are private to you"

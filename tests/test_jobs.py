@@ -106,6 +106,7 @@ def test_each_owner_sees_only_their_own_jobs_and_runs(tmp_path, fake):
     with pytest.raises(AdapterError, match="for you"):
         store.delete(alice.id, "bob")
     assert store.get(alice.id).id == alice.id
+    manager.close()
 
 
 def test_local_runs_without_an_owner_are_not_shown_to_visitors(tmp_path):
@@ -348,3 +349,18 @@ def test_restart_is_detected_by_boot_id_not_by_pid(tmp_path):
 
 def test_boot_id_is_per_process():
     assert isinstance(runs_module.BOOT_ID, str) and len(runs_module.BOOT_ID) == 32
+
+
+def test_finished_jobs_beyond_the_keep_limit_leave_memory_but_not_the_disk(tmp_path, fake, monkeypatch):
+    monkeypatch.setattr(jobs_module, "KEEP_FINISHED", 2)
+    fake.release.set()
+    manager = JobManager(RunStore(tmp_path))
+    ids = []
+    for i in range(5):
+        ids.append(manager.submit(quick(name=f"r{i}"), owner="anon:a").id)
+        manager.wait(ids[-1], 30)
+    manager.submit(quick(name="last"), owner="anon:a")
+    kept = [j.id for j in manager.jobs()]
+    assert ids[:3] == [i for i in ids if i not in kept] and len(kept) == 3  # two finished and the new one
+    assert {r.id for r in manager.store.list(owner="anon:a")} >= set(ids)  # every run is still a past run
+    manager.close(timeout=10)

@@ -114,9 +114,9 @@ def test_idle_base_models_are_evicted_under_the_memory_budget(tmp_path):
     studio = Studio(tmp_path, policy=Policy(public=False, model_budget_bytes=1))
     studio.base("minilm")
     studio.base("smollm2-135m-instruct")
-    assert studio.resident() == ["smollm2-135m-instruct"]  # one model over budget: the idle one goes
+    assert studio.bases.names() == ["smollm2-135m-instruct"]  # one model over budget: the idle one goes
     studio.base("minilm")
-    assert studio.resident() == ["minilm"]
+    assert studio.bases.names() == ["minilm"]
     studio.jobs.close(timeout=10)
 
 
@@ -141,3 +141,11 @@ def test_other_visitors_run_names_stay_out_of_my_queue(public):
     assert "secret project" in h.queue_text(public, "anon:a")
     public.jobs.stop(job.id)
     public.jobs.wait(job.id, 300)
+
+
+def test_on_zero_gpu_runs_train_on_the_cpu(public, monkeypatch):
+    monkeypatch.setenv("SPACES_ZERO_GPU", "true")
+    job, _ = public.submit(config(max_steps=1), "anon:a")
+    public.jobs.wait(job.id, 300)
+    assert job.config.device == "cpu" and job.status == "completed"
+    assert next(e for e in job.events if e.get("status") == "training")["info"]["device"] == "cpu"

@@ -105,11 +105,10 @@ def library_names(page) -> list[str]:
     from playwright.sync_api import expect
 
     page.get_by_role("tab", name="Library").click()
-    table = page.locator("#tabs [data-testid=dataframe], .table-wrap").filter(visible=True).first
-    expect(table).to_be_visible()
+    table = page.get_by_role("grid", name="Adapters").filter(visible=True)
     expect(table).to_contain_text(EXAMPLE)  # the list has arrived (the shared example is always in it)
-    rows = table.locator("tbody tr")
-    return [rows.nth(i).locator("td").first.inner_text().strip() for i in range(rows.count())]
+    rows = table.get_by_role("row").filter(has=page.get_by_role("gridcell"))
+    return [rows.nth(i).get_by_role("gridcell").first.inner_text().strip() for i in range(rows.count())]
 
 
 def picker_options(page, tab: str, label: str) -> list[str]:
@@ -118,7 +117,7 @@ def picker_options(page, tab: str, label: str) -> list[str]:
     page.get_by_label(label).click()
     options = page.get_by_role("option")
     options.first.wait_for()
-    texts = [t.strip() for t in options.all_inner_texts()]
+    texts = [t.replace("✓", "").strip() for t in options.all_inner_texts()]  # the chosen one is ticked
     page.keyboard.press("Escape")
     return texts
 
@@ -134,6 +133,15 @@ def delete_from_library(page, name: str) -> None:
     pick.fill(name)
     pick.press("Enter")
     page.get_by_role("button", name="Delete").click()
+
+
+def expect_error_toast(page, message: str) -> None:
+    from playwright.sync_api import expect
+
+    toast = page.get_by_test_id("toast-body").filter(has=page.get_by_test_id("toast-text").filter(has_text=message))
+    expect(toast).to_be_visible()
+    expect(toast).to_contain_text("Error")
+    expect(toast).to_have_css("opacity", "1")  # done flying in, for the screenshot
 
 
 def test_two_visitors_see_and_manage_only_their_own_work(app):
@@ -172,20 +180,6 @@ def test_two_visitors_see_and_manage_only_their_own_work(app):
         assert studio.library.get("bob-router").owner == b_job.owner
         print(f"\ntwo visitors trained: {time.perf_counter() - started:.1f} s")
 
-        # Each Library lists their own adapter and the shared example, never the other's.
-        for page, mine, theirs, who in (
-            (alice, "alice-router", "bob-router", "a"),
-            (bob, "bob-router", "alice-router", "b"),
-        ):
-            names = library_names(page)
-            assert mine in names and EXAMPLE in names and theirs not in names, (who, names)
-            page.screenshot(path=ARTIFACTS / f"visitor-{who}-2-library.png", full_page=True)
-            classifiers = picker_options(page, "Classify", "Classification adapter")
-            assert mine in classifiers and EXAMPLE in classifiers and theirs not in classifiers, (who, classifiers)
-            routers = picker_options(page, "Route", "Router (a classification adapter)")
-            assert mine in routers and theirs not in routers, (who, routers)
-            page.screenshot(path=ARTIFACTS / f"visitor-{who}-3-pickers.png")
-
         # A reload re-attaches each visitor to their own run, never the other's.
         for page, mine, theirs, who in (
             (alice, "alice-router", "bob-router", "a"),
@@ -197,11 +191,24 @@ def test_two_visitors_see_and_manage_only_their_own_work(app):
             expect(line).to_contain_text(re.compile(rf"^{mine}: completed"))
             expect(line).to_contain_text(f"Saved to the library as '{mine}'")
             assert theirs not in line.inner_text()
-            page.screenshot(path=ARTIFACTS / f"visitor-{who}-4-reloaded.png")
-        assert job_named(studio, "alice-router").owner == a_job.owner  # no new identity from the reload
+            page.screenshot(path=ARTIFACTS / f"visitor-{who}-2-reloaded.png")
+        # On the reloaded page (fresh listings), each Library lists their own adapter and the shared example,
+        # never the other's; neither do the adapter pickers.
+        for page, mine, theirs, who in (
+            (alice, "alice-router", "bob-router", "a"),
+            (bob, "bob-router", "alice-router", "b"),
+        ):
+            names = library_names(page)
+            assert mine in names and EXAMPLE in names and theirs not in names, (who, names)
+            page.screenshot(path=ARTIFACTS / f"visitor-{who}-3-library.png", full_page=True)
+            classifiers = picker_options(page, "Classify", "Classification adapter")
+            assert mine in classifiers and EXAMPLE in classifiers and theirs not in classifiers, (who, classifiers)
+            routers = picker_options(page, "Route", "Router (a classification adapter)")
+            assert mine in routers and theirs not in routers, (who, routers)
+            page.screenshot(path=ARTIFACTS / f"visitor-{who}-4-pickers.png")
 
         # Bob starts a long run; Alice pressing Stop on her page leaves it training.
-        prepare_run(bob, "bob-long", epochs=20, batch=8, max_length=128)
+        prepare_run(bob, "bob-long", epochs=20, batch=4, max_length=128)  # 2000 steps: the public cap
         start_run(bob, "bob-long")
         long_job = job_named(studio, "bob-long")
         assert long_job.owner == b_job.owner
@@ -209,7 +216,12 @@ def test_two_visitors_see_and_manage_only_their_own_work(app):
         while long_job.status != "training" and time.time() < deadline:
             time.sleep(0.2)
         assert long_job.status == "training", long_job.status
+        # A reload mid-run re-attaches Bob to his running run and Alice to her own finished one.
+        for page in (alice, bob):
+            page.reload()
+            page.get_by_role("tab", name="4 · Train").click()
         expect(status_line(bob)).to_contain_text(re.compile(r"^bob-long: training"))
+        expect(status_line(alice)).to_contain_text(re.compile(r"^alice-router: completed"))
         alice.get_by_role("tab", name="4 · Train").click()
         alice.get_by_role("button", name="Stop").click()
         time.sleep(3)
@@ -221,20 +233,30 @@ def test_two_visitors_see_and_manage_only_their_own_work(app):
         alice.screenshot(path=ARTIFACTS / "visitor-a-5-stop-pressed.png")
         bob.screenshot(path=ARTIFACTS / "visitor-b-5-still-training.png")
 
+        # A newcomer (a third browser) sees no run and no adapter of theirs, and has nothing to stop.
+        carol = browser.new_context(viewport={"width": 1280, "height": 1000}).new_page()
+        carol.set_default_timeout(120_000)
+        carol.goto(url)
+        carol.get_by_role("tab", name="4 · Train").click()
+        expect(carol.get_by_text("No run yet: start one above.")).to_be_visible()
+        expect(carol.get_by_text("Running: another visitor's run")).to_be_visible()
+        carol.get_by_role("button", name="Stop").click()
+        expect_error_toast(carol, "No run to stop.")
+        assert library_names(carol) == [EXAMPLE]
+        carol.screenshot(path=ARTIFACTS / "visitor-c-newcomer.png")
+        assert long_job.status == "training" and not long_job.stop_requested.is_set(), long_job.status
+
         # Alice cannot delete Bob's adapter, even by typing its name.
         delete_from_library(alice, "bob-router")
-        toast = alice.get_by_test_id("toast-body").filter(has_text="No adapter named 'bob-router' in your library")
-        expect(toast).to_be_visible()
+        expect_error_toast(alice, "No adapter named 'bob-router' in your library")
         assert "bob-router" in studio.library.names()
         assert (studio.library.root / "bob-router" / "adapter_model.safetensors").is_file()
         alice.screenshot(path=ARTIFACTS / "visitor-a-6-delete-refused.png")
-        alice.get_by_test_id("toast-close").first.click()
 
         # The shared example is read-only for both.
         for page, who in ((alice, "a"), (bob, "b")):
             delete_from_library(page, EXAMPLE)
-            toast = page.get_by_test_id("toast-body").filter(has_text="is a shared example and read-only")
-            expect(toast).to_be_visible()
+            expect_error_toast(page, f"'{EXAMPLE}' is a shared example and read-only")
             assert EXAMPLE in library_names(page)
             page.screenshot(path=ARTIFACTS / f"visitor-{who}-7-example-read-only.png")
         assert EXAMPLE in studio.library.names()

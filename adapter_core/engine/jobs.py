@@ -24,6 +24,7 @@ from .train import Event, TrainConfig, train
 ACTIVE = ("queued", "loading", "training")
 UNEXPECTED = "The run failed on the server; details are in the run's error.log."
 UNEXPECTED_UNLOGGED = "The run failed on the server; details are in the server's log."
+KEEP_FINISHED = 200
 log = logging.getLogger("adapter_studio")
 
 
@@ -88,10 +89,18 @@ class JobManager:
             raise AdapterError("The server could not save a new run (is its disk full?). Try again later.") from None
         job = Job(config, run, owner=owner)
         with self._cond:
+            self._forget_old()
             self._jobs[job.id] = job
             self._queue.append(job)
             self._cond.notify()
         return job
+
+    def _forget_old(self) -> None:
+        """Keep the events of at most KEEP_FINISHED finished jobs in memory (a long-lived public
+        studio would otherwise grow without bound); their runs stay on disk as past runs."""
+        finished = [j for j in self._jobs.values() if j.finished.is_set()]
+        for job in finished[: max(0, len(finished) - KEEP_FINISHED)]:
+            del self._jobs[job.id]
 
     def stop(self, job_id: str, owner: str | None = None) -> None:
         """Cancel a queued run, or end a running one after its current step (its adapter is kept)."""
@@ -111,17 +120,19 @@ class JobManager:
         return job
 
     def jobs(self, owner: str | None = None) -> list[Job]:
-        return [j for j in list(self._jobs.values()) if visible(j.owner, owner)]
+        with self._cond:
+            return [j for j in self._jobs.values() if visible(j.owner, owner)]
 
     def queued(self, owner: str | None = None) -> list[Job]:
         with self._cond:
             return [j for j in self._queue if visible(j.owner, owner)]
 
     def running(self, owner: str | None = None) -> Job | None:
-        return next(
-            (j for j in list(self._jobs.values()) if j.status in ("loading", "training") and visible(j.owner, owner)),
-            None,
-        )
+        with self._cond:
+            return next(
+                (j for j in self._jobs.values() if j.status in ("loading", "training") and visible(j.owner, owner)),
+                None,
+            )
 
     def active_count(self, owner: str | None = None) -> int:
         """Queued and running jobs of `owner` (of everyone, for None): what a quota counts."""
@@ -144,7 +155,7 @@ class JobManager:
                 job.status = "loading"
             try:
                 self._run(job)
-            except Exception:  # the bookkeeping itself failed (a full disk, say): record what we can, go on
+            except BaseException:  # the bookkeeping itself failed (a full disk, say): record what we can, go on
                 log.exception("Run %s: the trainer's bookkeeping failed", job.id)
                 if job.status in ACTIVE:
                     job.status, job.error = "failed", UNEXPECTED_UNLOGGED
@@ -198,6 +209,6 @@ class JobManager:
                 self.on_finish(job)
             except Exception as e:  # publishing must not take the worker down
                 log.exception("Run %s: on_finish failed", job.id)
-                text = str(e) if isinstance(e, AdapterError) else "a step after training failed on the server."
+                text = str(e) if isinstance(e, AdapterError) else "publishing it failed on the server."
                 job.events.append({"kind": "error", "message": f"After the run: {text}", "time": time.time()})
         job.finished.set()

@@ -68,6 +68,7 @@ class TrainConfig:
     max_seconds: float = 0  # time budget for training, evaluation excluded (0: none)
     mode: str = "adapter"  # adapter | head (head only) | full (full fine-tuning, for comparisons)
     precision: str = "auto"  # auto | no | bf16 | fp16
+    device: str = "auto"  # auto (a GPU when there is one) | cpu
 
     def adapter_config(self) -> AdapterConfig:
         return AdapterConfig(
@@ -91,6 +92,8 @@ class TrainConfig:
             raise AdapterError(f"task must be classification or instruction; got {self.task!r}.")
         if self.mode not in ("adapter", "head", "full"):
             raise AdapterError(f"mode must be adapter, head or full; got {self.mode!r}.")
+        if self.device not in ("auto", "cpu"):
+            raise AdapterError(f"device must be auto or cpu; got {self.device!r}.")
         if self.precision not in ("auto", "no", "bf16", "fp16"):
             raise AdapterError(f"precision must be auto, no, bf16 or fp16; got {self.precision!r}.")
         if not isinstance(self.columns, dict) or not all(
@@ -217,10 +220,11 @@ def train(
     """Train adapter `config.name` and write it (the best checkpoint by validation) to `out_dir/adapter`."""
     config.check()
     out_dir = Path(out_dir)
+    on_cpu = config.device == "cpu"
     accelerator = Accelerator(
-        mixed_precision=precision_for(config.precision),
+        mixed_precision="no" if on_cpu else precision_for(config.precision),
         gradient_accumulation_steps=config.grad_accum,
-        cpu=multi_cpu(),
+        cpu=multi_cpu() or on_cpu,
     )
     main = accelerator.is_main_process
     emit = on_event if main else (lambda e: None)
@@ -264,7 +268,7 @@ def train(
     # Stepped by hand once per optimizer step: accelerate's wrapper would step it per process.
     scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * total), total)
     eval_every = config.eval_every or max(1, steps_per_epoch // 2)
-    device_name = torch.cuda.get_device_name() if torch.cuda.is_available() else str(accelerator.device)
+    device_name = torch.cuda.get_device_name() if accelerator.device.type == "cuda" else str(accelerator.device)
     trainable = sum(p.numel() for p in params)
     emit(
         Event(

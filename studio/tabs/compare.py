@@ -5,7 +5,7 @@ from __future__ import annotations
 import gradio as gr
 
 from .. import comparison as c
-from ..gpu import gpu
+from ..hardware import gpu
 from .common import Ctx, friendly, who
 
 

@@ -7,7 +7,7 @@ import threading
 import gradio as gr
 
 from .. import handlers as h
-from ..gpu import gpu
+from ..hardware import gpu
 from .common import Ctx, friendly, who
 
 
@@ -72,9 +72,12 @@ def wire(ctx: Ctx) -> None:
         name = None if adapter in (None, "", h.NONE) else adapter
         pieces = studio.chat(name, base_model, message, stop=event, owner=owner)  # checks come before any output
         history = [*(history or []), {"role": "user", "content": message}, {"role": "assistant", "content": ""}]
-        for piece in pieces:
-            history[-1]["content"] += piece
-            yield history, ""
+        try:
+            for piece in pieces:
+                history[-1]["content"] += piece
+                yield history, ""
+        finally:
+            stops.pop(request.session_hash, None)
 
     chat_inputs = [ctx.owner, ctx["chat_adapter"], ctx["chat_base"], ctx["chat_msg"], ctx["chatbot"]]
     chat_outputs = [ctx["chatbot"], ctx["chat_msg"]]

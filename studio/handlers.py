@@ -236,6 +236,9 @@ def reattach(studio: Studio, owner: str | None, remembered: str | None) -> str |
 def stop_training(studio: Studio, owner: str | None, job_id: str | None) -> str:
     if not job_id:
         raise AdapterError("No run to stop.")
+    job = studio.jobs.get(job_id, owner=studio.owner(owner))
+    if job.finished.is_set():
+        return f"That run already finished ({job.status})."
     studio.jobs.stop(job_id, owner=studio.owner(owner))
     return "Stopping after the current step; the adapter is kept."
 

@@ -263,6 +263,8 @@ def test_two_visitors_see_and_manage_only_their_own_work(app):
         assert studio.library.get(EXAMPLE).owner is None
         assert long_job.status == "training", "Bob's long run ended before the test stopped it"
 
+        step = long_job.latest("step") or {}
+        print(f"Bob's long run at step {step.get('step')}/{step.get('total_steps')} when stopped")
         studio.jobs.stop(long_job.id, owner=b_job.owner)
         assert long_job.finished.wait(120), "Bob's long run did not stop"
         browser.close()

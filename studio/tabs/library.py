@@ -51,7 +51,7 @@ def wire(ctx: Ctx) -> None:
         if not adapter:
             raise AdapterError("Pick an adapter to delete.")
         studio.delete(adapter, who(studio, owner, request))
-        return (changed or 0) + 1, f"Deleted {md(adapter)}."
+        return (changed or 0) + 1, f"Deleted {md(adapter)}.", gr.update(value=None)
 
     def download_adapter(owner, adapter: str, request: gr.Request):
         if not adapter:
@@ -74,7 +74,7 @@ def wire(ctx: Ctx) -> None:
     ctx["lib_delete"].click(
         friendly(delete_adapter),
         [ctx.owner, ctx["lib_pick"], changed],
-        [changed, ctx["lib_msg"]],
+        [changed, ctx["lib_msg"], ctx["lib_pick"]],
         api_name="delete_adapter",
     )
     ctx["lib_zip"].click(

@@ -101,7 +101,10 @@ def wire(ctx: Ctx) -> None:
     gr.api(friendly(training_status), api_name="training_status")
 
     def tick(owner, job_id, seen, changed, request: gr.Request):
-        info = h.progress(studio, who(studio, owner, request), job_id)
+        owner = who(studio, owner, request)
+        if job_id is None or job_id == seen:  # nothing new to draw: only the queue may have moved
+            return [gr.update(), gr.update(), h.queue_text(studio, studio.owner(owner)), seen, changed]
+        info = h.progress(studio, owner, job_id)
         newly_done = info["done"] and job_id is not None and seen != job_id
         return [
             info["figure"],

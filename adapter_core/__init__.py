@@ -12,7 +12,9 @@ from .catalog import CATALOG, Base, load_base
 from .config import AdapterConfig
 from .errors import AdapterError
 from .inference import (
+    REPETITION_WARNING,
     Prediction,
+    RepetitionGuard,
     classification_logits,
     classify,
     format_prompt,
@@ -40,10 +42,12 @@ from .selection import thread_with_context, use_adapter
 __all__ = [
     "CATALOG",
     "PLACEMENTS",
+    "REPETITION_WARNING",
     "AdapterConfig",
     "AdapterError",
     "Base",
     "Prediction",
+    "RepetitionGuard",
     "TrainableSummary",
     "__version__",
     "add_adapter",

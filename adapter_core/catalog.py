@@ -62,7 +62,10 @@ class Base:
 
     @property
     def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.model.parameters())
+        """The base's own parameters, without any adapter or head loaded on it."""
+        from .inject import base_parameters  # inject builds on catalog's neighbours; import late
+
+        return sum(p.numel() for p in base_parameters(self.model))
 
 
 def embedded_path(entry: CatalogEntry) -> Path | None:

@@ -25,7 +25,26 @@ Several GPUs: torchrun --nproc_per_node 4 -m adapter_core train ... (or accelera
 """
 
 
+def _auto(kind: type):
+    """An argparse type that reads "auto" as None (train chooses the value) and anything else as `kind`."""
+
+    def parse(text: str):
+        return None if text == "auto" else kind(text)
+
+    parse.__name__ = kind.__name__  # argparse names the type in its error message
+    return parse
+
+
+def _preset_name(text: str) -> str:
+    """A preset's name as PRESETS spells it, from any case and with - or _ for spaces (quick-look)."""
+    from .engine.plan import PRESETS
+
+    wanted = text.replace("-", " ").replace("_", " ").strip().lower()
+    return next((name for name in PRESETS if name.lower() == wanted), text)
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from .engine.plan import PRESETS
     from .engine.train import TrainConfig
 
     d = TrainConfig()
@@ -55,7 +74,22 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--val-data", help="separate validation file (default: hold out --val-fraction of --data)")
     t.add_argument("--val-fraction", type=float, default=d.val_fraction)
     t.add_argument("--name", help="adapter name (default: the --out folder name)")
-    t.add_argument("--bottleneck", type=int, default=d.bottleneck, help="adapter width r")
+    t.add_argument(
+        "--preset",
+        default=d.preset,
+        type=_preset_name,
+        choices=list(PRESETS),
+        help="recipe for the auto settings: "
+        + "; ".join(f"{p.name}: r={p.bottleneck}, at least {p.min_steps} steps" for p in PRESETS.values()),
+    )
+    t.add_argument(
+        "--bottleneck",
+        type=_auto(int),
+        default="auto",
+        help="adapter width r; auto: the preset's ("
+        + ", ".join(f"{p.bottleneck} {p.name}" for p in PRESETS.values())
+        + ")",
+    )
     t.add_argument("--placement", default=d.placement, choices=["houlsby", "pfeiffer", "parallel"])
     t.add_argument("--activation", default=d.activation, choices=["gelu", "relu", "swish", "tanh"])
     t.add_argument("--dropout", type=float, default=d.dropout, help="the adapter's own dropout")
@@ -67,13 +101,34 @@ def build_parser() -> argparse.ArgumentParser:
         "eval mode, a cheaper step)",
     )
     t.add_argument("--pooling", choices=["cls", "mean", "last"], help="classification pooling (default: by family)")
-    t.add_argument("--epochs", type=float, default=d.epochs)
-    t.add_argument("--lr", type=float, default=d.lr)
-    t.add_argument("--batch-size", type=int, default=d.batch_size, help="per device")
+    t.add_argument(
+        "--epochs",
+        type=_auto(float),
+        default="auto",
+        help="passes over the data; auto: enough for the preset's optimizer steps on a small file, "
+        "4 on a large one (cut to the preset's time budget on a CPU)",
+    )
+    t.add_argument(
+        "--lr",
+        type=_auto(float),
+        default="auto",
+        help="learning rate; auto: 2e-3 for classification, 1e-3 for instruction (x1.5 Quick look, x0.5 Capacity)",
+    )
+    t.add_argument(
+        "--batch-size",
+        type=_auto(int),
+        default="auto",
+        help="per device; auto: 32, or 16 or 8 when a small file needs more steps",
+    )
     t.add_argument("--grad-accum", type=int, default=d.grad_accum)
     t.add_argument("--max-length", type=int, default=d.max_length, help="tokens; longer examples are truncated")
     t.add_argument("--seed", type=int, default=d.seed)
-    t.add_argument("--eval-every", type=int, default=d.eval_every, help="steps between evaluations (0: 2 per epoch)")
+    t.add_argument(
+        "--eval-every",
+        type=int,
+        default=d.eval_every,
+        help="steps between evaluations (0: 2 per epoch, at most about 10 a run)",
+    )
     t.add_argument("--max-steps", type=int, default=d.max_steps, help="stop after this many steps (0: no limit)")
     t.add_argument("--max-seconds", type=float, default=d.max_seconds, help="training time budget (0: none)")
     t.add_argument(
@@ -183,6 +238,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from .atomic import write_json_atomic
+    from .engine.plan import PRESETS
     from .engine.runs import Run
     from .engine.train import TrainConfig, multi_cpu, train
 
@@ -196,7 +252,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         columns={k: v for k, v in columns.items() if v},
         val_data=args.val_data,
         val_fraction=args.val_fraction,
-        bottleneck=args.bottleneck,
+        bottleneck=PRESETS[args.preset].bottleneck if args.bottleneck is None else args.bottleneck,
         placement=args.placement,
         activation=args.activation,
         dropout=args.dropout,
@@ -205,6 +261,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         epochs=args.epochs,
         lr=args.lr,
         batch_size=args.batch_size,
+        preset=args.preset,
         grad_accum=args.grad_accum,
         max_length=args.max_length,
         seed=args.seed,
@@ -243,6 +300,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         run.append_event(event.to_dict())
         if event.kind in ("status", "data") and event.message:
             tqdm.write(event.message)
+        elif event.kind == "warning":
+            tqdm.write(f"warning: {event.message}")
         elif event.kind == "step":
             if bar is None:
                 bar = tqdm(total=event.total_steps, unit="step", dynamic_ncols=True)

@@ -115,6 +115,109 @@ class _StopOnEvent(StoppingCriteria):
         return self.event.is_set()
 
 
+def stop_token_ids(tokenizer, model: nn.Module | None = None) -> list[int]:
+    """The tokens that end an answer: the model's and the tokenizer's end-of-sequence, and the chat
+    template's end-of-turn marker (`<|im_end|>`, `<|eot_id|>`, `<end_of_turn>`, ...) where that differs."""
+    ids: list[int] = []
+    config = getattr(model, "generation_config", None)
+    eos = getattr(config, "eos_token_id", None)
+    ids += eos if isinstance(eos, (list, tuple)) else [eos]
+    ids.append(getattr(tokenizer, "eos_token_id", None))
+    ids.append(_end_of_turn_id(tokenizer))
+    return list(dict.fromkeys(int(i) for i in ids if i is not None))
+
+
+def _end_of_turn_id(tokenizer) -> int | None:
+    """The special token the chat template puts right after an assistant's message, if any."""
+    if not getattr(tokenizer, "chat_template", None):
+        return None
+    marker = "Glad to help."
+    try:
+        text = tokenizer.apply_chat_template(
+            [{"role": "user", "content": "question"}, {"role": "assistant", "content": marker}], tokenize=False
+        )
+    except Exception:  # a template that wants other roles or arguments: fall back to eos alone
+        return None
+    if marker not in text:
+        return None
+    after = text.split(marker, 1)[1]
+    ids = tokenizer(after, add_special_tokens=False)["input_ids"] if after.strip() else []
+    if not ids:
+        return None
+    added = tokenizer.get_added_vocab() if hasattr(tokenizer, "get_added_vocab") else {}
+    special = set(getattr(tokenizer, "all_special_ids", None) or []) | set(added.values())
+    return ids[0] if ids[0] in special else None
+
+
+REPETITION_WARNING = (
+    "This adapter repeats itself: it may be under-trained; train longer or with more steps "
+    "(leave batch size and epochs on auto)."
+)
+
+
+class RepetitionGuard(StoppingCriteria):
+    """Stops a row whose answer ends in the same short n-gram repeated over and over, and records it.
+
+    A row fires when its newest tokens are one n-gram of at most `max_ngram` tokens repeated at least
+    `min_repeats` times, covering at least `min_tokens` tokens (so "1 1 1" in a list does not fire). The
+    repetitions stay in the answer: the guard ends a loop, it does not hide one. After generation,
+    `fired[i]` says whether row i was stopped, and `any` whether any was: show `REPETITION_WARNING` then.
+
+    The generation helpers (`stream_generate`, `generate`, `generate_batch`) take one as `guard=`; one
+    guard serves one call at a time. Used directly in `model.generate(stopping_criteria=[guard])`, it
+    takes the prompt's length from its first call; pass `stop_ids` so that rows already ended by an
+    end-of-sequence token (then padded) are not mistaken for a loop.
+    """
+
+    def __init__(self, max_ngram: int = 8, min_repeats: int = 4, min_tokens: int = 12, stop_ids=()):
+        self.max_ngram, self.min_repeats, self.min_tokens = max_ngram, min_repeats, min_tokens
+        self.stop_ids = set(stop_ids)
+        self.reset()
+
+    def reset(self, prompt_length: int | None = None, stop_ids=None) -> None:
+        """Forget the last generation; the helpers call this before each one."""
+        self.prompt_length = prompt_length
+        self.fired: list[bool] = []
+        self._ended: list[bool] = []
+        if stop_ids is not None:
+            self.stop_ids = set(stop_ids)
+
+    @property
+    def any(self) -> bool:
+        return any(self.fired)
+
+    def repeating(self, tokens: Sequence[int]) -> int | None:
+        """The n of the n-gram that `tokens` end in, repeated enough to count as a loop; else None."""
+        for n in range(1, self.max_ngram + 1):
+            need = n * max(self.min_repeats, -(-self.min_tokens // n))
+            if len(tokens) >= need and list(tokens[-need:]) == list(tokens[-n:]) * (need // n):
+                return n
+        return None
+
+    def __call__(self, input_ids, scores, **kwargs) -> torch.BoolTensor:
+        rows = input_ids.shape[0]
+        if self.prompt_length is None:  # first call: one token has been generated
+            self.prompt_length = input_ids.shape[1] - 1
+        if len(self.fired) != rows:
+            self.fired, self._ended = [False] * rows, [False] * rows
+        window = self.max_ngram * max(self.min_repeats, self.min_tokens)
+        new = input_ids[:, self.prompt_length :]
+        for i, row in enumerate(new[:, -window:].tolist()):
+            if self.fired[i] or self._ended[i]:
+                continue
+            if self.stop_ids and self.stop_ids.intersection(row):
+                self._ended[i] = True  # ended by its end-of-sequence token; the rest is padding
+            elif self.repeating(row) is not None:
+                self.fired[i] = True
+        return torch.tensor(self.fired, dtype=torch.bool, device=input_ids.device)
+
+
+def _guard(guard: RepetitionGuard | bool | None) -> RepetitionGuard | None:
+    if guard is True:
+        return RepetitionGuard()
+    return guard or None
+
+
 def stream_generate(
     model: nn.Module,
     tokenizer,
@@ -123,9 +226,13 @@ def stream_generate(
     max_new_tokens: int = 128,
     system: str | None = None,
     stop: threading.Event | None = None,
+    guard: RepetitionGuard | bool | None = True,
 ) -> Iterator[str]:
-    """Yield the answer's text piece by piece. `generate` runs in a worker thread that carries the
-    caller's adapter selection; setting `stop` ends generation after the current token."""
+    """Yield the answer's text piece by piece, greedy, up to the end-of-turn (or eos) token.
+
+    `generate` runs in a worker thread that carries the caller's adapter selection; setting `stop` ends
+    generation after the current token. `guard` stops a degenerate loop (True: a fresh `RepetitionGuard`;
+    pass your own to read `guard.any` once the answer is complete; None or False: no guard)."""
     if name is not None:
         _require_task(model, name, "instruction", "chat")
     prompt = format_prompt(tokenizer, instruction, system)
@@ -133,13 +240,20 @@ def stream_generate(
     inputs = tokenizer(prompt, return_tensors="pt", add_special_tokens=False).to(device)
     streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=300)
     stop = stop or threading.Event()
+    criteria = [_StopOnEvent(stop)]
+    stops = stop_token_ids(tokenizer, model)
+    guard = _guard(guard)
+    if guard is not None:
+        guard.reset(inputs["input_ids"].shape[1], stops)
+        criteria.append(guard)
     kwargs = dict(
         **inputs,
         max_new_tokens=max_new_tokens,
         do_sample=False,
         streamer=streamer,
-        stopping_criteria=StoppingCriteriaList([_StopOnEvent(stop)]),
+        stopping_criteria=StoppingCriteriaList(criteria),
         pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=stops or None,
     )
     errors: list[BaseException] = []
 
@@ -170,9 +284,11 @@ def generate(
     name: str | None,
     max_new_tokens: int = 128,
     system: str | None = None,
+    guard: RepetitionGuard | bool | None = True,
 ) -> str:
-    """The whole answer of instruction adapter `name` (None: the base model), greedy."""
-    return "".join(stream_generate(model, tokenizer, instruction, name, max_new_tokens, system))
+    """The whole answer of instruction adapter `name` (None: the base model), greedy, up to the
+    end-of-turn token; `guard` as in `stream_generate`."""
+    return "".join(stream_generate(model, tokenizer, instruction, name, max_new_tokens, system, guard=guard))
 
 
 @torch.no_grad()
@@ -183,9 +299,13 @@ def generate_batch(
     names: str | None | Sequence[str | None],
     max_new_tokens: int = 128,
     system: str | None = None,
+    guard: RepetitionGuard | bool | None = True,
 ) -> list[str]:
     """Greedy answers to many instructions in one batched `generate`: `instructions[i]` goes through
-    `names[i]` (an instruction adapter, or None for the base), so one pass serves several adapters."""
+    `names[i]` (an instruction adapter, or None for the base), so one pass serves several adapters.
+
+    Each row ends at its end-of-turn (or eos) token. `guard` stops a row caught in a loop (True: a fresh
+    `RepetitionGuard`; pass your own to read `guard.fired[i]` per row afterwards; None or False: no guard)."""
     names = [names] * len(instructions) if names is None or isinstance(names, str) else list(names)
     if len(names) != len(instructions):
         raise AdapterError(f"Got {len(instructions)} instructions but {len(names)} adapter names; give one per row.")
@@ -200,6 +320,19 @@ def generate_batch(
     inputs = tokenizer(prompts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False).to(
         device
     )
+    stops = stop_token_ids(tokenizer, model)
+    guard = _guard(guard)
+    criteria = StoppingCriteriaList()
+    if guard is not None:
+        guard.reset(inputs["input_ids"].shape[1], stops)
+        criteria.append(guard)
     with use_adapter(model, names):
-        out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad)
+        out = model.generate(
+            **inputs,
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            pad_token_id=pad,
+            eos_token_id=stops or None,
+            stopping_criteria=criteria,
+        )
     return tokenizer.batch_decode(out[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)

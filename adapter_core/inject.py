@@ -203,8 +203,7 @@ def trainable_summary(model: nn.Module, name: str) -> TrainableSummary:
     params = adapter_parameters(model, name)
     head = sum(p.numel() for k, p in params.items() if k.startswith("head."))
     adapter = sum(p.numel() for k, p in params.items() if not k.startswith("head."))
-    own = {id(p) for p in _all_adapter_params(model)}
-    base = [p for p in model.parameters() if id(p) not in own]
+    base = base_parameters(model)
     size = len(safetensors_bytes({k: p.detach().cpu().contiguous() for k, p in params.items()}))
     return TrainableSummary(
         name=name,
@@ -214,6 +213,13 @@ def trainable_summary(model: nn.Module, name: str) -> TrainableSummary:
         size_bytes=size,
         base_bytes=sum(p.numel() * p.element_size() for p in base),
     )
+
+
+def base_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """The base model's own parameters: every parameter but those of adapters and heads, so counts
+    do not change as adapters come and go."""
+    own = {id(p) for p in _all_adapter_params(model)}
+    return [p for p in model.parameters() if id(p) not in own]
 
 
 def _all_adapter_params(model: nn.Module) -> list[nn.Parameter]:

@@ -26,6 +26,7 @@ BENCHES = {
     "banking77": ([], ["--fast"]),
     "adapterhub": ([], ["--fast", "--epochs", "1"]),
     "adapterhub_instruction": ([], ["--steps", "2"]),
+    "defaults": (["--quick"], ["--datasets", "routing"]),
 }
 GPU = {"step_cost": ["--bf16", "--repeats", "10"], "inference_overhead": [], "mixed_batch": [], "response_loss": []}
 

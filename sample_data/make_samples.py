@@ -241,6 +241,52 @@ def sft(pool: list[str], reply, rng: random.Random, n: int = 140) -> list[tuple[
     return rows
 
 
+# A rigid house style for a small file (issue 14): 80 pairs to train on, then 16 held-out prompts.
+HOUSE_PROBLEMS = [
+    "stopped working after {days} days",
+    "won't charge any more",
+    "arrived with a scratch across the front",
+    "came with a dent in the side",
+    "arrived without its charging cable",
+    "came without the manual",
+    "started making a rattling noise",
+    "started switching itself off",
+    "arrived with a cracked casing",
+    "arrived with a part missing from the box",
+    "started overheating after a few minutes",
+    "started flashing a red light",
+]
+HOUSE_ACTIONS = [
+    (("scratch", "dent", "cracked"), "a replacement ships today at no cost"),
+    (("missing", "without"), "the missing part is posted first class today"),
+    (("stopped", "charge", "switching"), "a repair is booked and a courier collects it tomorrow"),
+    ((), "a technician will call you within 24 hours"),
+]
+HOUSE_SIGN_OFF = "Signed: the Repair Desk"
+HOUSE_TRAIN, HOUSE_HELD_OUT = 80, 16
+
+
+def house_reply(item: str, msg: str, rng: random.Random) -> str:
+    """`Case #1234 | Item: <the item> | Action: <what we do> | Signed: the Repair Desk`."""
+    action = pick(msg, HOUSE_ACTIONS)
+    return f"Case #{rng.randint(1000, 9999)} | Item: {item} | Action: {action} | {HOUSE_SIGN_OFF}"
+
+
+def house_style(rng: random.Random) -> list[tuple[str, str]]:
+    """HOUSE_TRAIN training pairs, then HOUSE_HELD_OUT pairs whose prompts differ from every training one."""
+    rows, seen = [], set()
+    while len(rows) < HOUSE_TRAIN + HOUSE_HELD_OUT:
+        item = rng.choice(PRODUCTS)
+        problem = rng.choice(HOUSE_PROBLEMS).format(days=rng.randint(2, 30))
+        opening = rng.choice(OPEN)
+        mine = "my" if opening.endswith(", ") else "My"
+        text = f"{opening}{mine} {item} {problem}.{rng.choice(CLOSE)}"
+        if text not in seen:
+            seen.add(text)
+            rows.append((text, house_reply(item, text, rng)))
+    return rows
+
+
 def write(name: str, header: tuple[str, str], rows: list[tuple[str, str]]) -> None:
     with open(HERE / name, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
@@ -254,6 +300,8 @@ def main() -> None:
     write("orders_sft.csv", ("instruction", "response"), sft(ORDERS, orders_reply, rng))
     write("tech_support_sft.csv", ("instruction", "response"), sft(TECH, tech_reply, rng))
     write("billing_sft.csv", ("instruction", "response"), sft(BILLING, billing_reply, rng))
+    # Its own generator, so the files above stay as they were.
+    write("house_style_sft.csv", ("instruction", "response"), house_style(random.Random(14)))
 
 
 if __name__ == "__main__":

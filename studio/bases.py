@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from adapter_core import Base, load_base
 from adapter_core.catalog import CATALOG
+from adapter_core.inject import base_parameters
 
 from .policy import Policy
 
@@ -37,7 +38,7 @@ def position_limit(config) -> int | None:
 
 
 def model_bytes(base: Base) -> int:
-    return sum(p.numel() * p.element_size() for p in base.model.parameters())
+    return sum(p.numel() * p.element_size() for p in base_parameters(base.model))
 
 
 class ResidentBases:

@@ -13,6 +13,10 @@ from . import charts
 from .service import Studio
 from .text import md
 
+LIBRARY_COLUMNS = [
+    "adapter", "task", "base", "bottleneck", "placement", "size (MB)", "status", "owner", "accuracy", "perplexity",
+]  # fmt: skip
+
 
 def library_table(studio: Studio, owner: str | None = None) -> pd.DataFrame:
     rows = []
@@ -33,29 +37,40 @@ def library_table(studio: Studio, owner: str | None = None) -> pd.DataFrame:
                 "perplexity": round(metrics["perplexity"], 3) if "perplexity" in metrics else None,
             }
         )
-    columns = ["adapter", "task", "base", "bottleneck", "placement", "size (MB)", "status", "owner"]
-    return pd.DataFrame(rows, columns=[*columns, "accuracy", "perplexity"])
+    return pd.DataFrame(rows, columns=LIBRARY_COLUMNS)
+
+
+METRIC_NAMES = {
+    "accuracy": "val accuracy",
+    "macro_f1": "val macro-F1",
+    "val_loss": "val loss",
+    "perplexity": "val perplexity",
+}
+COMPARE_COLUMNS = ["adapter", "task", "bottleneck", "placement", "trainable params", "size (MB)", "train time (s)"]
 
 
 def compare_table(studio: Studio, owner: str | None, adapters: list[str]) -> pd.DataFrame:
+    """Sizes and validation metrics side by side; the parameter count is the weights' own, the same
+    number the Adapter tab estimates before training."""
     rows = []
     for name in adapters:
         e = studio.library.get(name, owner=studio.owner(owner))
-        params = e.size_bytes // 4  # float32 tensors; the header is a rounding error
         metrics = e.training.get("metrics") or {}
+        seconds = e.training.get("train_seconds")
         rows.append(
             {
                 "adapter": name,
                 "task": e.task,
                 "bottleneck": e.meta.get("bottleneck"),
                 "placement": e.meta.get("config", {}).get("placement"),
-                "trainable params": params,
-                "size (MB)": round(e.size_bytes / 1e6, 2),
-                "training time (s)": e.training.get("train_seconds"),
-                **{f"val {k}": round(v, 4) for k, v in metrics.items()},
+                "trainable params": f"{e.parameters:,}",
+                "size (MB)": f"{e.size_bytes / 1e6:.2f}",
+                "train time (s)": f"{seconds:.0f}" if isinstance(seconds, (int, float)) else "",
+                **{METRIC_NAMES.get(k, k): f"{v:.3f}" for k, v in metrics.items() if isinstance(v, (int, float))},
             }
         )
-    return pd.DataFrame(rows)
+    frame = pd.DataFrame(rows)
+    return frame if rows else pd.DataFrame(columns=COMPARE_COLUMNS)
 
 
 def check_compare_selection(adapters: list[str] | None, with_base: bool = False) -> list[str]:

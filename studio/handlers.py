@@ -13,23 +13,24 @@ from typing import Any
 
 import pandas as pd
 
-from adapter_core import AdapterConfig, AdapterError
+from adapter_core import CATALOG, AdapterConfig, AdapterError
 from adapter_core.engine.batches import tokenize
 from adapter_core.engine.data import ALIASES, OPTIONAL, REQUIRED, describe_lengths, detect_columns, read_table, validate
+from adapter_core.engine.plan import DEFAULT_PRESET as ENGINE_DEFAULT
+from adapter_core.engine.plan import PRESETS as ENGINE_PRESETS
+from adapter_core.engine.plan import plan_training
 from adapter_core.engine.train import TrainConfig
 
 from . import charts
-from .hardware import hardware
+from .hardware import device_label, hardware
 from .samples import SAMPLES, SAMPLES_DIR
 from .service import Studio
 from .text import md
 
 __all__ = ["SAMPLES", "SAMPLES_DIR"]
-PRESETS = {
-    "Quick look (r=16, 1 epoch)": dict(bottleneck=16, epochs=1, lr=3e-3),
-    "Balanced (r=64, 4 epochs)": dict(bottleneck=64, epochs=4, lr=2e-3),
-    "Capacity (r=256, 4 epochs)": dict(bottleneck=256, epochs=4, lr=1e-3),
-}
+PRESETS = {p.label: p for p in ENGINE_PRESETS.values()}  # "Balanced (r=64)" -> the engine's recipe
+DEFAULT_PRESET = ENGINE_PRESETS[ENGINE_DEFAULT].label
+CUSTOM = "Custom"
 NONE = "(none)"
 
 
@@ -75,18 +76,50 @@ def inspect_data(
         raise AdapterError("Upload a CSV, TSV or JSONL file, or pick a sample.")
     path = Path(path)
     frame = read_table(path)
-    columns = detect_columns(frame, task, mapping, path.name)
+    try:
+        columns = detect_columns(frame, task, mapping, path.name)
+    except AdapterError as e:  # readable, but its columns need picking: keep it so the visitor can map them
+        return {
+            "preview": frame.head(20),
+            "columns": list(frame.columns),
+            "mapping": {},
+            "summary": f"**Pick the columns:** {md(e)}",
+            "labels": [],
+            "rows": len(frame),
+            "label_chart": None,
+            "length_chart": None,
+            "ready": False,
+        }
     data = validate(frame, task, columns, path.name)
+    lengths = None
     if tokenizer is not None:
         ds = tokenize(data.frame, task, tokenizer, max_length, data.labels)
         describe_lengths(data.summary, ds, max_length)
+        # Lengths past the cut too, for the histogram; capped so one huge row costs little.
+        lengths = list(tokenize(data.frame, task, tokenizer, max(4 * max_length, 512), data.labels)["length"])
     return {
         "preview": frame.head(20),
         "columns": list(frame.columns),
         "mapping": columns,
         "summary": "  \n".join(md(line) for line in data.summary.lines()),
         "labels": data.labels or [],
+        "rows": data.summary.rows_used,
+        "label_chart": charts.label_counts(data.summary.label_counts) if data.summary.label_counts else None,
+        "length_chart": charts.token_lengths(lengths, max_length) if lengths is not None else None,
+        "ready": True,
     }
+
+
+def base_for_task(studio: Studio, base: str, task: str) -> tuple[str, str]:
+    """A base that can learn `task`: `base` if it can, else the first allowed catalog model that can,
+    with a note saying so (MiniLM, an encoder, cannot generate answers)."""
+    if task in studio.model_info(base).tasks:
+        return base, ""
+    for name in model_choices(studio):
+        entry = CATALOG.get(name)
+        if entry and task in entry.tasks:
+            return name, f"{name} is selected as the base model: {base} cannot learn {task} tasks."
+    return base, ""
 
 
 def describe_data(
@@ -118,6 +151,64 @@ def estimate(studio: Studio, base: str, bottleneck: int, placement: str, num_lab
     )
 
 
+def can_start(studio: Studio, base: str, source: dict | None) -> bool:
+    """Start waits for a loaded, mapped file and a base that can learn its task."""
+    if not source or not source.get("ready", True):
+        return False
+    try:
+        return source.get("task", "classification") in studio.model_info(base).tasks
+    except AdapterError:
+        return False
+
+
+def run_summary(studio: Studio, base: str, source: dict | None, settings: dict[str, Any]) -> str:
+    """Exactly what Start will train: the file, its rows and labels, the model, the adapter and the steps."""
+    if not source:
+        return "Load a data file (step 2) to see what will train. **Start** waits for it."
+    if not source.get("ready", True):
+        return f"Pick the columns of {md(source['name'])} in step 2. **Start** waits for them."
+    if source.get("task", "classification") not in studio.model_info(base).tasks:
+        return f"⚠ {md(base)} cannot learn {source.get('task')} tasks: pick another base model in step 1."
+    task = source.get("task", "classification")
+    labels = source.get("labels") or []
+    est = studio.estimate(
+        base, AdapterConfig(bottleneck=int(settings["bottleneck"]), placement=settings["placement"]), len(labels)
+    )
+    run = plan(source.get("rows") or 1, task, base, settings)
+    lines = [
+        f"**Will train:** {md(source['name'])} ({source.get('rows', '?')} rows, {task}"
+        + (f", {len(labels)} labels" if labels else "")
+        + f") on **{md(base)}**.",
+        f"Adapter: r={int(settings['bottleneck'])}, {settings['placement']}, {est['trainable']:,} trainable "
+        f"parameters ({est['percent']:.2f}% of the base).",
+        f"Run: {run.describe()}"
+        + (f", about {run.estimated_seconds / 60:.0f} min on this CPU." if run.estimated_seconds else "."),
+    ]
+    return "  \n".join(lines + [f"⚠ {md(w)}" for w in run.warnings])
+
+
+def preset_name(label: str | None) -> str:
+    """The engine's preset for a picker label; Custom settings follow the default recipe."""
+    return PRESETS[label].name if label in PRESETS else ENGINE_DEFAULT
+
+
+def plan(rows: int, task: str, base: str, settings: dict[str, Any]):
+    """The engine's plan for `rows` rows: what auto chooses, or the user's values counted and checked."""
+    auto = settings.get("auto", False)
+    given = {k: None if auto else settings[k] for k in ("batch_size", "epochs", "lr")}
+    train_rows = max(1, int(rows * (1 - TrainConfig.val_fraction)))
+    return plan_training(
+        train_rows,
+        task,
+        preset_name(settings.get("preset")),
+        base=base,
+        batch_size=None if given["batch_size"] is None else int(given["batch_size"]),
+        epochs=None if given["epochs"] is None else float(given["epochs"]),
+        lr=None if given["lr"] is None else float(given["lr"]),
+        device="cpu" if hardware().trains_on_cpu else "cuda",
+    )
+
+
 # Training --------------------------------------------------------------------------------------------
 def start_training(
     studio: Studio,
@@ -132,7 +223,13 @@ def start_training(
     """Queue a run on the caller's loaded data; returns its id and notes on adjusted settings."""
     if not source:
         raise AdapterError("Load a data file first (step 2).")
+    if not source.get("ready", True):
+        raise AdapterError(f"Pick the columns of {source['name']} first (step 2).")
     name = (name or "").strip() or f"{Path(source['name']).stem}-r{int(settings['bottleneck'])}"
+    settings = dict(settings)
+    if settings.pop("auto", False):  # the engine sizes the run from the data, by the preset's recipe
+        settings.update(batch_size=None, epochs=None, lr=None)
+    settings["preset"] = preset_name(settings.pop("preset", None))
     config = TrainConfig(
         base=base,
         data=source["path"],
@@ -164,8 +261,10 @@ def progress(studio: Studio, owner: str | None, job_id: str | None) -> dict[str,
             f"step {step['step']}/{step['total_steps']}, elapsed {_clock(step['elapsed_s'])}, "
             f"ETA {_clock(step['eta_s'])}, {step['examples_per_sec']:.0f} examples/s"
         )
+    elif not job.finished.is_set():
+        parts.append(md(charts.phase(job.events)))
     if training:
-        parts.append(md(training["info"]["device"]))
+        parts.append(md(device_label(training["info"]["device"])))
     last_eval = job.latest("eval")
     if last_eval:
         parts.append(", ".join(f"{k} {v:.3f}" for k, v in last_eval["metrics"].items()))
@@ -174,6 +273,7 @@ def progress(studio: Studio, owner: str | None, job_id: str | None) -> dict[str,
     published = job.latest("published")
     if published:
         parts.append(md(published["message"]))
+    parts += [f"⚠ {md(e['message'])}" for e in job.events if e["kind"] == "warning" and e.get("message")]
     return {
         "figure": charts.training_curve(job.events, job.config.name),
         "status": " · ".join(parts),

@@ -124,6 +124,15 @@ def hardware() -> Hardware:
     )
 
 
+def device_label(device: str) -> str:
+    """A training device as the engine names it ("cpu", "mps", a GPU's name), in the page's words."""
+    if device == "cpu":
+        return _cpu_name()
+    if device.startswith("mps"):
+        return "Apple GPU (MPS)"
+    return device if device.startswith("GPU") else f"GPU: {device}"
+
+
 def device_summary() -> str:
     """The device training runs on, in a few words."""
     hw = hardware()

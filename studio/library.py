@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import shutil
 import tempfile
@@ -80,6 +81,11 @@ class Entry:
             if isinstance(point, dict):
                 points.append(point)
         return points
+
+    @property
+    def parameters(self) -> int:
+        """Trainable parameters (adapter and head), counted from the weights file's header."""
+        return sum(math.prod(shape) for _, shape in read_safetensors_header(self.path / WEIGHTS_FILE).values())
 
     @property
     def version(self) -> float:

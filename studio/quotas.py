@@ -25,9 +25,9 @@ def check_submit(studio: Studio, config: TrainConfig, owner: str | None) -> list
     config.check()  # types and ranges first, so the messages below compare numbers
     config.name = check_name(config.name)
     notes = _clamp_length(studio, config)
-    if config.epochs > policy.max_epochs:
+    if config.epochs is not None and config.epochs > policy.max_epochs:
         raise AdapterError(f"Epochs {config.epochs:g} is over this studio's limit of {policy.max_epochs:g}.")
-    if config.batch_size > policy.max_batch_size:
+    if config.batch_size is not None and config.batch_size > policy.max_batch_size:
         raise AdapterError(f"Batch size {config.batch_size} is over this studio's limit of {policy.max_batch_size}.")
     if config.bottleneck > policy.max_bottleneck:
         raise AdapterError(f"Bottleneck {config.bottleneck} is over this studio's limit of {policy.max_bottleneck}.")

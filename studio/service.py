@@ -34,6 +34,7 @@ from adapter_core import (
 from adapter_core.engine.evaluation import evaluate_file
 from adapter_core.engine.jobs import Job, JobManager
 from adapter_core.engine.runs import RunStore
+from adapter_core.inference import RepetitionGuard
 from adapter_core.inject import TASK_ADAPTER, list_adapters
 from adapter_core.paths import studio_home
 
@@ -46,6 +47,7 @@ from .samples import SAMPLES_DIR
 USE = {"classification": "classify", "instruction": "chat"}
 DOWNLOADS = Path(tempfile.gettempdir()) / "adapter-studio-downloads"
 DOWNLOAD_TTL_S = 3600
+MAX_REMEMBERED_UPLOADS = 1000
 
 
 class Studio:
@@ -59,6 +61,7 @@ class Studio:
         self.bases = ResidentBases(self.policy, on_evict=self._forget_served)
         self._lock = threading.RLock()
         self._submit_lock = threading.Lock()
+        self._uploads: dict[str, tuple[str | None, str]] = {}  # token -> (owner, path); see remember_upload
 
     def owner(self, owner: str | None) -> str | None:
         """The scope of a call: None in local mode (one trusted user), the visitor's id in public mode."""
@@ -182,8 +185,10 @@ class Studio:
         max_new_tokens: int = 160,
         stop: threading.Event | None = None,
         owner: str | None = None,
+        guard: RepetitionGuard | None = None,
     ) -> Iterator[str]:
-        """Stream the answer of instruction adapter `adapter` (None: the bare base model)."""
+        """Stream the answer of instruction adapter `adapter` (None: the bare base model). With `guard`,
+        `guard.any` tells afterwards whether a degenerate loop was cut (show a warning then)."""
         message = self.policy.check_prompt(message)
         tokens = self.policy.clamp_new_tokens(max_new_tokens)
         if adapter:
@@ -191,7 +196,7 @@ class Studio:
             name = entry.name
         else:
             base, name = self.base(base_name), None
-        return stream_generate(base.model, base.tokenizer, message, name, tokens, stop=stop)
+        return stream_generate(base.model, base.tokenizer, message, name, tokens, stop=stop, guard=guard or True)
 
     def route(
         self, router: str, messages: list[str], mapping: dict[str, str] | None = None, owner: str | None = None
@@ -269,6 +274,24 @@ class Studio:
             job.events.append(
                 {"kind": "published", "message": f"Saved to the library as {entry.name!r}.", "library_name": entry.name}
             )
+
+    # Uploads a browser may come back to ----------------------------------------------------------
+    def remember_upload(self, path: str | Path, owner: str | None = None) -> str:
+        """A token for an uploaded data file, for the visitor's browser to keep instead of its path."""
+        token = secrets.token_urlsafe(16)
+        with self._lock:
+            self._uploads[token] = (self.owner(owner), str(self.data_file(path)))
+            while len(self._uploads) > MAX_REMEMBERED_UPLOADS:
+                self._uploads.pop(next(iter(self._uploads)))
+        return token
+
+    def recall_upload(self, token: str, owner: str | None = None) -> Path | None:
+        """The file behind `token` if it is this visitor's and still on the server, else None."""
+        with self._lock:
+            found = self._uploads.get(token) if isinstance(token, str) else None
+        if found is None or found[0] != self.owner(owner) or not Path(found[1]).is_file():
+            return None
+        return self.data_file(found[1])
 
     # Library -------------------------------------------------------------------------------------
     def download(self, name: str, owner: str | None = None) -> Path:

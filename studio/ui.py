@@ -18,7 +18,7 @@ from . import handlers as h
 from .comparison import library_table
 from .hardware import hardware
 from .service import Studio
-from .tabs import adapter, compare, data, library, model, train, use
+from .tabs import adapter, compare, data, library, model, train, use, wizard
 from .tabs.common import Ctx, friendly, identify, who
 
 MAX_UPLOAD = "50mb"
@@ -60,13 +60,18 @@ def build_app(studio: Studio | None = None) -> gr.Blocks:
             labels=gr.State([]),
             library_changed=gr.State(0),
         )
+        ctx.add(
+            wizard=gr.BrowserState({}, storage_key="adapter-studio-wizard", secret=secret),
+            tab=gr.State("model"),
+        )
         header(studio)
-        with gr.Tabs():
+        with gr.Tabs() as tabs:
             for tab in TABS:
                 tab.build(ctx)
+        ctx.add(tabs=tabs)
         for tab in TABS:
             tab.wire(ctx)
-        wire_visitor(ctx, demo)
+        wizard.wire(ctx, wire_visitor(ctx, demo))
     return demo
 
 
@@ -90,7 +95,7 @@ def header(studio: Studio) -> None:
             gr.LoginButton()
 
 
-def wire_visitor(ctx: Ctx, demo: gr.Blocks) -> None:
+def wire_visitor(ctx: Ctx, demo: gr.Blocks):
     """Who the visitor is (at page load), and the pickers that list their adapters."""
     studio = ctx.studio
     pickers = [ctx["cls_adapter"], ctx["chat_adapter"], ctx["router"], ctx["cmp_sel"], ctx["lib_pick"]]
@@ -116,7 +121,7 @@ def wire_visitor(ctx: Ctx, demo: gr.Blocks) -> None:
         return [owner, token, h.reattach(studio, owner, remembered), *refresh(owner)]
 
     outputs = [*pickers, ctx["lib_table"]]
-    demo.load(
+    loaded = demo.load(
         friendly(on_load),
         [ctx.browser_id, ctx.remembered_job],
         [ctx.owner, ctx.browser_id, ctx.job_id, *outputs],
@@ -127,6 +132,7 @@ def wire_visitor(ctx: Ctx, demo: gr.Blocks) -> None:
         return refresh(who(studio, owner, request))
 
     ctx.library_changed.change(friendly(on_library_change), ctx.owner, outputs, api_visibility="private")
+    return loaded
 
 
 def launch(demo: gr.Blocks, **kwargs):

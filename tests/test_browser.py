@@ -35,8 +35,9 @@ def app(tmp_path_factory):
 def points(page) -> int:
     """How many training-loss points the plotly chart draws right now."""
     return page.evaluate(
-        "() => { const p = document.querySelector('.js-plotly-plot');"
-        " return p && p.data && p.data[0] ? p.data[0].x.length : 0; }"
+        "() => { const p = [...document.querySelectorAll('.js-plotly-plot')]"
+        ".find(q => q.data && q.data[0] && q.data[0].name === 'train loss');"
+        " return p ? p.data[0].x.length : 0; }"
     )
 
 
@@ -81,6 +82,7 @@ def test_new_user_trains_and_classifies_in_the_browser(app):
         slider_box = page.get_by_label("number input for Bottleneck size r")
         slider_box.fill("16")
         slider_box.press("Enter")
+        page.get_by_label("Size the run from the data (recommended)").uncheck()  # set the epochs by hand
         epochs = page.get_by_role("spinbutton", name="Epochs")
         epochs.fill("3")
         epochs.press("Tab")

@@ -185,6 +185,8 @@ def test_cli_train_evaluate_predict_round_trip(tmp_path):
         "2",
         "--lr",
         "2e-3",
+        "--batch-size",
+        "32",
         "--max-length",
         "48",
         "--out",

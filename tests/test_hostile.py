@@ -169,7 +169,7 @@ def test_absurd_training_settings(app, client, overrides, message):
 def test_max_length_is_clamped_to_the_models_limit(app, client):
     studio, _, _ = app
     client.predict(SAMPLE, "minilm", 64, api_name="/use_sample")
-    job_id, _ = train(client, max_length=1024, name="clamped")
+    job_id = train(client, max_length=1024, name="clamped")[0]
     job = studio.jobs.wait(job_id, 300)
     assert job.config.max_length == 512 and job.config.max_seconds == POLICY.max_seconds
     assert job.config.max_steps == POLICY.max_steps  # every public run ends by itself
@@ -323,9 +323,9 @@ def test_markup_in_labels_is_shown_literally(app, client, tmp_path):
     ]
     data.write_text("text,label\n" + "\n".join(rows) + "\n")
     out = client.predict(handle_file(str(data)), "classification", "minilm", 64, api_name="/load_data")
-    summary = out[1]
+    summary = out[2]  # data_name, task, then the summary
     assert not tags(summary) and "&lt;img src=x onerror=alert(1)&gt;" in MarkdownIt().render(summary)
-    job_id, _ = train(client, name="markup")
+    job_id = train(client, name="markup")[0]
     studio.jobs.wait(job_id, 300)
     status = client.predict(job_id, api_name="/training_status")
     assert "Saved to the library as 'markup'" in status

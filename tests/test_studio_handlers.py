@@ -28,8 +28,9 @@ def test_data_tab_reads_a_sample_and_fills_the_mapping():
 def test_data_tab_messages_for_bad_files(tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("text,score\nhello,1\n")
-    with pytest.raises(AdapterError, match="bad.csv has no label column. Columns found: text, score"):
-        h.inspect_data(str(bad), "classification")
+    info = h.inspect_data(str(bad), "classification")  # readable: kept, so the visitor can pick the column
+    assert not info["ready"] and info["columns"] == ["text", "score"]
+    assert "bad.csv has no label column. Columns found: text, score" in info["summary"]
     with pytest.raises(AdapterError, match="Upload a CSV, TSV or JSONL file, or pick a sample"):
         h.inspect_data(None, "classification")
 
@@ -61,10 +62,17 @@ def test_compare_and_library_tables(studio, tmp_path):
     publish_random(studio, "minilm", "beta", "classification", ["billing", "orders", "tech"], seed=2, bottleneck=32)
     table = c.compare_table(studio, None, ["alpha", "beta"])
     assert table["bottleneck"].tolist() == [16, 32]
-    assert table["trainable params"].iloc[1] > table["trainable params"].iloc[0]
+    counts = [int(n.replace(",", "")) for n in table["trainable params"]]
+    assert counts[1] > counts[0]
+    # One count everywhere: Compare reads the weights, the Adapter tab computes it before training.
+    assert f"**{counts[0]:,}** trainable" in h.estimate(studio, "minilm", 16, "houlsby", 3)
+    assert counts[0] == 153_411  # 12 x (2*384*16 + 16 + 384) + 3 x 385
+    assert "val accuracy" not in table.columns or all("." in v for v in table["val accuracy"])
     lib = c.library_table(studio)
     assert {"alpha", "beta"} <= set(lib["adapter"])
+    estimate = h.estimate(studio, "minilm", 64, "houlsby", 3)
     outs = c.compare_outputs(studio, None, ["alpha", "beta"], "I was charged twice", False)
+    assert h.estimate(studio, "minilm", 64, "houlsby", 3) == estimate  # served adapters don't move the base's count
     assert len(outs) == 2 and outs[0].startswith("### alpha")
     scores = c.compare_evaluate(studio, None, ["alpha", "beta"], str(h.SAMPLES_DIR / "support_routing.csv"))
     assert scores["adapter"].tolist() == ["alpha", "beta"] and scores["rows"].tolist() == [480, 480]

@@ -207,7 +207,7 @@ def detect_columns(frame: pd.DataFrame, task: str, columns: dict[str, str] | Non
         first = missing[0]
         raise DataError(
             f"{name} has no {first} column. Columns found: {', '.join(have)}. Rename one to '{first}' "
-            f"(or {', '.join(ALIASES[first][1:4])}), or map it explicitly (--{first}-column)."
+            f"(or {', '.join(ALIASES[first][1:4])}), or map it explicitly (--{first}-column in the CLI, the dropdown in the studio)."
         )
     return mapping
 

@@ -12,7 +12,7 @@ import numbers
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -35,11 +35,17 @@ from .batches import LengthGroupedBatches, collate, drop_unanswered, tokenize
 from .data import DataError, TaskData, describe_lengths, load_data, split
 from .losses import task_loss
 from .metrics import evaluate, is_better
+from .plan import DEFAULT_PRESET, PRESETS, Plan, plan_training, training_warnings
 
 
 @dataclass
 class TrainConfig:
-    """Everything one run needs. The defaults reach >91% on BANKING77 with MiniLM in minutes on a CPU."""
+    """Everything one run needs. The defaults reach >91% on BANKING77 with MiniLM in minutes on a CPU.
+
+    `batch_size`, `epochs` and `lr` default to None, "auto": `train` chooses them once the data is
+    loaded (`engine/plan.py`: enough optimizer steps for a small file, batch 32 for a large one), by the
+    recipe of `preset`. A value given always wins.
+    """
 
     base: str = "minilm"
     data: str = ""
@@ -54,16 +60,17 @@ class TrainConfig:
     dropout: float = 0.0
     base_dropout: bool = False  # False: the frozen base runs in eval mode (True: its dropout on, as in PEFT)
     pooling: str | None = None
-    epochs: float = 4.0
-    lr: float = 2e-3
-    batch_size: int = 32
+    epochs: float | None = None  # None: auto (sized in optimizer steps, see engine/plan.py)
+    lr: float | None = None  # None: auto (the task's rate for the preset: 2e-3 classification, 1e-3 instruction)
+    batch_size: int | None = None  # None: auto (32, 16 or 8 by the file's size)
+    preset: str = DEFAULT_PRESET  # the recipe auto settings follow: Quick look, Balanced or Capacity
     grad_accum: int = 1
     max_length: int = 128
     seed: int = 42
     warmup_ratio: float = 0.06
     weight_decay: float = 0.01
     max_grad_norm: float = 1.0
-    eval_every: int = 0  # steps between evaluations; 0: twice per epoch
+    eval_every: int = 0  # steps between evaluations; 0: twice per epoch, at most about ten times a run
     max_steps: int = 0  # stop after this many steps (0: no limit); for quick tries
     max_seconds: float = 0  # time budget for training, evaluation excluded (0: none)
     mode: str = "adapter"  # adapter | head (head only) | full (full fine-tuning, for comparisons)
@@ -85,7 +92,7 @@ class TrainConfig:
 
     def check(self) -> None:
         """Refuse settings that cannot train, in words; quotas are the caller's business (see studio/policy.py)."""
-        for key in ("base", "data", "task", "name", "placement", "activation", "mode", "precision"):
+        for key in ("base", "data", "task", "name", "placement", "activation", "mode", "precision", "preset"):
             if not isinstance(getattr(self, key), str):
                 raise AdapterError(f"{key} must be text; got {getattr(self, key)!r}.")
         if self.task not in ("classification", "instruction"):
@@ -94,6 +101,8 @@ class TrainConfig:
             raise AdapterError(f"mode must be adapter, head or full; got {self.mode!r}.")
         if self.device not in ("auto", "cpu"):
             raise AdapterError(f"device must be auto or cpu; got {self.device!r}.")
+        if self.preset not in PRESETS:
+            raise AdapterError(f"preset must be one of {', '.join(PRESETS)}; got {self.preset!r}.")
         if self.precision not in ("auto", "no", "bf16", "fp16"):
             raise AdapterError(f"precision must be auto, no, bf16 or fp16; got {self.precision!r}.")
         if not isinstance(self.columns, dict) or not all(
@@ -101,11 +110,14 @@ class TrainConfig:
         ):
             raise AdapterError(f"columns must map roles to column names; got {self.columns!r}.")
         for key in ("batch_size", "grad_accum", "max_length"):
-            _whole(key, getattr(self, key), low=1)
+            if key != "batch_size" or self.batch_size is not None:  # None: auto
+                _whole(key, getattr(self, key), low=1)
         for key in ("eval_every", "max_steps"):
             _whole(key, getattr(self, key), low=0)
         _whole("seed", self.seed, low=0, high=2**32 - 1)
         for key in ("epochs", "lr", "max_grad_norm"):
+            if key != "max_grad_norm" and getattr(self, key) is None:  # auto
+                continue
             if not _real(getattr(self, key)) > 0:
                 raise AdapterError(f"{key} must be a positive number; got {getattr(self, key)!r}.")
         for key in ("max_seconds", "weight_decay"):
@@ -144,7 +156,7 @@ def _real(value: Any) -> float:
 class Event:
     """One thing that happened in a run, as the UI, the CLI and metrics.jsonl see it."""
 
-    kind: str  # status | data | step | eval | done
+    kind: str  # status | data | step | eval | warning | done
     time: float = field(default_factory=time.time)
     status: str | None = None  # loading | training | completed | stopped | failed
     step: int | None = None
@@ -172,6 +184,8 @@ class TrainResult:
     train_seconds: float
     examples_per_sec: float
     base: Base | None = field(default=None, repr=False)  # the trained model, in memory
+    plan: Plan | None = None  # the settings the run used, and which of them were chosen automatically
+    warnings: list[str] = field(default_factory=list)  # before and after training, in words
 
 
 class TaskModel(nn.Module):
@@ -251,6 +265,10 @@ def train(
             f"max length {config.max_length}: every prompt fills it. Raise max length or shorten the prompts."
         )
 
+    plan = plan_run(config, len(train_ds), train_ds["length"], model, accelerator)
+    config = replace(config, batch_size=plan.batch_size, epochs=plan.epochs, lr=plan.lr)  # resolved; the caller's stays
+    if main:
+        record_resolved(out_dir, plan)
     add_adapter(
         model, config.name, config.adapter_config(), task=config.task, labels=data.labels, pooling=config.pooling
     )
@@ -262,12 +280,13 @@ def train(
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     task_model, optimizer, loader = accelerator.prepare(TaskModel(model, config.name, config.task), optimizer, loader)
     steps_per_epoch = math.ceil(len(loader) / config.grad_accum)
-    total = max(1, int(steps_per_epoch * config.epochs))
+    total = max(1, int(steps_per_epoch * config.epochs + 1e-6))
     if config.max_steps:
         total = min(total, config.max_steps)
     # Stepped by hand once per optimizer step: accelerate's wrapper would step it per process.
     scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * total), total)
-    eval_every = config.eval_every or max(1, steps_per_epoch // 2)
+    # Twice per epoch, and at most about ten times a run (a small file makes many short epochs).
+    eval_every = config.eval_every or max(1, steps_per_epoch // 2, total // 10)
     device_name = torch.cuda.get_device_name() if accelerator.device.type == "cuda" else str(accelerator.device)
     trainable = sum(p.numel() for p in params)
     emit(
@@ -276,7 +295,7 @@ def train(
             status="training",
             total_steps=total,
             message=f"Training {trainable:,} parameters ({100 * trainable / summary.base_params:.2f}% of the base) "
-            f"on {device_name}, {accelerator.num_processes} process(es)",
+            f"on {device_name}, {accelerator.num_processes} process(es): {plan.describe()}",
             info={
                 "device": device_name,
                 "processes": accelerator.num_processes,
@@ -286,14 +305,25 @@ def train(
                 "size_bytes": summary.size_bytes,
                 "train_rows": len(train_ds),
                 "val_rows": len(val_ds),
+                "preset": plan.preset,
+                "batch_size": plan.batch_size,
+                "epochs": plan.epochs,
+                "lr": plan.lr,
+                "steps_per_epoch": steps_per_epoch,
+                "total_steps": total,
+                "auto": list(plan.auto),
+                "estimated_seconds": plan.estimated_seconds,
+                "warnings": list(plan.warnings),
             },
         )
     )
+    for warning in plan.warnings:
+        emit(Event("warning", message=warning, info={"when": "start"}))
 
     unwrapped = accelerator.unwrap_model(task_model).model
     # The best weights stay in memory too, so the returned model is the best checkpoint in every mode.
     best, best_state = None, None
-    step, examples, train_time, status, losses = 0, 0, 0.0, "completed", []
+    step, examples, train_time, status, losses, evals = 0, 0, 0.0, "completed", [], []
 
     def checkpoint(metrics: dict[str, float] | None, run_status: str) -> None:
         if main and config.mode != "full":  # a fully fine-tuned model is no adapter; it stays in memory
@@ -301,6 +331,7 @@ def train(
                 "base_model": config.base,
                 "train_config": config.to_dict(),
                 "training": {
+                    "auto": list(plan.auto),  # the train_config settings that the plan chose
                     "status": run_status,
                     "step": step,
                     "metrics": metrics,
@@ -357,6 +388,7 @@ def train(
                         tokenizer.pad_token_id,
                         num_labels=len(data.labels or []),
                     )
+                    evals.append(metrics)
                     emit(Event("eval", step=step, total_steps=total, epoch=step / steps_per_epoch, metrics=metrics))
                     if stop:  # keep what was learned so far, as it is now
                         status, best, best_state = "stopped", metrics, None
@@ -381,8 +413,21 @@ def train(
     model.eval()
     if main and status == "completed" and config.mode != "full":
         checkpoint_meta_finish(out_dir / "adapter", step, train_time)
+    warnings = list(plan.warnings)
+    if status == "completed":
+        for warning in training_warnings(config.task, evals, step, planned_steps=plan.total_steps):
+            emit(Event("warning", message=warning, info={"when": "end"}))
+            warnings.append(warning)
     result = TrainResult(
-        status, out_dir / "adapter", best or {}, step, train_time, examples / max(train_time, 1e-9), base=base
+        status,
+        out_dir / "adapter",
+        best or {},
+        step,
+        train_time,
+        examples / max(train_time, 1e-9),
+        base=base,
+        plan=plan,
+        warnings=warnings,
     )
     emit(
         Event(
@@ -393,9 +438,43 @@ def train(
             metrics=best,
             elapsed_s=train_time,
             examples_per_sec=result.examples_per_sec,
+            info={"warnings": warnings},
         )
     )
     return result
+
+
+def plan_run(config: TrainConfig, rows: int, lengths: list[int], model: nn.Module, accelerator: Accelerator) -> Plan:
+    """The run's plan: the settings given in `config`, and the auto ones chosen for `rows` training rows."""
+    return plan_training(
+        rows,
+        config.task,
+        config.preset,
+        base=config.base,
+        batch_size=config.batch_size,
+        epochs=config.epochs,
+        lr=config.lr,
+        device="cpu" if accelerator.device.type == "cpu" else "cuda",
+        tokens_per_example=sum(lengths) / max(len(lengths), 1),
+        base_params=sum(p.numel() for p in model.parameters()),
+        grad_accum=config.grad_accum,
+        processes=accelerator.num_processes,
+        max_steps=config.max_steps,
+        max_seconds=config.max_seconds,
+    )
+
+
+def record_resolved(out_dir: Path, plan: Plan) -> None:
+    """Write the resolved batch size, epochs and learning rate into the run's config.json (the CLI and
+    the job manager write it before training, with None for each auto setting), noting which were auto."""
+    path = out_dir / "config.json"
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return  # no run folder around this training (a library call): the adapter's meta has them
+    if isinstance(saved, dict):
+        saved.update(batch_size=plan.batch_size, epochs=plan.epochs, lr=plan.lr, auto=list(plan.auto))
+        write_json_atomic(path, saved)
 
 
 def apply_mode(model: nn.Module, config: TrainConfig) -> None:

@@ -11,17 +11,70 @@ from .common import Ctx, friendly
 def build(ctx: Ctx) -> None:
     policy = ctx.studio.policy
     with gr.Tab("3 · Adapter", id="adapter"):
-        preset = gr.Radio(list(h.PRESETS), label="Preset", value="Balanced (r=64, 4 epochs)")
+        preset = gr.Radio(
+            [*h.PRESETS, h.CUSTOM],
+            label="Preset",
+            value=h.DEFAULT_PRESET,
+            info=" · ".join(f"{p.name}: {p.description}" for p in h.PRESETS.values())
+            + " Changing a setting below makes it Custom.",
+        )
         with gr.Row():
-            bottleneck = gr.Slider(4, min(512, policy.max_bottleneck), value=64, step=4, label="Bottleneck size r")
-            placement = gr.Dropdown(["houlsby", "pfeiffer", "parallel"], value="houlsby", label="Placement")
-            activation = gr.Dropdown(["gelu", "relu", "swish", "tanh"], value="gelu", label="Activation")
+            bottleneck = gr.Slider(
+                4,
+                min(512, policy.max_bottleneck),
+                value=64,
+                step=4,
+                label="Bottleneck size r",
+                info="Width of each adapter: larger learns more, trains slower and takes more disk",
+            )
+            placement = gr.Dropdown(
+                ["houlsby", "pfeiffer", "parallel"],
+                value="houlsby",
+                label="Placement",
+                info="houlsby: after attention and feed-forward (Houlsby 2019) · pfeiffer: after "
+                "feed-forward only, half the size (Pfeiffer 2020) · parallel: beside each sub-layer (He 2022)",
+            )
+            activation = gr.Dropdown(
+                ["gelu", "relu", "swish", "tanh"],
+                value="gelu",
+                label="Activation",
+                info="The non-linearity inside the bottleneck; gelu is a safe choice",
+            )
+        auto = gr.Checkbox(
+            True,
+            label="Size the run from the data (recommended)",
+            info="Picks batch size, epochs and learning rate so that even a small file gets enough "
+            "optimizer steps to learn (the Train tab shows them); untick to set them yourself",
+        )
         with gr.Row():
-            lr = gr.Number(2e-3, label="Learning rate")
-            epochs = gr.Number(4, label="Epochs", minimum=0.05, maximum=policy.max_epochs)
-            batch = gr.Slider(1, min(128, policy.max_batch_size), value=32, step=1, label="Batch size")
-            max_length = gr.Slider(16, min(1024, policy.max_length), value=128, step=16, label="Max length (tokens)")
-            seed = gr.Number(42, label="Seed", precision=0, minimum=0)
+            lr = gr.Number(2e-3, label="Learning rate", info="Step size of each update", visible=False)
+            epochs = gr.Number(
+                4,
+                label="Epochs",
+                minimum=0.05,
+                maximum=policy.max_epochs,
+                info="Passes over the training rows",
+                visible=False,
+            )
+            batch = gr.Slider(
+                1,
+                min(128, policy.max_batch_size),
+                value=32,
+                step=1,
+                label="Batch size",
+                info="Rows per optimizer step",
+                visible=False,
+            )
+        with gr.Row():
+            max_length = gr.Slider(
+                16,
+                min(1024, policy.max_length),
+                value=128,
+                step=16,
+                label="Max length (tokens)",
+                info="Longer examples are cut; the Data tab shows how many",
+            )
+            seed = gr.Number(42, label="Seed", precision=0, minimum=0, info="Same seed, same run")
         name = gr.Textbox(
             label="Adapter name",
             placeholder="e.g. routing (default: file name + r); letters, digits, spaces, '_' and '-'",
@@ -29,6 +82,7 @@ def build(ctx: Ctx) -> None:
         estimate_md = gr.Markdown()
     ctx.add(
         preset=preset,
+        auto=auto,
         bottleneck=bottleneck,
         placement=placement,
         activation=activation,
@@ -46,12 +100,21 @@ def wire(ctx: Ctx) -> None:
     studio = ctx.studio
 
     def apply_preset(p):
-        s = h.PRESETS[p]
-        return s["bottleneck"], s["epochs"], s["lr"]
+        if p not in h.PRESETS:
+            return [gr.update()] * 3
+        preset = h.PRESETS[p]  # with auto on, the run summary shows the epochs and rate it chooses
+        return preset.bottleneck, preset.epochs, gr.update()
 
     ctx["preset"].input(
         apply_preset, ctx["preset"], [ctx["bottleneck"], ctx["epochs"], ctx["lr"]], api_visibility="private"
     )
+    for setting in ("bottleneck", "lr", "epochs", "batch", "placement", "activation"):
+        ctx[setting].input(lambda: h.CUSTOM, None, ctx["preset"], api_visibility="private")
+
+    def toggle_auto(auto):  # on auto the run summary (Train tab) names the values it chooses
+        return [gr.update(visible=not auto)] * 3
+
+    ctx["auto"].input(toggle_auto, ctx["auto"], [ctx["lr"], ctx["epochs"], ctx["batch"]], api_visibility="private")
 
     def estimate(base_model, bottleneck, placement, labels):
         return h.estimate(studio, base_model, bottleneck, placement, len(labels or []))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gradio as gr
+import pandas as pd
 
 from .. import comparison as c
 from ..hardware import gpu
@@ -18,10 +19,17 @@ def build(ctx: Ctx) -> None:
         with gr.Row():
             cmp_cols = [gr.Markdown() for _ in range(5)]
         cmp_plot = gr.Plot(label="Loss curves")
-        cmp_table = gr.Dataframe(label="Adapters", interactive=False)
+        cmp_table = gr.Dataframe(
+            pd.DataFrame(columns=c.COMPARE_COLUMNS), label="Adapters", interactive=False, wrap=True
+        )
         cmp_file = gr.File(label="Labelled test file", file_types=[".csv", ".tsv", ".jsonl"], type="filepath")
         cmp_eval = gr.Button("Evaluate all on the test file")
-        cmp_scores = gr.Dataframe(label="Test scores", interactive=False)
+        cmp_scores = gr.Dataframe(
+            pd.DataFrame(columns=["adapter", "accuracy", "macro_f1", "rows"]),
+            label="Test scores (macro-F1: the F1 score averaged over labels, so rare labels count as much as common ones)",
+            interactive=False,
+            wrap=True,
+        )
     ctx.add(cmp_sel=cmp_sel, cmp_base=cmp_base, cmp_text=cmp_text, cmp_go=cmp_go, cmp_cols=cmp_cols)
     ctx.add(cmp_plot=cmp_plot, cmp_table=cmp_table, cmp_file=cmp_file, cmp_eval=cmp_eval, cmp_scores=cmp_scores)
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 import gradio as gr
 
 from .. import handlers as h
-from .common import COLUMNS, Ctx, friendly
+from ..text import md
+from .common import COLUMNS, Ctx, message_of, who
 
 
 def build(ctx: Ctx) -> None:
@@ -33,55 +34,88 @@ def build(ctx: Ctx) -> None:
                 for c in COLUMNS
             }
         data_md = gr.Markdown()
-        preview = gr.Dataframe(label="Preview (first 20 rows)", interactive=False, max_height=320)
+        with gr.Row():
+            label_plot = gr.Plot(label="Labels", visible=False)
+            length_plot = gr.Plot(label="Token lengths", visible=False)
+        preview = gr.Dataframe(
+            label="Preview (first 20 rows)", interactive=False, max_height=360, wrap=True, visible=False
+        )
     ctx.add(task=task, columns=column_boxes, sample=sample, use_sample=use_sample, upload=upload)
-    ctx.add(data_name=data_name, data_md=data_md, preview=preview)
+    ctx.add(data_name=data_name, data_md=data_md, preview=preview, label_plot=label_plot, length_plot=length_plot)
+
+
+def data_outputs(ctx: Ctx) -> list:
+    """What every data event sets, in this order; the wizard's restore sets the same."""
+    return [
+        ctx.source, ctx["data_name"], ctx["task"], ctx["data_md"], ctx["preview"], ctx.labels,
+        ctx["label_plot"], ctx["length_plot"], *ctx["columns"].values(),
+    ]  # fmt: skip
+
+
+def show(studio, source: dict | None, task: str, base_model: str, max_length: int, mapping: dict) -> list:
+    """The outputs for `source`, or, when it cannot be read, the same outputs cleared and the reason in
+    words where the summary goes: nothing of a previous file stays loaded."""
+    try:
+        info = h.describe_data(studio, source, task, mapping, base_model, max_length)
+    except Exception as e:
+        return cleared(task, message_of(e, "show data"), (source or {}).get("name"))
+    fields = h.detected_fields(task)
+    boxes = [gr.update(choices=info["columns"], value=info["mapping"].get(c), visible=c in fields) for c in COLUMNS]
+    plot = lambda fig: gr.update(value=fig, visible=fig is not None)  # noqa: E731
+    source = {**source, "rows": info["rows"], "task": task, "labels": info["labels"], "ready": info["ready"]}
+    return [
+        source, source["name"], task, info["summary"], gr.update(value=info["preview"], visible=True), info["labels"],
+        plot(info["label_chart"]), plot(info["length_chart"]), *boxes,
+    ]  # fmt: skip
+
+
+def cleared(task: str, message: str, name: str | None = None) -> list:
+    """Outputs for a file that could not be loaded: no data left over, and the reason as text."""
+    gr.Warning(message)
+    text = f"**Could not load {md(name)}:** {message}" if name else f"**Could not load the file:** {message}"
+    hidden = gr.update(value=None, visible=False)
+    boxes = [gr.update(choices=[], value=None) for _ in COLUMNS]
+    return [None, "", task, text, hidden, [], hidden, hidden, *boxes]
 
 
 def wire(ctx: Ctx) -> None:
     studio, base, max_length, task = ctx.studio, ctx["base"], ctx["max_length"], ctx["task"]
     column_boxes = ctx["columns"]
-    shown = [ctx["data_md"], ctx["preview"], ctx.labels, *column_boxes.values()]
-
-    def show(source, task_, base_model, max_len, mapping):
-        info = h.describe_data(studio, source, task_, mapping, base_model, max_len)
-        fields = h.detected_fields(task_)
-        boxes = [gr.update(choices=info["columns"], value=info["mapping"].get(c), visible=c in fields) for c in COLUMNS]
-        return [info["summary"], info["preview"], info["labels"], *boxes]
+    outputs = data_outputs(ctx)
 
     def use_bundled_sample(sample_name: str, base_model: str, max_length: int):
-        source = h.sample_source(sample_name)
-        return [source, source["name"], source["task"], *show(source, source["task"], base_model, max_length, {})]
+        source = {**h.sample_source(sample_name), "ref": {"sample": sample_name}}
+        base_model, note = h.base_for_task(studio, base_model, source["task"])
+        if note:
+            gr.Info(note)
+        shown = show(studio, source, source["task"], base_model, max_length, {})
+        return [*shown, gr.update(value=None), base_model]
 
-    def load_data(file: str, task_: str, base_model: str, max_length: int):
-        source = h.upload_source(studio, file)
-        return [source, source["name"], *show(source, task_, base_model, max_length, {})]
+    def load_data(owner, file: str, task_: str, base_model: str, max_length: int, request: gr.Request):
+        try:
+            source = h.upload_source(studio, file)
+            owner = who(studio, owner, request)
+            source["ref"] = {"upload": studio.remember_upload(source["path"], owner), "name": source["name"]}
+        except Exception as e:
+            return cleared(task_, message_of(e, "load data"))
+        return show(studio, source, task_, base_model, max_length, {})
 
     def reread(source, task_, base_model, max_length):
         if not source:
-            return ["", None, [], *[gr.update()] * len(COLUMNS)]
-        return show(source, task_, base_model, max_length, {})
+            return [gr.update()] * len(outputs)
+        return show(studio, source, task_, base_model, max_length, {})
 
     def remap(source, task_, base_model, max_length, *cols):
-        return show(source, task_, base_model, max_length, {c: v for c, v in zip(COLUMNS, cols, strict=True) if v})
+        mapping = {c: v for c, v in zip(COLUMNS, cols, strict=True) if v}
+        return show(studio, source, task_, base_model, max_length, mapping)
 
     ctx["use_sample"].click(
-        friendly(use_bundled_sample),
-        [ctx["sample"], base, max_length],
-        [ctx.source, ctx["data_name"], task, *shown],
-        api_name="use_sample",
+        use_bundled_sample, [ctx["sample"], base, max_length], [*outputs, ctx["upload"], base], api_name="use_sample"
     )
-    ctx["upload"].upload(
-        friendly(load_data),
-        [ctx["upload"], task, base, max_length],
-        [ctx.source, ctx["data_name"], *shown],
-        api_name="load_data",
-    )
-    task.input(friendly(reread), [ctx.source, task, base, max_length], shown, api_visibility="private")
+    ctx["upload"].upload(load_data, [ctx.owner, ctx["upload"], task, base, max_length], outputs, api_name="load_data")
+    for trigger in (task.input, max_length.release, ctx["load"].click):
+        trigger(reread, [ctx.source, task, base, max_length], outputs, api_visibility="private")
     for box in column_boxes.values():
         box.input(
-            friendly(remap),
-            [ctx.source, task, base, max_length, *column_boxes.values()],
-            shown,
-            api_visibility="private",
+            remap, [ctx.source, task, base, max_length, *column_boxes.values()], outputs, api_visibility="private"
         )

@@ -3,20 +3,28 @@
 from __future__ import annotations
 
 import gradio as gr
+import pandas as pd
 
 from adapter_core import AdapterError
 
 from .. import comparison as c
+from ..comparison import LIBRARY_COLUMNS
 from ..text import md
 from .common import Ctx, friendly, who
 
 
 def build(ctx: Ctx) -> None:
     with gr.Tab("Library", id="library"):
-        lib_table = gr.Dataframe(interactive=False, label="Adapters")
+        lib_table = gr.Dataframe(
+            pd.DataFrame(columns=LIBRARY_COLUMNS),
+            interactive=False,
+            label="Adapters",
+            wrap=True,
+        )
+        with gr.Row(equal_height=True):
+            lib_pick = gr.Dropdown([], label="Adapter", allow_custom_value=True, scale=2)
+            lib_new = gr.Textbox(label="New name", scale=2, placeholder="letters, digits, spaces, '_' and '-'")
         with gr.Row():
-            lib_pick = gr.Dropdown([], label="Adapter", allow_custom_value=True)
-            lib_new = gr.Textbox(label="New name")
             lib_rename = gr.Button("Rename")
             lib_delete = gr.Button("Delete", variant="stop")
             lib_zip = gr.Button("Prepare download")

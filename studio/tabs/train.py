@@ -10,10 +10,12 @@ from .common import COLUMNS, Ctx, friendly, who
 
 def build(ctx: Ctx) -> None:
     with gr.Tab("4 · Train", id="train"):
+        run_md = gr.Markdown(h.run_summary(ctx.studio, "", None, {}))
         with gr.Row():
-            start = gr.Button("Start training", variant="primary")
+            start = gr.Button("Start training", variant="primary", interactive=False)
             stop = gr.Button("Stop", variant="stop")
-        status_md = gr.Markdown("No run yet.")
+        action_md = gr.Markdown()  # what Stop did; the status line below stays the run's own
+        status_md = gr.Markdown("No run yet: start one above.")
         plot = gr.Plot(label="Training curve")
         queue_md = gr.Markdown()
         timer = gr.Timer(1.0)
@@ -25,9 +27,11 @@ def build(ctx: Ctx) -> None:
             past_md = gr.Markdown()
             past_plot = gr.Plot(label="Its curve")
     ctx.add(
+        run_md=run_md,
         start=start,
         stop=stop,
         status_md=status_md,
+        action_md=action_md,
         plot=plot,
         queue_md=queue_md,
         timer=timer,
@@ -46,9 +50,11 @@ def wire(ctx: Ctx) -> None:
         owner, source, base_model: str, task: str, name: str, bottleneck: int, placement: str, activation: str,
         lr: float, epochs: float, batch_size: int, max_length: int, seed: int, text_column: str | None = None,
         label_column: str | None = None, instruction_column: str | None = None, response_column: str | None = None,
-        input_column: str | None = None, system_column: str | None = None, request: gr.Request = None,
+        input_column: str | None = None, system_column: str | None = None, auto: bool = True,
+        preset: str = h.DEFAULT_PRESET, request: gr.Request = None,
     ):  # fmt: skip
-        """Queue a training run on the data loaded with /use_sample or /load_data in this session."""
+        """Queue a training run on the data loaded with /use_sample or /load_data in this session. With
+        `auto`, batch size, epochs and learning rate are chosen from the data by the preset's recipe."""
         settings = dict(
             bottleneck=int(bottleneck),
             placement=placement,
@@ -58,13 +64,15 @@ def wire(ctx: Ctx) -> None:
             batch_size=int(batch_size),
             max_length=int(max_length),
             seed=int(seed),
+            auto=bool(auto),
+            preset=preset,
         )
         columns = (text_column, label_column, instruction_column, response_column, input_column, system_column)
         mapping = {c: v for c, v in zip(COLUMNS, columns, strict=True) if v}
         owner = who(studio, owner, request)
         job, notes = h.start_training(studio, owner, base_model, source, task, mapping, name, settings)
         gr.Info(" ".join([*notes, "Training started; it runs in the background, so you can leave and come back."]))
-        return job, job, None, f"Queued run `{job}`."
+        return job, job, None, f"Queued run `{job}`.", ""
 
     ctx["start"].click(
         friendly(start_training),
@@ -83,15 +91,36 @@ def wire(ctx: Ctx) -> None:
             ctx["max_length"],
             ctx["seed"],
             *ctx["columns"].values(),
+            ctx["auto"],
+            ctx["preset"],
         ],  # fmt: skip
-        [ctx.job_id, ctx.remembered_job, ctx["seen_done"], ctx["status_md"]],
+        [ctx.job_id, ctx.remembered_job, ctx["seen_done"], ctx["status_md"], ctx["action_md"]],
         api_name="start_training",
+    )
+
+    settings_inputs = [ctx[k] for k in ("bottleneck", "placement", "lr", "epochs", "batch", "auto", "preset")]
+
+    def summary(base_model, source, bottleneck, placement, lr, epochs, batch_size, auto, preset):
+        settings = dict(
+            bottleneck=bottleneck, placement=placement, lr=lr, epochs=epochs, batch_size=batch_size, auto=auto,
+            preset=preset,
+        )  # fmt: skip
+        text = h.run_summary(studio, base_model, source, settings)  # names what auto chooses
+        return text, gr.update(interactive=h.can_start(studio, base_model, source))
+
+    summary_triggers = [ctx.source.change, ctx["load"].click] + [c.change for c in settings_inputs]
+    gr.on(
+        summary_triggers,
+        friendly(summary),
+        [ctx["base"], ctx.source, *settings_inputs],
+        [ctx["run_md"], ctx["start"]],
+        api_visibility="private",
     )
 
     def stop_training(owner, job_id, request: gr.Request) -> str:
         return h.stop_training(studio, who(studio, owner, request), job_id)
 
-    ctx["stop"].click(friendly(stop_training), [ctx.owner, ctx.job_id], ctx["status_md"], api_name="stop_training")
+    ctx["stop"].click(friendly(stop_training), [ctx.owner, ctx.job_id], ctx["action_md"], api_name="stop_training")
 
     def training_status(job_id: str = "", request: gr.Request = None) -> str:
         """The progress line of one of the caller's runs (default: their latest), for API clients."""

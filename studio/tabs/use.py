@@ -6,6 +6,8 @@ import threading
 
 import gradio as gr
 
+from adapter_core.inference import REPETITION_WARNING, RepetitionGuard
+
 from .. import handlers as h
 from ..hardware import gpu
 from .common import Ctx, friendly, who
@@ -24,7 +26,8 @@ def build(ctx: Ctx) -> None:
             chat_adapter = gr.Dropdown(
                 [h.NONE],
                 value=h.NONE,
-                label="Instruction adapter ((none): the bare base model)",
+                label="Instruction adapter",
+                info="(none) talks to the bare base model, to compare",
                 allow_custom_value=True,
             )
             chat_base = gr.Dropdown(
@@ -70,7 +73,8 @@ def wire(ctx: Ctx) -> None:
         owner = who(studio, owner, request)
         stops[request.session_hash] = event = threading.Event()
         name = None if adapter in (None, "", h.NONE) else adapter
-        pieces = studio.chat(name, base_model, message, stop=event, owner=owner)  # checks come before any output
+        guard = RepetitionGuard()
+        pieces = studio.chat(name, base_model, message, stop=event, owner=owner, guard=guard)  # checks first
         history = [*(history or []), {"role": "user", "content": message}, {"role": "assistant", "content": ""}]
         try:
             for piece in pieces:
@@ -78,7 +82,15 @@ def wire(ctx: Ctx) -> None:
                 yield history, ""
         finally:
             stops.pop(request.session_hash, None)
+        if guard.any:  # the loop stays in the answer; the visitor learns what it means
+            gr.Warning(REPETITION_WARNING)
 
+    ctx["chat_adapter"].change(
+        lambda adapter: gr.update(visible=adapter in (None, "", h.NONE)),
+        ctx["chat_adapter"],
+        ctx["chat_base"],
+        api_visibility="private",
+    )
     chat_inputs = [ctx.owner, ctx["chat_adapter"], ctx["chat_base"], ctx["chat_msg"], ctx["chatbot"]]
     chat_outputs = [ctx["chatbot"], ctx["chat_msg"]]
     ctx["chat_send"].click(friendly(chat), chat_inputs, chat_outputs, api_name="chat")

@@ -1,0 +1,93 @@
+"""The wizard's state in the visitor's browser: model, data, column mapping, settings and tab survive a
+reload. The browser keeps a sample's name or an upload's token, never a server path; an upload gone
+from the server asks for a fresh one."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+
+from .. import handlers as h
+from .common import COLUMNS, Ctx, who
+from .data import cleared, data_outputs, show
+
+TAB_IDS = ("model", "data", "adapter", "train", "use", "compare", "library")
+SETTINGS = ("preset", "bottleneck", "placement", "activation", "auto", "lr", "epochs", "batch", "max_length", "seed")
+MANUAL = ("lr", "epochs", "batch")  # editable only with "Size the run from the data" unticked
+
+
+def wire(ctx: Ctx, loaded) -> None:
+    """Save the wizard on every change; restore it once the page has identified its visitor (`loaded`)."""
+    studio = ctx.studio
+    columns = list(ctx["columns"].values())
+    settings = [ctx[k] for k in SETTINGS]
+
+    def save(owner, tab, base, task, source, name, *values):
+        cols, rest = values[: len(COLUMNS)], values[len(COLUMNS) :]
+        ref = (source or {}).get("ref")
+        return {
+            "base": base,
+            "task": task,
+            "data": ref,
+            "columns": {c: v for c, v in zip(COLUMNS, cols, strict=True) if v},
+            "settings": dict(zip(SETTINGS, rest, strict=True)),
+            "name": name,
+            "tab": tab,
+        }
+
+    inputs = [ctx.owner, ctx["tab"], ctx["base"], ctx["task"], ctx.source, ctx["name"], *columns, *settings]
+    triggers = [c.change for c in (ctx["tab"], ctx["base"], ctx["task"], ctx.source, ctx["name"], *columns, *settings)]
+    gr.on(triggers, save, inputs, ctx["wizard"], api_visibility="private", show_progress="hidden")
+
+    def remember_tab(evt: gr.SelectData):
+        return TAB_IDS[evt.index] if isinstance(evt.index, int) and 0 <= evt.index < len(TAB_IDS) else "model"
+
+    ctx["tabs"].select(remember_tab, None, ctx["tab"], api_visibility="private")
+
+    def restore(owner, saved: dict | None, job_id, request: gr.Request) -> list[Any]:
+        owner = who(studio, owner, request)
+        saved = saved if isinstance(saved, dict) else {}
+        active = job_id and not studio.jobs.get(job_id, owner=studio.owner(owner)).finished.is_set()
+        if not saved and not active:  # a first visit: nothing to restore, and the visitor may be at work already
+            return [gr.update()] * (2 + len(SETTINGS) + len(data_outputs(ctx)) + 2)
+        base = saved.get("base") if saved.get("base") in h.model_choices(studio) or not studio.policy.public else None
+        base = base or h.model_choices(studio)[0]
+        task = saved.get("task") if saved.get("task") in ("classification", "instruction") else "classification"
+        stored = saved.get("settings") if isinstance(saved.get("settings"), dict) else {}
+        values = [stored.get(k, gr.update()) for k in SETTINGS]
+        if isinstance(stored.get("auto"), bool):  # the Adapter tab's toggle runs on .input only, not here
+            for k in MANUAL:
+                i = SETTINGS.index(k)
+                values[i] = gr.update(visible=not stored["auto"], **({"value": stored[k]} if k in stored else {}))
+        max_length = stored.get("max_length") or 128
+        source = _source(studio, saved.get("data"), owner)
+        mapping = saved.get("columns") if isinstance(saved.get("columns"), dict) else {}
+        if source is None and isinstance(saved.get("data"), dict):
+            data = cleared(task, "Your uploaded file is no longer on the server; upload it again (step 2).")
+        elif source is None:
+            data = [gr.update()] * len(data_outputs(ctx))
+        else:
+            data = show(studio, source, task, base, max_length, mapping)
+        tab = "train" if active else saved.get("tab") if saved.get("tab") in TAB_IDS else "model"
+        return [base, saved.get("name") or "", *values, *data, gr.Tabs(selected=tab), tab]
+
+    loaded.then(
+        restore,
+        [ctx.owner, ctx["wizard"], ctx.job_id],
+        [ctx["base"], ctx["name"], *settings, *data_outputs(ctx), ctx["tabs"], ctx["tab"]],
+        api_visibility="private",
+        show_progress="hidden",
+    )
+
+
+def _source(studio, ref: Any, owner: str | None) -> dict | None:
+    """The data file a stored reference points to, if this visitor may still use it."""
+    if not isinstance(ref, dict):
+        return None
+    if ref.get("sample") in h.SAMPLES:
+        return {**h.sample_source(ref["sample"]), "ref": {"sample": ref["sample"]}}
+    path = studio.recall_upload(ref.get("upload"), owner)
+    if path is None:
+        return None
+    return {"path": str(path), "name": ref.get("name") or path.name, "ref": ref}

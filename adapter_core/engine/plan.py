@@ -12,8 +12,8 @@ a run will make too few steps or is likely to be long on the device; `training_w
 finished run's evaluations and says when the validation metric barely moved.
 
 Time estimates use a per-token training cost measured on the project's CI machine (2 shared x86-64
-cores, torch 2.13 CPU, 2 threads, the frozen base in eval mode; see bench/RESULTS.md, "Defaults that
-learn"): a rough figure, for a warning, not a promise. A GPU has no estimate: runs there are short.
+cores, torch 2.13 CPU, the frozen base in eval mode; bench/RESULTS.md, "Defaults that learn"): a rough
+figure for a budget and a warning, not a promise. A GPU has no estimate: runs there are short.
 """
 
 from __future__ import annotations
@@ -26,8 +26,10 @@ MAX_EPOCHS = 20.0  # the most passes a small file gets to reach the floor (the p
 FEW_STEPS = 50  # fewer optimizer steps than this: warn before the run starts
 LR = {"classification": 2e-3, "instruction": 1e-3}  # the Balanced adapter's rate per task (r=64)
 
-# Seconds of training (forward, backward, AdamW) per token of a batch, on the CI machine's CPU with the
-# base frozen in eval mode, adapter r=64; measured by bench/defaults.py --measure (see RESULTS.md).
+# Seconds of training (forward, backward, AdamW) per token of a batch on the CI machine's CPU, the base
+# frozen in eval mode, adapter r=64: bench/defaults.py's seconds_per_token column measured 0.36-0.77 ms
+# for MiniLM (batch 32 down to 8, quiet to busy) and 4.2-6.0 ms for SmolLM2 at 1 thread; RESULTS.md's
+# earlier runs at 2 threads, 0.72 ms (BANKING77) and 6.3 ms (response_loss.py). Kept on the slow side.
 CPU_SECONDS_PER_TOKEN = {"minilm": 0.00075, "smollm2-135m-instruct": 0.005}
 CPU_SECONDS_PER_TOKEN_PER_PARAM = 0.005 / 135e6  # other bases, scaled from SmolLM2 by parameter count
 TYPICAL_TOKENS = {"classification": 24, "instruction": 100}  # when the caller does not know the lengths

@@ -1,0 +1,101 @@
+"""A new user's instruction journey in Chromium with the "Quick look" preset and every default: the
+Orders sample, Start, then Chat. The adapter must already answer in the sample's house style.
+
+Slow: it trains SmolLM2 on the CPU (a minute or two on CI's two cores).
+"""
+
+import os
+import re
+import shutil
+import socket
+from pathlib import Path
+
+import pytest
+
+from studio.policy import Policy
+from studio.service import Studio
+from studio.ui import build_app, launch
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "browser"
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not Path(CHROMIUM).exists() and not os.environ.get("CI"), reason="needs Debian's chromium (.ci/run installs it)"
+    ),
+]
+STYLE = re.compile(r"^Hello from the Orders Desk! Reference ORD-\d{5}\. .+ Happy shopping, The Orders Desk\.$", re.S)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_quick_look_on_the_orders_sample_answers_in_its_style(tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    studio = Studio(tmp_path, policy=Policy.local())
+    demo = build_app(studio)
+    port = free_port()
+    launch(demo, prevent_thread_lock=True, server_port=port, quiet=True)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(
+                executable_path=CHROMIUM,
+                headless=True,
+                args=[
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--no-first-run",
+                    "--disable-dev-shm-usage",
+                ],
+            )
+            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            page.set_default_timeout(120_000)
+            expect.set_options(timeout=120_000)
+            page.goto(f"http://127.0.0.1:{port}/")
+
+            page.get_by_role("tab", name="2 · Data").click()
+            page.get_by_label("Bundled sample").click()
+            page.get_by_role("option", name="Orders replies (instruction, 140 rows)").click()
+            page.get_by_role("button", name="Use this sample").click()
+            expect(page.get_by_text(re.compile(r"orders_sft\.csv: 140 of 140 rows used"))).to_be_visible()
+
+            page.get_by_role("tab", name="3 · Adapter").click()
+            page.get_by_text("Quick look (r=16)").click()
+            page.get_by_label("Adapter name").fill("quick-orders")
+
+            page.get_by_role("tab", name="4 · Train").click()
+            summary = page.get_by_text(re.compile(r"Will train: orders_sft\.csv"))
+            expect(summary).to_contain_text("smollm2-135m-instruct")  # the instruction sample chose SmolLM2
+            expect(summary).to_contain_text("r=16")
+            page.screenshot(path=ARTIFACTS / "preset-1-summary.png")
+            page.get_by_role("button", name="Start training").click()
+            expect(page.get_by_text(re.compile(r"Saved to the library as 'quick-orders'"))).to_be_visible(
+                timeout=900_000
+            )
+            job = studio.jobs.jobs()[-1]
+            steps = job.latest("done")["step"]
+            assert steps >= 50, f"Quick look made only {steps} optimizer steps"
+            page.screenshot(path=ARTIFACTS / "preset-2-trained.png")
+
+            page.get_by_role("tab", name="5 · Use").click()
+            page.get_by_role("tab", name="Chat").click()
+            page.get_by_label("Instruction adapter").click()
+            page.get_by_role("option", name="quick-orders").click()
+            page.get_by_label("Message").fill("Hi, my parcel from order #482913 never arrived. Can you help?")
+            page.get_by_role("button", name="Send").click()
+            answer = page.locator(".bot, [data-testid='bot']").last
+            expect(answer).to_contain_text("The Orders Desk.", timeout=300_000)
+            text = answer.inner_text().strip()
+            page.screenshot(path=ARTIFACTS / "preset-3-chat.png")
+            assert STYLE.match(text), text
+            browser.close()
+    finally:
+        studio.jobs.close(timeout=60)
+        demo.close()

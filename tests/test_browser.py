@@ -3,23 +3,16 @@
 Screenshots of each step go to test-artifacts/browser/.
 """
 
-import os
 import re
-import shutil
 import time
-from pathlib import Path
 
 import pytest
+from browser_helpers import ARTIFACTS, launch_chromium, needs_chromium
 
 from studio.service import Studio
 from studio.ui import build_app, launch
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "browser"
-# CI installs chromium (.ci/run), so there a missing browser fails the test instead of skipping it.
-pytestmark = pytest.mark.skipif(
-    not Path(CHROMIUM).exists() and not os.environ.get("CI"), reason="needs Debian's chromium (.ci/run installs it)"
-)
+pytestmark = needs_chromium
 
 
 @pytest.fixture(scope="module")
@@ -47,18 +40,7 @@ def test_new_user_trains_and_classifies_in_the_browser(app):
     app_url, studio, started = app
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--no-first-run",
-                "--disable-dev-shm-usage",
-            ],
-        )
+        browser = launch_chromium(pw)
         page = browser.new_page(viewport={"width": 1280, "height": 1000})
         page.set_default_timeout(120_000)
         expect.set_options(timeout=120_000)  # a loaded CI machine is slow to load models and start runs

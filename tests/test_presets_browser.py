@@ -4,33 +4,18 @@ Orders sample, Start, then Chat. The adapter must already answer in the sample's
 Slow: it trains SmolLM2 on the CPU (a minute or two on CI's two cores).
 """
 
-import os
 import re
-import shutil
-import socket
-from pathlib import Path
 
 import pytest
+from browser_helpers import ARTIFACTS, free_port, launch_chromium, needs_chromium
 
 from studio.policy import Policy
 from studio.service import Studio
 from studio.ui import build_app, launch
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "browser"
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        not Path(CHROMIUM).exists() and not os.environ.get("CI"), reason="needs Debian's chromium (.ci/run installs it)"
-    ),
-]
+pytestmark = [pytest.mark.slow, needs_chromium]
+TRAIN_LOSS = "[...document.querySelectorAll('.js-plotly-plot')].find(q => q.data && q.data[0] && q.data[0].name === 'train loss')"
 STYLE = re.compile(r"^Hello from the Orders Desk! Reference ORD-\d{5}\. .+ Happy shopping, The Orders Desk\.$", re.S)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_quick_look_on_the_orders_sample_answers_in_its_style(tmp_path):
@@ -43,18 +28,7 @@ def test_quick_look_on_the_orders_sample_answers_in_its_style(tmp_path):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     try:
         with sync_playwright() as pw:
-            browser = pw.chromium.launch(
-                executable_path=CHROMIUM,
-                headless=True,
-                args=[
-                    "--no-sandbox",
-                    "--disable-gpu",
-                    "--disable-background-networking",
-                    "--disable-component-update",
-                    "--no-first-run",
-                    "--disable-dev-shm-usage",
-                ],
-            )
+            browser = launch_chromium(pw)
             page = browser.new_page(viewport={"width": 1280, "height": 1000})
             page.set_default_timeout(120_000)
             expect.set_options(timeout=120_000)
@@ -76,6 +50,10 @@ def test_quick_look_on_the_orders_sample_answers_in_its_style(tmp_path):
             expect(summary).to_contain_text("r=16")
             page.screenshot(path=ARTIFACTS / "preset-1-summary.png")
             page.get_by_role("button", name="Start training").click()
+            # The instruction run's chart shows its very first point, as a marker, on whole-number steps.
+            page.wait_for_function(f"() => ({TRAIN_LOSS}) && ({TRAIN_LOSS}).data[0].x.length >= 1", timeout=600_000)
+            first = page.evaluate(f"() => {{ const p = {TRAIN_LOSS}; return [p.data[0].mode, p.layout.xaxis.dtick]; }}")
+            assert "markers" in first[0] and first[1] == int(first[1]) >= 1, first
             expect(page.get_by_text(re.compile(r"Saved to the library as 'quick-orders'"))).to_be_visible(
                 timeout=900_000
             )

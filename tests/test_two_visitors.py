@@ -5,47 +5,20 @@ Playwright drives Debian's Chromium against one in-process app in public mode. S
 test-artifacts/browser/visitor-a-*.png and visitor-b-*.png.
 """
 
-import os
 import re
-import shutil
-import socket
 import time
-from pathlib import Path
 
 import pytest
+from browser_helpers import ARTIFACTS, free_port, launch_chromium, needs_chromium
 from studio_fixtures import publish_random
 
 from studio.policy import Policy
 from studio.service import Studio
 from studio.ui import build_app, launch
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "browser"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-dev-shm-usage",
-]
-# CI installs chromium (.ci/run), so there a missing browser fails the test instead of skipping it.
-pytestmark = pytest.mark.skipif(
-    not Path(CHROMIUM).exists() and not os.environ.get("CI"), reason="needs Debian's chromium (.ci/run installs it)"
-)
+pytestmark = needs_chromium
 STATUS = re.compile(r"^\S+: (queued|loading|training|completed|stopped|failed|cancelled)\b")
 EXAMPLE = "example-router"
-
-
-def free_port(preferred: int = 7885) -> int:
-    for port in (preferred, 0):
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return s.getsockname()[1]
-    raise RuntimeError("no free port")
 
 
 @pytest.fixture(scope="module")
@@ -152,7 +125,7 @@ def test_two_visitors_see_and_manage_only_their_own_work(app):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        browser = launch_chromium(pw)
         expect.set_options(timeout=120_000)  # a loaded 2-core CI machine is slow to load models and start runs
         pages = {}
         for who in ("a", "b"):

@@ -7,15 +7,12 @@ browser context (its own localStorage, so its own saved wizard). Screenshots go 
 test-artifacts/browser/wizard-*.png.
 """
 
-import os
 import re
-import shutil
-import socket
 import time
-from pathlib import Path
 
 import pandas as pd
 import pytest
+from browser_helpers import ARTIFACTS, free_port, launch_chromium, needs_chromium
 from studio_fixtures import publish_random
 
 from adapter_core.engine.train import TrainConfig
@@ -24,37 +21,13 @@ from studio.samples import SAMPLES_DIR
 from studio.service import Studio
 from studio.ui import build_app, launch
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "browser"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-dev-shm-usage",
-]
-# CI installs chromium (.ci/run), so there a missing browser fails the test instead of skipping it.
-pytestmark = pytest.mark.skipif(
-    not Path(CHROMIUM).exists() and not os.environ.get("CI"), reason="needs Debian's chromium (.ci/run installs it)"
-)
+pytestmark = needs_chromium
 SAMPLE = "Support routing (classification, 480 rows)"
 SAMPLE_FILE = "support_routing.csv"
 ALL_ROWS = re.compile(r"480 of 480 rows used")
 WIZARD_KEY = "adapter-studio-wizard"
 TIMEOUT = 120_000  # ms; a loaded 2-core CI machine is slow to load models and start runs
 R16_PARAMS = "153,411"  # MiniLM, r=16, houlsby, 3 labels: 12 x (2*384*16 + 16 + 384) + 3 x 385
-
-
-def free_port(preferred: int = 7886) -> int:
-    for port in (preferred, 0):
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return s.getsockname()[1]
-    raise RuntimeError("no free port")
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +48,7 @@ def browser(app):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     expect.set_options(timeout=TIMEOUT)
     with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        chromium = launch_chromium(pw)
         yield chromium
         chromium.close()
 

@@ -12,6 +12,7 @@ from adapter_core import generate, load_adapter, load_base
 from adapter_core.engine.train import TrainConfig
 from studio import handlers as h
 from studio.comparison import compare_outputs
+from studio.samples import SAMPLES_DIR
 from studio.service import Studio
 from studio.ui import build_app, launch
 
@@ -82,7 +83,7 @@ def test_load_eight_clients_while_training(served):
         (a, t): top(client.predict(a, t, api_name="/classify")) for a in ("router-a", "router-b") for t in texts
     }
     job = studio.jobs.submit(
-        TrainConfig(data=str(h.SAMPLES_DIR / "support_routing.csv"), name="busy", epochs=20, max_length=48)
+        TrainConfig(data=str(SAMPLES_DIR / "support_routing.csv"), name="busy", epochs=20, max_length=48)
     )
     deadline = time.time() + 300
     while job.status != "training":

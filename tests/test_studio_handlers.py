@@ -7,8 +7,10 @@ from studio_fixtures import publish_random
 
 from adapter_core import AdapterError
 from studio import comparison as c
+from studio import data_view as dv
 from studio import handlers as h
 from studio.library import safe_name
+from studio.samples import SAMPLES_DIR
 from studio.service import Studio
 
 
@@ -18,7 +20,7 @@ def studio(tmp_path_factory):
 
 
 def test_data_tab_reads_a_sample_and_fills_the_mapping():
-    info = h.inspect_data(str(h.SAMPLES_DIR / "support_routing.csv"), "classification")
+    info = dv.inspect_data(str(SAMPLES_DIR / "support_routing.csv"), "classification")
     assert info["mapping"] == {"text": "text", "label": "label"}
     assert info["labels"] == ["billing", "orders", "tech"]
     assert "480 of 480 rows used" in info["summary"] and len(info["preview"]) == 20
@@ -28,17 +30,17 @@ def test_data_tab_reads_a_sample_and_fills_the_mapping():
 def test_data_tab_messages_for_bad_files(tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("text,score\nhello,1\n")
-    info = h.inspect_data(str(bad), "classification")  # readable: kept, so the visitor can pick the column
+    info = dv.inspect_data(str(bad), "classification")  # readable: kept, so the visitor can pick the column
     assert not info["ready"] and info["columns"] == ["text", "score"]
     assert "bad.csv has no label column. Columns found: text, score" in info["summary"]
     with pytest.raises(AdapterError, match="Upload a CSV, TSV or JSONL file, or pick a sample"):
-        h.inspect_data(None, "classification")
+        dv.inspect_data(None, "classification")
 
 
 def test_explicit_mapping_from_the_dropdowns(tmp_path):
     f = tmp_path / "m.csv"
     f.write_text("body,dept\n" + "".join(f"msg {i},{i % 2}\n" for i in range(10)))
-    info = h.inspect_data(str(f), "classification", {"text": "body", "label": "dept"})
+    info = dv.inspect_data(str(f), "classification", {"text": "body", "label": "dept"})
     assert info["mapping"] == {"text": "body", "label": "dept"} and info["labels"] == ["0", "1"]
 
 
@@ -74,7 +76,7 @@ def test_compare_and_library_tables(studio, tmp_path):
     outs = c.compare_outputs(studio, None, ["alpha", "beta"], "I was charged twice", False)
     assert h.estimate(studio, "minilm", 64, "houlsby", 3) == estimate  # served adapters don't move the base's count
     assert len(outs) == 2 and outs[0].startswith("### alpha")
-    scores = c.compare_evaluate(studio, None, ["alpha", "beta"], str(h.SAMPLES_DIR / "support_routing.csv"))
+    scores = c.compare_evaluate(studio, None, ["alpha", "beta"], str(SAMPLES_DIR / "support_routing.csv"))
     assert scores["adapter"].tolist() == ["alpha", "beta"] and scores["rows"].tolist() == [480, 480]
     assert all(0 <= a <= 1 for a in scores["accuracy"])
     with pytest.raises(AdapterError, match="Select 2 to 4 adapters"):
@@ -116,8 +118,8 @@ def test_progress_without_a_run(studio):
 
 
 def test_data_summary_gives_token_lengths_with_the_base_tokenizer(studio):
-    info = h.inspect_data(
-        str(h.SAMPLES_DIR / "support_routing.csv"),
+    info = dv.inspect_data(
+        str(SAMPLES_DIR / "support_routing.csv"),
         "classification",
         tokenizer=studio.base("minilm").tokenizer,
         max_length=16,
@@ -131,7 +133,7 @@ def test_past_runs_are_listed_with_their_curves(tmp_path):
 
     first = Studio(tmp_path)
     job = first.jobs.submit(
-        TrainConfig(data=str(h.SAMPLES_DIR / "support_routing.csv"), name="old", max_steps=3, max_length=48)
+        TrainConfig(data=str(SAMPLES_DIR / "support_routing.csv"), name="old", max_steps=3, max_length=48)
     )
     first.jobs.wait(job.id, 300)
     restarted = Studio(tmp_path)  # a new process would see the same folders

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from .. import handlers as h
+from .. import data_view as dv
 from ..text import md
 from .common import COLUMNS, Ctx, message_of, who
 
@@ -22,7 +22,7 @@ def build(ctx: Ctx) -> None:
             info="classification: (text, label) · instruction: (instruction, response)",
         )
         with gr.Row():
-            sample = gr.Dropdown(list(h.SAMPLES), value=list(h.SAMPLES)[0], label="Bundled sample", scale=3)
+            sample = gr.Dropdown(list(dv.SAMPLES), value=list(dv.SAMPLES)[0], label="Bundled sample", scale=3)
             use_sample = gr.Button("Use this sample", scale=1)
         upload = gr.File(
             label="…or upload CSV / TSV / JSONL (50 MB max)", file_types=[".csv", ".tsv", ".jsonl"], type="filepath"
@@ -56,10 +56,10 @@ def show(studio, source: dict | None, task: str, base_model: str, max_length: in
     """The outputs for `source`, or, when it cannot be read, the same outputs cleared and the reason in
     words where the summary goes: nothing of a previous file stays loaded."""
     try:
-        info = h.describe_data(studio, source, task, mapping, base_model, max_length)
+        info = dv.describe_data(studio, source, task, mapping, base_model, max_length)
     except Exception as e:
         return cleared(task, message_of(e, "show data"), (source or {}).get("name"))
-    fields = h.detected_fields(task)
+    fields = dv.detected_fields(task)
     boxes = [gr.update(choices=info["columns"], value=info["mapping"].get(c), visible=c in fields) for c in COLUMNS]
     plot = lambda fig: gr.update(value=fig, visible=fig is not None)  # noqa: E731
     source = {**source, "rows": info["rows"], "task": task, "labels": info["labels"], "ready": info["ready"]}
@@ -84,8 +84,8 @@ def wire(ctx: Ctx) -> None:
     outputs = data_outputs(ctx)
 
     def use_bundled_sample(sample_name: str, base_model: str, max_length: int):
-        source = {**h.sample_source(sample_name), "ref": {"sample": sample_name}}
-        base_model, note = h.base_for_task(studio, base_model, source["task"])
+        source = {**dv.sample_source(sample_name), "ref": {"sample": sample_name}}
+        base_model, note = dv.base_for_task(studio, base_model, source["task"])
         if note:
             gr.Info(note)
         shown = show(studio, source, source["task"], base_model, max_length, {})
@@ -93,7 +93,7 @@ def wire(ctx: Ctx) -> None:
 
     def load_data(owner, file: str, task_: str, base_model: str, max_length: int, request: gr.Request):
         try:
-            source = h.upload_source(studio, file)
+            source = dv.upload_source(studio, file)
             owner = who(studio, owner, request)
             source["ref"] = {"upload": studio.remember_upload(source["path"], owner), "name": source["name"]}
         except Exception as e:

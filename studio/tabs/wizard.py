@@ -8,6 +8,7 @@ from typing import Any
 
 import gradio as gr
 
+from .. import data_view as dv
 from .. import handlers as h
 from .common import COLUMNS, Ctx, who
 from .data import cleared, data_outputs, show
@@ -23,7 +24,7 @@ def wire(ctx: Ctx, loaded) -> None:
     columns = list(ctx["columns"].values())
     settings = [ctx[k] for k in SETTINGS]
 
-    def save(owner, tab, base, task, source, name, *values):
+    def save(tab, base, task, source, name, *values):
         cols, rest = values[: len(COLUMNS)], values[len(COLUMNS) :]
         ref = (source or {}).get("ref")
         return {
@@ -36,7 +37,7 @@ def wire(ctx: Ctx, loaded) -> None:
             "tab": tab,
         }
 
-    inputs = [ctx.owner, ctx["tab"], ctx["base"], ctx["task"], ctx.source, ctx["name"], *columns, *settings]
+    inputs = [ctx["tab"], ctx["base"], ctx["task"], ctx.source, ctx["name"], *columns, *settings]
     triggers = [c.change for c in (ctx["tab"], ctx["base"], ctx["task"], ctx.source, ctx["name"], *columns, *settings)]
     gr.on(triggers, save, inputs, ctx["wizard"], api_visibility="private", show_progress="hidden")
 
@@ -85,8 +86,8 @@ def _source(studio, ref: Any, owner: str | None) -> dict | None:
     """The data file a stored reference points to, if this visitor may still use it."""
     if not isinstance(ref, dict):
         return None
-    if ref.get("sample") in h.SAMPLES:
-        return {**h.sample_source(ref["sample"]), "ref": {"sample": ref["sample"]}}
+    if ref.get("sample") in dv.SAMPLES:
+        return {**dv.sample_source(ref["sample"]), "ref": {"sample": ref["sample"]}}
     path = studio.recall_upload(ref.get("upload"), owner)
     if path is None:
         return None

@@ -1,0 +1,106 @@
+"""The Data step's handlers: where a data file may come from, what it holds, and which base can learn it.
+
+Plain functions over `Studio`, like `handlers`; the Data tab and the wizard's restore call them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from adapter_core import CATALOG, AdapterError
+from adapter_core.engine.batches import tokenize
+from adapter_core.engine.data import OPTIONAL, REQUIRED, describe_lengths, detect_columns, read_table, validate
+
+from . import charts
+from .handlers import model_choices
+from .samples import SAMPLES, SAMPLES_DIR
+from .service import Studio
+from .text import md
+
+
+def sample_source(choice: str) -> dict[str, str]:
+    """A bundled sample, by its name in the picker: the only way a server file is chosen."""
+    if choice not in SAMPLES:
+        raise AdapterError(f"Pick one of the bundled samples: {'; '.join(SAMPLES)}.")
+    file, task = SAMPLES[choice]
+    return {"path": str(SAMPLES_DIR / file), "name": file, "task": task}
+
+
+def upload_source(studio: Studio, path: str | None) -> dict[str, str]:
+    """A visitor's uploaded data file, checked against the trust boundary."""
+    checked = studio.data_file(path)
+    return {"path": str(checked), "name": Path(checked).name}
+
+
+def inspect_data(
+    path: str | None, task: str, mapping: dict[str, str] | None = None, tokenizer=None, max_length: int = 128
+) -> dict[str, Any]:
+    """Preview, columns, detected mapping and the validation summary of a data file.
+
+    With the base's tokenizer, the summary also gives token-length percentiles and truncations.
+    """
+    if not path:
+        raise AdapterError("Upload a CSV, TSV or JSONL file, or pick a sample.")
+    path = Path(path)
+    frame = read_table(path)
+    try:
+        columns = detect_columns(frame, task, mapping, path.name)
+    except AdapterError as e:  # readable, but its columns need picking: keep it so the visitor can map them
+        return {
+            "preview": frame.head(20),
+            "columns": list(frame.columns),
+            "mapping": {},
+            "summary": f"**Pick the columns:** {md(e)}",
+            "labels": [],
+            "rows": len(frame),
+            "label_chart": None,
+            "length_chart": None,
+            "ready": False,
+        }
+    data = validate(frame, task, columns, path.name)
+    lengths = None
+    if tokenizer is not None:
+        ds = tokenize(data.frame, task, tokenizer, max_length, data.labels)
+        describe_lengths(data.summary, ds, max_length)
+        # Lengths past the cut too, for the histogram; capped so one huge row costs little.
+        lengths = list(tokenize(data.frame, task, tokenizer, max(4 * max_length, 512), data.labels)["length"])
+    return {
+        "preview": frame.head(20),
+        "columns": list(frame.columns),
+        "mapping": columns,
+        "summary": "  \n".join(md(line) for line in data.summary.lines()),
+        "labels": data.labels or [],
+        "rows": data.summary.rows_used,
+        "label_chart": charts.label_counts(data.summary.label_counts) if data.summary.label_counts else None,
+        "length_chart": charts.token_lengths(lengths, max_length) if lengths is not None else None,
+        "ready": True,
+    }
+
+
+def base_for_task(studio: Studio, base: str, task: str) -> tuple[str, str]:
+    """A base that can learn `task`: `base` if it can, else the first allowed catalog model that can,
+    with a note saying so (MiniLM, an encoder, cannot generate answers)."""
+    if task in studio.model_info(base).tasks:
+        return base, ""
+    for name in model_choices(studio):
+        entry = CATALOG.get(name)
+        if entry and task in entry.tasks:
+            return name, f"{name} is selected as the base model: {base} cannot learn {task} tasks."
+    return base, ""
+
+
+def describe_data(
+    studio: Studio, source: dict | None, task: str, mapping: dict[str, str], base: str, max_length: int
+) -> dict[str, Any]:
+    """`inspect_data` on a source this caller may read, with the chosen base's tokenizer."""
+    if not source:
+        raise AdapterError("Upload a CSV, TSV or JSONL file, or pick a sample.")
+    if task not in REQUIRED:
+        raise AdapterError("Task must be classification or instruction.")
+    path = studio.data_file(source.get("path"))
+    return inspect_data(str(path), task, mapping, studio.base(base).tokenizer, int(max_length))
+
+
+def detected_fields(task: str) -> list[str]:
+    return list(REQUIRED[task] + OPTIONAL[task])

@@ -12,7 +12,7 @@ import math
 import os
 import shutil
 import tempfile
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import torch
@@ -45,6 +45,7 @@ __all__ = [
     "base_identity",
     "check_compatible",
     "load_adapter",
+    "path_tail",
     "read_adapter_config",
     "read_meta_file",
     "read_safetensors_header",
@@ -124,17 +125,18 @@ def check_compatible(model: nn.Module, meta: dict[str, Any], source: str = "this
     ]
     if diffs:
         raise AdapterError(
-            f"{source} was trained on base {_short(base.get('name_or_path'))!r} and cannot run on "
-            f"{_short(have['name_or_path'])!r}: it needs "
+            f"{source} was trained on base {path_tail(base.get('name_or_path'))!r} and cannot run on "
+            f"{path_tail(have['name_or_path'])!r}: it needs "
             + ", ".join(diffs)
             + ". Load it onto the base it was trained on."
         )
 
 
-def _short(name: str | None) -> str | None:
-    """A model's name without the server folders around it (hub ids `org/name` stay as they are)."""
-    if name and (os.path.isabs(name) or name.startswith(("~", "."))):
-        return Path(name).name
+def path_tail(name: Any) -> Any:
+    """A model's name without the server folders around it: a path (Unix or Windows, absolute, `~` or
+    relative-dotted) keeps its last part; hub ids `org/name`, plain names and non-strings stay as they are."""
+    if isinstance(name, str) and (os.path.isabs(name) or name.startswith(("~", ".", "\\")) or ":\\" in name):
+        return PurePosixPath(name.replace("\\", "/")).name
     return name
 
 

@@ -55,24 +55,30 @@ def estimate(studio: Studio, base: str, bottleneck: int, placement: str, num_lab
     )
 
 
+def start_blocker(studio: Studio, base: str, source: dict | None) -> str | None:
+    """What Start still waits for, in words, or None: a loaded, mapped file and a base that can learn its task."""
+    if not source:
+        return "Load a data file (step 2) to see what will train. **Start** waits for it."
+    if not source.get("ready", True):
+        return f"Pick the columns of {md(source['name'])} in step 2. **Start** waits for them."
+    task = source.get("task", "classification")
+    if task not in studio.model_info(base).tasks:
+        return f"⚠ {md(base)} cannot learn {task} tasks: pick another base model in step 1."
+    return None
+
+
 def can_start(studio: Studio, base: str, source: dict | None) -> bool:
-    """Start waits for a loaded, mapped file and a base that can learn its task."""
-    if not source or not source.get("ready", True):
-        return False
     try:
-        return source.get("task", "classification") in studio.model_info(base).tasks
-    except AdapterError:
+        return start_blocker(studio, base, source) is None
+    except AdapterError:  # a base model this studio does not serve
         return False
 
 
 def run_summary(studio: Studio, base: str, source: dict | None, settings: dict[str, Any]) -> str:
     """Exactly what Start will train: the file, its rows and labels, the model, the adapter and the steps."""
-    if not source:
-        return "Load a data file (step 2) to see what will train. **Start** waits for it."
-    if not source.get("ready", True):
-        return f"Pick the columns of {md(source['name'])} in step 2. **Start** waits for them."
-    if source.get("task", "classification") not in studio.model_info(base).tasks:
-        return f"⚠ {md(base)} cannot learn {source.get('task')} tasks: pick another base model in step 1."
+    blocker = start_blocker(studio, base, source)
+    if blocker:
+        return blocker
     task = source.get("task", "classification")
     labels = source.get("labels") or []
     est = studio.estimate(
@@ -99,16 +105,19 @@ def preset_name(label: str | None) -> str:
 def plan(rows: int, task: str, base: str, settings: dict[str, Any]):
     """The engine's plan for `rows` rows: what auto chooses, or the user's values counted and checked."""
     auto = settings.get("auto", False)
-    given = {k: None if auto else settings[k] for k in ("batch_size", "epochs", "lr")}
+
+    def given(key: str, kind: type):  # None: the plan chooses
+        return None if auto else kind(settings[key])
+
     train_rows = max(1, int(rows * (1 - TrainConfig.val_fraction)))
     return plan_training(
         train_rows,
         task,
         preset_name(settings.get("preset")),
         base=base,
-        batch_size=None if given["batch_size"] is None else int(given["batch_size"]),
-        epochs=None if given["epochs"] is None else float(given["epochs"]),
-        lr=None if given["lr"] is None else float(given["lr"]),
+        batch_size=given("batch_size", int),
+        epochs=given("epochs", float),
+        lr=given("lr", float),
         device="cpu" if hardware().trains_on_cpu else "cuda",
     )
 

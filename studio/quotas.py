@@ -68,14 +68,20 @@ def _check_shares(studio: Studio, owner: str | None) -> None:
             f"You already have {active} runs queued or running (the limit is {policy.max_jobs_per_owner}). "
             "Wait for one to finish, or stop it."
         )
+    check_library_room(studio, owner)
+
+
+def check_library_room(studio: Studio, owner: str, incoming: int = 1) -> None:
+    """Room in `owner`'s library for one more adapter (a run in progress counts as one) of `incoming`
+    bytes: an upload's size, or at least one byte for a run whose adapter does not exist yet."""
+    policy = studio.policy
     count, size = studio.library.usage(owner)
-    if count + active >= policy.max_adapters_per_owner:
+    if count + studio.jobs.active_count(owner) >= policy.max_adapters_per_owner:
         raise AdapterError(
-            f"Your library is full ({count} adapters, the limit is {policy.max_adapters_per_owner}). "
-            "Delete one before training another."
+            f"Your library is full ({count} adapters, the limit is {policy.max_adapters_per_owner}). Delete one first."
         )
-    if size >= policy.max_bytes_per_owner:
+    if size + incoming > policy.max_bytes_per_owner:
         raise AdapterError(
-            f"Your adapters take {size / 2**20:.0f} MB, the limit is {policy.max_bytes_per_owner / 2**20:.0f} MB. "
-            "Delete one before training another."
+            f"Your adapters take {size / 2**20:.0f} MB; the limit is {policy.max_bytes_per_owner / 2**20:.0f} MB. "
+            "Delete one first."
         )

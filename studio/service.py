@@ -41,7 +41,7 @@ from adapter_core.paths import studio_home
 from .bases import ModelInfo, ResidentBases, model_bytes
 from .library import Entry, Library
 from .policy import Policy
-from .quotas import check_submit
+from .quotas import check_library_room, check_submit
 from .samples import SAMPLES_DIR
 
 USE = {"classification": "classify", "instruction": "chat"}
@@ -106,9 +106,7 @@ class Studio:
         if not path:
             raise AdapterError("Load a data file first: upload a CSV, TSV or JSONL file, or pick a sample.")
         resolved = Path(path).resolve()
-        if self.policy.public and not any(
-            resolved.is_relative_to(r.resolve()) for r in [SAMPLES_DIR, *self.upload_roots]
-        ):
+        if self.policy.public and not _inside(resolved, [SAMPLES_DIR, *self.upload_roots]):
             raise AdapterError("Data files come only from your uploads or the bundled samples. Upload the file.")
         return resolved
 
@@ -117,7 +115,7 @@ class Studio:
         out = []
         for p in paths:
             resolved = Path(p).resolve()
-            if self.policy.public and not any(resolved.is_relative_to(r.resolve()) for r in self.upload_roots):
+            if self.policy.public and not _inside(resolved, self.upload_roots):
                 raise AdapterError("Files come only from your uploads. Upload the file.")
             out.append(resolved)
         return out
@@ -307,18 +305,7 @@ class Studio:
         owner = self.owner(owner)
         paths = self.uploaded(files)
         if owner is not None:
-            count, size = self.library.usage(owner)
-            incoming = sum(p.stat().st_size for p in paths if p.is_file())
-            if count + self.jobs.active_count(owner) >= self.policy.max_adapters_per_owner:
-                raise AdapterError(
-                    f"Your library is full ({count} adapters, the limit is {self.policy.max_adapters_per_owner}). "
-                    "Delete one first."
-                )
-            if size + incoming > self.policy.max_bytes_per_owner:
-                raise AdapterError(
-                    f"That upload would take your adapters past {self.policy.max_bytes_per_owner / 2**20:.0f} MB. "
-                    "Delete one first."
-                )
+            check_library_room(self, owner, incoming=sum(p.stat().st_size for p in paths if p.is_file()))
         return self.library.upload(paths, owner=owner, limits=self.policy)
 
     def rename(self, old: str, new: str, owner: str | None = None) -> Entry:
@@ -326,6 +313,10 @@ class Studio:
 
     def delete(self, name: str, owner: str | None = None) -> None:
         self.library.delete(name, owner=self.owner(owner))
+
+
+def _inside(path: Path, roots: list[Path]) -> bool:
+    return any(path.is_relative_to(root.resolve()) for root in roots)
 
 
 def _clean_downloads() -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import shutil
 import zipfile
@@ -21,7 +20,14 @@ from typing import Any
 
 from adapter_core.config import AdapterConfig
 from adapter_core.errors import AdapterError
-from adapter_core.io import CONFIG_FILE, MAX_CONFIG_BYTES, WEIGHTS_FILE, read_meta_file, read_safetensors_header
+from adapter_core.io import (
+    CONFIG_FILE,
+    MAX_CONFIG_BYTES,
+    WEIGHTS_FILE,
+    path_tail,
+    read_meta_file,
+    read_safetensors_header,
+)
 
 ALLOWED_UPLOADS = {".json", ".safetensors", ".zip"}
 CHUNK = 2**20
@@ -65,10 +71,6 @@ def _file_name(value: Any) -> Any:
     return PurePosixPath(value.replace("\\", "/")).name if isinstance(value, str) and value else value
 
 
-def _is_server_path(value: Any) -> bool:
-    return isinstance(value, str) and (os.path.isabs(value) or value.startswith(("~", ".", "\\")) or ":\\" in value)
-
-
 def clean_meta(meta: dict[str, Any], name: str, for_download: bool = False) -> dict[str, Any]:
     """Metadata fit to publish: `name` set, no owner, the training data files by name only. For a
     download, a base model given as a server path keeps only its folder's name too."""
@@ -80,10 +82,10 @@ def clean_meta(meta: dict[str, Any], name: str, for_download: bool = False) -> d
         for key in ("data", "val_data"):
             train_config[key] = _file_name(train_config.get(key))
     if for_download:
-        if _is_server_path(meta.get("base_model")):
-            meta["base_model"] = _file_name(meta["base_model"])
-        if _is_server_path(meta["base"].get("name_or_path")):
-            meta["base"]["name_or_path"] = _file_name(meta["base"]["name_or_path"])
+        if "base_model" in meta:
+            meta["base_model"] = path_tail(meta["base_model"])
+        if "name_or_path" in meta["base"]:
+            meta["base"]["name_or_path"] = path_tail(meta["base"]["name_or_path"])
     return meta
 
 

@@ -18,10 +18,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import AdapterError
-from .runs import Run, RunStore, visible
+from .runs import ACTIVE, Run, RunStore, visible
 from .train import Event, TrainConfig, train
 
-ACTIVE = ("queued", "loading", "training")
 UNEXPECTED = "The run failed on the server; details are in the run's error.log."
 UNEXPECTED_UNLOGGED = "The run failed on the server; details are in the server's log."
 KEEP_FINISHED = 200

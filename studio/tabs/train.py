@@ -132,16 +132,11 @@ def wire(ctx: Ctx) -> None:
     def tick(owner, job_id, seen, changed, request: gr.Request):
         owner = who(studio, owner, request)
         if job_id is None or job_id == seen:  # nothing new to draw: only the queue may have moved
-            return [gr.update(), gr.update(), h.queue_text(studio, studio.owner(owner)), seen, changed]
+            return [gr.update(), gr.update(), h.queue_text(studio, owner), seen, changed]
         info = h.progress(studio, owner, job_id)
-        newly_done = info["done"] and job_id is not None and seen != job_id
-        return [
-            info["figure"],
-            info["status"],
-            info["queue"],
-            job_id if info["done"] else seen,
-            (changed or 0) + 1 if newly_done else changed,
-        ]
+        if info["done"]:  # drawn once more, then left alone; the pickers learn of its adapter
+            return [info["figure"], info["status"], info["queue"], job_id, (changed or 0) + 1]
+        return [info["figure"], info["status"], info["queue"], seen, changed]
 
     ctx["timer"].tick(
         friendly(tick),

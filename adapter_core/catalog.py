@@ -174,3 +174,12 @@ def _converted_gguf(entry: CatalogEntry, gguf_path: Path) -> Path:
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     return cache
+
+
+def position_limit(config) -> int | None:
+    """The longest input the model's position embeddings allow, where the config says."""
+    for key in ("max_position_embeddings", "n_positions", "max_sequence_length"):
+        value = getattr(config, key, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None

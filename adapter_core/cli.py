@@ -159,6 +159,33 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--max-new-tokens", type=int, default=160)
 
     sub.add_parser("runs", help="list past runs in $ADAPTER_STUDIO_HOME/runs")
+    s = sub.add_parser(
+        "serve",
+        help="serve a library of adapters over an OpenAI-compatible HTTP API",
+        description="Serve every adapter in a library folder over an OpenAI-compatible API at /v1: "
+        "chat with instruction adapters (or model=auto through a router), classify with classification "
+        "adapters. Requests that arrive together share one mixed-adapter batch.",
+    )
+    s.add_argument(
+        "--library", required=True, help="a folder of adapter folders (the studio's: ~/.adapter_studio/adapters)"
+    )
+    s.add_argument("--router", help="a classification adapter whose labels name the department adapters (model=auto)")
+    s.add_argument(
+        "--fallback",
+        help="where model=auto sends messages the router is unsure of: a model name, or a fixed hand-off message "
+        "(default: the departments' bare base model)",
+    )
+    s.add_argument(
+        "--api-key",
+        default=os.environ.get("ADAPTER_STUDIO_API_KEY"),
+        help="require 'Authorization: Bearer KEY' (default: $ADAPTER_STUDIO_API_KEY; none: open)",
+    )
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
+    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--max-batch", type=int, default=32, help="most requests in one decoding batch (1: one at a time)")
+    s.add_argument(
+        "--batch-window-ms", type=float, default=10.0, help="how long a request waits for others to batch with"
+    )
     return p
 
 
@@ -174,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
             "predict": cmd_predict,
             "chat": cmd_chat,
             "runs": cmd_runs,
+            "serve": cmd_serve,
         }[args.command](args)
     except AdapterError as e:
         _error(str(e))
@@ -388,6 +416,19 @@ def cmd_chat(args: argparse.Namespace) -> int:
     for piece in stream_generate(base.model, base.tokenizer, args.prompt, name, args.max_new_tokens):
         print(piece, end="", flush=True)
     print()
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from .serve.app import build_server
+
+    app = build_server(
+        args.library, args.router, args.fallback, args.api_key, args.max_batch, args.batch_window_ms / 1000
+    )
+    print(f"Serving {args.library} at http://{args.host}:{args.port}/v1", file=sys.stderr)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
 
 

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import queue
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import nn
-from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+from transformers import StoppingCriteria
 
 from .errors import AdapterError
+from .generation import Row, generate_rows
 from .heads import backbone_hidden, pool
 from .inject import HEADS_ATTR, TASK_ADAPTER, AdapterRecord, get_record
 from .selection import thread_with_context, use_adapter
@@ -98,21 +100,18 @@ def classify(
 
 def format_prompt(tokenizer, instruction: str, system: str | None = None) -> str:
     """The text a model sees before its answer: the chat template when it has one, else a plain one."""
+    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": instruction}]
+    return format_chat(tokenizer, messages)
+
+
+def format_chat(tokenizer, messages: Sequence[dict[str, str]]) -> str:
+    """A conversation (`{"role", "content"}` dicts, ending with the user's turn) as the text before the
+    assistant's answer: the chat template when the tokenizer has one, else a plain one."""
     if getattr(tokenizer, "chat_template", None):
-        messages = ([{"role": "system", "content": system}] if system else []) + [
-            {"role": "user", "content": instruction}
-        ]
-        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    head = f"{system}\n\n" if system else ""
-    return f"{head}### Instruction:\n{instruction}\n\n### Response:\n"
-
-
-class _StopOnEvent(StoppingCriteria):
-    def __init__(self, event: threading.Event):
-        self.event = event
-
-    def __call__(self, input_ids, scores, **kwargs) -> bool:
-        return self.event.is_set()
+        return tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True)
+    heads = {"user": "### Instruction:\n", "assistant": "### Response:\n"}
+    parts = [heads.get(m["role"], "") + m["content"] + "\n\n" for m in messages]
+    return "".join(parts) + "### Response:\n"
 
 
 def stop_token_ids(tokenizer, model: nn.Module | None = None) -> list[int]:
@@ -218,6 +217,11 @@ def _guard(guard: RepetitionGuard | bool | None) -> RepetitionGuard | None:
     return guard or None
 
 
+def prompt_ids(tokenizer, prompt: str) -> list[int]:
+    """The token ids of a formatted prompt (the template already holds any special tokens)."""
+    return tokenizer(prompt, add_special_tokens=False)["input_ids"]
+
+
 def stream_generate(
     model: nn.Module,
     tokenizer,
@@ -230,48 +234,32 @@ def stream_generate(
 ) -> Iterator[str]:
     """Yield the answer's text piece by piece, greedy, up to the end-of-turn (or eos) token.
 
-    `generate` runs in a worker thread that carries the caller's adapter selection; setting `stop` ends
+    Generation runs in a worker thread that carries the caller's adapter selection; setting `stop` ends
     generation after the current token. `guard` stops a degenerate loop (True: a fresh `RepetitionGuard`;
     pass your own to read `guard.any` once the answer is complete; None or False: no guard)."""
     if name is not None:
         _require_task(model, name, "instruction", "chat")
-    prompt = format_prompt(tokenizer, instruction, system)
-    device = next(model.parameters()).device
-    inputs = tokenizer(prompt, return_tensors="pt", add_special_tokens=False).to(device)
-    streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=300)
-    stop = stop or threading.Event()
-    criteria = [_StopOnEvent(stop)]
-    stops = stop_token_ids(tokenizer, model)
-    guard = _guard(guard)
-    if guard is not None:
-        guard.reset(inputs["input_ids"].shape[1], stops)
-        criteria.append(guard)
-    kwargs = dict(
-        **inputs,
-        max_new_tokens=max_new_tokens,
-        do_sample=False,
-        streamer=streamer,
-        stopping_criteria=StoppingCriteriaList(criteria),
-        pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=stops or None,
-    )
+    pieces: queue.Queue = queue.Queue()
+    row = Row(prompt_ids(tokenizer, format_prompt(tokenizer, instruction, system)), name, max_new_tokens)
+    row.cancel = stop or threading.Event()
+    row.on_text = pieces.put
     errors: list[BaseException] = []
 
     def run() -> None:
         try:
-            with torch.no_grad():
-                model.generate(**kwargs)
+            generate_rows(model, tokenizer, [row], stop_token_ids(tokenizer, model), _guard(guard))
         except BaseException as e:  # surfaced in the caller's thread below
             errors.append(e)
-            streamer.end()
+        finally:
+            pieces.put(None)
 
-    with use_adapter(model, name):
-        worker = thread_with_context(run)
+    worker = thread_with_context(run)
     worker.start()
     try:
-        yield from streamer
+        while (piece := pieces.get()) is not None:
+            yield piece
     finally:
-        stop.set()
+        row.cancel.set()
         worker.join()
     if errors:
         raise errors[0]
@@ -291,7 +279,6 @@ def generate(
     return "".join(stream_generate(model, tokenizer, instruction, name, max_new_tokens, system, guard=guard))
 
 
-@torch.no_grad()
 def generate_batch(
     model: nn.Module,
     tokenizer,
@@ -311,28 +298,9 @@ def generate_batch(
         raise AdapterError(f"Got {len(instructions)} instructions but {len(names)} adapter names; give one per row.")
     for n in set(names) - {None}:
         _require_task(model, n, "instruction", "generation")
-    if not instructions:
-        return []
-    prompts = [format_prompt(tokenizer, i, system) for i in instructions]
-    device = next(model.parameters()).device
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    # Left padding keeps every prompt's last token at the end, where generation continues.
-    inputs = tokenizer(prompts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False).to(
-        device
-    )
-    stops = stop_token_ids(tokenizer, model)
-    guard = _guard(guard)
-    criteria = StoppingCriteriaList()
-    if guard is not None:
-        guard.reset(inputs["input_ids"].shape[1], stops)
-        criteria.append(guard)
-    with use_adapter(model, names):
-        out = model.generate(
-            **inputs,
-            max_new_tokens=max_new_tokens,
-            do_sample=False,
-            pad_token_id=pad,
-            eos_token_id=stops or None,
-            stopping_criteria=criteria,
-        )
-    return tokenizer.batch_decode(out[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+    rows = [
+        Row(prompt_ids(tokenizer, format_prompt(tokenizer, i, system)), n, max_new_tokens)
+        for i, n in zip(instructions, names, strict=True)
+    ]
+    generate_rows(model, tokenizer, rows, stop_token_ids(tokenizer, model), _guard(guard))
+    return [r.text for r in rows]

@@ -30,6 +30,7 @@ from .schema import (
     DTYPE_BYTES,
     MAX_CONFIG_BYTES,
     MAX_HEADER_BYTES,
+    WEIGHTS_FILE,
     read_meta_file,
     read_safetensors_header,
     validate_meta,
@@ -52,8 +53,6 @@ __all__ = [
     "save_adapter",
     "validate_meta",
 ]
-
-WEIGHTS_FILE = "adapter_model.safetensors"
 
 
 def base_identity(model: nn.Module) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import struct
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from .heads import POOLINGS
 from .inject import TASKS
 
 CONFIG_FILE = "adapter_config.json"
+WEIGHTS_FILE = "adapter_model.safetensors"
 MAX_CONFIG_BYTES = 2**20  # an adapter config is a few KB; labels and training metadata included
 MAX_HEADER_BYTES = 4 * 2**20  # a safetensors header: about 100 bytes per tensor
 DTYPE_BYTES = {"F32": 4, "F16": 2, "BF16": 2}
@@ -99,7 +101,23 @@ def validate_meta(meta: Any, source: str = CONFIG_FILE) -> dict[str, Any]:
     for key in ("step", "train_seconds", "total_steps"):
         value = training.get(key)
         need(value is None or _is_number(value, finite=False), f"'training.{key}'", "must be a number", value)
+    _check_out_of_scope(meta.get("out_of_scope"), need)
     return meta
+
+
+def _check_out_of_scope(section: Any, need) -> None:
+    """The calibrated fallback threshold of a classification adapter (`engine/calibration.py`)."""
+    if section is None:
+        return
+    need(isinstance(section, dict), "'out_of_scope'", "must be an object with a threshold, or null", section)
+    value = section.get("threshold", _MISSING)
+    ok = _is_number(value) and 0 <= value <= 1
+    need(ok, "'out_of_scope.threshold'", "must be a number from 0 to 1", value)
+    for key in ("in_scope_recall", "validation_rows"):
+        value = section.get(key)
+        need(value is None or _is_number(value), f"'out_of_scope.{key}'", "must be a number", value)
+    value = section.get("method")
+    need(value is None or isinstance(value, str), "'out_of_scope.method'", "must be a string", value)
 
 
 def _check_config(config: Any, need, source: str) -> AdapterConfig:
@@ -195,3 +213,54 @@ def read_safetensors_header(
             raise AdapterError(f"{what} is damaged: tensor {name[:80]!r} does not hold {shape} {dtype} values.")
         out[name] = (dtype, tuple(shape))
     return out
+
+
+# Checking the weights against the config -----------------------------------------------------------
+_TENSOR = re.compile(r"^adapters\.s(\d+)\.l(\d+)\.(attn|cross|ffn)\.(down|up)\.(weight|bias)$")
+
+
+def check_weights_match(meta: dict[str, Any], header: dict[str, tuple[str, tuple[int, ...]]]) -> None:
+    """The tensors must be exactly those the config describes, from the metadata alone (no base model):
+    every slot `adapters.s<stack>.l<layer>.<attn|cross|ffn>` holds down/up weights and biases of the
+    config's bottleneck, only at sub-layers and layers the config places adapters on, plus a head of
+    one row per label for classification."""
+    config = AdapterConfig.from_dict(meta["config"])
+    hidden = meta["base"]["hidden_size"]
+    r = config.bottleneck_for(hidden)
+    n = len(meta.get("labels") or []) if meta["task"] == "classification" else 0
+    shapes = {"down.weight": (r, hidden), "down.bias": (r,), "up.weight": (hidden, r), "up.bias": (hidden,)}
+    head = {"head.weight": (n, hidden), "head.bias": (n,)} if n else {}
+    slots: dict[str, set[str]] = {}
+    for name, (_, shape) in header.items():
+        match = _TENSOR.match(name)
+        if name in head:
+            want = head[name]
+        elif match:
+            _, layer, kind, proj, what = match.groups()
+            if kind not in config.slots or int(layer) in config.leave_out:
+                raise AdapterError(f"{WEIGHTS_FILE} has tensor {name!r}, where its config places no adapter.")
+            slots.setdefault(name.rsplit(".", 2)[0], set()).add(f"{proj}.{what}")
+            want = shapes[f"{proj}.{what}"]
+        else:
+            raise AdapterError(f"{WEIGHTS_FILE} has tensor {name[:80]!r}, which is not part of an adapter.")
+        if shape != want:
+            raise AdapterError(
+                f"{WEIGHTS_FILE} does not match its config: {name} has shape {list(shape)}, expected {list(want)} "
+                f"(bottleneck {r:,}, hidden size {hidden:,}, {n:,} labels)."
+            )
+    incomplete = sorted(k for k, parts in slots.items() if len(parts) != len(shapes))
+    missing = sorted(set(head) - set(header))
+    problem = (
+        f"{incomplete[0]} lacks some of its tensors"
+        if incomplete
+        else f"it has no {missing[0]}"
+        if missing
+        else "it holds no adapter tensors"
+        if not slots
+        else None
+    )
+    total = sum(math.prod(shape) for _, shape in header.values())
+    if problem is None and total != len(slots) * (2 * hidden * r + r + hidden) + n * hidden + n:
+        problem = f"it holds {total:,} weights, not what {len(slots)} adapter slots and the head need"
+    if problem:
+        raise AdapterError(f"{WEIGHTS_FILE} does not match its config: {problem}.")

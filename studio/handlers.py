@@ -11,8 +11,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from adapter_core import AdapterConfig, AdapterError
 from adapter_core.engine.plan import DEFAULT_PRESET as ENGINE_DEFAULT
 from adapter_core.engine.plan import PRESETS as ENGINE_PRESETS
@@ -254,45 +252,6 @@ def stop_training(studio: Studio, owner: str | None, job_id: str | None) -> str:
         return f"That run already finished ({job.status})."
     studio.jobs.stop(job_id, owner=studio.owner(owner))
     return "Stopping after the current step; the adapter is kept."
-
-
-# Use -------------------------------------------------------------------------------------------------
-def classify_text(studio: Studio, owner: str | None, adapter: str, text: str) -> dict[str, float]:
-    if not adapter or adapter == NONE:
-        raise AdapterError("Pick a classification adapter (train one, or upload one in the Library).")
-    if not (text or "").strip():
-        raise AdapterError("Type a sentence to classify.")
-    return studio.classify(adapter, [text], owner)[0].probabilities
-
-
-def check_router(router: str | None) -> None:
-    if not router:
-        raise AdapterError("Pick a router: a classification adapter trained on departments.")
-
-
-def route_head(studio: Studio, owner: str | None, router: str | None, message: str) -> tuple[str, str]:
-    """Route one message: the line that says where it went, and the adapter that answers it."""
-    check_router(router)
-    [(prediction, target)] = studio.route(router, [message], owner=owner)
-    head = (
-        f"Router **{md(router)}** chose **{md(prediction.label)}** ({prediction.confidence:.1%} confident) "
-        f"→ answered by **{md(target)}**"
-    )
-    return head, target
-
-
-def route_table(studio: Studio, owner: str | None, router: str | None, text: str) -> pd.DataFrame:
-    """Route a batch of messages (one per line) and answer each with its department's adapter; the
-    answers come from one mixed-adapter batch per base."""
-    check_router(router)
-    messages = [line.strip() for line in (text or "").splitlines() if line.strip()]
-    if not messages:
-        raise AdapterError("Type the customer messages, one per line.")
-    rows = [
-        {"message": m, "department": p.label, "confidence": round(p.confidence, 3), "adapter": target, "answer": a}
-        for m, (p, target, a) in zip(messages, studio.route_and_answer(router, messages, owner=owner), strict=True)
-    ]
-    return pd.DataFrame(rows)
 
 
 def _clock(seconds: float) -> str:

@@ -1,37 +1,33 @@
-"""The adapter library: one folder per named adapter under `$ADAPTER_STUDIO_HOME/adapters`.
+"""The studio's adapter library: one folder per named adapter under `$ADAPTER_STUDIO_HOME/adapters`.
 
-Finished runs publish their adapter here; users rename, delete, download (zip) and upload them.
-A folder's `.owner` file (one line) names the visitor who owns it; a folder without one is a shared
-example. `owner=None` is local mode: one trusted user who sees and edits everything. With an owner,
-a call sees that owner's adapters plus the shared ones and edits only its own. A folder that cannot
-be read is logged and skipped, never fatal; messages name adapters, never server paths.
+Reading (listing, owners, visibility) is `adapter_core.library.Library`, shared with the server. This
+adds the writing: finished runs publish their adapter here; users rename, delete, download (zip) and
+upload them. A caller edits only its own adapters; `owner=None` (local mode) edits everything.
 """
 
 from __future__ import annotations
 
 import json
-import logging
-import math
 import os
 import shutil
 import tempfile
 import threading
 import uuid
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from adapter_core.atomic import replace_dir, write_json_atomic
 from adapter_core.errors import AdapterError
-from adapter_core.io import CONFIG_FILE, WEIGHTS_FILE, read_adapter_config, read_safetensors_header
+from adapter_core.io import CONFIG_FILE, WEIGHTS_FILE, read_adapter_config
+from adapter_core.library import CURVE_FILE, OWNER_FILE, Entry, log
+from adapter_core.library import Library as FolderLibrary
 from adapter_core.paths import studio_home
 
 from .uploads import (
     ALLOWED_UPLOADS,
     MAX_NAME,
     check_name,
-    check_weights_match,
     clean_meta,
     safe_name,
     stage_upload,
@@ -39,128 +35,13 @@ from .uploads import (
 
 __all__ = ["ALLOWED_UPLOADS", "CURVE_FILE", "OWNER_FILE", "Entry", "Library", "check_name", "safe_name"]
 
-CURVE_FILE = "metrics.jsonl"  # the training curve, kept beside a published adapter for Compare
-OWNER_FILE = ".owner"
-log = logging.getLogger("adapter_studio")
 
-
-@dataclass
-class Entry:
-    name: str
-    path: Path
-    meta: dict[str, Any]
-    owner: str | None = None  # None: a shared example
-
-    @property
-    def task(self) -> str:
-        return self.meta["task"]
-
-    @property
-    def base(self) -> str:
-        return self.meta.get("base_model") or self.meta["base"]["name_or_path"]
-
-    @property
-    def training(self) -> dict[str, Any]:
-        return self.meta.get("training") or {}
-
-    @property
-    def size_bytes(self) -> int:
-        return (self.path / WEIGHTS_FILE).stat().st_size
-
-    def curve(self) -> list[dict[str, Any]]:
-        """The training curve, one dict per logged step; a truncated or garbled line is skipped."""
-        path = self.path / CURVE_FILE
-        if not path.is_file():
-            return []
-        points = []
-        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-            try:
-                point = json.loads(line) if line.strip() else None
-            except ValueError:
-                continue
-            if isinstance(point, dict):
-                points.append(point)
-        return points
-
-    @property
-    def parameters(self) -> int:
-        """Trainable parameters (adapter and head), counted from the weights file's header."""
-        return sum(math.prod(shape) for _, shape in read_safetensors_header(self.path / WEIGHTS_FILE).values())
-
-    @property
-    def version(self) -> float:
-        """Changes whenever the weights are replaced, so a served copy knows it is stale."""
-        return (self.path / WEIGHTS_FILE).stat().st_mtime
-
-
-def _read_owner(folder: Path) -> str | None:
-    path = folder / OWNER_FILE
-    if not path.exists() and not path.is_symlink():
-        return None
-    with open(path, encoding="utf-8") as f:
-        owner = f.read(1024).strip()
-    if not owner or "\n" in owner:
-        raise AdapterError(f"{folder.name}/{OWNER_FILE} does not hold one owner id.")
-    return owner
-
-
-def _load(folder: Path, owner: str | None = None) -> Entry:
-    """Read one adapter folder, checked: its config, its weights' header against the config, its owner."""
-    meta = read_adapter_config(folder)
-    check_weights_match(meta, read_safetensors_header(folder / WEIGHTS_FILE))
-    return Entry(folder.name, folder, meta, owner)
-
-
-class Library:
+class Library(FolderLibrary):
     def __init__(self, home: str | Path | None = None):
-        self.root = Path(home or studio_home()) / "adapters"
+        super().__init__(Path(home or studio_home()) / "adapters")
         self.root.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
         self.recover()
-
-    # Reading ---------------------------------------------------------------------------------------
-    def entries(self, owner: str | None = None) -> list[Entry]:
-        """Every readable adapter this owner may see, by name. Never raises for a bad folder."""
-        out = []
-        try:
-            folders = sorted(p for p in self.root.iterdir() if not p.name.startswith("."))
-        except OSError as e:
-            log.error("The adapter library cannot be listed: %s", e)
-            return []
-        for folder in folders:
-            try:
-                if not folder.is_dir():
-                    continue
-                folder_owner = _read_owner(folder)
-                if _visible(folder_owner, owner):
-                    out.append(_load(folder, folder_owner))
-            except Exception as e:  # one bad folder must never break the listing
-                log.warning("Skipping adapter folder %r: %s", folder.name, e)
-        return out
-
-    def names(self, task: str | None = None, owner: str | None = None) -> list[str]:
-        return [e.name for e in self.entries(owner) if task is None or e.task == task]
-
-    def get(self, name: str, owner: str | None = None) -> Entry:
-        """The adapter `name`, if this owner may see it; otherwise the same error as a missing one."""
-        missing = AdapterError(f"No adapter named {name!r} in {'the' if owner is None else 'your'} library.")
-        folder = self._folder(name)
-        if folder is None or not folder.is_dir():
-            raise missing
-        try:
-            folder_owner = _read_owner(folder)
-        except (OSError, ValueError) as e:
-            log.warning("Adapter folder %r has an unreadable owner file: %s", folder.name, e)
-            raise missing from None
-        if not _visible(folder_owner, owner):
-            raise missing
-        try:
-            return _load(folder, folder_owner)
-        except AdapterError as e:
-            raise AdapterError(f"The adapter {folder.name!r} is damaged and cannot be used: {e}") from None
-        except Exception as e:  # details may hold server paths: log them
-            log.warning("Adapter folder %r cannot be read: %s", folder.name, e)
-            raise AdapterError(f"The adapter {folder.name!r} is damaged and cannot be used.") from None
 
     def usage(self, owner: str) -> tuple[int, int]:
         """How many adapters `owner` has, and their bytes on disk."""
@@ -263,12 +144,6 @@ class Library:
         return finished
 
     # Helpers ---------------------------------------------------------------------------------------
-    def _folder(self, name: Any) -> Path | None:
-        """The folder of an adapter called `name`: a plain child of the root, never a path elsewhere."""
-        if not isinstance(name, str) or not name or name.startswith(".") or set(name) & {"/", "\\", "\0"}:
-            return None
-        return self.root / name
-
     def _editable(self, name: str, owner: str | None) -> Entry:
         entry = self.get(name, owner)
         if owner is not None and entry.owner != owner:
@@ -290,10 +165,6 @@ class Library:
         if meta.get("name") != name:
             meta["name"] = name
             write_json_atomic(folder / CONFIG_FILE, meta)
-
-
-def _visible(folder_owner: str | None, owner: str | None) -> bool:
-    return owner is None or folder_owner is None or folder_owner == owner
 
 
 def _check_owner(owner: str | None) -> str | None:

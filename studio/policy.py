@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from adapter_core.catalog import CATALOG
 from adapter_core.errors import AdapterError
+from adapter_core.serve.hub import Limits
 
 
 def _env_flag(name: str) -> bool:
@@ -85,6 +86,16 @@ class Policy:
         )
 
     # Checks ----------------------------------------------------------------------------------------
+    def serve_limits(self) -> Limits:
+        """What one serving request may ask for (the HTTP API and the Use tab alike)."""
+        return Limits(
+            max_prompt_chars=self.max_prompt_chars,
+            max_new_tokens=self.max_new_tokens,
+            max_inputs=self.max_route_messages,
+            max_waiting=64 if self.public else 256,
+            max_in_flight_per_owner=4 if self.public else None,
+        )
+
     def check_model(self, name: str) -> str:
         """The base model name, if this visitor may load it."""
         name = (name or "").strip()

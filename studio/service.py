@@ -16,7 +16,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 from adapter_core import (
@@ -26,19 +26,18 @@ from adapter_core import (
     Prediction,
     classify,
     count_adapter_params,
-    generate_batch,
-    load_adapter,
-    remove_adapter,
-    stream_generate,
 )
+from adapter_core.engine.calibration import saved_threshold
 from adapter_core.engine.evaluation import evaluate_file
 from adapter_core.engine.jobs import Job, JobManager
 from adapter_core.engine.runs import RunStore
-from adapter_core.inference import RepetitionGuard
-from adapter_core.inject import TASK_ADAPTER, list_adapters
+from adapter_core.inject import TASK_ADAPTER
 from adapter_core.paths import studio_home
+from adapter_core.serve.hub import FALLBACK, Hub, Stream
+from adapter_core.serve.pool import ModelPool, model_bytes
+from adapter_core.serve.routing import Route
 
-from .bases import ModelInfo, ResidentBases, model_bytes
+from .bases import ModelInfo, model_info
 from .library import Entry, Library
 from .policy import Policy
 from .quotas import check_library_room, check_submit
@@ -57,8 +56,14 @@ class Studio:
         self.library = Library(self.home)
         self.jobs = JobManager(RunStore(self.home), on_finish=self._publish)
         self.upload_roots: list[Path] = []  # where the web front end keeps visitors' uploads
-        self._served: dict[tuple[str, str], float] = {}  # (base, adapter) -> library version loaded
-        self.bases = ResidentBases(self.policy, on_evict=self._forget_served)
+        self.bases = ModelPool(self.policy.check_model, self.policy.model_budget_bytes)
+        # The hub serves the Use and Compare tabs and the HTTP API alike: one batch per base for all.
+        self.hub = Hub(
+            self.library,
+            self.bases,
+            self.policy.serve_limits(),
+            bare_bases=lambda: [*self.policy.allowed_models, *self.bases.names()],
+        )
         self._lock = threading.RLock()
         self._submit_lock = threading.Lock()
         self._uploads: dict[str, tuple[str | None, str]] = {}  # token -> (owner, path); see remember_upload
@@ -77,11 +82,7 @@ class Studio:
         return self.bases.get(name)
 
     def model_info(self, name: str) -> ModelInfo:
-        return self.bases.info(name)
-
-    def _forget_served(self, base_name: str) -> None:
-        with self._lock:
-            self._served = {k: v for k, v in self._served.items() if k[0] != base_name}
+        return model_info(self.base(name))
 
     def estimate(self, base_name: str, config: AdapterConfig, num_labels: int) -> dict[str, float]:
         """Trainable parameters, their share of the base, and disk sizes, before training."""
@@ -127,15 +128,7 @@ class Studio:
         entry = self.library.get(adapter, owner=self.owner(owner))
         if task is not None and entry.task != task:
             raise AdapterError(f"{adapter!r} is {TASK_ADAPTER[entry.task]}; pick {TASK_ADAPTER[task]} to {USE[task]}.")
-        base = self.base(entry.base)
-        key = (entry.base, entry.name)
-        with self._lock:
-            if self._served.get(key) != entry.version:
-                if entry.name in list_adapters(base.model):
-                    remove_adapter(base.model, entry.name)
-                load_adapter(base.model, entry.path, name=entry.name)
-                self._served[key] = entry.version
-        return base, entry
+        return self.bases.serve(entry), entry
 
     def classify(self, adapters: str | list[str], texts: list[str], owner: str | None = None) -> list[Prediction]:
         """Label `texts` with one classification adapter, or `texts[i]` with `adapters[i]`. Rows whose
@@ -154,11 +147,14 @@ class Studio:
         owner: str | None = None,
     ) -> list[str]:
         """Greedy answers: `messages[i]` through instruction adapter `adapters[i]` (None: the bare
-        `base_name`). Rows on one base are generated together, in one mixed-adapter batch."""
+        `base_name`). Rows on one base join one mixed-adapter batch."""
         messages = [self.policy.check_prompt(m) for m in messages]
-        tokens = self.policy.clamp_new_tokens(max_new_tokens)
-        run = lambda b, m, n: generate_batch(b.model, b.tokenizer, m, n, tokens)  # noqa: E731
-        return self._per_base(adapters, messages, "instruction", run, base_name, owner)
+        owner = self.owner(owner)
+        if None in adapters:
+            self.base(base_name)  # the policy's check, and resident for the hub
+        models = [a or base_name for a in adapters]
+        conversations = [[{"role": "user", "content": m}] for m in messages]
+        return [s.text() for s in self.hub.chat_many(models, conversations, owner=owner, max_tokens=max_new_tokens)]
 
     def _per_base(
         self, names: list, inputs: list, task: str, run: Callable, base_name: str = "", owner: str | None = None
@@ -183,64 +179,58 @@ class Studio:
         max_new_tokens: int = 160,
         stop: threading.Event | None = None,
         owner: str | None = None,
-        guard: RepetitionGuard | None = None,
-    ) -> Iterator[str]:
-        """Stream the answer of instruction adapter `adapter` (None: the bare base model). With `guard`,
-        `guard.any` tells afterwards whether a degenerate loop was cut (show a warning then)."""
+    ) -> Stream:
+        """Stream the answer of instruction adapter `adapter` (None: the bare base model). Afterwards
+        `stream.repeated` tells whether a degenerate loop was cut (show a warning then)."""
         message = self.policy.check_prompt(message)
-        tokens = self.policy.clamp_new_tokens(max_new_tokens)
-        if adapter:
-            base, entry = self.served(adapter, "instruction", owner)
-            name = entry.name
-        else:
-            base, name = self.base(base_name), None
-        return stream_generate(base.model, base.tokenizer, message, name, tokens, stop=stop, guard=guard or True)
+        owner = self.owner(owner)
+        if not adapter:
+            self.base(base_name)
+        messages = [{"role": "user", "content": message}]
+        return self.hub.chat(adapter or base_name, messages, owner=owner, max_tokens=max_new_tokens, cancel=stop)
 
     def route(
-        self, router: str, messages: list[str], mapping: dict[str, str] | None = None, owner: str | None = None
-    ) -> list[tuple[Prediction, str]]:
-        """The router's prediction for each message, and the instruction adapter that should answer it."""
+        self, router: str, messages: list[str], owner: str | None = None, threshold: float | None = None
+    ) -> list[Route]:
+        """Where the router sends each message: its department's instruction adapter, or the fallback
+        when it is less sure than `threshold` (default: the router's calibrated one)."""
         if len(messages) > self.policy.max_route_messages:
             raise AdapterError(
                 f"Route at most {self.policy.max_route_messages} messages at a time; got {len(messages)}."
             )
-        predictions = self.classify(router, messages, owner)
-        mapping = mapping or self.default_routes(router, owner)
-        missing = sorted({p.label for p in predictions} - {label for label, target in mapping.items() if target})
-        if missing:
-            raise AdapterError(
-                f"The router chose {', '.join(map(repr, missing))}, which no instruction adapter covers. "
-                "Train or upload an instruction adapter whose name contains that label."
-            )
-        return [(p, mapping[p.label]) for p in predictions]
+        messages = [self.policy.check_prompt(m) for m in messages]
+        return self.hub.route(messages, self.owner(owner), router, threshold)[0]
+
+    def router_threshold(self, router: str, owner: str | None = None) -> float | None:
+        """The out-of-scope threshold calibrated when `router` was trained, if any."""
+        return saved_threshold(self.library.get(router, owner=self.owner(owner)).meta)
+
+    def fallback_base(self, owner: str | None = None) -> str:
+        """The bare base model that answers what no department covers."""
+        return self.hub.fallback_model(self.owner(owner))
 
     def route_and_answer(
         self,
         router: str,
         messages: list[str],
-        mapping: dict[str, str] | None = None,
-        max_new_tokens: int = 160,
         owner: str | None = None,
-    ) -> list[tuple[Prediction, str, str]]:
+        threshold: float | None = None,
+        handoff: str | None = None,
+        max_new_tokens: int = 160,
+    ) -> list[tuple[Route, str, str]]:
         """Route every message, then answer them all in one batch in which each row uses its department's
-        adapter: a hub's worth of traffic in one pass over the shared base."""
-        routes = self.route(router, messages, mapping, owner)
-        targets = [target for _, target in routes]
-        answers = self.answer(targets, messages, max_new_tokens=max_new_tokens, owner=owner)
-        return [(p, target, a) for (p, target), a in zip(routes, answers, strict=True)]
-
-    def default_routes(self, router: str, owner: str | None = None) -> dict[str, str]:
-        """Router label -> the instruction adapter whose name shares a word with it (orders -> orders-v2)."""
-        owner = self.owner(owner)
-        labels = self.library.get(router, owner=owner).meta.get("labels") or []
-        chat = self.library.names("instruction", owner=owner)
-        routes = {}
-        for label in labels:
-            low = label.lower()
-            match = next((n for n in chat if low in n.lower() or n.lower().split("-")[0] in low), None)
-            if match:
-                routes[label] = match
-        return routes
+        adapter: a hub's worth of traffic in one pass over the shared base. Fallback rows get the bare
+        base's answer, or the fixed `handoff` message when one is given."""
+        routes = self.route(router, messages, owner, threshold)
+        base = self.fallback_base(owner) if any(r.fallback for r in routes) else ""
+        asked = [i for i, r in enumerate(routes) if not (r.fallback and handoff)]
+        answers = self.answer(
+            [routes[i].target for i in asked], [messages[i] for i in asked], base, max_new_tokens, owner
+        )
+        out = [(r, FALLBACK, handoff or "") for r in routes]
+        for i, answer in zip(asked, answers, strict=True):
+            out[i] = (routes[i], routes[i].target or base, answer)
+        return out
 
     def evaluate(self, adapters: list[str], data_path: str | Path, owner: str | None = None) -> list[dict]:
         (path,) = self.uploaded([data_path]) if self.policy.public else [Path(data_path)]

@@ -8,15 +8,17 @@ picker in step with the visitor's library.
 from __future__ import annotations
 
 import os
-import secrets
 from pathlib import Path
 
 import gradio as gr
 from gradio.utils import get_space, get_upload_folder
+from starlette.routing import Mount
 
 from . import handlers as h
+from .api import api_app
 from .comparison import library_table
 from .hardware import hardware
+from .keys import studio_secret
 from .service import Studio
 from .tabs import adapter, compare, data, library, model, train, use, wizard
 from .tabs.common import Ctx, friendly, identify, who
@@ -24,19 +26,6 @@ from .tabs.common import Ctx, friendly, identify, who
 MAX_UPLOAD = "50mb"
 TABS = (model, data, adapter, train, use, compare, library)
 CACHE_CLEANUP = (3600, 3600)  # every hour, delete gradio's temporary files older than an hour
-
-
-def browser_secret(studio: Studio) -> str:
-    """The key that encrypts visitors' tokens in their browsers; kept across restarts so visitors keep
-    their work, from ADAPTER_STUDIO_SECRET or a file made once in the data directory."""
-    if os.environ.get("ADAPTER_STUDIO_SECRET"):
-        return os.environ["ADAPTER_STUDIO_SECRET"]
-    path = studio.home / ".browser_secret"
-    if not path.is_file():
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_hex(32))
-    return path.read_text().strip()
 
 
 def sign_in_available(studio: Studio) -> bool:
@@ -48,8 +37,9 @@ def sign_in_available(studio: Studio) -> bool:
 def build_app(studio: Studio | None = None) -> gr.Blocks:
     studio = studio or Studio()
     studio.upload_roots = [Path(get_upload_folder())]
-    secret = browser_secret(studio)
+    secret = studio_secret(studio.home)  # encrypts visitors' tokens in their browsers
     with gr.Blocks(title="Adapter Studio", delete_cache=CACHE_CLEANUP) as demo:
+        demo.studio = studio  # launch() mounts the HTTP API over the same service
         ctx = Ctx(
             studio=studio,
             owner=gr.State(None),
@@ -136,5 +126,9 @@ def wire_visitor(ctx: Ctx, demo: gr.Blocks):
 
 
 def launch(demo: gr.Blocks, **kwargs):
+    """Serve the studio, with the OpenAI-compatible API at /v1 over the same studio service."""
     kwargs.setdefault("max_file_size", MAX_UPLOAD)
-    return demo.queue(default_concurrency_limit=8).launch(theme=gr.themes.Soft(primary_hue="indigo"), **kwargs)
+    routes = [Mount("/v1", app=api_app(demo.studio))]
+    return demo.queue(default_concurrency_limit=8).launch(
+        theme=gr.themes.Soft(primary_hue="indigo"), app_kwargs={"routes": routes}, **kwargs
+    )

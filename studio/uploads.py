@@ -10,7 +10,6 @@ adapter reaches the library. Messages name uploads by their file names only.
 from __future__ import annotations
 
 import json
-import math
 import re
 import shutil
 import zipfile
@@ -28,6 +27,7 @@ from adapter_core.io import (
     read_meta_file,
     read_safetensors_header,
 )
+from adapter_core.schema import check_weights_match
 
 ALLOWED_UPLOADS = {".json", ".safetensors", ".zip"}
 CHUNK = 2**20
@@ -36,7 +36,6 @@ RATIO_FLOOR = 2**20  # members smaller than this are never refused for their com
 DEFAULT_ZIP_ENTRIES, DEFAULT_MEMBER_BYTES, DEFAULT_ZIP_RATIO = 64, 2 * 2**30, 1000.0
 MAX_NAME = 64
 _UNSAFE = re.compile(r"[^A-Za-z0-9 _-]+")
-_TENSOR = re.compile(r"^adapters\.s(\d+)\.l(\d+)\.(attn|cross|ffn)\.(down|up)\.(weight|bias)$")
 _MB = 2**20
 
 
@@ -140,53 +139,6 @@ def _check_caps(meta: dict[str, Any], limits: Any) -> None:
         raise AdapterError(
             f"This adapter has {len(labels):,} labels; this studio accepts at most {limits.max_labels:,}."
         )
-
-
-def check_weights_match(meta: dict[str, Any], header: dict[str, tuple[str, tuple[int, ...]]]) -> None:
-    """The tensors must be exactly those the config describes, from the metadata alone (no base model):
-    every slot `adapters.s<stack>.l<layer>.<attn|cross|ffn>` holds down/up weights and biases of the
-    config's bottleneck, only at sub-layers and layers the config places adapters on, plus a head of
-    one row per label for classification."""
-    config = AdapterConfig.from_dict(meta["config"])
-    hidden = meta["base"]["hidden_size"]
-    r = config.bottleneck_for(hidden)
-    n = len(meta.get("labels") or []) if meta["task"] == "classification" else 0
-    shapes = {"down.weight": (r, hidden), "down.bias": (r,), "up.weight": (hidden, r), "up.bias": (hidden,)}
-    head = {"head.weight": (n, hidden), "head.bias": (n,)} if n else {}
-    slots: dict[str, set[str]] = {}
-    for name, (_, shape) in header.items():
-        match = _TENSOR.match(name)
-        if name in head:
-            want = head[name]
-        elif match:
-            _, layer, kind, proj, what = match.groups()
-            if kind not in config.slots or int(layer) in config.leave_out:
-                raise AdapterError(f"{WEIGHTS_FILE} has tensor {name!r}, where its config places no adapter.")
-            slots.setdefault(name.rsplit(".", 2)[0], set()).add(f"{proj}.{what}")
-            want = shapes[f"{proj}.{what}"]
-        else:
-            raise AdapterError(f"{WEIGHTS_FILE} has tensor {name[:80]!r}, which is not part of an adapter.")
-        if shape != want:
-            raise AdapterError(
-                f"{WEIGHTS_FILE} does not match its config: {name} has shape {list(shape)}, expected {list(want)} "
-                f"(bottleneck {r:,}, hidden size {hidden:,}, {n:,} labels)."
-            )
-    incomplete = sorted(k for k, parts in slots.items() if len(parts) != len(shapes))
-    missing = sorted(set(head) - set(header))
-    problem = (
-        f"{incomplete[0]} lacks some of its tensors"
-        if incomplete
-        else f"it has no {missing[0]}"
-        if missing
-        else "it holds no adapter tensors"
-        if not slots
-        else None
-    )
-    total = sum(math.prod(shape) for _, shape in header.values())
-    if problem is None and total != len(slots) * (2 * hidden * r + r + hidden) + n * hidden + n:
-        problem = f"it holds {total:,} weights, not what {len(slots)} adapter slots and the head need"
-    if problem:
-        raise AdapterError(f"{WEIGHTS_FILE} does not match its config: {problem}.")
 
 
 def _size(n: float) -> str:

@@ -133,8 +133,15 @@ def test_route_picks_a_department_and_its_adapter_answers(served):
     fresh = load_base("smollm2-135m-instruct")
     name = load_adapter(fresh.model, studio.library.get("orders-style").path)
     assert answer.strip() == generate(fresh.model, fresh.tokenizer, message, name, 160).strip()
-    with pytest.raises(Exception, match="The router chose 'billing', which no instruction adapter covers"):
-        client.predict("to-billing", message, api_name="/route")
+    # No department covers 'billing': the bare base answers instead, and the head says why.
+    head, answer = client.predict("to-billing", message, api_name="/route")
+    assert "no instruction adapter covers the label 'billing'" in head
+    assert "fallback: the bare base model **smollm2-135m-instruct**" in head
+    assert answer.strip() == generate(fresh.model, fresh.tokenizer, message, None, 160).strip()
+    # Less sure than the threshold: the fixed hand-off message, when one is given.
+    head, answer = client.predict("to-orders", message, 0.99, "Someone will call you.", api_name="/route")
+    assert "below the out-of-scope threshold 0.99" in head and "fallback: a hand-off message" in head
+    assert answer == "Someone will call you."
 
 
 def test_route_many_and_compare_serve_the_adapters_of_one_base_in_one_batch(served, monkeypatch):
@@ -153,7 +160,7 @@ def test_route_many_and_compare_serve_the_adapters_of_one_base_in_one_batch(serv
     messages = ["Where is my parcel?", "It was due on Monday and never came."]
     table = Client(url, verbose=False).predict("all-to-orders", "\n".join(messages), api_name="/route_many")
     rows = [dict(zip(table["headers"], r, strict=True)) for r in table["data"]]
-    assert [r["adapter"] for r in rows] == ["orders-style", "orders-style"] and calls == [2]
+    assert [r["answered by"] for r in rows] == ["orders-style", "orders-style"] and calls == [2]
     assert [(r["message"], r["department"]) for r in rows] == [(m, "orders") for m in messages]
     # Mixed batches equal rows run alone (tests/test_real_models.py); here one row checks the wiring.
     want = generate(fresh.model, fresh.tokenizer, messages[0], names["orders-style"], 160)

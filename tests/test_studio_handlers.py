@@ -9,6 +9,7 @@ from adapter_core import AdapterError
 from studio import comparison as c
 from studio import data_view as dv
 from studio import handlers as h
+from studio import use_view as u
 from studio.library import safe_name
 from studio.samples import SAMPLES_DIR
 from studio.service import Studio
@@ -146,8 +147,8 @@ def test_past_runs_are_listed_with_their_curves(tmp_path):
 
 def test_route_table_messages_for_bad_input(studio):
     with pytest.raises(AdapterError, match="Pick a router"):
-        h.route_table(studio, None, None, "hello")
+        u.route_table(studio, None, None, "hello")
     with pytest.raises(AdapterError, match="one per line"):
-        h.route_table(studio, None, "router", " \n  \n")
+        u.route_table(studio, None, "router", " \n  \n")
     with pytest.raises(AdapterError, match="at most 256 messages"):
-        h.route_table(studio, None, "router", "\n".join(f"message {i}" for i in range(300)))
+        u.route_table(studio, None, "router", "\n".join(f"message {i}" for i in range(300)))

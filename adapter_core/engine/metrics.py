@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import partial
 
 import torch
@@ -26,6 +28,30 @@ def macro_f1(pred: list[int], gold: list[int], num_labels: int) -> float:
     return sum(scores) / len(scores) if scores else 0.0
 
 
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[None]:
+    """`model` in eval mode for the block, then each module back in its own mode: training may keep the
+    frozen base in eval mode (`train_mode`), so one `model.train()` would not restore it."""
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for m, training in modes:
+            m.training = training
+
+
+def eval_batches(
+    dataset: Dataset, pad_id: int, batch_size: int, device: torch.device
+) -> Iterator[tuple[list[int], dict[str, torch.Tensor]]]:
+    """(dataset rows, padded batch on `device`) for a pass over a tokenized dataset, in length-grouped
+    batches in a fixed order, so that passes agree and per-row results can be put back in row order."""
+    order = LengthGroupedBatches(dataset["length"], batch_size, seed=0).batches()
+    loader = DataLoader(dataset, batch_sampler=order, collate_fn=partial(collate, pad_id=pad_id))
+    for rows, batch in zip(order, loader, strict=True):
+        yield rows, {k: v.to(device) for k, v in batch.items()}
+
+
 @torch.no_grad()
 def evaluate(
     model: nn.Module,
@@ -36,23 +62,16 @@ def evaluate(
     batch_size: int = 64,
     num_labels: int = 0,
 ) -> dict[str, float]:
-    # Restored module by module: training may keep the frozen base in eval mode (`train_mode`).
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
     device = next(model.parameters()).device
-    sampler = LengthGroupedBatches(dataset["length"], batch_size, seed=0)
-    loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=partial(collate, pad_id=pad_id))
     total, count, pred, gold = 0.0, 0, [], []
-    for batch in loader:
-        batch = {k: v.to(device) for k, v in batch.items()}
-        loss, n, logits = task_loss(model, name, task, batch)
-        total += float(loss) * n
-        count += n
-        if logits is not None:
-            pred += logits.argmax(-1).tolist()
-            gold += batch["labels"].tolist()
-    for m, training in modes:
-        m.training = training
+    with eval_mode(model):
+        for _, batch in eval_batches(dataset, pad_id, batch_size, device):
+            loss, n, logits = task_loss(model, name, task, batch)
+            total += float(loss) * n
+            count += n
+            if logits is not None:
+                pred += logits.argmax(-1).tolist()
+                gold += batch["labels"].tolist()
     loss = total / max(count, 1)
     if task == "classification":
         accuracy = sum(p == g for p, g in zip(pred, gold, strict=True)) / len(gold)

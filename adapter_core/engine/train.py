@@ -32,6 +32,7 @@ from ..errors import AdapterError
 from ..inject import HEADS_ATTR, adapter_parameters, add_adapter, train_mode, trainable_summary
 from ..io import CONFIG_FILE, save_adapter
 from .batches import LengthGroupedBatches, collate, drop_unanswered, tokenize
+from .calibration import calibrate_adapter
 from .data import DataError, TaskData, describe_lengths, load_data, split
 from .losses import task_loss
 from .metrics import evaluate, is_better
@@ -413,6 +414,11 @@ def train(
     model.eval()
     if main and status == "completed" and config.mode != "full":
         checkpoint_meta_finish(out_dir / "adapter", step, train_time)
+    out_of_scope = None
+    if main and config.task == "classification" and config.mode != "full":
+        # The saved checkpoint's weights are the model's now: the best restored, or a stopped run's last.
+        out_of_scope = calibrate_adapter(unwrapped, config.name, val_ds, tokenizer.pad_token_id)
+        checkpoint_meta_update(out_dir / "adapter", out_of_scope=out_of_scope)
     warnings = list(plan.warnings)
     if status == "completed":
         for warning in training_warnings(config.task, evals, step, planned_steps=plan.total_steps):
@@ -438,7 +444,10 @@ def train(
             metrics=best,
             elapsed_s=train_time,
             examples_per_sec=result.examples_per_sec,
-            info={"warnings": warnings},
+            info={
+                "warnings": warnings,
+                **({"out_of_scope_threshold": out_of_scope["threshold"]} if out_of_scope else {}),
+            },
         )
     )
     return result
@@ -493,4 +502,12 @@ def checkpoint_meta_finish(adapter_dir: Path, steps: int, train_time: float) -> 
     path = adapter_dir / CONFIG_FILE
     meta = json.loads(path.read_text())
     meta["training"].update(status="completed", total_steps=steps, train_seconds=round(train_time, 2))
+    write_json_atomic(path, meta)
+
+
+def checkpoint_meta_update(adapter_dir: Path, **sections: Any) -> None:
+    """Set top-level `sections` of a saved adapter's metadata (the out-of-scope calibration)."""
+    path = adapter_dir / CONFIG_FILE
+    meta = json.loads(path.read_text())
+    meta.update(sections)
     write_json_atomic(path, meta)

@@ -6,9 +6,10 @@ import threading
 
 import gradio as gr
 
-from adapter_core.inference import REPETITION_WARNING, RepetitionGuard
+from adapter_core.inference import REPETITION_WARNING
 
 from .. import handlers as h
+from .. import use_view as u
 from ..hardware import gpu
 from .common import Ctx, friendly, who
 
@@ -40,6 +41,22 @@ def build(ctx: Ctx) -> None:
                 chat_stop = gr.Button("Stop", scale=1)
         with gr.Tab("Route"):
             router = gr.Dropdown([], label="Router (a classification adapter)", allow_custom_value=True)
+            with gr.Row():
+                route_threshold = gr.Slider(
+                    0,
+                    1,
+                    value=0,
+                    step=0.01,
+                    label="Out-of-scope threshold",
+                    info="A message the router is less sure of than this goes to the fallback. Picking a router "
+                    "sets it to the value calibrated in training (95% of its validation answers pass).",
+                )
+                route_handoff = gr.Textbox(
+                    "",
+                    label="Hand-off message for the fallback",
+                    placeholder=u.HANDOFF,
+                    info="Empty: the bare base model answers instead.",
+                )
             route_msg = gr.Textbox(label="Customer message")
             route_go = gr.Button("Route and answer", variant="primary")
             route_md = gr.Markdown()
@@ -50,11 +67,16 @@ def build(ctx: Ctx) -> None:
             )
             route_many_go = gr.Button("Route and answer all")
             route_many_out = gr.Dataframe(label="Routed answers", interactive=False, wrap=True)
+        with gr.Tab("API"):
+            gr.Markdown("Call your adapters from code, with any OpenAI client.")
+            api_show = gr.Button("Show how (and my API key)")
+            api_md = gr.Markdown()
     ctx.add(cls_adapter=cls_adapter, chat_adapter=chat_adapter, router=router)
     ctx.add(cls_text=cls_text, cls_go=cls_go, cls_out=cls_out, chat_base=chat_base, chatbot=chatbot)
     ctx.add(chat_msg=chat_msg, chat_send=chat_send, chat_stop=chat_stop, route_msg=route_msg, route_go=route_go)
     ctx.add(route_md=route_md, route_answer=route_answer, route_many_msgs=route_many_msgs)
     ctx.add(route_many_go=route_many_go, route_many_out=route_many_out)
+    ctx.add(route_threshold=route_threshold, route_handoff=route_handoff, api_show=api_show, api_md=api_md)
 
 
 def wire(ctx: Ctx) -> None:
@@ -62,7 +84,7 @@ def wire(ctx: Ctx) -> None:
     stops: dict[str, threading.Event] = {}  # session -> stop flag of its chat stream
 
     def classify(owner, adapter: str, text: str, request: gr.Request):
-        return h.classify_text(studio, who(studio, owner, request), adapter, text)
+        return u.classify_text(studio, who(studio, owner, request), adapter, text)
 
     cls_inputs = [ctx.owner, ctx["cls_adapter"], ctx["cls_text"]]
     ctx["cls_go"].click(friendly(classify), cls_inputs, ctx["cls_out"], api_name="classify")
@@ -73,8 +95,7 @@ def wire(ctx: Ctx) -> None:
         owner = who(studio, owner, request)
         stops[request.session_hash] = event = threading.Event()
         name = None if adapter in (None, "", h.NONE) else adapter
-        guard = RepetitionGuard()
-        pieces = studio.chat(name, base_model, message, stop=event, owner=owner, guard=guard)  # checks first
+        pieces = studio.chat(name, base_model, message, stop=event, owner=owner)  # checks first
         history = [*(history or []), {"role": "user", "content": message}, {"role": "assistant", "content": ""}]
         try:
             for piece in pieces:
@@ -82,7 +103,7 @@ def wire(ctx: Ctx) -> None:
                 yield history, ""
         finally:
             stops.pop(request.session_hash, None)
-        if guard.any:  # the loop stays in the answer; the visitor learns what it means
+        if pieces.repeated:  # the loop stays in the answer; the visitor learns what it means
             gr.Warning(REPETITION_WARNING)
 
     ctx["chat_adapter"].change(
@@ -103,26 +124,49 @@ def wire(ctx: Ctx) -> None:
     ctx["chat_stop"].click(stop_chat, None, None, api_visibility="private")
 
     @gpu
-    def route(owner, router: str, message: str, request: gr.Request):
+    def route(owner, router: str, message: str, threshold: float, handoff: str, request: gr.Request):
         owner = who(studio, owner, request)
-        head, target = h.route_head(studio, owner, router, message)
+        handoff = (handoff or "").strip() or None
+        head, chosen = u.route_head(studio, owner, router, message, threshold, handoff)
+        if chosen.fallback and handoff:
+            yield head, handoff
+            return
+        base = studio.fallback_base(owner) if chosen.fallback else ""
         answer = ""
-        for piece in studio.chat(target, "", message, owner=owner):
+        for piece in studio.chat(chosen.target, base, message, owner=owner):
             answer += piece
             yield head, answer
 
+    route_settings = [ctx["route_threshold"], ctx["route_handoff"]]
     ctx["route_go"].click(
-        friendly(route), [ctx.owner, ctx["router"], ctx["route_msg"]], [ctx["route_md"], ctx["route_answer"]],
+        friendly(route),
+        [ctx.owner, ctx["router"], ctx["route_msg"], *route_settings],
+        [ctx["route_md"], ctx["route_answer"]],
         api_name="route",
-    )  # fmt: skip
+    )
 
     @gpu
-    def route_many(owner, router: str, messages: str, request: gr.Request):
-        return h.route_table(studio, who(studio, owner, request), router, messages)
+    def route_many(owner, router: str, messages: str, threshold: float, handoff: str, request: gr.Request):
+        owner = who(studio, owner, request)
+        return u.route_table(studio, owner, router, messages, threshold, (handoff or "").strip() or None)
 
     ctx["route_many_go"].click(
         friendly(route_many),
-        [ctx.owner, ctx["router"], ctx["route_many_msgs"]],
+        [ctx.owner, ctx["router"], ctx["route_many_msgs"], *route_settings],
         ctx["route_many_out"],
         api_name="route_many",
     )
+
+    def calibrated(owner, router: str, request: gr.Request):
+        return u.router_threshold(studio, who(studio, owner, request), router)
+
+    ctx["router"].change(
+        friendly(calibrated), [ctx.owner, ctx["router"]], ctx["route_threshold"], api_visibility="private"
+    )
+
+    def api_help(owner, request: gr.Request):
+        host = request.headers.get("x-forwarded-host") or request.headers.get("host", "127.0.0.1:7860")
+        scheme = request.headers.get("x-forwarded-proto") or ("https" if ".hf.space" in host else "http")
+        return u.api_help(studio, who(studio, owner, request), f"{scheme}://{host}")
+
+    ctx["api_show"].click(friendly(api_help), ctx.owner, ctx["api_md"], api_visibility="private")

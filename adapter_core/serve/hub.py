@@ -1,0 +1,291 @@
+"""The hub: a library of adapters served from resident bases, with a router in front.
+
+One `Hub` answers every serving question the same way for the HTTP API and the studio: which models a
+caller may use, which base and adapter a model name means, where the router sends a message, and how a
+chat joins its base's batch. It holds no state between requests beyond what is loaded in memory; the
+library folder is read on every call, so replicas sharing one folder agree.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+from ..catalog import Base, position_limit
+from ..engine.calibration import saved_threshold
+from ..errors import AdapterError
+from ..generation import Row
+from ..inference import Prediction, classify, format_chat, prompt_ids
+from ..inject import TASK_ADAPTER
+from ..library import Entry, Library
+from .batcher import Batcher
+from .errors import NotFound, WrongTask
+from .pool import ModelPool
+from .routing import Route, decide, department_routes
+
+AUTO = "auto"  # the model name that asks the router
+FALLBACK = "fallback"  # the model name of a fixed hand-off message
+
+
+@dataclass
+class Limits:
+    """What one request may ask for, and how requests are batched."""
+
+    max_prompt_chars: int = 100_000
+    max_new_tokens: int = 2048
+    max_inputs: int = 256  # texts in one classify request
+    max_batch: int = 32  # rows in one decoding batch
+    window_s: float = 0.01  # how long the first request of a batch waits for others
+    max_waiting: int = 256  # requests queued per base before the server answers 429
+    max_in_flight_per_owner: int | None = None  # HTTP chats at once per caller (public studio)
+
+
+@dataclass
+class Answer:
+    """A chat on its way: `row` generates on a batcher, or `text` is the fixed hand-off message."""
+
+    model: str
+    prompt_tokens: int
+    base: Base | None = None
+    row: Row | None = None
+    text: str | None = None
+    route: Route | None = None
+    router: str | None = None
+
+
+class Hub:
+    def __init__(
+        self,
+        library: Library,
+        pool: ModelPool,
+        limits: Limits | None = None,
+        router: str | None = None,
+        fallback: str | None = None,
+        bare_bases: Callable[[], Iterable[str]] = lambda: (),
+    ):
+        """`bare_bases` names the base models a caller may chat with bare, besides those the library's
+        instruction adapters run on (a server must not load whatever model a stranger names)."""
+        self.library, self.pool, self.limits = library, pool, limits or Limits()
+        self.router, self.fallback, self.bare_bases = router, fallback, bare_bases
+        self._batchers: dict[int, Batcher] = {}
+        self._lock = threading.Lock()
+
+    # What a caller may use --------------------------------------------------------------------------
+    def models(self, owner: str | None = None) -> list[dict]:
+        """The adapters this caller sees, the bases they run on, and `auto` when a router is set."""
+        entries = self.library.entries(owner)
+        out = [{"id": e.name, "task": e.task, "base": e.base, "created": int(e.version)} for e in entries]
+        bases = dict.fromkeys(e.base for e in entries if e.task == "instruction")
+        out += [{"id": b, "task": "base", "base": b, "created": 0} for b in bases if b not in {e.name for e in entries}]
+        if self.router:
+            out.append({"id": AUTO, "task": "router", "base": None, "router": self.router, "created": 0})
+        return out
+
+    def entry(self, model: str, owner: str | None, task: str | None = None) -> Entry:
+        """The library adapter `model`, of `task` if given; 404 when this caller has no such model."""
+        try:
+            entry = self.library.get(model, owner)
+        except AdapterError as e:
+            raise NotFound(str(e)) from None
+        if task and entry.task != task:
+            can = {"classification": "classifies and cannot chat", "instruction": "chats and cannot classify"}
+            raise WrongTask(
+                f"{model!r} is {TASK_ADAPTER[entry.task]}: it {can[entry.task]}. Pick {TASK_ADAPTER[task]}."
+            )
+        return entry
+
+    def chat_model(self, model: str, owner: str | None) -> tuple[Base, str | None]:
+        """The base and adapter (None: the bare base) behind a chat model name."""
+        if not isinstance(model, str) or not model:
+            raise NotFound("Name a model.")
+        try:
+            entry = self.library.get(model, owner)
+        except AdapterError as missing:
+            bases = {e.base for e in self.library.entries(owner) if e.task == "instruction"}
+            if model not in bases | set(self.bare_bases()):
+                raise NotFound(str(missing)) from None
+            base = self.pool.get(model)
+            if base.family != "decoder":
+                raise WrongTask(f"{model!r} is an encoder model: it classifies and cannot chat.") from None
+            return base, None
+        return self.pool.serve(self.entry(entry.name, owner, "instruction")), entry.name
+
+    # Classifying and routing --------------------------------------------------------------------------
+    def classify(self, model: str, texts: Sequence[str], owner: str | None = None) -> tuple[list[Prediction], Entry]:
+        """Labels for `texts` from classification adapter `model`, with its library entry."""
+        texts = self.check_texts(texts)
+        entry = self.entry(model, owner, "classification")
+        base = self.pool.serve(entry)
+        return classify(base.model, base.tokenizer, texts, entry.name), entry
+
+    def route(
+        self,
+        texts: Sequence[str],
+        owner: str | None = None,
+        router: str | None = None,
+        threshold: float | None = None,
+        routes: dict[str, str] | None = None,
+    ) -> tuple[list[Route], str]:
+        """Where each text goes, and the router that decided: the request's, else the hub's."""
+        router = router or self.router
+        if not router:
+            raise AdapterError(f'model={AUTO!r} needs a router: start the server with --router NAME, or pass "router".')
+        predictions, entry = self.classify(router, texts, owner)
+        if threshold is None:
+            threshold = saved_threshold(entry.meta) or 0.0
+        if routes is None:
+            routes = department_routes(entry.meta.get("labels") or [], self.library.names("instruction", owner))
+        return [decide(p, routes, threshold) for p in predictions], entry.name
+
+    def fallback_model(self, owner: str | None) -> str | None:
+        """Where out-of-scope messages go: the configured fallback when it names a model, else the bare
+        base the departments run on; None when the fallback is a fixed hand-off message."""
+        if self.fallback:
+            visible = {m["id"] for m in self.models(owner)}
+            return self.fallback if self.fallback in visible else None
+        chat = self.library.names("instruction", owner)
+        if not chat:
+            raise AdapterError("No instruction adapter to answer with; train or upload one.")
+        return self.entry(chat[0], owner).base
+
+    # Chatting ----------------------------------------------------------------------------------------
+    def prepare(
+        self,
+        model: str,
+        messages: Sequence[dict[str, str]],
+        owner: str | None = None,
+        max_tokens: int | None = None,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        stop: Sequence[str] = (),
+        router: str | None = None,
+        threshold: float | None = None,
+        cancel: threading.Event | None = None,
+    ) -> Answer:
+        """Everything about answering `messages` with `model` (an instruction adapter, a bare base, or
+        `auto`) short of generating: the route, the base, the row. Raises for a request that cannot be
+        served, before anything is queued."""
+        self.check_texts([m["content"] for m in messages], "conversation")
+        route, router_name = None, None
+        if model == AUTO:
+            user = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
+            (route,), router_name = self.route([user], owner, router, threshold)
+            model = route.target or self.fallback_model(owner)
+            if model is None:  # a fixed hand-off message
+                return Answer(FALLBACK, 0, text=self.fallback, route=route, router=router_name)
+        base, adapter = self.chat_model(model, owner)
+        ids = prompt_ids(base.tokenizer, format_chat(base.tokenizer, messages))
+        row = Row(ids, adapter, self.new_tokens(base, len(ids), max_tokens), temperature, top_p, tuple(stop))
+        row.cancel = cancel or row.cancel
+        return Answer(model, len(ids), base=base, row=row, route=route, router=router_name)
+
+    def start(
+        self, answers: Sequence[Answer], on_text: Sequence[Callable[[str], None]], on_end: Sequence[Callable]
+    ) -> None:
+        """Send prepared answers on their way: text to `on_text[i]` as it is made, then `on_end[i](error)`.
+        Rows on one base are queued together, so they share a batch."""
+        by_base: dict[int, list[tuple[Row, Callable]]] = {}
+        for answer, text, end in zip(answers, on_text, on_end, strict=True):
+            if answer.row is None:  # the fixed hand-off message
+                text(answer.text)
+                end(None)
+                continue
+            answer.row.on_text = text
+            by_base.setdefault(id(answer.base), []).append((answer.row, end))
+        for answer in {id(a.base): a for a in answers if a.row is not None}.values():
+            self.batcher(answer.base).submit_many(by_base[id(answer.base)])
+
+    def start_chat(
+        self,
+        model: str,
+        messages: Sequence[dict[str, str]],
+        on_text: Callable[[str], None],
+        on_end: Callable[[BaseException | None], None],
+        **kwargs,
+    ) -> Answer:
+        """Start answering: `prepare`, then `start`. Keyword arguments as in `prepare`."""
+        answer = self.prepare(model, messages, **kwargs)
+        self.start([answer], [on_text], [on_end])
+        return answer
+
+    def chat(self, model: str, messages: Sequence[dict[str, str]], **kwargs) -> Stream:
+        """`start_chat` for a caller that reads the answer in its own thread: iterate the stream."""
+        return self.chat_many([model], [messages], **kwargs)[0]
+
+    def chat_many(
+        self, models: Sequence[str], conversations: Sequence[Sequence[dict[str, str]]], **kwargs
+    ) -> list[Stream]:
+        """Several answers at once, as streams; those on one base share a batch."""
+        answers = [self.prepare(m, c, **kwargs) for m, c in zip(models, conversations, strict=True)]
+        streams = [Stream(a) for a in answers]
+        self.start(answers, [s.put for s in streams], [s.end for s in streams])
+        return streams
+
+    def new_tokens(self, base: Base, prompt_tokens: int, asked: int | None) -> int:
+        """How many tokens an answer may have: what was asked, within the limits and the model's reach."""
+        budget = min(asked or self.limits.max_new_tokens, self.limits.max_new_tokens)
+        reach = position_limit(base.model.config)
+        if reach is not None:
+            if prompt_tokens >= reach:
+                raise AdapterError(
+                    f"The conversation is {prompt_tokens:,} tokens; this model reads at most {reach:,}. Shorten it."
+                )
+            budget = min(budget, reach - prompt_tokens)
+        return budget
+
+    def batcher(self, base: Base) -> Batcher:
+        """The batcher of `base`, made on first use."""
+        with self._lock:
+            batcher = self._batchers.get(id(base))
+            if batcher is None or batcher.base is not base:
+                for key, old in list(self._batchers.items()):  # bases the pool let go of
+                    if old.base not in self.pool.resident():
+                        old.close()
+                        del self._batchers[key]
+                limits = self.limits
+                batcher = Batcher(base, limits.max_batch, limits.window_s, limits.max_waiting)
+                self._batchers[id(base)] = batcher
+            return batcher
+
+    def check_texts(self, texts: Sequence[str], what: str = "input") -> list[str]:
+        """Texts within the limits: how many, and how long each (or, for a conversation, together)."""
+        if len(texts) > self.limits.max_inputs:
+            raise AdapterError(f"Send at most {self.limits.max_inputs} inputs at a time; got {len(texts)}.")
+        size = max(map(len, texts), default=0) if what == "input" else sum(map(len, texts))
+        if size > self.limits.max_prompt_chars:
+            raise AdapterError(
+                f"The {what} is {size:,} characters; this server takes at most {self.limits.max_prompt_chars:,}."
+            )
+        return list(texts)
+
+
+class Stream:
+    """An answer read piece by piece from another thread; after the last piece, `answer.row` holds the
+    whole row (its `finish_reason`, and `repeated` when the repetition guard cut a loop)."""
+
+    def __init__(self, answer: Answer):
+        self.answer = answer
+        self._pieces: queue.Queue = queue.Queue()
+        self._error: BaseException | None = None
+
+    def put(self, piece: str) -> None:
+        self._pieces.put(piece)
+
+    def end(self, error: BaseException | None) -> None:
+        self._error = error
+        self._pieces.put(None)
+
+    def __iter__(self) -> Iterator[str]:
+        while (piece := self._pieces.get()) is not None:
+            yield piece
+        if self._error is not None:
+            raise self._error
+
+    def text(self) -> str:
+        return "".join(self)
+
+    @property
+    def repeated(self) -> bool:
+        return bool(self.answer and self.answer.row and self.answer.row.repeated)

@@ -184,6 +184,9 @@ def progress(studio: Studio, owner: str | None, job_id: str | None) -> dict[str,
     published = job.latest("published")
     if published:
         parts.append(md(published["message"]))
+    threshold = ((job.latest("done") or {}).get("info") or {}).get("out_of_scope_threshold")
+    if threshold is not None:
+        parts.append(f"out-of-scope threshold {threshold:.3g} (routing sends less sure messages to the fallback)")
     parts += [f"⚠ {md(e['message'])}" for e in job.events if e["kind"] == "warning" and e.get("message")]
     return {
         "figure": charts.training_curve(job.events, job.config.name),

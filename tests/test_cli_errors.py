@@ -138,6 +138,9 @@ def test_the_messages_say_what_was_wrong(results):
         (lambda p: [*TRAIN, "--batch-size", "0", "--out", str(p["file"].parent / "bs")], {}, "batch_size must be"),
         (lambda p: ["runs"], {"ADAPTER_STUDIO_HOME": "file"}, "a-file: File exists"),
         (lambda p: ["predict", "--adapter", str(p["file"].parent / "nowhere"), "--text", "hi"], {}, "nowhere"),
+        (lambda p: ["serve", "--library", str(p["file"].parent / "nowhere")], {}, "'nowhere' is not a folder"),
+        (lambda p: ["serve", "--library", str(p["file"].parent), "--router", "ghost"], {}, "No adapter named 'ghost'"),
+        (lambda p: ["serve", "--library", str(p["file"].parent), "--max-batch", "0"], {}, "--max-batch must be"),
     ],
 )
 def test_more_failures_in_process(results, args, env, expected, monkeypatch, capsys):

@@ -1,9 +1,10 @@
 """The studio's handlers as plain functions: data messages, the parameter counter, compare tables, library."""
 
+import json
 import zipfile
 
 import pytest
-from studio_fixtures import publish_random
+from studio_fixtures import publish_fixed_router, publish_random
 
 from adapter_core import AdapterError
 from studio import comparison as c
@@ -152,3 +153,18 @@ def test_route_table_messages_for_bad_input(studio):
         u.route_table(studio, None, "router", " \n  \n")
     with pytest.raises(AdapterError, match="at most 256 messages"):
         u.route_table(studio, None, "router", "\n".join(f"message {i}" for i in range(300)))
+
+
+def test_the_route_threshold_starts_on_the_router_s_calibrated_value(studio):
+    entry = publish_fixed_router(studio, "calibrated-router", ["orders", "billing"], "orders")
+    assert (
+        u.router_threshold(studio, None, "calibrated-router") == 0.0 and u.router_threshold(studio, None, None) == 0.0
+    )
+    meta = json.loads((entry.path / "adapter_config.json").read_text())
+    meta["out_of_scope"] = {"threshold": 0.72, "in_scope_recall": 0.95, "validation_rows": 80}
+    (entry.path / "adapter_config.json").write_text(json.dumps(meta))
+    assert u.router_threshold(studio, None, "calibrated-router") == 0.72
+    [route] = studio.route("calibrated-router", ["hello"])  # 98.7% sure: above the saved threshold
+    assert route.threshold == 0.72 and route.confidence > 0.72 and "threshold" not in route.reason
+    [route] = studio.route("calibrated-router", ["hello"], threshold=0.999)  # the slider's override
+    assert route.fallback and "below the out-of-scope threshold 0.999" in route.reason

@@ -47,7 +47,7 @@ def department_routes(labels: Sequence[str], adapters: Sequence[str]) -> dict[st
 def decide(prediction: Prediction, routes: dict[str, str], threshold: float = 0.0) -> Route:
     """Where one message goes: its label's department, unless the router is unsure or none covers it."""
     if prediction.confidence < threshold:
-        reason = f"confidence {prediction.confidence:.2f} is below the out-of-scope threshold {threshold:.2f}"
+        reason = f"confidence {prediction.confidence:.3g} is below the out-of-scope threshold {threshold:.3g}"
         return Route(prediction.label, prediction.confidence, threshold, None, reason)
     target = routes.get(prediction.label)
     reason = "" if target else f"no instruction adapter covers the label {prediction.label!r}"

@@ -8,6 +8,7 @@ string, its budget, or its `cancel` event) while the others go on; the call retu
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -17,6 +18,8 @@ from torch import nn
 from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList, StoppingCriteria
 
 from .selection import use_adapter
+
+log = logging.getLogger("adapter_core")
 
 
 @dataclass
@@ -122,7 +125,11 @@ def _send(row: Row, upto: int) -> None:
     if upto > row._sent:
         piece, row._sent = row.text[row._sent : upto], upto
         if row.on_text is not None:
-            row.on_text(piece)
+            try:
+                row.on_text(piece)
+            except Exception:  # its reader is gone: end this row, never the batch it shares
+                log.warning("A row's reader failed; the row is cancelled", exc_info=True)
+                row.cancel.set()
 
 
 def finish(row: Row, reason: str) -> None:

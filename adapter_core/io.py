@@ -3,11 +3,16 @@
 Files from strangers are checked before anything is allocated: the config against a schema, and the
 safetensors header (read by hand, tensors untouched) against what the config would allocate. Messages
 name files and folders by their names only, never by a server path.
+
+Saving writes a model card (`README.md`, `curve.png`) beside the two files. Loading also takes a Hub
+reference (`hf://owner/repo`, or `owner/repo` when no such local folder exists), pulled and checked
+first, and a folder in AdapterHub's format; both are handled in `adapter_core.share`.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import shutil
@@ -24,18 +29,22 @@ from ._version import __version__
 from .atomic import replace_dir
 from .config import AdapterConfig
 from .errors import AdapterError
-from .inject import adapter_parameters, add_adapter, count_adapter_params, get_record, remove_adapter
+from .heads import head_shapes, head_spec, make_head
+from .inject import HEADS_ATTR, adapter_parameters, add_adapter, count_adapter_params, get_record, remove_adapter
 from .schema import (
     CONFIG_FILE,
     DTYPE_BYTES,
     MAX_CONFIG_BYTES,
     MAX_HEADER_BYTES,
     WEIGHTS_FILE,
+    check_weights_match,
     read_meta_file,
     read_safetensors_header,
     validate_meta,
 )
 from .state import get_state
+
+log = logging.getLogger("adapter_core")
 
 __all__ = [
     "CONFIG_FILE",
@@ -45,6 +54,7 @@ __all__ = [
     "WEIGHTS_FILE",
     "base_identity",
     "check_compatible",
+    "check_weights",
     "load_adapter",
     "path_tail",
     "read_adapter_config",
@@ -73,6 +83,8 @@ def save_adapter(model: nn.Module, name: str, directory: str | os.PathLike, extr
     """Write adapter `name` to `directory`, replacing it atomically: a crash never leaves half a file."""
     record = get_record(model, name)
     tensors = {k: p.detach().to("cpu", torch.float32).contiguous() for k, p in adapter_parameters(model, name).items()}
+    heads = getattr(model, HEADS_ATTR, None)
+    spec = head_spec(heads[name]) if heads is not None and name in heads else None
     meta = {
         "adapter_core_version": __version__,
         "name": name,
@@ -82,6 +94,7 @@ def save_adapter(model: nn.Module, name: str, directory: str | os.PathLike, extr
         "bottleneck": record.bottleneck,
         "config": record.config.to_dict(),
         "base": base_identity(model),
+        **({"head": spec} if spec else {}),
         **(extra or {}),
     }
     target = Path(directory)
@@ -90,10 +103,21 @@ def save_adapter(model: nn.Module, name: str, directory: str | os.PathLike, extr
     try:
         save_file(tensors, staging / WEIGHTS_FILE, metadata={"format": "pt"})
         (staging / CONFIG_FILE).write_text(json.dumps(meta, indent=2))
+        _write_card(staging, target, meta)
         replace_dir(staging, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def _write_card(staging: Path, target: Path, meta: dict[str, Any]) -> None:
+    """The model card beside the weights. A card that cannot be drawn never costs the weights: log it."""
+    from .share.card import read_curve, write_card
+
+    try:
+        write_card(staging, meta, events=read_curve(target))
+    except Exception as e:
+        log.warning("The model card of %r could not be written: %s", target.name, e)
 
 
 def _label(path: Path) -> str:
@@ -102,16 +126,44 @@ def _label(path: Path) -> str:
 
 
 def read_adapter_config(directory: str | os.PathLike) -> dict[str, Any]:
-    """The saved metadata of an adapter directory, checked, with a clear error when it is not one."""
-    path = Path(directory)
+    """The saved metadata of an adapter directory, checked, with a clear error when it is not one. A
+    folder in AdapterHub's format reads as the metadata it imports as; a Hub reference is pulled first."""
+    from .share.hub import resolve_source
+
+    path = resolve_source(directory)
     if not path.is_dir():
         raise AdapterError(
             f"{_label(path)!r} is not a folder. An adapter is a folder holding {CONFIG_FILE} and {WEIGHTS_FILE}."
         )
+    from .share.adapterhub import is_adapterhub_dir
+
+    if is_adapterhub_dir(path):
+        from .share.interop import read_adapterhub
+
+        return read_adapterhub(path).meta
     for f in (CONFIG_FILE, WEIGHTS_FILE):
         if not (path / f).is_file():
             raise AdapterError(f"{_label(path)!r} is not an adapter: {f} is missing.")
     return read_meta_file(path / CONFIG_FILE, source=f"{_label(path)}/{CONFIG_FILE}")
+
+
+def check_weights(meta: dict[str, Any], header: dict[str, tuple[str, tuple[int, ...]]]) -> None:
+    """`schema.check_weights_match`, for any head type: the adapter's tensors as the schema checks them,
+    and the head's against `heads.head_shapes`. Needs no base model."""
+    body = {k: v for k, v in header.items() if not k.startswith("head.")}
+    check_weights_match({**meta, "task": "instruction", "labels": None}, body)
+    labels = meta.get("labels") or []
+    want = (
+        head_shapes(meta.get("head"), meta["base"]["hidden_size"], len(labels))
+        if meta["task"] == "classification"
+        else {}
+    )
+    got = {k: shape for k, (_, shape) in header.items() if k.startswith("head.")}
+    if got != want:
+        raise AdapterError(
+            f"{WEIGHTS_FILE} does not match its config: its head tensors are {sorted(got)[:4]} "
+            f"where {len(labels):,} labels need {sorted(want)[:4]} of shapes {list(want.values())[:4]}."
+        )
 
 
 def check_compatible(model: nn.Module, meta: dict[str, Any], source: str = "this adapter") -> None:
@@ -145,7 +197,8 @@ def _check_header(model: nn.Module, meta: dict[str, Any], header: dict, label: s
     labels = meta.get("labels") or []
     num_labels = len(labels) if meta["task"] == "classification" else 0
     config = AdapterConfig.from_dict(meta["config"])
-    expected = count_adapter_params(model, config, num_labels)
+    head = head_shapes(meta.get("head"), model.config.hidden_size, num_labels) if num_labels else {}
+    expected = count_adapter_params(model, config) + sum(math.prod(shape) for shape in head.values())
     have = sum(math.prod(shape) for _, shape in header.values())
     if have != expected:
         raise AdapterError(
@@ -153,27 +206,53 @@ def _check_header(model: nn.Module, meta: dict[str, Any], header: dict, label: s
             f"{config.bottleneck_for(model.config.hidden_size):,}, {num_labels:,} labels) needs {expected:,} on this "
             "base. The two files do not belong together."
         )
-    rows = header["head.weight"][1][0] if "head.weight" in header else 0
-    if rows != num_labels:
-        raise AdapterError(f"{label}: the head has {rows:,} rows but the config lists {num_labels:,} labels.")
+    got = {k: shape for k, (_, shape) in header.items() if k.startswith("head.")}
+    if got != head:
+        rows = (got.get("head.weight") or got.get("head.out.weight") or (0,))[0]
+        problem = (
+            f"has {rows:,} rows"
+            if rows != num_labels
+            else f"is not the {(meta.get('head') or {}).get('type', 'linear')} head it names"
+        )
+        raise AdapterError(f"{label}: the head {problem} but the config lists {num_labels:,} labels.")
 
 
 def load_adapter(
     model: nn.Module, directory: str | os.PathLike, name: str | None = None, trainable: bool = False
 ) -> str:
-    """Load a saved adapter onto `model` under `name` (default: its saved name). Returns the name."""
-    directory = Path(directory)
+    """Load a saved adapter onto `model` under `name` (default: its saved name). Returns the name.
+
+    `directory`: an adapter folder, a folder in AdapterHub's format, or a Hub reference (`hf://owner/repo`
+    or `owner/repo`), pulled into the Hugging Face cache and checked like an upload."""
+    from .share.adapterhub import is_adapterhub_dir
+    from .share.hub import resolve_source
+
+    directory = resolve_source(directory)
     label = _label(directory)
-    meta = read_adapter_config(directory)
-    check_compatible(model, meta, source=f"The adapter {label!r}")
-    name = name or meta.get("name") or directory.name
-    _check_header(model, meta, read_safetensors_header(directory / WEIGHTS_FILE), label)
-    try:
-        tensors = load_file(directory / WEIGHTS_FILE)
-    except SafetensorError as e:
-        raise AdapterError(f"{label}: {WEIGHTS_FILE} is not a readable safetensors file ({e}).") from None
-    except OSError as e:
-        raise AdapterError(f"{label}: {WEIGHTS_FILE} could not be read ({e.strerror}).") from None
+    if is_adapterhub_dir(directory):
+        from .share.interop import load_tensors, read_adapterhub
+
+        imported = read_adapterhub(directory, num_layers=model.config.num_hidden_layers)
+        meta = imported.meta
+        check_compatible(model, meta, source=f"The AdapterHub adapter {label!r}")
+        tensors = load_tensors(imported)
+    else:
+        meta = read_adapter_config(directory)
+        check_compatible(model, meta, source=f"The adapter {label!r}")
+        _check_header(model, meta, read_safetensors_header(directory / WEIGHTS_FILE), label)
+        try:
+            tensors = load_file(directory / WEIGHTS_FILE)
+        except SafetensorError as e:
+            raise AdapterError(f"{label}: {WEIGHTS_FILE} is not a readable safetensors file ({e}).") from None
+        except OSError as e:
+            raise AdapterError(f"{label}: {WEIGHTS_FILE} could not be read ({e.strerror}).") from None
+    return _attach(model, meta, tensors, name or meta.get("name") or directory.name, trainable, label)
+
+
+def _attach(
+    model: nn.Module, meta: dict[str, Any], tensors: dict[str, torch.Tensor], name: str, trainable: bool, label: str
+) -> str:
+    """Add the adapter `meta` describes under `name` and copy `tensors` into it (checked key by key)."""
     add_adapter(
         model,
         name,
@@ -184,6 +263,15 @@ def load_adapter(
         trainable=trainable,
     )
     try:
+        if meta.get("head") and meta["task"] == "classification":
+            heads = getattr(model, HEADS_ATTR)
+            old = heads[name]
+            heads[name] = (
+                make_head(meta["head"], model.config.hidden_size, len(meta["labels"]))
+                .to(old.weight.device, old.weight.dtype)
+                .train(old.training)
+                .requires_grad_(trainable)
+            )
         params = adapter_parameters(model, name)
         missing, unexpected = set(params) - set(tensors), set(tensors) - set(params)
         if missing or unexpected:

@@ -113,9 +113,9 @@ from pathlib import Path
 here, train_csv, val_csv, test_csv, work, epochs, seed, matched, base_dropout = sys.argv[1:10]
 sys.path.insert(0, here)
 from banking77 import run
-from adapter_core.engine.train import TrainConfig
+from adapter_core import AdapterConfig
 run("adapter", 2e-3, Path(train_csv), Path(test_csv), 0, Path(work), epochs=float(epochs), max_length=64,
-    val_data=val_csv, seed=int(seed), activation="swish" if matched == "1" else TrainConfig().activation,
+    val_data=val_csv, seed=int(seed), adapter=AdapterConfig(activation="swish" if matched == "1" else "gelu"),
     base_dropout=base_dropout == "1")
 """
 

@@ -33,7 +33,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from adapter_core import RepetitionGuard, generate_batch, get_record
+from adapter_core import AdapterConfig, RepetitionGuard, generate_batch, get_record
 from adapter_core.engine.batches import tokenize
 from adapter_core.engine.data import load_data, split
 from adapter_core.engine.metrics import evaluate
@@ -113,14 +113,16 @@ def score(name: str, result, config: TrainConfig, test_path: Path) -> dict:
 
 def run(name: str, variant: str, train_path: Path, test_path: Path, work: Path, budget: float) -> dict:
     _, task, base = DATASETS[name]
+    settings = dict(VARIANTS[variant])
     config = TrainConfig(
+        adapter=AdapterConfig(bottleneck=settings.pop("bottleneck")),
         base=base,
         task=task,
         data=str(train_path),
         name=f"{name}-{variant}",
         max_length=64 if name == "banking77" else 128,
         max_seconds=budget,
-        **VARIANTS[variant],
+        **settings,
     )
     t0 = time.perf_counter()
     result = train(config, work / f"{name}-{variant}")
@@ -133,7 +135,7 @@ def run(name: str, variant: str, train_path: Path, test_path: Path, work: Path, 
     row = {
         "dataset": name,
         "variant": variant,
-        "bottleneck": config.bottleneck,
+        "bottleneck": config.adapter.bottleneck,
         "batch_size": plan.batch_size,
         "epochs": plan.epochs,
         "lr": plan.lr,

@@ -4,7 +4,8 @@
 
 --quick trims repeats and budgets to check the scripts, not to quote numbers. --gpu is issue 6's GPU
 check in one go (training step cost under bf16 with SmolLM2 tokens/s, inference overhead, mixed
-batches, and the response-only loss's time and memory); each script picks CUDA by itself. Results go
+batches, the response-only loss's time and memory, and the server under 32 clients, whose models stay
+on the CPU for now); each script picks CUDA by itself. Results go
 to bench/results.jsonl; copy the figures you quote into bench/RESULTS.md.
 """
 
@@ -24,11 +25,20 @@ BENCHES = {
     "step_cost": ([], ["--repeats", "2", "--gemm-rounds", "1", "--models", "minilm", "--no-memory"]),
     "response_loss": ([], ["--repeats", "1", "--batches", "2", "--no-memory"]),
     "banking77": ([], ["--fast"]),
+    "out_of_scope": ([], ["--fast"]),
+    "sweep": ([], ["--fast"]),
     "adapterhub": ([], ["--fast", "--epochs", "1"]),
     "adapterhub_instruction": ([], ["--steps", "2"]),
     "defaults": (["--quick"], ["--datasets", "routing"]),
+    "serve": ([], ["--fast"]),
 }
-GPU = {"step_cost": ["--bf16", "--repeats", "10"], "inference_overhead": [], "mixed_batch": [], "response_loss": []}
+GPU = {
+    "step_cost": ["--bf16", "--repeats", "10"],
+    "inference_overhead": [],
+    "mixed_batch": [],
+    "response_loss": [],
+    "serve": ["--rounds", "1"],
+}
 
 
 def main() -> None:

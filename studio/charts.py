@@ -1,4 +1,5 @@
-"""Plotly figures for the studio: live training curves, overlaid curves, class probabilities."""
+"""Plotly figures for the studio: live training curves, overlaid curves, class probabilities, confusion
+matrices and the accuracy-against-size trade-off."""
 
 from __future__ import annotations
 
@@ -113,3 +114,114 @@ def token_lengths(lengths: list[int], max_length: int) -> go.Figure:
         **{**_LAYOUT, "height": 280},
     )
     return fig
+
+
+def confusion(
+    matrix: list[list[int]], labels: list[str], order: list[int] | None = None, title: str = "Confusion matrix"
+):
+    """Rows are the true labels, columns the predicted ones, both in `order` (the engine's, which puts
+    the biggest confusions first). Colour is the share of the true label's rows, so a rare label's
+    mistakes show as clearly as a common one's; each cell is labelled with its count."""
+    order = list(order) if order else list(range(len(labels)))
+    counts = [[matrix[i][j] for j in order] for i in order]
+    names = [_short(labels[i]) for i in order]
+    shares = [[c / max(sum(row), 1) for c in row] for row in counts]
+    n = len(order)
+    fig = go.Figure(
+        go.Heatmap(
+            z=shares,
+            x=names,
+            y=names,
+            text=counts,
+            texttemplate="%{text}" if n <= 30 else None,  # past 30 classes the counts are on hover only
+            colorscale="Blues",
+            zmin=0,
+            zmax=1,
+            colorbar=dict(title="share of<br>true label", tickformat=".0%"),
+            hovertemplate="true %{y}<br>predicted %{x}<br>%{text} rows (%{z:.0%} of the label)<extra></extra>",
+        )
+    )
+    size = max(340, min(1400, 26 * n + 160))
+    fig.update_layout(
+        title=html.escape(title),
+        xaxis=dict(title="predicted", tickangle=-45 if n > 6 else 0, type="category", automargin=True),
+        yaxis=dict(title="true", autorange="reversed", type="category", automargin=True),
+        template="plotly_white",
+        height=size,
+        margin=dict(l=60, r=20, t=50, b=60),
+    )
+    return fig
+
+
+def _short(label: str, limit: int = 28) -> str:
+    label = str(label)
+    return html.escape(label if len(label) <= limit else label[: limit - 1] + "…")
+
+
+MODE_NAMES = {"adapter": "adapter", "head": "head only", "full": "full fine-tuning", None: "uploaded"}
+
+
+def tradeoff(points: list[dict[str, Any]]) -> go.Figure:
+    """Validation accuracy against trainable parameters (log x), one point per run or adapter, the marker
+    sized by training time: Houlsby's trade-off on this data. `points`: name, mode, trainable, accuracy,
+    seconds (None when unknown)."""
+    fig = go.Figure()
+    longest = max([p["seconds"] or 0 for p in points] + [1])
+    for mode, label in MODE_NAMES.items():
+        group = [p for p in points if p.get("mode") == mode]
+        if not group:
+            continue
+        fig.add_trace(
+            go.Scatter(
+                x=[p["trainable"] for p in group],
+                y=[p["accuracy"] for p in group],
+                mode="markers+text" if len(points) <= 12 else "markers",
+                text=[_short(p["name"], 20) for p in group],
+                textposition="top center",
+                customdata=[[_short(p["name"], 60), _time(p["seconds"])] for p in group],
+                marker=dict(size=[10 + 20 * ((p["seconds"] or 0) / longest) ** 0.5 for p in group], opacity=0.8),
+                name=label,
+                hovertemplate="%{customdata[0]}<br>%{x:,} trainable parameters<br>accuracy %{y:.3f}"
+                "<br>trained in %{customdata[1]}<extra></extra>",
+            )
+        )
+    if not points:
+        fig.add_annotation(
+            text="No finished classification runs yet.", showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper"
+        )
+    fig.update_layout(
+        title="Accuracy against trainable parameters (marker size: training time)",
+        xaxis=dict(title="trainable parameters (log scale)", type="log"),
+        yaxis=dict(title="validation accuracy", range=[0, 1.12], tickvals=[0, 0.25, 0.5, 0.75, 1]),  # room for names
+        **_LAYOUT,
+    )
+    return fig
+
+
+def accuracy_time(points: list[dict[str, Any]]) -> go.Figure:
+    """Validation accuracy against training time, the same points as `tradeoff`."""
+    timed = [p for p in points if p.get("seconds")]
+    fig = go.Figure(
+        go.Scatter(
+            x=[p["seconds"] for p in timed],
+            y=[p["accuracy"] for p in timed],
+            mode="markers",
+            text=[_short(p["name"], 60) for p in timed],
+            marker=dict(size=9),
+            hovertemplate="%{text}<br>%{x:.0f} s<br>accuracy %{y:.3f}<extra></extra>",
+            name="runs",
+        )
+    )
+    fig.update_layout(
+        title="Accuracy against training time",
+        xaxis=dict(title="training time (s)", rangemode="tozero"),
+        yaxis=dict(title="validation accuracy", rangemode="tozero"),
+        **{**_LAYOUT, "showlegend": False},
+    )
+    return fig
+
+
+def _time(seconds: float | None) -> str:
+    if not seconds:
+        return "unknown time"
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"

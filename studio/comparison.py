@@ -10,6 +10,7 @@ import pandas as pd
 from adapter_core import AdapterError
 
 from . import charts
+from .report_view import confusion_figure, per_class_table
 from .service import Studio
 from .text import md
 
@@ -113,7 +114,20 @@ def compare_curves(studio: Studio, owner: str | None, adapters: list[str]):
 
 
 def compare_evaluate(studio: Studio, owner: str | None, adapters: list[str], path: str | None) -> pd.DataFrame:
+    return compare_evaluation(studio, owner, adapters, path)["scores"]
+
+
+def compare_evaluation(studio: Studio, owner: str | None, adapters: list[str], path: str | None) -> dict:
+    """Every selected adapter on a labelled test file: the scores, and for each classification adapter
+    its confusion matrix (one figure each, in selection order) and per-class rows (stacked)."""
     adapters = check_compare_selection(adapters)
     if not path:
         raise AdapterError("Upload a labelled test file (the same columns as the training data).")
-    return pd.DataFrame(studio.evaluate(adapters, path, owner))
+    rows = studio.evaluate(adapters, path, owner)
+    reports = {r["adapter"]: r.pop("report") for r in rows if r.get("report")}
+    per_class = [per_class_table(report, adapter=name) for name, report in reports.items()]
+    return {
+        "scores": pd.DataFrame(rows),
+        "matrices": [confusion_figure(r, f"{name}: confusion matrix (test file)") for name, r in reports.items()],
+        "per_class": pd.concat(per_class, ignore_index=True) if per_class else per_class_table(None, adapter=""),
+    }

@@ -56,6 +56,7 @@ def inspect_data(
             "rows": len(frame),
             "label_chart": None,
             "length_chart": None,
+            "tokens": None,
             "ready": False,
         }
     data = validate(frame, task, columns, path.name)
@@ -69,6 +70,7 @@ def inspect_data(
         "preview": frame.head(20),
         "columns": list(frame.columns),
         "mapping": columns,
+        "tokens": token_example(data.frame, tokenizer, max_length) if task == "instruction" and tokenizer else None,
         "summary": "  \n".join(md(line) for line in data.summary.lines()),
         "labels": data.labels or [],
         "rows": data.summary.rows_used,
@@ -76,6 +78,41 @@ def inspect_data(
         "length_chart": charts.token_lengths(lengths, max_length) if lengths is not None else None,
         "ready": True,
     }
+
+
+# The token view's categories (adapter_core.engine.token_view) in plain words, and their colours.
+TOKEN_LEGEND = {
+    "template": "chat template (the model reads it)",
+    "prompt": "what the model reads",
+    "loss": "what it learns to write (carries the loss)",
+    "cut": "cut by max length",
+}
+TOKEN_COLORS = {
+    TOKEN_LEGEND["template"]: "#d1d5db",
+    TOKEN_LEGEND["prompt"]: "#93c5fd",
+    TOKEN_LEGEND["loss"]: "#86efac",
+    TOKEN_LEGEND["cut"]: "#fca5a5",
+}
+MAX_CUT_SHOWN = 200  # tokens of a long example's cut tail shown one by one; the rest as one count
+
+
+def token_example(frame, tokenizer, max_length: int, row: int = 0) -> list[tuple[str, str]]:
+    """Row `row` of validated instruction data as training sees it, token by token: (text, what it is)
+    for `gr.HighlightedText`. The categories come from the training code's own example builder."""
+    from adapter_core.engine.token_view import token_view
+
+    if not len(frame):
+        return []
+    example = frame.iloc[min(max(int(row), 0), len(frame) - 1)]
+    optional = lambda key: example[key] if key in frame.columns and isinstance(example[key], str) else None  # noqa: E731
+    tokens = token_view(
+        tokenizer, example["instruction"], example["response"], max_length, optional("system"), optional("input")
+    )
+    cut = [t for t in tokens if t[1] == "cut"]
+    shown = [(text, TOKEN_LEGEND[kind]) for text, kind in tokens[: len(tokens) - len(cut) + MAX_CUT_SHOWN]]
+    if len(cut) > MAX_CUT_SHOWN:
+        shown.append((f" … {len(cut) - MAX_CUT_SHOWN} more tokens", TOKEN_LEGEND["cut"]))
+    return shown
 
 
 def base_for_task(studio: Studio, base: str, task: str) -> tuple[str, str]:

@@ -8,18 +8,20 @@ into a message. User strings are escaped wherever they are rendered as Markdown.
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
-from adapter_core import AdapterConfig, AdapterError
+from adapter_core import AdapterError
 from adapter_core.engine.plan import DEFAULT_PRESET as ENGINE_DEFAULT
 from adapter_core.engine.plan import PRESETS as ENGINE_PRESETS
 from adapter_core.engine.plan import plan_training
 from adapter_core.engine.train import TrainConfig
 
 from . import charts
+from .fit import fit_before_start, fit_line
 from .hardware import device_label, hardware
+from .report_view import run_report
 from .service import Studio
+from .settings import adapter_config, mode_value, preset_name, train_config
 from .text import md
 
 PRESETS = {p.label: p for p in ENGINE_PRESETS.values()}  # "Balanced (r=64)" -> the engine's recipe
@@ -44,12 +46,34 @@ def describe_model(studio: Studio, name: str) -> str:
     )
 
 
-def estimate(studio: Studio, base: str, bottleneck: int, placement: str, num_labels: int) -> str:
-    est = studio.estimate(base, AdapterConfig(bottleneck=int(bottleneck), placement=placement), num_labels)
+def estimate(
+    studio: Studio, base: str, bottleneck: int, placement: str, num_labels: int, settings: dict | None = None
+) -> str:
+    """The trainable parameters and disk size of the adapter the form describes (`settings` adds the
+    advanced options and the mode: a head-only or full run trains other parameters)."""
+    settings = {**(settings or {}), "bottleneck": bottleneck, "placement": placement}
+    mode = mode_value(settings.get("mode"))
+    if mode != "adapter":
+        return _baseline_estimate(studio, base, mode, num_labels)
+    est = studio.estimate(base, adapter_config(settings), num_labels)
     return (
         f"**{est['trainable']:,}** trainable parameters = **{est['percent']:.2f}%** of the base.  \n"
         f"Adapter on disk: **{est['adapter_mb']:.2f} MB**, against {est['full_copy_mb']:.0f} MB for a full copy "
         f"of the model ({est['full_copy_mb'] / max(est['adapter_mb'], 1e-9):.0f}x smaller)."
+    )
+
+
+def _baseline_estimate(studio: Studio, base: str, mode: str, num_labels: int) -> str:
+    info = studio.model_info(base)
+    head = info.hidden_size * num_labels + num_labels if num_labels else 0
+    if mode == "head":
+        return (
+            f"**{head:,}** trainable parameters: the classification head alone, on the frozen base "
+            "(the floor an adapter must beat)."
+        )
+    return (
+        f"**{info.parameters + head:,}** trainable parameters: every weight of the base (full fine-tuning, "
+        "the baseline). Its weights are not kept as an adapter; its curve and metrics go to Compare → Runs."
     )
 
 
@@ -79,25 +103,31 @@ def run_summary(studio: Studio, base: str, source: dict | None, settings: dict[s
         return blocker
     task = source.get("task", "classification")
     labels = source.get("labels") or []
-    est = studio.estimate(
-        base, AdapterConfig(bottleneck=int(settings["bottleneck"]), placement=settings["placement"]), len(labels)
-    )
+    adapter = adapter_config(settings)
+    mode = mode_value(settings.get("mode"))
     run = plan(source.get("rows") or 1, task, base, settings)
+    if mode == "adapter":
+        est = studio.estimate(base, adapter, len(labels))
+        what = (
+            f"Adapter: r={adapter.bottleneck}, {adapter.placement}, {est['trainable']:,} trainable "
+            f"parameters ({est['percent']:.2f}% of the base)."
+        )
+    else:
+        what = f"{'Head only' if mode == 'head' else 'Full fine-tuning'}: " + md(
+            _baseline_estimate(studio, base, mode, len(labels)).replace("**", "")
+        )
     lines = [
         f"**Will train:** {md(source['name'])} ({source.get('rows', '?')} rows, {task}"
         + (f", {len(labels)} labels" if labels else "")
         + f") on **{md(base)}**.",
-        f"Adapter: r={int(settings['bottleneck'])}, {settings['placement']}, {est['trainable']:,} trainable "
-        f"parameters ({est['percent']:.2f}% of the base).",
+        what,
         f"Run: {run.describe()}"
         + (f", about {run.estimated_seconds / 60:.0f} min on this CPU." if run.estimated_seconds else "."),
     ]
-    return "  \n".join(lines + [f"⚠ {md(w)}" for w in run.warnings])
-
-
-def preset_name(label: str | None) -> str:
-    """The engine's preset for a picker label; Custom settings follow the default recipe."""
-    return PRESETS[label].name if label in PRESETS else ENGINE_DEFAULT
+    fit = fit_before_start(studio, base, task, len(labels), settings, run)
+    if int(settings.get("patience") or 0):
+        lines.append(f"Stops early after {int(settings['patience'])} evaluations without improvement.")
+    return "  \n".join(lines + [md(line) for line in fit[:1]] + [f"⚠ {md(w)}" for w in run.warnings + fit[1:]])
 
 
 def plan(rows: int, task: str, base: str, settings: dict[str, Any]):
@@ -132,23 +162,7 @@ def start_training(
     settings: dict[str, Any],
 ) -> tuple[str, list[str]]:
     """Queue a run on the caller's loaded data; returns its id and notes on adjusted settings."""
-    if not source:
-        raise AdapterError("Load a data file first (step 2).")
-    if not source.get("ready", True):
-        raise AdapterError(f"Pick the columns of {source['name']} first (step 2).")
-    name = (name or "").strip() or f"{Path(source['name']).stem}-r{int(settings['bottleneck'])}"
-    settings = dict(settings)
-    if settings.pop("auto", False):  # the engine sizes the run from the data, by the preset's recipe
-        settings.update(batch_size=None, epochs=None, lr=None)
-    settings["preset"] = preset_name(settings.pop("preset", None))
-    config = TrainConfig(
-        base=base,
-        data=source["path"],
-        task=task,
-        name=name,
-        columns={k: v for k, v in mapping.items() if v},
-        **settings,
-    )
+    config = train_config(base, source, task, mapping, name, settings)
     job, notes = studio.submit(config, owner)
     return job.id, notes
 
@@ -176,6 +190,9 @@ def progress(studio: Studio, owner: str | None, job_id: str | None) -> dict[str,
         parts.append(md(charts.phase(job.events)))
     if training:
         parts.append(md(device_label(training["info"]["device"])))
+        fit = fit_line(training["info"])
+        if fit and not job.finished.is_set():
+            parts.append(md(fit))
     last_eval = job.latest("eval")
     if last_eval:
         parts.append(", ".join(f"{k} {v:.3f}" for k, v in last_eval["metrics"].items()))
@@ -188,11 +205,15 @@ def progress(studio: Studio, owner: str | None, job_id: str | None) -> dict[str,
     if threshold is not None:
         parts.append(f"out-of-scope threshold {threshold:.3g} (routing sends less sure messages to the fallback)")
     parts += [f"⚠ {md(e['message'])}" for e in job.events if e["kind"] == "warning" and e.get("message")]
+    done = job.latest("done") if job.finished.is_set() else None
     return {
         "figure": charts.training_curve(job.events, job.config.name),
         "status": " · ".join(parts),
         "queue": queue_text(studio, owner),
         "done": job.finished.is_set(),
+        "task": job.config.task,
+        "report": run_report(job.run, done),
+        "samples": (last_eval or {}).get("info", {}).get("samples") or [],
     }
 
 

@@ -33,6 +33,7 @@ class Policy:
     max_seconds: float = 1800.0  # training time of one run
     max_batch_size: int = 128
     max_length: int = 1024
+    max_sweep_runs: int = 4  # runs in one sweep (it counts as one run against the owner's limit)
     # Adapters
     max_adapters_per_owner: int = 20
     max_bytes_per_owner: int = 200 * 2**20
@@ -73,6 +74,7 @@ class Policy:
             max_seconds=0.0,
             max_batch_size=4096,
             max_length=32768,
+            max_sweep_runs=64,
             max_adapters_per_owner=10**6,
             max_bytes_per_owner=2**50,
             max_bottleneck=65536,

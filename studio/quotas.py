@@ -8,19 +8,64 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from adapter_core.engine.data import load_data
+from adapter_core.engine.runs import ACTIVE
 from adapter_core.errors import AdapterError
 
 from .hardware import hardware
 from .library import check_name
+from .settings import PUBLIC_REPORT_TO
 
 if TYPE_CHECKING:
     from adapter_core.engine.train import TrainConfig
 
+    from .policy import Policy
     from .service import Studio
 
 
 def check_submit(studio: Studio, config: TrainConfig, owner: str | None) -> list[str]:
     """Refuse what the policy forbids, clamp what it bounds, and return notes on what was clamped."""
+    notes = check_config(studio, config)
+    _check_data(studio, config)
+    _check_shares(studio, owner)
+    return notes
+
+
+def check_sweep(studio: Studio, configs: list[TrainConfig], owner: str | None) -> list[str]:
+    """A sweep is a few ordinary runs on one file, queued together. It counts as one run against the
+    owner's run limit (its runs train one after another anyway) and as one adapter against their library
+    (only the best is published), but each of its runs takes a place in the studio's queue; in public
+    mode it is at most `max_sweep_runs` runs sharing one run's time budget."""
+    policy = studio.policy
+    check_sweep_size(policy, len(configs))
+    notes: list[str] = []
+    for config in configs:
+        notes += [n for n in check_config(studio, config) if n not in notes]
+    _check_data(studio, configs[0])  # one file for the whole grid
+    if policy.public:
+        share = policy.max_seconds / len(configs)
+        for config in configs:
+            config.max_seconds = min(config.max_seconds, share)
+        notes.append(
+            f"A sweep shares one run's time budget: each of its {len(configs)} runs trains at most "
+            f"{share / 60:.1f} minutes."
+        )
+    _check_shares(studio, owner, runs=len(configs), sweep=True)
+    return notes
+
+
+def check_sweep_size(policy: Policy, runs: int, grid: str = "") -> None:
+    if runs < 1:
+        raise AdapterError("A sweep needs at least one bottleneck and one learning rate.")
+    if runs > policy.max_sweep_runs:
+        raise AdapterError(
+            f"A sweep is at most {policy.max_sweep_runs} runs in this studio; you asked for {runs}"
+            + (f" ({grid})" if grid else "")
+            + ". Pick fewer bottlenecks or learning rates."
+        )
+
+
+def check_config(studio: Studio, config: TrainConfig) -> list[str]:
+    """One run's settings against the policy: refused, or clamped with a note."""
     policy = studio.policy
     config.check()  # types and ranges first, so the messages below compare numbers
     config.name = check_name(config.name)
@@ -29,20 +74,29 @@ def check_submit(studio: Studio, config: TrainConfig, owner: str | None) -> list
         raise AdapterError(f"Epochs {config.epochs:g} is over this studio's limit of {policy.max_epochs:g}.")
     if config.batch_size is not None and config.batch_size > policy.max_batch_size:
         raise AdapterError(f"Batch size {config.batch_size} is over this studio's limit of {policy.max_batch_size}.")
-    if config.bottleneck > policy.max_bottleneck:
-        raise AdapterError(f"Bottleneck {config.bottleneck} is over this studio's limit of {policy.max_bottleneck}.")
+    bottleneck = config.adapter.bottleneck_for(studio.model_info(config.base).hidden_size)
+    if bottleneck > policy.max_bottleneck:
+        raise AdapterError(f"Bottleneck {bottleneck} is over this studio's limit of {policy.max_bottleneck}.")
     if config.max_steps > policy.max_steps:
         raise AdapterError(f"Max steps {config.max_steps} is over this studio's limit of {policy.max_steps}.")
+    if policy.public and config.report_to not in PUBLIC_REPORT_TO:
+        raise AdapterError(f"This public studio reports to TensorBoard or nothing; got {str(config.report_to)[:20]!r}.")
+    if policy.public and config.init_from:
+        raise AdapterError("This public studio starts every run from a fresh adapter.")
     if policy.public:  # every public run ends by itself, whatever it asked for
         config.max_steps = config.max_steps or policy.max_steps
         config.max_seconds = min(config.max_seconds or policy.max_seconds, policy.max_seconds)
     if hardware().kind == "zero-gpu":  # ZeroGPU lends its GPU inside requests only; a run is no request
         config.device = "cpu"
-    data = load_data(config.data, config.task, config.columns)  # data errors now, not in the queue
-    if len(data.labels or []) > policy.max_labels:
-        raise AdapterError(f"The file has {len(data.labels)} labels; this studio trains at most {policy.max_labels}.")
-    _check_shares(studio, owner)
     return notes
+
+
+def _check_data(studio: Studio, config: TrainConfig) -> None:
+    data = load_data(config.data, config.task, config.columns)  # data errors now, not in the queue
+    if len(data.labels or []) > studio.policy.max_labels:
+        raise AdapterError(
+            f"The file has {len(data.labels)} labels; this studio trains at most {studio.policy.max_labels}."
+        )
 
 
 def _clamp_length(studio: Studio, config: TrainConfig) -> list[str]:
@@ -54,21 +108,39 @@ def _clamp_length(studio: Studio, config: TrainConfig) -> list[str]:
     return [f"Max length {asked} is more than {info.name} can take; training uses {limit}."]
 
 
-def _check_shares(studio: Studio, owner: str | None) -> None:
+def _check_shares(studio: Studio, owner: str | None, runs: int = 1, sweep: bool = False) -> None:
+    """Room in the studio's queue for `runs` more runs, and in `owner`'s share for one more (a sweep
+    counts as one, and an owner runs one sweep at a time)."""
     policy, jobs = studio.policy, studio.jobs
-    if jobs.active_count() >= policy.max_queue:
+    if jobs.active_count() + runs > policy.max_queue:
+        if runs == 1:
+            raise AdapterError(
+                f"The studio's training queue is full ({policy.max_queue} runs). Try again in a few minutes."
+            )
         raise AdapterError(
-            f"The studio's training queue is full ({policy.max_queue} runs). Try again in a few minutes."
+            f"The studio's training queue has room for {max(0, policy.max_queue - jobs.active_count())} more runs; "
+            f"this sweep is {runs}. Try again in a few minutes, or pick fewer."
         )
     if owner is None:
         return
-    active = jobs.active_count(owner)
-    if active >= policy.max_jobs_per_owner:
+    slots, sweeps = owner_slots(studio, owner)
+    if sweep and sweeps:
+        raise AdapterError("You already have a sweep queued or running; wait for it to finish, or stop it.")
+    if slots >= policy.max_jobs_per_owner:
         raise AdapterError(
-            f"You already have {active} runs queued or running (the limit is {policy.max_jobs_per_owner}). "
-            "Wait for one to finish, or stop it."
+            f"You already have {slots} runs queued or running (the limit is {policy.max_jobs_per_owner}"
+            + ("; a sweep counts as one" if sweeps else "")
+            + "). Wait for one to finish, or stop it."
         )
     check_library_room(studio, owner)
+
+
+def owner_slots(studio: Studio, owner: str) -> tuple[int, int]:
+    """(runs counted against `owner`'s limit, sweeps among them): each active run alone, each active
+    sweep once however many of its runs wait."""
+    active = [j for j in studio.jobs.jobs(owner=owner) if j.status in ACTIVE]
+    groups = {j.group for j in active if getattr(j, "group", None)}
+    return sum(1 for j in active if not getattr(j, "group", None)) + len(groups), len(groups)
 
 
 def check_library_room(studio: Studio, owner: str, incoming: int = 1) -> None:
@@ -76,7 +148,7 @@ def check_library_room(studio: Studio, owner: str, incoming: int = 1) -> None:
     bytes: an upload's size, or at least one byte for a run whose adapter does not exist yet."""
     policy = studio.policy
     count, size = studio.library.usage(owner)
-    if count + studio.jobs.active_count(owner) >= policy.max_adapters_per_owner:
+    if count + owner_slots(studio, owner)[0] >= policy.max_adapters_per_owner:
         raise AdapterError(
             f"Your library is full ({count} adapters, the limit is {policy.max_adapters_per_owner}). Delete one first."
         )

@@ -32,16 +32,19 @@ from adapter_core.engine.evaluation import evaluate_file
 from adapter_core.engine.jobs import Job, JobManager
 from adapter_core.engine.runs import RunStore
 from adapter_core.inject import TASK_ADAPTER
+from adapter_core.io import CONFIG_FILE, WEIGHTS_FILE
 from adapter_core.paths import studio_home
 from adapter_core.serve.hub import FALLBACK, Hub, Stream
 from adapter_core.serve.pool import ModelPool, model_bytes
 from adapter_core.serve.routing import Route
 
 from .bases import ModelInfo, model_info
-from .library import Entry, Library
+from .library import Entry, Library, safe_name
 from .policy import Policy
-from .quotas import check_library_room, check_submit
+from .quotas import check_library_room, check_submit, check_sweep
+from .report_view import run_report
 from .samples import SAMPLES_DIR
+from .sweeps import Sweep, member_ended, new_sweep
 
 USE = {"classification": "classify", "instruction": "chat"}
 DOWNLOADS = Path(tempfile.gettempdir()) / "adapter-studio-downloads"
@@ -67,6 +70,7 @@ class Studio:
         self._lock = threading.RLock()
         self._submit_lock = threading.Lock()
         self._uploads: dict[str, tuple[str | None, str]] = {}  # token -> (owner, path); see remember_upload
+        self.sweeps: dict[str, Sweep] = {}  # group -> its bookkeeping, for this process's life
 
     def owner(self, owner: str | None) -> str | None:
         """The scope of a call: None in local mode (one trusted user), the visitor's id in public mode."""
@@ -233,15 +237,26 @@ class Studio:
         return out
 
     def evaluate(self, adapters: list[str], data_path: str | Path, owner: str | None = None) -> list[dict]:
+        """Each adapter's scores on a labelled file; a classification adapter's row also holds its
+        per-class `report` (per-class scores, confusion matrix, misclassified rows)."""
         (path,) = self.uploaded([data_path]) if self.policy.public else [Path(data_path)]
         rows = []
         for name in adapters:
             base, entry = self.served(name, owner=owner)
-            metrics = evaluate_file(base, entry.name, path)
+            metrics = dict(evaluate_file(base, entry.name, path))
+            report = metrics.pop("report", None)
             rows.append(
-                {"adapter": name, **{k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}}
+                {
+                    "adapter": name,
+                    **{k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()},
+                    **({"report": report} if report else {}),
+                }
             )
         return rows
+
+    def run_report(self, run_id: str, owner: str | None = None) -> dict | None:
+        """The per-class report a classification run saved (report.json), if the caller may see the run."""
+        return run_report(self.jobs.store.get(run_id, owner=self.owner(owner)))
 
     # Training ------------------------------------------------------------------------------------
     def submit(self, config, owner: str | None = None) -> tuple[Job, list[str]]:
@@ -253,7 +268,42 @@ class Studio:
             notes = check_submit(self, config, owner)
             return self.jobs.submit(config, owner=owner), notes
 
+    def submit_sweep(self, configs: list, name: str, owner: str | None = None) -> tuple[Sweep, list[str]]:
+        """Queue a sweep's runs (see `studio/sweeps.py`) for `owner` as one group, within the quotas. When
+        the last ends, only the best is published, as `<name>-best`."""
+        owner = self.owner(owner)
+        if not configs:
+            raise AdapterError("A sweep needs at least one bottleneck and one learning rate.")
+        for config in configs:
+            config.data = str(self.data_file(config.data))
+        with self._submit_lock:
+            notes = check_sweep(self, configs, owner)
+            sweep = new_sweep(name, owner, configs[0].task, len(configs))
+            self.sweeps[sweep.group] = sweep
+            try:
+                for config in configs:
+                    sweep.job_ids.append(self.jobs.submit(config, owner=owner, group=sweep.group).id)
+            except Exception:  # none of it queued: cancel what was
+                sweep.expected = len(sweep.job_ids)
+                for job_id in sweep.job_ids:
+                    self.jobs.stop(job_id)
+                raise
+        member_ended(self, sweep)  # (every run may have ended already)
+        return sweep, notes
+
     def _publish(self, job: Job) -> None:
+        """A finished run's adapter goes to the library; a sweep's runs wait for the sweep's end, when
+        only the best is published. A full fine-tune keeps no adapter."""
+        group = getattr(job, "group", None)
+        if group is not None:
+            if group in self.sweeps:
+                member_ended(self, self.sweeps[group])
+            return
+        if job.status in ("completed", "stopped") and job.config.mode == "full":
+            job.events.append(
+                {"kind": "published", "message": "A full fine-tune keeps no adapter: compare it under Compare → Runs."}
+            )
+            return
         if job.status in ("completed", "stopped") and job.run.has_adapter:
             entry = self.library.publish(
                 job.run.adapter_dir, job.config.name, owner=job.owner, curve=job.run.dir / "metrics.jsonl"
@@ -303,6 +353,75 @@ class Studio:
 
     def delete(self, name: str, owner: str | None = None) -> None:
         self.library.delete(name, owner=self.owner(owner))
+
+    # Sharing: the Hugging Face Hub, AdapterHub's format, hub packs ---------------------------------
+    def card(self, name: str, owner: str | None = None) -> str:
+        """The model card adapter `name` would be pushed with: no server path, no data file name."""
+        from adapter_core.share.card import folder_card
+
+        return folder_card(self.library.get(name, owner=self.owner(owner)).path)
+
+    def push(
+        self, name: str, repo_id: str, token: str | None = None, owner: str | None = None, private: bool = False
+    ) -> str:
+        """Push the caller's own adapter to the Hub. In public mode only with the visitor's own token (their
+        sign-in), never the server's; shared examples are not theirs to push. Returns the commit URL."""
+        from adapter_core.share.push import push_adapter
+
+        owner = self.owner(owner)
+        entry = self.library.get(name, owner=owner)
+        if self.policy.public and not token:
+            raise AdapterError("Sign in with Hugging Face to push: the studio pushes with your own account only.")
+        if owner is not None and entry.owner != owner:
+            raise AdapterError(f"{entry.name!r} is a shared example, not yours; push your own adapters.")
+        return push_adapter(entry.path, str(repo_id or "").strip(), token=token or None, private=private)
+
+    def pull(self, ref: str, owner: str | None = None, token: str | None = None) -> Entry:
+        """An adapter from the Hub into the caller's library, checked as an upload is and counted against
+        their quota. In public mode it goes through a private cache that is deleted afterwards."""
+        from adapter_core.share.hub import pull_one
+
+        owner = self.owner(owner)
+        public = self.policy.public
+        with tempfile.TemporaryDirectory(prefix="adapter-studio-pull-") as cache:
+            ref, folder = pull_one(
+                ref, token=token or (False if public else None), cache=cache if public else None, limits=self.policy
+            )
+            files = [folder / CONFIG_FILE, folder / WEIGHTS_FILE]
+            if owner is not None:
+                check_library_room(self, owner, incoming=sum(f.stat().st_size for f in files))
+            name = safe_name(ref.subfolder or ref.repo_id.split("/")[1])
+            return self.library.upload(files, owner=owner, name=name, limits=self.policy)
+
+    def export_adapterhub(self, name: str, owner: str | None = None) -> tuple[Path, str | None]:
+        """A zip of adapter `name` in AdapterHub's format, in a fresh folder of the downloads area, and a
+        note when its head had to stay behind (their head reads the first token; ours may pool the mean)."""
+        from adapter_core.share.adapterhub import export_problems
+        from adapter_core.share.interop import export_adapterhub
+
+        entry = self.library.get(name, owner=self.owner(owner))
+        head_problems = [] if export_problems(entry.meta, with_head=False) else export_problems(entry.meta)
+        out = _download_folder() / f"{entry.name}-adapterhub"
+        export_adapterhub(entry.path, out, with_head=not head_problems)
+        note = f"The adapter alone, without its head: {head_problems[0]}." if head_problems else None
+        return Path(shutil.make_archive(str(out), "zip", out.parent, out.name)), note
+
+    def pack(self, router: str, owner: str | None = None) -> Path:
+        """A zip of a hub pack: router `router` and the caller's department adapters, with its card."""
+        from adapter_core.share.pack import pack
+
+        owner = self.owner(owner)
+        entry = self.library.get(router, owner=owner)
+        out = pack(entry.name, self.library.root, _download_folder() / f"{entry.name}-pack", owner=owner)
+        return Path(shutil.make_archive(str(out), "zip", out.parent, out.name))
+
+
+def _download_folder() -> Path:
+    """A fresh folder in the downloads area (old ones are removed)."""
+    _clean_downloads()
+    folder = DOWNLOADS / secrets.token_hex(12)
+    folder.mkdir(parents=True)
+    return folder
 
 
 def _inside(path: Path, roots: list[Path]) -> bool:

@@ -79,7 +79,8 @@ def header(studio: Studio) -> None:
             + (" (sign in to keep them across browsers)" if sign_in_available(studio) else " and this browser")
             + f". Limits: {studio.policy.max_jobs_per_owner} runs at a time, "
             f"{studio.policy.max_adapters_per_owner} adapters, {studio.policy.max_epochs:g} epochs "
-            f"and {studio.policy.max_seconds / 60:.0f} minutes a run."
+            f"and {studio.policy.max_seconds / 60:.0f} minutes a run; a sweep is at most "
+            f"{studio.policy.max_sweep_runs} runs, counts as one run and shares one run's time."
         )
         if sign_in_available(studio):
             gr.LoginButton()

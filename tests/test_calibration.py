@@ -7,7 +7,7 @@ import pytest
 from conftest import tiny_model
 from transformers import AutoTokenizer
 
-import adapter_core.engine.train as engine
+import adapter_core.engine.recipe as engine
 from adapter_core import AdapterConfig, AdapterError, add_adapter, classify, save_adapter
 from adapter_core.catalog import CATALOG, Base, embedded_path
 from adapter_core.engine.batches import tokenize

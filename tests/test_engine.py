@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from adapter_core import AdapterError, classify, load_base
+from adapter_core import AdapterConfig, AdapterError, classify, load_base
 from adapter_core.engine.evaluation import load_with_base
 from adapter_core.engine.jobs import JobManager
 from adapter_core.engine.runs import RunStore
@@ -58,7 +58,7 @@ def test_training_lifts_validation_accuracy_well_above_chance(tmp_path):
 
 @pytest.mark.parametrize("base_dropout", [True, False])
 def test_base_dropout_setting_holds_through_every_training_step(base_dropout, tmp_path, monkeypatch):
-    import adapter_core.engine.train as engine
+    import adapter_core.engine.recipe as engine
 
     seen = []  # (training, grad enabled) of the base's dropout modules at each call
 
@@ -252,8 +252,9 @@ def test_torchrun_two_processes_train_one_adapter(tmp_path):
         "adapter",
         "config.json",
         "metrics.jsonl",
+        "report.json",
         "status.json",
-    ]
+    ]  # no checkpoint/: a completed run has nothing to resume
     predicted = cli("predict", "--adapter", str(out), "--text", "my card was charged twice", "--json")
     assert predicted.returncode == 0, predicted.stderr[-2000:]
 
@@ -268,7 +269,7 @@ def test_smollm2_instruction_adapter_learns_the_house_style(tmp_path):
         data=str(data),
         task="instruction",
         name="orders",
-        bottleneck=32,
+        adapter=AdapterConfig(bottleneck=32),
         epochs=1,
         batch_size=4,
         max_length=128,

@@ -138,3 +138,14 @@ def test_the_batcher_puts_requests_that_arrive_together_in_one_batch(model, toke
     assert done.acquire(timeout=60) and again.finish_reason == "length"
     batcher.close()
     time.sleep(0.05)
+
+
+def test_a_row_whose_reader_fails_ends_alone(model, tokenizer):
+    def broken(piece):
+        raise RuntimeError("the client's event loop is closed")
+
+    bad = row(tokenizer, "Where is my parcel?", "a", tokens=10, on_text=broken)
+    good = row(tokenizer, "Where is my parcel?", "b", tokens=10)
+    run(model, tokenizer, [bad, good])
+    assert bad.finish_reason == "cancelled" and len(bad.tokens) <= 2
+    assert good.finish_reason == "length" and len(good.tokens) == 10

@@ -194,6 +194,16 @@ def test_a_flood_of_submits_meets_the_owner_quota(app, client):
     assert victim_view(studio, run_id) == victim
 
 
+def test_a_hundred_run_sweep_is_refused(app, client):
+    client.predict(SAMPLE, "minilm", 64, api_name="/use_sample")
+    widths, rates = [str(r) for r in range(4, 44, 4)], [f"{i}e-4" for i in range(1, 11)]
+    call = lambda: client.predict(  # noqa: E731
+        base_model="minilm", task="classification", name="grid", bottlenecks=widths, lrs=rates, api_name="/sweep"
+    )
+    refused(app, call, "A sweep is at most 4 runs in this studio; you asked for 100 (10 bottlenecks x 10 learning")
+    refused(app, lambda: client.predict("no-such-sweep", api_name="/sweep_results"), "No sweep")
+
+
 # Other visitors' things -------------------------------------------------------------------------------
 def test_another_visitors_adapter_does_not_exist_for_me(app, client):
     missing = "No adapter named 'victim-router' in your library."

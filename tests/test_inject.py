@@ -129,7 +129,11 @@ def test_save_then_load_on_fresh_base_is_bitwise_identical(model_type, ids, tmp_
     add_adapter(model, "a", AdapterConfig(bottleneck=8, placement="parallel"), task="instruction")
     randomize(model, "a")
     save_adapter(model, "a", tmp_path / "a")
-    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["adapter_config.json", "adapter_model.safetensors"]
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == [
+        "README.md",
+        "adapter_config.json",
+        "adapter_model.safetensors",
+    ]
     fresh = tiny_model(model_type, seed=0)
     assert load_adapter(fresh, tmp_path / "a") == "a"
     with torch.no_grad(), use_adapter(model, "a"):

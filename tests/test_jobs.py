@@ -25,7 +25,7 @@ ROUTING = str(ROOT / "sample_data" / "support_routing.csv")
 
 def quick(**kwargs) -> TrainConfig:
     base = dict(base="minilm", data=ROUTING, name="routing", max_steps=2, batch_size=16, max_length=32)
-    return TrainConfig(**{**base, **kwargs})
+    return TrainConfig.from_dict({**base, **kwargs})  # the legacy flat `dropout` goes into `adapter`
 
 
 class FakeTrainer:
@@ -35,7 +35,7 @@ class FakeTrainer:
         self.release = threading.Event()
         self.started: list[str] = []
 
-    def __call__(self, config, out_dir, on_event, should_stop):
+    def __call__(self, config, out_dir, on_event, should_stop, base=None, resume=False):
         self.started.append(config.name)
         on_event(Event("status", status="training", message="fake"))
         while not self.release.is_set() and not should_stop():
@@ -47,6 +47,7 @@ class FakeTrainer:
 def fake(monkeypatch):
     trainer = FakeTrainer()
     monkeypatch.setattr(jobs_module, "train", trainer)
+    monkeypatch.setattr(jobs_module, "load_base", lambda name: None)  # no base to share with a fake
     yield trainer
     trainer.release.set()
 
@@ -213,7 +214,7 @@ def test_worker_survives_its_own_finish_step_failing(tmp_path, monkeypatch, fake
 
 
 def test_unexpected_failures_keep_class_names_and_paths_out_of_the_message(tmp_path, monkeypatch):
-    def explode(config, out_dir, on_event, should_stop):
+    def explode(config, out_dir, on_event, should_stop, base=None, resume=False):
         if config.name == "user-error":
             raise AdapterError("routing.csv has no label column.")
         raise KeyError(f"{tmp_path}/secret/thing")
@@ -278,7 +279,7 @@ def test_check_accepts_the_edges():
 
 
 def test_submit_reports_a_full_disk_in_words(tmp_path, monkeypatch):
-    def full(self, name, config, owner=None):
+    def full(self, name, config, owner=None, group=None):
         raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "runs" / "x"))
 
     monkeypatch.setattr(RunStore, "create", full)

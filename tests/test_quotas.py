@@ -7,7 +7,7 @@ import time
 import pytest
 from studio_fixtures import publish_random
 
-from adapter_core import AdapterError
+from adapter_core import AdapterConfig, AdapterError
 from adapter_core.engine.train import TrainConfig
 from studio import handlers as h
 from studio import service
@@ -29,7 +29,9 @@ def public(tmp_path):
 
 
 def config(**changes) -> TrainConfig:
-    return TrainConfig(**{"data": SAMPLE, "name": "run", "max_length": 32, "bottleneck": 8, **changes})
+    settings = {"data": SAMPLE, "name": "run", "max_length": 32, **changes}
+    adapter = AdapterConfig(bottleneck=settings.pop("bottleneck", 8))
+    return TrainConfig(**settings, adapter=adapter)
 
 
 @pytest.mark.parametrize(

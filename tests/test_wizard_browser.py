@@ -15,6 +15,7 @@ import pytest
 from browser_helpers import ARTIFACTS, free_port, launch_chromium, needs_chromium
 from studio_fixtures import publish_random
 
+from adapter_core import AdapterConfig
 from adapter_core.engine.train import TrainConfig
 from studio.policy import Policy
 from studio.samples import SAMPLES_DIR
@@ -332,7 +333,7 @@ def test_chart_shows_a_phase_then_its_first_point_on_whole_steps(app, page):
     name = "first-point"
     # A run already training holds the trainer, so the visitor's run waits: its phase shows for sure.
     data = str(SAMPLES_DIR / SAMPLE_FILE)
-    settings = dict(bottleneck=4, epochs=4.0, lr=2e-3, batch_size=8, max_length=32)
+    settings = dict(adapter=AdapterConfig(bottleneck=4), epochs=4.0, lr=2e-3, batch_size=8, max_length=32)
     blocker, _ = studio.submit(TrainConfig("minilm", data, name="blocker", **settings))
     try:
         use_sample(page)

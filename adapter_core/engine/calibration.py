@@ -9,11 +9,12 @@ the highest one that keeps a target share of the correctly classified validation
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from datasets import Dataset
 from torch import nn
+from torch.nn import functional as F
 
 from ..errors import AdapterError
 from ..inference import classification_logits
@@ -22,23 +23,39 @@ from .metrics import eval_batches, eval_mode
 IN_SCOPE_RECALL = 0.95
 
 
+class Predictions(NamedTuple):
+    """Per row of a classification dataset, in row order."""
+
+    pred: list[int]  # the top label's index
+    conf: list[float]  # its max-softmax confidence (0 where the logits are NaN)
+    gold: list[int]  # the gold label's index
+    loss: list[float]  # cross-entropy of the gold label
+
+
 @torch.no_grad()
+def predictions(model: nn.Module, name: str, ds: Dataset, pad_id: int, batch_size: int = 64) -> Predictions:
+    """Adapter `name`'s predictions on `ds` (a tokenized classification dataset, see `batches.tokenize`)
+    in one pass. A diverged run's NaN logits give confidence 0, so a threshold over these stays a number."""
+    device = next(model.parameters()).device
+    out = Predictions([0] * len(ds), [0.0] * len(ds), [0] * len(ds), [0.0] * len(ds))
+    with eval_mode(model):
+        for rows, batch in eval_batches(ds, pad_id, batch_size, device):
+            logits = classification_logits(model, name, batch["input_ids"], batch["attention_mask"]).float()
+            top, best = logits.softmax(-1).max(-1)
+            loss = F.cross_entropy(logits, batch["labels"], reduction="none")
+            columns = (best.tolist(), top.tolist(), batch["labels"].tolist(), loss.tolist())
+            for i, y, c, g, ce in zip(rows, *columns, strict=True):
+                out.pred[i], out.conf[i], out.gold[i], out.loss[i] = y, (c if math.isfinite(c) else 0.0), g, ce
+    return out
+
+
 def confidences(
     model: nn.Module, name: str, ds: Dataset, pad_id: int, batch_size: int = 64
 ) -> tuple[list[float], list[bool]]:
-    """Max-softmax confidence, and whether the top label is the gold one, for each row of `ds` (a
-    tokenized classification dataset, see `batches.tokenize`), in row order."""
-    device = next(model.parameters()).device
-    conf, correct = [0.0] * len(ds), [False] * len(ds)
-    with eval_mode(model):
-        for rows, batch in eval_batches(ds, pad_id, batch_size, device):
-            logits = classification_logits(model, name, batch["input_ids"], batch["attention_mask"])
-            top, pred = logits.float().softmax(-1).max(-1)
-            for i, c, p, g in zip(rows, top.tolist(), pred.tolist(), batch["labels"].tolist(), strict=True):
-                # A diverged run's NaN logits count as no confidence, so the threshold stays a number.
-                ok = math.isfinite(c)
-                conf[i], correct[i] = (c if ok else 0.0), (ok and p == g)
-    return conf, correct
+    """Max-softmax confidence, and whether the top label is the gold one, for each row of `ds`, in row
+    order. A row with NaN logits (confidence 0) counts as wrong."""
+    p = predictions(model, name, ds, pad_id, batch_size)
+    return p.conf, [c > 0 and y == g for y, c, g in zip(p.pred, p.conf, p.gold, strict=True)]
 
 
 def calibrate(conf: list[float], correct: list[bool], in_scope_recall: float = IN_SCOPE_RECALL) -> dict[str, Any]:

@@ -2,7 +2,9 @@
 
 Callers (the studio, tests) poll `Job.events`; nothing here blocks the caller or knows of the UI.
 Every job has an owner (None in local mode, who sees every job); an owner sees only their own jobs.
-The worker thread outlives any failure of a run or of its own bookkeeping (a full disk, say).
+Jobs may belong to a `group` (a sweep's runs), so a caller can act when the last of a group ends.
+The worker thread outlives any failure of a run or of its own bookkeeping (a full disk, say), and keeps
+the base it last loaded for the next adapter or head run on the same base and device.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..catalog import Base, load_base
 from ..errors import AdapterError
-from .runs import ACTIVE, Run, RunStore, visible
+from .runs import ACTIVE, Run, RunRecorder, RunStore, visible
 from .train import Event, TrainConfig, train
 
 UNEXPECTED = "The run failed on the server; details are in the run's error.log."
@@ -37,6 +40,8 @@ class Job:
     stop_requested: threading.Event = field(default_factory=threading.Event)
     finished: threading.Event = field(default_factory=threading.Event)
     owner: str | None = None  # None: local mode
+    group: str | None = None  # the jobs queued together (a sweep), if any
+    resume: bool = False  # go on from the run's checkpoint
 
     @property
     def id(self) -> str:
@@ -54,6 +59,7 @@ class JobManager:
         self._queue: deque[Job] = deque()
         self._cond = threading.Condition()
         self._closed = False
+        self._base: tuple[tuple[str, str], Base] | None = None  # ((base, device), the loaded base): the worker's
         self._worker = threading.Thread(target=self._work, name="adapter-studio-trainer", daemon=True)
         self._worker.start()
         # Let the trainer thread finish before the interpreter tears down: a thread that ran torch ops
@@ -73,20 +79,42 @@ class JobManager:
             if running is not None:
                 running.stop_requested.set()
             self._cond.notify_all()
+        self._base = None
         if threading.current_thread() is not self._worker:
             self._worker.join(timeout)
 
-    def submit(self, config: TrainConfig, owner: str | None = None) -> Job:
-        """Queue a run for `owner`; it starts when the device is free. Bad settings fail here, not later."""
+    def submit(self, config: TrainConfig, owner: str | None = None, group: str | None = None) -> Job:
+        """Queue a run for `owner` (in `group`, if given); it starts when the device is free. Bad settings
+        fail here, not later."""
         config.check()
         if self._closed:
             raise AdapterError("The trainer has shut down; start a new JobManager to train again.")
         try:
-            run = self.store.create(config.name, config.to_dict(), owner=owner)
+            run = self.store.create(config.name, config.to_dict(), owner=owner, group=group)
         except OSError:
             log.exception("Cannot create a run folder")
             raise AdapterError("The server could not save a new run (is its disk full?). Try again later.") from None
-        job = Job(config, run, owner=owner)
+        return self._queue_job(Job(config, run, owner=owner, group=group))
+
+    def resume(self, run_id: str, owner: str | None = None) -> Job:
+        """Queue a stopped or interrupted run of `owner` to go on from its checkpoint, in its own folder."""
+        run = self.store.get(run_id, owner)
+        if any(j.run.dir == run.dir and not j.finished.is_set() for j in self.jobs()):
+            raise AdapterError(f"The run {run.id!r} is already queued or training.")
+        if not run.resumable:
+            raise AdapterError(
+                f"The run {run.id!r} has no checkpoint to resume: it finished, or stopped before its first "
+                "evaluation. Start it again instead."
+            )
+        config = run.train_config()
+        config.check()
+        if self._closed:
+            raise AdapterError("The trainer has shut down; start a new JobManager to train again.")
+        group = run.status().get("group")
+        run.set_status("queued", message=None, finished=None)
+        return self._queue_job(Job(config, run, owner=owner, group=group, resume=True))
+
+    def _queue_job(self, job: Job) -> Job:
         with self._cond:
             self._forget_old()
             self._jobs[job.id] = job
@@ -163,21 +191,24 @@ class JobManager:
                 job.finished.set()
 
     def _run(self, job: Job) -> None:
+        record = RunRecorder(job.run)
+
         def on_event(event: Event) -> None:
             data = event.to_dict()
             job.events.append(data)
-            job.run.append_event(data)
+            record(data)
             if event.kind == "status" and event.status:
                 job.status = event.status
-                job.run.set_status(event.status, message=event.message)
 
         fields: dict[str, Any] = {}
         try:
             job.run.set_status("loading", started=time.time())
-            result = train(job.config, job.run.dir, on_event, job.stop_requested.is_set)
+            base = self._shared_base(job.config)
+            result = train(job.config, job.run.dir, on_event, job.stop_requested.is_set, base=base, resume=job.resume)
         except AdapterError as e:
             status, message = "failed", str(e)
         except Exception:  # any other failure is the server's: the details go to error.log, not to the user
+            self._base = None  # in whatever state the failure left it
             log.exception("Run %s failed", job.id)
             status, message = "failed", UNEXPECTED
             try:
@@ -194,6 +225,18 @@ class JobManager:
                 examples_per_sec=result.examples_per_sec,
             )
         self._finish(job, status, message, **fields)
+
+    def _shared_base(self, config: TrainConfig) -> Base | None:
+        """The loaded base for an adapter or head run: the one kept from the last run when it is the same
+        base on the same device, else loaded now (and kept). A full fine-tune loads its own: None."""
+        if config.mode == "full":
+            self._base = None  # a full fine-tune needs the memory, and changes a base of its own
+            return None
+        key = (config.base, config.device)
+        if self._base is None or self._base[0] != key:
+            self._base = None  # at most one base in memory: let the old one go before loading the next
+            self._base = (key, load_base(config.base))
+        return self._base[1]
 
     def _finish(self, job: Job, status: str, message: str | None, **fields: Any) -> None:
         job.status, job.error = status, message if status == "failed" else None

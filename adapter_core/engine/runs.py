@@ -1,7 +1,9 @@
 """The run store: one folder per run under `$ADAPTER_STUDIO_HOME/runs`, surviving restarts.
 
 A run folder holds `config.json` (the TrainConfig), `status.json`, `metrics.jsonl` (every event)
-and, once the first evaluation is done, `adapter/` (loadable at any time after that).
+and, once the first evaluation is done, `adapter/` (loadable at any time after that) and, while the
+run can still be resumed, `checkpoint/`; a finished classification run adds `report.json`.
+`RunRecorder` writes the events of a run into its folder, for the CLI and the job manager alike.
 
 `status.json` records who the run belongs to (`owner`; none in local mode) and which process wrote
 it last (`boot`, a random id per process). A run left active by another process, one that is gone
@@ -21,12 +23,15 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..atomic import write_json_atomic
 from ..errors import AdapterError
 from ..io import CONFIG_FILE
 from ..paths import studio_home
+
+if TYPE_CHECKING:
+    from .config import Event, TrainConfig
 
 ACTIVE = ("queued", "loading", "training")
 BOOT_ID = uuid.uuid4().hex  # this process; written into every status.json it writes
@@ -62,8 +67,25 @@ class Run:
         """Who started the run (None: local mode, or a status.json that cannot be read)."""
         return (_read_json(self.dir / "status.json") or {}).get("owner")
 
+    @property
+    def resumable(self) -> bool:
+        """A checkpoint to go on from is there: the run stopped, or was interrupted, after an evaluation."""
+        return (self.dir / "checkpoint" / "state.json").is_file()
+
     def config(self) -> dict[str, Any]:
         return _read_json(self.dir / "config.json") or {}
+
+    def train_config(self) -> TrainConfig:
+        """The run's settings as they were given: those the plan chose (listed in `auto`) are auto again,
+        so that a resumed run plans them as the first start did."""
+        from .config import TrainConfig  # the config pulls in the engine; a run listing needs none of it
+
+        saved = self.config()
+        auto = saved.pop("auto", None)
+        for key in auto if isinstance(auto, list) else []:
+            if key in ("batch_size", "epochs", "lr"):
+                saved[key] = None
+        return TrainConfig.from_dict(saved)
 
     def status(self) -> dict[str, Any]:
         """The saved status; a run left active by an earlier process (an app restart) reads as `interrupted`."""
@@ -104,13 +126,40 @@ class Run:
         return out
 
 
+class RunRecorder:
+    """Records a run's events in its folder: each one appended to metrics.jsonl, and status.json kept in
+    step with the status events and the final `done` event (its metrics, steps and times)."""
+
+    def __init__(self, run: Run):
+        self.run = run
+
+    def __call__(self, event: Event | dict[str, Any]) -> dict[str, Any]:
+        """Record `event`; returns it as the dict that was written."""
+        data = event if isinstance(event, dict) else event.to_dict()
+        self.run.append_event(data)
+        status = data.get("status")
+        if data["kind"] == "status" and status:
+            self.run.set_status(status, message=data.get("message"))
+        elif data["kind"] == "done" and status:
+            self.run.set_status(
+                status,
+                message=None,
+                finished=time.time(),
+                metrics=data.get("metrics") or {},
+                steps=data.get("step"),
+                train_seconds=data.get("elapsed_s"),
+                examples_per_sec=data.get("examples_per_sec"),
+            )
+        return data
+
+
 class RunStore:
     def __init__(self, home: str | Path | None = None):
         self.root = Path(home or studio_home()) / "runs"
         self.root.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
 
-    def create(self, name: str, config: dict[str, Any], owner: str | None = None) -> Run:
+    def create(self, name: str, config: dict[str, Any], owner: str | None = None, group: str | None = None) -> Run:
         with self._lock:
             stem = time.strftime("%Y%m%d-%H%M%S") + "-" + (_slug.sub("-", name).strip("-")[:80] or "run")
             path, n = self.root / stem, 1
@@ -121,7 +170,7 @@ class RunStore:
         run = Run(path)
         try:
             write_json_atomic(path / "config.json", config)
-            run.set_status("queued", created=time.time(), owner=owner)
+            run.set_status("queued", created=time.time(), owner=owner, **({"group": group} if group else {}))
         except BaseException:
             shutil.rmtree(path, ignore_errors=True)  # no half-made run in the list
             raise

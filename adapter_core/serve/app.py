@@ -8,6 +8,7 @@ from fastapi import FastAPI
 
 from ..errors import AdapterError
 from ..library import Library
+from ..share.hub import HUB_PREFIX, pulled_library
 from .api import create_app, static_key
 from .hub import Hub, Limits
 from .pool import ModelPool
@@ -21,8 +22,10 @@ def build_server(
     max_batch: int = 32,
     window_s: float = 0.01,
 ) -> FastAPI:
-    """The app to run with uvicorn. Checks the library and the router now, so a typo fails at start."""
-    folder = Path(library)
+    """The app to run with uvicorn. Checks the library and the router now, so a typo fails at start.
+    `library`: a folder of adapter folders, or `hf://owner/repo`, a pack pulled from the Hub (checked, and
+    kept in the Hugging Face cache: it serves offline once pulled)."""
+    folder = pulled_library(library) if str(library).startswith(HUB_PREFIX) else Path(library)
     if not folder.is_dir():
         raise AdapterError(f"The library {folder.name!r} is not a folder. Point --library at a folder of adapters.")
     if max_batch < 1 or window_s < 0:

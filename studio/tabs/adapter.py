@@ -1,10 +1,12 @@
-"""Tab 3, Adapter: the bottleneck and training settings, with presets and a live size estimate."""
+"""Tab 3, Adapter: what trains (adapter, head only, full fine-tuning), the bottleneck and training settings,
+with presets and a live size estimate; early stopping, tracking and the advanced adapter options."""
 
 from __future__ import annotations
 
 import gradio as gr
 
 from .. import handlers as h
+from .. import settings as st
 from .common import Ctx, friendly
 
 
@@ -40,6 +42,7 @@ def build(ctx: Ctx) -> None:
                 label="Activation",
                 info="The non-linearity inside the bottleneck; gelu is a safe choice",
             )
+        mode = gr.Radio(list(st.MODES), value="Adapter", label="What trains", info=st.MODE_HELP)
         auto = gr.Checkbox(
             True,
             label="Size the run from the data (recommended)",
@@ -75,6 +78,42 @@ def build(ctx: Ctx) -> None:
                 info="Longer examples are cut; the Data tab shows how many",
             )
             seed = gr.Number(42, label="Seed", precision=0, minimum=0, info="Same seed, same run")
+        with gr.Row():
+            patience = gr.Number(
+                0,
+                label="Early stopping: patience",
+                precision=0,
+                minimum=0,
+                maximum=100,
+                info="Stop after this many evaluations without a better validation score (0: never); "
+                "the best checkpoint is kept",
+            )
+            report_to = gr.Dropdown(
+                st.report_choices(policy.public),
+                value="none",
+                label="Report to",
+                info=st.report_help(policy.public),
+            )
+        with gr.Accordion("Advanced adapter options", open=False), gr.Row():
+            init = gr.Dropdown(
+                list(st.INITS),
+                value="normal",
+                label="Initialisation",
+                info="How the down-projection starts; the up-projection starts at zero, so every choice "
+                "begins as the unchanged base",
+            )
+            scaling = gr.Number(
+                None,
+                label="Scaling s",
+                minimum=0,
+                info="Multiplies the adapter's output; empty: 1 (4 for parallel, as He et al. 2022)",
+            )
+            leave_out = gr.Textbox(
+                "",
+                label="Layers to leave out",
+                placeholder="e.g. 0, 1",
+                info="Layers (counted from 0) that get no adapter; fewer layers, fewer parameters",
+            )
         name = gr.Textbox(
             label="Adapter name",
             placeholder="e.g. routing (default: file name + r); letters, digits, spaces, '_' and '-'",
@@ -93,6 +132,12 @@ def build(ctx: Ctx) -> None:
         seed=seed,
         name=name,
         estimate_md=estimate_md,
+        mode=mode,
+        patience=patience,
+        report_to=report_to,
+        init=init,
+        scaling=scaling,
+        leave_out=leave_out,
     )
 
 
@@ -116,13 +161,16 @@ def wire(ctx: Ctx) -> None:
 
     ctx["auto"].input(toggle_auto, ctx["auto"], [ctx["lr"], ctx["epochs"], ctx["batch"]], api_visibility="private")
 
-    def estimate(base_model, bottleneck, placement, labels):
-        return h.estimate(studio, base_model, bottleneck, placement, len(labels or []))
+    def estimate(base_model, bottleneck, placement, labels, mode, leave_out):
+        settings = {"mode": mode, "leave_out": leave_out}
+        return h.estimate(studio, base_model, bottleneck, placement, len(labels or []), settings)
 
-    for trigger in (ctx["bottleneck"].change, ctx["placement"].change, ctx.labels.change, ctx["load"].click):
-        trigger(
-            friendly(estimate),
-            [ctx["base"], ctx["bottleneck"], ctx["placement"], ctx.labels],
-            ctx["estimate_md"],
-            api_visibility="private",
-        )
+    inputs = [ctx["base"], ctx["bottleneck"], ctx["placement"], ctx.labels, ctx["mode"], ctx["leave_out"]]
+    triggers = [ctx[k].change for k in ("bottleneck", "placement", "mode")] + [ctx.labels.change, ctx["load"].click]
+    gr.on(
+        [*triggers, ctx["leave_out"].blur, ctx["leave_out"].submit],
+        friendly(estimate),
+        inputs,
+        ctx["estimate_md"],
+        api_visibility="private",
+    )

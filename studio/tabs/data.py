@@ -1,4 +1,6 @@
-"""Tab 2, Data: a bundled sample or an upload, its column mapping, preview and validation summary.
+"""Tab 2, Data: a bundled sample or an upload, its column mapping, preview and validation summary, and for
+instruction data one training example token by token (what the model reads, what carries the loss, what
+max length cuts).
 
 The loaded file lives in `ctx.source` (server-side state); the page shows only its name, and no
 handler takes a path from the client.
@@ -37,9 +39,17 @@ def build(ctx: Ctx) -> None:
         with gr.Row():
             label_plot = gr.Plot(label="Labels", visible=False)
             length_plot = gr.Plot(label="Token lengths", visible=False)
+        tokens = gr.HighlightedText(
+            label="One training example as the model sees it (the first row, at the max length of step 3)",
+            color_map=dv.TOKEN_COLORS,
+            show_legend=True,
+            combine_adjacent=False,
+            visible=False,
+        )
         preview = gr.Dataframe(
             label="Preview (first 20 rows)", interactive=False, max_height=360, wrap=True, visible=False
         )
+    ctx.add(tokens=tokens)
     ctx.add(task=task, columns=column_boxes, sample=sample, use_sample=use_sample, upload=upload)
     ctx.add(data_name=data_name, data_md=data_md, preview=preview, label_plot=label_plot, length_plot=length_plot)
 
@@ -48,7 +58,7 @@ def data_outputs(ctx: Ctx) -> list:
     """What every data event sets, in this order; the wizard's restore sets the same."""
     return [
         ctx.source, ctx["data_name"], ctx["task"], ctx["data_md"], ctx["preview"], ctx.labels,
-        ctx["label_plot"], ctx["length_plot"], *ctx["columns"].values(),
+        ctx["label_plot"], ctx["length_plot"], *ctx["columns"].values(), ctx["tokens"],
     ]  # fmt: skip
 
 
@@ -66,6 +76,7 @@ def show(studio, source: dict | None, task: str, base_model: str, max_length: in
     return [
         source, source["name"], task, info["summary"], gr.update(value=info["preview"], visible=True), info["labels"],
         plot(info["label_chart"]), plot(info["length_chart"]), *boxes,
+        gr.update(value=info["tokens"], visible=bool(info["tokens"])),
     ]  # fmt: skip
 
 
@@ -75,7 +86,7 @@ def cleared(task: str, message: str, name: str | None = None) -> list:
     text = f"**Could not load {md(name)}:** {message}" if name else f"**Could not load the file:** {message}"
     hidden = gr.update(value=None, visible=False)
     boxes = [gr.update(choices=[], value=None) for _ in COLUMNS]
-    return [None, "", task, text, hidden, [], hidden, hidden, *boxes]
+    return [None, "", task, text, hidden, [], hidden, hidden, *boxes, hidden]
 
 
 def wire(ctx: Ctx) -> None:

@@ -1,4 +1,5 @@
-"""The Library tab: the visitor's adapters and the shared examples; rename, delete, download, upload."""
+"""The Library tab: the visitor's adapters and the shared examples; rename, delete, download, upload; and
+sharing: the model card, push to and pull from the Hugging Face Hub, AdapterHub export, hub packs."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import pandas as pd
 from adapter_core import AdapterError
 
 from .. import comparison as c
+from .. import share_view as sv
 from ..comparison import LIBRARY_COLUMNS
 from ..text import md
 from .common import Ctx, friendly, who
@@ -36,8 +38,85 @@ def build(ctx: Ctx) -> None:
         )
         lib_upload = gr.Button("Upload")
         lib_msg = gr.Markdown()
+        build_share(ctx)
     ctx.add(lib_table=lib_table, lib_pick=lib_pick, lib_new=lib_new, lib_rename=lib_rename, lib_delete=lib_delete)
     ctx.add(lib_zip=lib_zip, lib_download=lib_download, lib_files=lib_files, lib_upload=lib_upload, lib_msg=lib_msg)
+
+
+def build_share(ctx: Ctx) -> None:
+    """Share the picked adapter: its model card, the Hugging Face Hub, AdapterHub's format, a hub pack."""
+    public = ctx.studio.policy.public
+    with gr.Accordion("Share: model card, Hugging Face Hub, AdapterHub, hub pack", open=False):
+        with gr.Row(equal_height=True):
+            share_repo = gr.Textbox(label="Hub repository", placeholder="owner/name", scale=3)
+            share_private = gr.Checkbox(label="private", value=True, scale=1)
+            share_push = gr.Button("Push to the Hub", scale=1)
+        if public:
+            gr.Markdown("Pushing uses your own Hugging Face account: sign in first. The studio never pushes for you.")
+        with gr.Row(equal_height=True):
+            share_pull_repo = gr.Textbox(label="Pull from the Hub", placeholder="owner/name", scale=3)
+            share_pull = gr.Button("Pull into my library", scale=1)
+        with gr.Row():
+            share_export = gr.Button("Export for AdapterHub (zip)")
+            share_pack = gr.Button("Pack this router with its departments (zip)")
+        share_download = gr.DownloadButton("Download", visible=False)
+        share_msg = gr.Markdown()
+        share_card = gr.Markdown(label="Model card")
+    ctx.add(share_repo=share_repo, share_private=share_private, share_push=share_push, share_card=share_card)
+    ctx.add(share_pull_repo=share_pull_repo, share_pull=share_pull, share_export=share_export)
+    ctx.add(share_pack=share_pack, share_download=share_download, share_msg=share_msg)
+
+
+def wire_share(ctx: Ctx) -> None:
+    studio, changed = ctx.studio, ctx.library_changed
+
+    def show_card(owner, adapter: str, request: gr.Request):
+        try:
+            return sv.card_preview(studio, adapter, who(studio, owner, request))
+        except AdapterError:  # a name being typed, or one just deleted: no card yet
+            return ""
+
+    def push_adapter(
+        owner, adapter: str, repo: str, private: bool, oauth_token: gr.OAuthToken | None, request: gr.Request
+    ):
+        token = getattr(oauth_token, "token", None)
+        return sv.push(studio, adapter, repo, private, token, who(studio, owner, request))
+
+    def pull_adapter(owner, repo: str, changed_count, oauth_token: gr.OAuthToken | None, request: gr.Request):
+        name, message = sv.pull(studio, repo, getattr(oauth_token, "token", None), who(studio, owner, request))
+        return (changed_count or 0) + 1, message, gr.update(value=name)
+
+    def export_adapter(owner, adapter: str, request: gr.Request):
+        path, message = sv.export_adapterhub(studio, adapter, who(studio, owner, request))
+        return gr.update(value=str(path), visible=True), message
+
+    def pack_hub(owner, router: str, request: gr.Request):
+        return gr.update(value=str(sv.pack(studio, router, who(studio, owner, request))), visible=True)
+
+    ctx["lib_pick"].change(
+        friendly(show_card), [ctx.owner, ctx["lib_pick"]], ctx["share_card"], api_visibility="private"
+    )
+    ctx["share_push"].click(
+        friendly(push_adapter),
+        [ctx.owner, ctx["lib_pick"], ctx["share_repo"], ctx["share_private"]],
+        ctx["share_msg"],
+        api_name="push_adapter",
+    )
+    ctx["share_pull"].click(
+        friendly(pull_adapter),
+        [ctx.owner, ctx["share_pull_repo"], changed],
+        [changed, ctx["share_msg"], ctx["lib_pick"]],
+        api_name="pull_adapter",
+    )
+    ctx["share_export"].click(
+        friendly(export_adapter),
+        [ctx.owner, ctx["lib_pick"]],
+        [ctx["share_download"], ctx["share_msg"]],
+        api_name="export_adapterhub",
+    )
+    ctx["share_pack"].click(
+        friendly(pack_hub), [ctx.owner, ctx["lib_pick"]], ctx["share_download"], api_name="pack_hub"
+    )
 
 
 def wire(ctx: Ctx) -> None:
@@ -94,3 +173,4 @@ def wire(ctx: Ctx) -> None:
         [changed, ctx["lib_msg"]],
         api_name="upload_adapter",
     )
+    wire_share(ctx)

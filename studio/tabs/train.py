@@ -1,10 +1,13 @@
-"""Tab 4, Train: start and stop the visitor's runs, the live curve, the queue, and past runs."""
+"""Tab 4, Train: start and stop the visitor's runs, the live curve, what a run learned (per-class scores, the
+confusion matrix and mistakes; sample answers beside the base's), sweeps, the queue, and past runs."""
 
 from __future__ import annotations
 
 import gradio as gr
 
 from .. import handlers as h
+from .. import report_view as rv
+from . import sweep
 from .common import COLUMNS, Ctx, friendly, who
 
 
@@ -17,9 +20,32 @@ def build(ctx: Ctx) -> None:
         action_md = gr.Markdown()  # what Stop did; the status line below stays the run's own
         status_md = gr.Markdown("No run yet: start one above.")
         plot = gr.Plot(label="Training curve")
+        samples = gr.Dataframe(
+            rv.samples_table([]),
+            label="Sample answers at the latest evaluation: the bare base model beside the adapter",
+            interactive=False,
+            wrap=True,
+            visible=False,
+        )
+        with gr.Column(visible=False) as report_box:
+            report_md = gr.Markdown()
+            with gr.Row():
+                confusion = gr.Plot(label="Confusion matrix")
+                per_class = gr.Dataframe(
+                    rv.per_class_table(None), label="Per class (validation)", interactive=False, wrap=True
+                )
+            misclassified = gr.Dataframe(
+                rv.misclassified_table(None),
+                label="Misclassified validation examples, the most confident mistakes first",
+                interactive=False,
+                wrap=True,
+                column_widths=["58%", "14%", "14%", "14%"],
+                max_height=320,
+            )
         queue_md = gr.Markdown()
         timer = gr.Timer(1.0)
         seen_done = gr.State(None)
+        sweep.build(ctx)
         with gr.Accordion("Past runs (kept across restarts)", open=False):
             with gr.Row():
                 past = gr.Dropdown([], label="Run", scale=3, allow_custom_value=True)
@@ -40,7 +66,29 @@ def build(ctx: Ctx) -> None:
         past_show=past_show,
         past_md=past_md,
         past_plot=past_plot,
+        samples=samples,
+        report_box=report_box,
+        report_md=report_md,
+        confusion=confusion,
+        per_class=per_class,
+        misclassified=misclassified,
     )
+
+
+SETTINGS = ("bottleneck", "placement", "activation", "lr", "epochs", "batch", "max_length", "seed", "auto", "preset")
+EXTRA = ("mode", "patience", "report_to", "init", "scaling", "leave_out")  # after the first API's inputs
+
+
+def settings_inputs(ctx: Ctx) -> list:
+    """The Adapter tab's settings, in the order `settings_of` takes them."""
+    return [ctx[k] for k in SETTINGS + EXTRA]
+
+
+def settings_of(*values) -> dict:
+    """The form's values as `studio.settings` reads them."""
+    settings = dict(zip(SETTINGS + EXTRA, values, strict=True))
+    settings["batch_size"] = settings.pop("batch")
+    return settings
 
 
 def wire(ctx: Ctx) -> None:
@@ -51,22 +99,17 @@ def wire(ctx: Ctx) -> None:
         lr: float, epochs: float, batch_size: int, max_length: int, seed: int, text_column: str | None = None,
         label_column: str | None = None, instruction_column: str | None = None, response_column: str | None = None,
         input_column: str | None = None, system_column: str | None = None, auto: bool = True,
-        preset: str = h.DEFAULT_PRESET, request: gr.Request = None,
+        preset: str = h.DEFAULT_PRESET, mode: str = "Adapter", patience: int = 0, report_to: str = "none",
+        init: str = "normal", scaling: float | None = None, leave_out: str = "", request: gr.Request = None,
     ):  # fmt: skip
         """Queue a training run on the data loaded with /use_sample or /load_data in this session. With
-        `auto`, batch size, epochs and learning rate are chosen from the data by the preset's recipe."""
-        settings = dict(
-            bottleneck=int(bottleneck),
-            placement=placement,
-            activation=activation,
-            lr=float(lr),
-            epochs=float(epochs),
-            batch_size=int(batch_size),
-            max_length=int(max_length),
-            seed=int(seed),
-            auto=bool(auto),
-            preset=preset,
-        )
+        `auto`, batch size, epochs and learning rate are chosen from the data by the preset's recipe.
+        `mode`: Adapter, Head only or Full fine-tuning; `patience`: evaluations without improvement
+        before stopping early (0: off); `report_to`: none or tensorboard (mlflow, trackio locally)."""
+        settings = settings_of(
+            bottleneck, placement, activation, lr, epochs, batch_size, max_length, seed, auto, preset,
+            mode, patience, report_to, init, scaling, leave_out,
+        )  # fmt: skip
         columns = (text_column, label_column, instruction_column, response_column, input_column, system_column)
         mapping = {c: v for c, v in zip(COLUMNS, columns, strict=True) if v}
         owner = who(studio, owner, request)
@@ -93,26 +136,21 @@ def wire(ctx: Ctx) -> None:
             *ctx["columns"].values(),
             ctx["auto"],
             ctx["preset"],
+            *[ctx[k] for k in EXTRA],
         ],  # fmt: skip
         [ctx.job_id, ctx.remembered_job, ctx["seen_done"], ctx["status_md"], ctx["action_md"]],
         api_name="start_training",
     )
 
-    settings_inputs = [ctx[k] for k in ("bottleneck", "placement", "lr", "epochs", "batch", "auto", "preset")]
-
-    def summary(base_model, source, bottleneck, placement, lr, epochs, batch_size, auto, preset):
-        settings = dict(
-            bottleneck=bottleneck, placement=placement, lr=lr, epochs=epochs, batch_size=batch_size, auto=auto,
-            preset=preset,
-        )  # fmt: skip
-        text = h.run_summary(studio, base_model, source, settings)  # names what auto chooses
+    def summary(base_model, source, *values):
+        text = h.run_summary(studio, base_model, source, settings_of(*values))  # names what auto chooses
         return text, gr.update(interactive=h.can_start(studio, base_model, source))
 
-    summary_triggers = [ctx.source.change, ctx["load"].click] + [c.change for c in settings_inputs]
+    summary_triggers = [ctx.source.change, ctx["load"].click] + [c.change for c in settings_inputs(ctx)]
     gr.on(
         summary_triggers,
         friendly(summary),
-        [ctx["base"], ctx.source, *settings_inputs],
+        [ctx["base"], ctx.source, *settings_inputs(ctx)],
         [ctx["run_md"], ctx["start"]],
         api_visibility="private",
     )
@@ -129,22 +167,33 @@ def wire(ctx: Ctx) -> None:
 
     gr.api(friendly(training_status), api_name="training_status")
 
+    report_outputs = [ctx[k] for k in ("samples", "report_box", "report_md", "confusion", "per_class", "misclassified")]
+
     def tick(owner, job_id, seen, changed, request: gr.Request):
         owner = who(studio, owner, request)
         if job_id is None or job_id == seen:  # nothing new to draw: only the queue may have moved
-            return [gr.update(), gr.update(), h.queue_text(studio, owner), seen, changed]
+            return [gr.update(), gr.update(), h.queue_text(studio, owner), seen, changed] + [gr.update()] * 6
         info = h.progress(studio, owner, job_id)
+        shown = [info["figure"], info["status"], info["queue"]]
         if info["done"]:  # drawn once more, then left alone; the pickers learn of its adapter
-            return [info["figure"], info["status"], info["queue"], job_id, (changed or 0) + 1]
-        return [info["figure"], info["status"], info["queue"], seen, changed]
+            return [*shown, job_id, (changed or 0) + 1, *run_outputs(info)]
+        return [*shown, seen, changed, *run_outputs(info)]
 
     ctx["timer"].tick(
         friendly(tick),
         [ctx.owner, ctx.job_id, ctx["seen_done"], ctx.library_changed],
-        [ctx["plot"], ctx["status_md"], ctx["queue_md"], ctx["seen_done"], ctx.library_changed],
+        [ctx["plot"], ctx["status_md"], ctx["queue_md"], ctx["seen_done"], ctx.library_changed, *report_outputs],
         show_progress="hidden",
         api_visibility="private",
     )
+
+    def run_report(run_id: str, request: gr.Request = None) -> dict:
+        """A finished classification run's per-class report (for API clients): `per_class` (precision,
+        recall, F1, support per label), `confusion` (rows true, columns predicted, in `labels` order),
+        `order`, and `misclassified` validation rows; empty for a run without one."""
+        return studio.run_report(run_id, who(studio, None, request)) or {}
+
+    gr.api(friendly(run_report), api_name="run_report")
 
     def list_runs(owner, request: gr.Request):
         return gr.update(choices=h.past_runs(studio, who(studio, owner, request)))
@@ -158,3 +207,22 @@ def wire(ctx: Ctx) -> None:
     ctx["past_show"].click(
         friendly(show_run), [ctx.owner, ctx["past"]], [ctx["past_md"], ctx["past_plot"]], api_name="show_run"
     )
+    sweep.wire(ctx)
+
+
+def run_outputs(info: dict) -> list:
+    """The samples table (instruction runs, updated at each evaluation) and, once a classification run
+    has ended, its report: summary, confusion matrix, per-class table and misclassified examples."""
+    instruction = info["task"] == "instruction"
+    samples = gr.update(value=rv.samples_table(info["samples"]), visible=instruction and bool(info["samples"]))
+    report = info["report"] if info["done"] else None
+    if report is None:
+        return [samples, gr.update(visible=False)] + [gr.update()] * 4
+    return [
+        samples,
+        gr.update(visible=True),
+        rv.report_summary(report),
+        rv.confusion_figure(report),
+        rv.per_class_table(report),
+        rv.misclassified_table(report),
+    ]

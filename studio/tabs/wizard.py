@@ -14,7 +14,24 @@ from .common import COLUMNS, Ctx, who
 from .data import cleared, data_outputs, show
 
 TAB_IDS = ("model", "data", "adapter", "train", "use", "compare", "library")
-SETTINGS = ("preset", "bottleneck", "placement", "activation", "auto", "lr", "epochs", "batch", "max_length", "seed")
+SETTINGS = (
+    "preset",
+    "bottleneck",
+    "placement",
+    "activation",
+    "auto",
+    "lr",
+    "epochs",
+    "batch",
+    "max_length",
+    "seed",
+    "mode",
+    "patience",
+    "report_to",
+    "init",
+    "scaling",
+    "leave_out",
+)  # fmt: skip; a state saved before a setting existed restores without it
 MANUAL = ("lr", "epochs", "batch")  # editable only with "Size the run from the data" unticked
 
 

@@ -1,0 +1,174 @@
+"""A small grid of runs (bottleneck x learning rate, optionally placement), one after another on one
+loaded base, each stopping early, ranked by the validation metric.
+
+The base is loaded once and each run adds its adapter to it and takes it off again (`train(...,
+base=shared)`), so a sweep of N runs costs N trainings, not N loads. The best run's adapter stays in its
+run folder; publishing it (the studio's library, the CLI's `--out/best`) is the caller's step.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from ..catalog import load_base
+from ..config import AdapterConfig
+from ..errors import AdapterError
+from ..inject import _check_name
+from .config import Event, TrainConfig
+from .train import train
+
+METRIC = {"classification": "accuracy", "instruction": "val_loss"}  # what a sweep ranks runs by
+
+
+def lr_tag(lr: float) -> str:
+    """A learning rate as a short name part that adapter names allow (no dots): 1e-3, 2.5e-4 -> 2p5e-4."""
+    mantissa, exponent = f"{lr:e}".split("e")
+    mantissa = mantissa.rstrip("0").rstrip(".").replace(".", "p")
+    return f"{mantissa}e{int(exponent)}"
+
+
+def sweep_configs(
+    base_config: TrainConfig,
+    bottlenecks: list[int],
+    lrs: list[float],
+    placements: list[str] | None = None,
+    patience: int = 2,
+) -> list[TrainConfig]:
+    """One config per (placement, bottleneck, learning rate) of the grid, named
+    `{name}-r{r}-lr{lr}` (+ `-{placement}` when placements are given), early stopping after `patience`
+    evaluations without a better validation metric. Everything else is `base_config`'s."""
+    if not bottlenecks or not lrs:
+        raise AdapterError("A sweep needs at least one bottleneck and one learning rate.")
+    if placements is not None and not placements:
+        raise AdapterError("Give at least one placement, or none to keep the base config's.")
+    if not (isinstance(patience, int) and not isinstance(patience, bool) and patience >= 1):
+        raise AdapterError(f"patience must be a whole number of evaluations, 1 or more; got {patience!r}.")
+    if base_config.mode != "adapter":
+        raise AdapterError(f"A sweep varies the adapter; mode must be 'adapter', got {base_config.mode!r}.")
+    configs = []
+    for placement in placements or [None]:
+        for r in bottlenecks:
+            for lr in lrs:
+                if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+                    raise AdapterError(f"Learning rates must be positive numbers; got {lr!r}.")
+                name = f"{base_config.name}-r{r}-lr{lr_tag(lr)}" + (f"-{placement}" if placement else "")
+                _check_name(name)
+                adapter = _grid_adapter(base_config.adapter, r, placement)
+                config = replace(
+                    base_config, name=name, adapter=adapter, lr=float(lr), early_stopping_patience=patience
+                )
+                config.check()  # a bad bottleneck or placement fails before any run starts
+                configs.append(config)
+    names = [c.name for c in configs]
+    if len(set(names)) != len(names):
+        raise AdapterError(f"The grid repeats a run: {sorted({n for n in names if names.count(n) > 1})}.")
+    return configs
+
+
+def _grid_adapter(adapter: AdapterConfig, bottleneck: int, placement: str | None) -> AdapterConfig:
+    """`adapter` at width `bottleneck` (and `placement`). A scaling left at its placement's default
+    follows the new placement's default (a parallel adapter is scaled by 4, a serial one by 1)."""
+    if placement is None or placement == adapter.placement:
+        return replace(adapter, bottleneck=bottleneck, reduction_factor=None)
+    default = AdapterConfig(placement=adapter.placement).scaling
+    scaling = None if adapter.scaling == default else adapter.scaling
+    return replace(adapter, bottleneck=bottleneck, reduction_factor=None, placement=placement, scaling=scaling)
+
+
+@dataclass
+class SweepResult:
+    """The runs, best first by `metric`, and where the best one's adapter is."""
+
+    status: str  # completed | stopped (a stop request ended the sweep before its last run)
+    metric: str  # accuracy (higher is better) | val_loss (lower is better)
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def best(self) -> dict[str, Any] | None:
+        return self.rows[0] if self.rows and self.rows[0]["metrics"] else None
+
+    @property
+    def best_adapter_dir(self) -> Path | None:
+        return Path(self.best["adapter_dir"]) if self.best else None
+
+
+def rank_key(task: str, metrics: dict[str, float] | None) -> tuple:
+    """Sort key, best first: accuracy (then lower loss) for classification, loss for instruction; runs
+    without an evaluation last. The same order as `metrics.is_better`."""
+    if not metrics:
+        return (1, 0.0, 0.0)
+    if task == "classification":
+        return (0, -metrics["accuracy"], metrics["val_loss"])
+    return (0, metrics["val_loss"], 0.0)
+
+
+def run_sweep(
+    configs: list[TrainConfig],
+    out_dir: str | Path,
+    on_event: Callable[[Event], None] = lambda e: None,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> SweepResult:
+    """Train `configs` (see `sweep_configs`) one after another on one loaded base, each in
+    `out_dir/<config.name>`, and rank them. Each run's events reach `on_event` with `info["sweep_run"]`
+    (its name) and `info["sweep_index"]`/`["sweep_total"]`. A stop request stops the current run (it
+    keeps what it learned) and the sweep."""
+    if not configs:
+        raise AdapterError("The sweep has no runs.")
+    bases, tasks = {c.base for c in configs}, {c.task for c in configs}
+    if len(bases) > 1 or len(tasks) > 1:
+        raise AdapterError(f"A sweep shares one base and one task; got bases {sorted(bases)}, tasks {sorted(tasks)}.")
+    out_dir = Path(out_dir)
+    shared = load_base(configs[0].base)
+    task = configs[0].task
+    rows, status = [], "completed"
+    for index, config in enumerate(configs):
+        tag = {"sweep_run": config.name, "sweep_index": index, "sweep_total": len(configs)}
+
+        def forward(event: Event, tag: dict = tag) -> None:
+            event.info = {**(event.info or {}), **tag}
+            on_event(event)
+
+        result = train(config, out_dir / config.name, forward, should_stop, base=shared)
+        rows.append(_row(config, result))
+        if result.status == "stopped":
+            status = "stopped"
+            break
+    rows.sort(key=lambda row: rank_key(task, row["metrics"]))
+    return SweepResult(status, METRIC[task], rows)
+
+
+def _row(config: TrainConfig, result: Any) -> dict[str, Any]:
+    metrics = dict(result.metrics or {})
+    return {
+        "name": config.name,
+        "bottleneck": config.adapter.bottleneck,
+        "lr": config.lr,
+        "placement": config.adapter.placement,
+        "metrics": metrics,
+        **{k: metrics.get(k) for k in ("accuracy", "macro_f1", "val_loss", "perplexity") if k in metrics},
+        "steps": result.steps,
+        "train_seconds": round(result.train_seconds, 2),
+        "trainable": result.trainable,
+        "stopped_early": result.stopped_early,
+        "status": result.status,
+        "adapter_dir": str(result.adapter_dir),
+    }
+
+
+def format_table(result: SweepResult) -> str:
+    """The ranked runs as plain text (the CLI's)."""
+    shown = ("accuracy", "macro_f1") if result.metric == "accuracy" else ("val_loss", "perplexity")
+    width = max([4] + [len(r["name"]) for r in result.rows])
+    head = f"{'run':<{width}}  {'r':>4}  {'lr':>8}  " + "  ".join(f"{k:>10}" for k in shown)
+    lines = [head + f"  {'steps':>6}  {'seconds':>8}  {'trainable':>10}  early"]
+    for r in result.rows:
+        values = "  ".join(f"{r[k]:10.4f}" if r.get(k) is not None else f"{'-':>10}" for k in shown)
+        lines.append(
+            f"{r['name']:<{width}}  {r['bottleneck']:>4}  {r['lr']:>8g}  {values}  {r['steps']:>6}  "
+            f"{r['train_seconds']:>8.1f}  {r['trainable']:>10,}  {'yes' if r['stopped_early'] else 'no'}"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,285 @@
+"""Model cards: the `README.md` of every saved adapter folder, and the training curve as `curve.png`.
+
+A card holds front matter the Hub reads (`library_name`, `base_model`, `tags`, `license`, `datasets`),
+then the task, labels, adapter settings and size, the training settings, the validation metrics and
+curve, and how to load the adapter. Nothing in it names a server path or a data file: the base is
+given by its hub id only, the data by its row counts.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+from huggingface_hub import ModelCardData
+
+from ..catalog import CATALOG, embedded_path
+from ..config import AdapterConfig
+from ..io import path_tail
+from ..schema import read_safetensors_header
+
+CARD_FILE = "README.md"
+CURVE_PNG = "curve.png"
+CURVE_FILE = "metrics.jsonl"
+LIBRARY_NAME = "adapter-studio"
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>#!|~&${}])")
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[\w.-]{1,96}$")
+_SETTINGS = ("preset", "mode", "epochs", "lr", "batch_size", "grad_accum", "max_length", "seed", "base_dropout")
+log = logging.getLogger("adapter_core")
+
+
+def md(text: object) -> str:
+    """A user string shown literally in Markdown (labels, names): no links, HTML or emphasis."""
+    return _MD_SPECIAL.sub(r"\\\1", str(text)).replace("\n", " ")
+
+
+def public_base(meta: dict[str, Any]) -> str | None:
+    """The base model's hub id, if it has one: a catalog name's hub id, or a hub id as given. A local
+    folder has none (its path is no one else's business)."""
+    for name in (meta.get("base_model"), (meta.get("base") or {}).get("name_or_path")):
+        if isinstance(name, str) and name in CATALOG:
+            return CATALOG[name].hub_id
+        if isinstance(name, str) and _HUB_ID.match(name) and not name.startswith("."):
+            return name
+    return None
+
+
+def base_label(meta: dict[str, Any]) -> str:
+    """How a card names the base: its hub id, else the last part of its name."""
+    base = meta.get("base") or {}
+    return public_base(meta) or str(path_tail(meta.get("base_model") or base.get("name_or_path") or "")) or "?"
+
+
+def public_meta(meta: dict[str, Any]) -> dict[str, Any]:
+    """An adapter_config.json fit to publish: no owner, no server paths, no data file names."""
+    meta = json.loads(json.dumps(meta))
+    meta.pop("owner", None)
+    if "base_model" in meta:
+        meta["base_model"] = _public_name(meta["base_model"])
+    meta["base"]["name_or_path"] = _public_name(meta["base"].get("name_or_path"))
+    train_config = meta.get("train_config")
+    if isinstance(train_config, dict):
+        for key, value in list(train_config.items()):
+            if key in ("data", "val_data", "init_from", "columns"):
+                train_config[key] = None  # user data: the card gives row counts instead
+            elif isinstance(value, str) and path_tail(value) != value:
+                train_config[key] = path_tail(value)
+    return meta
+
+
+def _public_name(name: Any) -> Any:
+    """A base's name as published: a catalog name or hub id as it is, a folder by its last part only."""
+    if isinstance(name, str) and (name in CATALOG or (_HUB_ID.match(name) and not name.startswith("."))):
+        return name
+    return path_tail(name)
+
+
+def read_curve(folder: Path) -> list[dict[str, Any]]:
+    """The training events kept beside an adapter: `metrics.jsonl` in its folder (the library's layout),
+    or in its run folder when the adapter is a run's `adapter/`."""
+    folder = Path(folder)
+    for path in (folder / CURVE_FILE, folder.parent / CURVE_FILE if folder.name == "adapter" else None):
+        if path is not None and path.is_file():
+            points = []
+            for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+                try:
+                    point = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(point, dict):
+                    points.append(point)
+            return points
+    return []
+
+
+def _rows(meta: dict[str, Any], events: list[dict[str, Any]]) -> tuple[Any, Any]:
+    training = meta.get("training") or {}
+    info = next((e.get("info") or {} for e in events if (e.get("info") or {}).get("train_rows")), {})
+    return training.get("train_rows", info.get("train_rows")), training.get("val_rows", info.get("val_rows"))
+
+
+def curve_png(events: list[dict[str, Any]], path: Path) -> bool:
+    """Draw training loss, validation loss and accuracy against steps; False when there is nothing to draw."""
+    steps = [e for e in events if e.get("kind") == "step" and _num(e.get("loss"))]
+    evals = [e for e in events if e.get("kind") == "eval" and isinstance(e.get("metrics"), dict)]
+    if not steps and not evals:
+        return False
+    from matplotlib.figure import Figure  # the object API: no pyplot, no global backend switched
+
+    fig = Figure(figsize=(7, 3.6), dpi=100)
+    ax = fig.add_subplot()
+    ax.plot([e["step"] for e in steps], [e["loss"] for e in steps], lw=1.2, label="train loss")
+    val = [(e["step"], e["metrics"]["val_loss"]) for e in evals if _num(e["metrics"].get("val_loss"))]
+    if val:
+        ax.plot(*zip(*val, strict=True), "o-", label="validation loss")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_ylim(bottom=0)
+    acc = [(e["step"], e["metrics"]["accuracy"]) for e in evals if _num(e["metrics"].get("accuracy"))]
+    handles, labels = ax.get_legend_handles_labels()
+    if acc:
+        ax2 = ax.twinx()
+        ax2.plot(*zip(*acc, strict=True), "s-", color="tab:green", label="validation accuracy")
+        ax2.set_ylim(0, 1)
+        ax2.set_ylabel("accuracy")
+        more = ax2.get_legend_handles_labels()
+        handles, labels = handles + more[0], labels + more[1]
+    ax.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=3, frameon=False)
+    fig.subplots_adjust(left=0.09, right=0.9, top=0.96, bottom=0.27)  # fixed: tight_layout would draw twice
+    fig.savefig(path, format="png")
+    return True
+
+
+def _num(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def base_license(meta: dict[str, Any]) -> str | None:
+    """The base model's licence, from the card the embedded package ships with it."""
+    name = meta.get("base_model") or (meta.get("base") or {}).get("name_or_path")
+    entry = CATALOG.get(name) if isinstance(name, str) else None
+    path = embedded_path(entry) if entry else None
+    readme = path / CARD_FILE if path is not None and path.is_dir() else None
+    if readme is None or not readme.is_file():
+        return None
+    from huggingface_hub import metadata_load
+
+    try:
+        return (metadata_load(readme) or {}).get("license")
+    except Exception:  # a card we cannot parse is no reason to fail a save
+        return None
+
+
+def parameters(folder: Path) -> int:
+    """Weights in the folder's safetensors files, from their headers."""
+    return sum(
+        math.prod(shape)
+        for f in sorted(Path(folder).glob("*.safetensors"))
+        for _, shape in read_safetensors_header(f).values()
+    )
+
+
+def model_card(
+    meta: dict[str, Any],
+    events: list[dict[str, Any]] = (),
+    params: int | None = None,
+    has_curve: bool = False,
+    repo_id: str | None = None,
+    adapterhub: bool = False,
+    license: str | None = None,
+    datasets: list[str] | None = None,
+) -> str:
+    """The card's text. `repo_id`: where it will live on the Hub (the loading snippets use it);
+    `adapterhub`: the card of an AdapterHub export (loading with `adapters` comes first)."""
+    from .usage import usage_section  # usage imports adapterhub, which imports this module's helpers
+
+    config = AdapterConfig.from_dict(meta["config"])
+    task, labels = meta["task"], meta.get("labels") or []
+    base = public_base(meta)
+    tags = [LIBRARY_NAME, "adapters", "bottleneck-adapter", config.placement]
+    tags.append("text-classification" if task == "classification" else "text-generation")
+    data = ModelCardData(
+        library_name=LIBRARY_NAME,
+        base_model=base,
+        tags=tags + (["adapterhub"] if adapterhub else []),
+        license=license or base_license(meta),
+        datasets=list(datasets) if datasets else None,
+        pipeline_tag="text-classification" if task == "classification" else "text-generation",
+    )
+    name = md(meta.get("name") or "adapter")
+    r = meta.get("bottleneck") or config.bottleneck_for(meta["base"]["hidden_size"])
+    lines = [
+        "---",
+        data.to_yaml(),
+        "---",
+        "",
+        f"# {name}",
+        "",
+        f"A bottleneck adapter ({config.placement}, bottleneck {r}) for the frozen base model "
+        + (f"[{base}](https://huggingface.co/{base})" if base else f"`{md(base_label(meta))}`")
+        + ", made with Adapter Studio (`adapter_core`). Only the adapter's weights are here; the base model loads "
+        "from its own repository.",
+        "",
+        "## Task",
+        "",
+    ]
+    if task == "classification":
+        shown = ", ".join(md(label) for label in labels[:50]) + (" ..." if len(labels) > 50 else "")
+        lines += [f"Text classification into {len(labels)} labels, in index order: {shown}.", ""]
+    else:
+        lines += ["Instruction following: the adapter steers the base model's own language-model head.", ""]
+    lines += _adapter_section(meta, config, r, params)
+    lines += _training_section(meta, events, has_curve)
+    lines += usage_section(meta, repo_id, adapterhub)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _adapter_section(meta: dict[str, Any], config: AdapterConfig, r: int, params: int | None) -> list[str]:
+    rows = [
+        ("placement", config.placement),
+        ("bottleneck", r),
+        ("activation", config.activation),
+        ("scaling", config.scaling),
+        ("dropout", config.dropout),
+        ("init", config.init),
+        ("layers left out", ", ".join(map(str, config.leave_out)) or "none"),
+    ]
+    if config.target_modules:
+        rows.append(("target modules", ", ".join(f"{k}: {v}" for k, v in config.target_modules.items())))
+    if meta["task"] == "classification":
+        head = meta.get("head")
+        rows += [("pooling", meta.get("pooling")), ("head", f"two layers ({head['activation']})" if head else "linear")]
+    if params is not None:
+        rows.append(("trainable parameters", f"{params:,}"))
+    base = meta["base"]
+    rows.append(("base", f"{base['model_type']}, hidden size {base['hidden_size']}, {base['num_layers']} layers"))
+    return ["## Adapter", "", "| setting | value |", "| --- | --- |"] + [f"| {k} | {md(v)} |" for k, v in rows] + [""]
+
+
+def _training_section(meta: dict[str, Any], events: list[dict[str, Any]], has_curve: bool) -> list[str]:
+    training, settings = meta.get("training") or {}, meta.get("train_config") or {}
+    train_rows, val_rows = _rows(meta, events)
+    if not training and not settings and train_rows is None:
+        return ["## Training", "", "No training record came with this adapter (uploaded or imported).", ""]
+    rows = [(k.replace("_", " "), settings[k]) for k in _SETTINGS if settings.get(k) is not None]
+    rows += [("training rows", train_rows), ("validation rows", val_rows)]
+    rows += [(k.replace("_", " "), training.get(k)) for k in ("status", "step", "train_seconds")]
+    lines = ["## Training", "", "| setting | value |", "| --- | --- |"]
+    lines += [f"| {md(k)} | {md(v)} |" for k, v in rows if v is not None]
+    metrics = training.get("metrics") or {}
+    if metrics:
+        lines += ["", "Validation metrics of the kept checkpoint:", "", "| metric | value |", "| --- | --- |"]
+        lines += [f"| {md(k)} | {v:.4f} |" for k, v in metrics.items() if _num(v)]
+    if has_curve:
+        lines += ["", f"![Training curve]({CURVE_PNG})"]
+    return lines + [""]
+
+
+def folder_card(folder: str | Path, repo_id: str | None = None, **kwargs: Any) -> str:
+    """The card of an adapter folder as it would be published (a preview: the curve is not drawn)."""
+    from ..io import read_adapter_config
+
+    folder = Path(folder)
+    meta = public_meta(read_adapter_config(folder))
+    return model_card(meta, read_curve(folder), parameters(folder), repo_id=repo_id, **kwargs)
+
+
+def write_card(folder: str | Path, meta: dict[str, Any], adapterhub: bool = False, **kwargs: Any) -> Path:
+    """Write `README.md` (and `curve.png` when there is a curve) into an adapter folder. A checkpoint of a
+    run still going gets the card without the picture: the run's last save draws it."""
+    folder = Path(folder)
+    events = kwargs.pop("events", None)
+    events = read_curve(folder) if events is None else events
+    has_curve = False
+    try:
+        running = (meta.get("training") or {}).get("status") == "running"
+        has_curve = not running and curve_png(events, folder / CURVE_PNG)
+    except ImportError:
+        log.warning("matplotlib is not installed: the model card of %r has no curve picture.", folder.name)
+    text = model_card(meta, events, parameters(folder), has_curve, adapterhub=adapterhub, **kwargs)
+    (folder / CARD_FILE).write_text(text, encoding="utf-8")
+    return folder / CARD_FILE

@@ -1,0 +1,330 @@
+"""The studio's experiment views as plain handlers: the confusion matrix and per-class table of a run, the
+token view of an instruction example, Compare's finished runs and trade-off scatter, the form-to-config
+path with the new options, and sweeps (only the best published, and their quotas)."""
+
+import json
+import re
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from adapter_core import AdapterConfig, AdapterError, adapter_parameters, add_adapter, load_base, save_adapter
+from adapter_core.engine.batches import IGNORE, instruction_example
+from adapter_core.engine.report import confusion, confusion_order, per_class
+from adapter_core.engine.train import TrainResult
+from studio import charts
+from studio import data_view as dv
+from studio import handlers as h
+from studio import report_view as rv
+from studio import runs_view as rs
+from studio import settings as st
+from studio import sweeps as sw
+from studio.fit import fit_line
+from studio.policy import Policy
+from studio.quotas import owner_slots
+from studio.samples import SAMPLES_DIR
+from studio.service import Studio
+
+LABELS = ["billing", "orders", "tech"]
+SAMPLE = str(SAMPLES_DIR / "support_routing.csv")
+SOURCE = {"path": SAMPLE, "name": "support_routing.csv", "ready": True, "rows": 480, "labels": LABELS}
+SETTINGS = dict(bottleneck=16, placement="houlsby", activation="gelu", max_length=32, seed=1, auto=True)
+
+
+def fixed_report() -> dict:
+    """A report as the engine builds it, from a fixed set of predictions (tech mistaken for billing most)."""
+    gold = [0] * 5 + [1] * 4 + [2] * 6
+    pred = [0, 0, 0, 0, 1] + [1, 1, 1, 1] + [2, 2, 0, 0, 0, 1]
+    matrix = confusion(gold, pred, 3)
+    return {
+        "labels": LABELS,
+        "per_class": per_class(gold, pred, LABELS),
+        "confusion": matrix,
+        "order": confusion_order(matrix),
+        "misclassified": [{"text": "refund <b>now</b>", "true": "tech", "predicted": "billing", "confidence": 0.91}],
+        "rows": len(gold),
+    }
+
+
+# What a run learned ---------------------------------------------------------------------------------------
+def test_confusion_heatmap_holds_the_matrix_in_the_report_order():
+    report = fixed_report()
+    assert report["order"][:2] == [2, 0]  # tech -> billing, the biggest confusion, first
+    fig = rv.confusion_figure(report)
+    heat = fig.data[0]
+    order = report["order"]
+    names = [LABELS[i] for i in order]
+    assert list(heat.x) == names and list(heat.y) == names  # predicted across, true down, same order
+    assert [list(row) for row in heat.text] == [[report["confusion"][i][j] for j in order] for i in order]
+    assert heat.text[0][1] == 3 and heat.texttemplate == "%{text}"  # counts in the cells: 3 tech rows -> billing
+    assert fig.layout.yaxis.autorange == "reversed"  # the first class at the top
+    shares = [list(row) for row in heat.z]
+    assert shares[0] == pytest.approx([2 / 6, 3 / 6, 1 / 6])  # colour: the share of the true label's rows
+
+
+def test_labels_are_escaped_and_shortened_in_the_matrix():
+    matrix = [[1, 0], [0, 1]]
+    fig = charts.confusion(matrix, ["<img src=x>", "a" * 60], None)
+    assert fig.data[0].x[0] == "&lt;img src=x&gt;" and len(fig.data[0].x[1]) == 28
+
+
+def test_per_class_table_rows_follow_the_order_then_the_averages():
+    report = fixed_report()
+    table = rv.per_class_table(report)
+    assert table["label"].tolist() == ["tech", "billing", "orders", "(macro average)", "(weighted average)"]
+    tech = table.iloc[0]
+    assert (tech["precision"], tech["recall"], tech["support"]) == (1.0, round(2 / 6, 3), 6)
+    billing = table.iloc[1]
+    assert billing["precision"] == round(4 / 7, 3) and billing["recall"] == 0.8 and billing["support"] == 5
+    assert table.iloc[-1]["support"] == 15
+    stacked = rv.per_class_table(report, adapter="router")
+    assert stacked.columns[0] == "adapter" and set(stacked["adapter"]) == {"router"}
+    wrong = rv.misclassified_table(report)
+    assert wrong.to_dict("records") == [
+        {"text": "refund <b>now</b>", "true": "tech", "predicted": "billing", "confidence": 0.91}
+    ]
+    assert "10 of 15 right, 5 wrong" in rv.report_summary(report)
+
+
+def test_the_run_report_comes_from_the_done_event_or_report_json(tmp_path):
+    studio = Studio(tmp_path, policy=Policy.local())
+    run = studio.jobs.store.create("r", {"name": "r"})
+    assert rv.run_report(run) is None
+    report = fixed_report()
+    assert rv.run_report(run, {"kind": "done", "info": {"report": report}}) == report
+    (run.dir / "report.json").write_text(json.dumps(report))
+    assert studio.run_report(run.id) == report
+    studio.jobs.close()
+
+
+def test_samples_table_puts_the_base_beside_the_adapter():
+    samples = [{"prompt": "Where is my parcel?", "adapter": "It ships today.", "base": "I am an AI."}]
+    assert rv.samples_table(samples).values.tolist() == [["Where is my parcel?", "I am an AI.", "It ships today."]]
+
+
+# The token view --------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def smol_tokenizer():
+    return load_base("smollm2-135m-instruct").tokenizer
+
+
+def test_token_view_marks_what_training_learns(smol_tokenizer):
+    info = dv.inspect_data(str(SAMPLES_DIR / "orders_sft.csv"), "instruction", tokenizer=smol_tokenizer, max_length=48)
+    tokens = info["tokens"]
+    kinds = {kind for _, kind in tokens}
+    assert kinds <= set(dv.TOKEN_LEGEND.values()) and set(kinds) <= set(dv.TOKEN_COLORS)
+    loss = dv.TOKEN_LEGEND["loss"]
+    # The same example through the training code: the loss tokens are those with a label.
+    import pandas as pd
+
+    first = pd.read_csv(SAMPLES_DIR / "orders_sft.csv").iloc[0]
+    ids, labels = instruction_example(smol_tokenizer, first["instruction"], first["response"], None, None, 48)
+    assert sum(kind == loss for _, kind in tokens) == sum(label != IGNORE for label in labels)
+    assert len([t for t in tokens if t[1] != dv.TOKEN_LEGEND["cut"]]) == len(ids)
+    assert any(kind == dv.TOKEN_LEGEND["cut"] for _, kind in tokens)  # 48 tokens cut this example
+    classification = dv.inspect_data(SAMPLE, "classification", tokenizer=smol_tokenizer, max_length=48)
+    assert classification["tokens"] is None  # no token view for classification data
+
+
+# Compare -> Runs ----------------------------------------------------------------------------------------------
+def finished_run(studio, name, task="classification", mode="adapter", accuracy=0.8, trainable=1000, seconds=10.0,
+                 status="completed", bottleneck=16, owner=None):  # fmt: skip
+    config = {"name": name, "task": task, "mode": mode, "adapter": {"bottleneck": bottleneck, "placement": "houlsby"}}
+    run = studio.jobs.store.create(name, config, owner=owner)
+    run.append_event({"kind": "status", "status": "training", "info": {"trainable": trainable}})
+    run.append_event({"kind": "step", "step": 1, "loss": 1.0})
+    run.append_event({"kind": "step", "step": 2, "loss": 0.5})
+    metrics = {"accuracy": accuracy, "val_loss": 0.5} if task == "classification" else {"val_loss": 1.2}
+    run.set_status(status, metrics=metrics, train_seconds=seconds, steps=2)
+    return run
+
+
+def test_compare_runs_scatter_has_one_point_per_run_on_a_log_axis(tmp_path):
+    studio = Studio(tmp_path, policy=Policy(public=True))
+    me = "anon:me"
+    finished_run(studio, "r16", trainable=150_000, accuracy=0.81, owner=me)
+    finished_run(studio, "head", mode="head", trainable=1_155, accuracy=0.52, seconds=4.0, owner=me)
+    finished_run(studio, "full", mode="full", trainable=22_700_000, accuracy=0.9, seconds=120.0, owner=me)
+    finished_run(studio, "chat", task="instruction", owner=me)
+    finished_run(studio, "going", status="training", owner=me)  # not finished: left out
+    finished_run(studio, "someone-else", owner="anon:other")  # another visitor's: left out
+    view = rs.compare_runs(studio, me)
+    table = view["table"]
+    assert sorted(table["name"]) == ["chat", "full", "head", "r16"]
+    assert dict(zip(table["name"], table["mode"], strict=True))["full"] == "full fine-tuning"
+    assert table.loc[table["name"] == "full", "bottleneck"].isna().all()  # no adapter shape for a baseline
+    fig = view["tradeoff"]
+    assert fig.layout.xaxis.type == "log"
+    points = {(n, x, y) for trace in fig.data for n, x, y in zip(trace.text, trace.x, trace.y, strict=True)}
+    assert points == {("r16", 150_000, 0.81), ("head", 1_155, 0.52), ("full", 22_700_000, 0.9)}
+    assert {trace.name for trace in fig.data} == {"adapter", "head only", "full fine-tuning"}
+    sizes = {t.name: t.marker.size[0] for t in fig.data}
+    assert sizes["full fine-tuning"] > sizes["adapter"] > sizes["head only"]  # marker size: training time
+    assert sorted(view["timing"].data[0].x) == [4.0, 10.0, 120.0]
+    curves = rs.run_curves(studio, me, view["choices"][:2])
+    assert len(curves.data) == 2 and list(curves.data[0].x) == [1, 2]
+    with pytest.raises(AdapterError, match="No run"):
+        rs.run_curves(studio, me, [studio.jobs.store.list()[0].id])  # the other visitor's newest run
+    studio.jobs.close()
+
+
+# The form -> TrainConfig --------------------------------------------------------------------------------------
+def test_the_form_builds_a_nested_adapter_config():
+    settings = {**SETTINGS, "init": "houlsby", "scaling": 2.0, "leave_out": "0, 3 ,3", "mode": "Adapter"}
+    config = st.train_config("minilm", SOURCE, "classification", {"text": "text"}, "", {**settings, "patience": 2})
+    assert config.adapter == AdapterConfig(bottleneck=16, init="houlsby", scaling=2.0, leave_out=[0, 3])
+    assert config.name == "support_routing-r16" and config.early_stopping_patience == 2
+    assert config.lr is None and config.batch_size is None  # auto: the engine chooses
+    head = st.train_config("minilm", SOURCE, "classification", {}, "x", {**SETTINGS, "mode": "Head only"})
+    assert head.mode == "head" and head.adapter.scaling == 1.0
+    with pytest.raises(AdapterError, match="Layers to leave out are whole numbers"):
+        st.adapter_config({**SETTINGS, "leave_out": "first"})
+    with pytest.raises(AdapterError, match="Mode must be one of Adapter, Head only, Full fine-tuning"):
+        st.mode_value("everything")
+    with pytest.raises(AdapterError, match="patience is a whole number"):
+        st.patience(2.5)
+    assert st.report_choices(public=True) == [("None", "none"), ("TensorBoard", "tensorboard")]
+
+
+def test_estimate_and_summary_follow_the_mode(tmp_path):
+    studio = Studio(tmp_path, policy=Policy.local())
+    assert "**1,155** trainable parameters: the classification head alone" in h.estimate(
+        studio, "minilm", 64, "houlsby", 3, {"mode": "Head only"}
+    )
+    full = h.estimate(studio, "minilm", 64, "houlsby", 3, {"mode": "Full fine-tuning"})
+    assert "every weight of the base" in full and "not kept as an adapter" in full
+    fewer = h.estimate(studio, "minilm", 16, "houlsby", 3, {"leave_out": "0, 1"})
+    assert "**102,659**" in fewer  # 8 of 12 slots: 8 x (2*384*16 + 16 + 384) + 3 x 385
+    summary = h.run_summary(studio, "minilm", SOURCE, {**SETTINGS, "mode": "Full fine-tuning", "patience": 3})
+    assert "Full fine-tuning:" in summary and "Stops early after 3 evaluations" in summary
+    studio.jobs.close()
+
+
+def test_memory_before_start_and_the_measured_time_of_a_run(tmp_path, monkeypatch):
+    studio = Studio(tmp_path, policy=Policy.local())
+    summary = h.run_summary(studio, "minilm", SOURCE, SETTINGS)
+    assert re.search(r"Memory: about [\d.]+ MiB \(weights [\d.]+ MiB, training state", summary), summary
+    assert "⚠ This run needs" not in summary
+    monkeypatch.setattr("adapter_core.engine.fit.free_bytes", lambda device: 2**20)  # 1 MiB free
+    assert "⚠ This run needs about" in h.run_summary(studio, "minilm", SOURCE, SETTINGS)
+    info = {"memory": {"total": 3 * 2**30, "weights": 2**30, "trainable_state": 2**29, "activations": 2**29},
+            "estimated_seconds": 150.0, "seconds_per_step": 1.5}  # fmt: skip
+    assert fit_line(info) == (
+        "memory about 3.00 GiB (weights 1.00 GiB, training state 512 MiB, activations 512 MiB), "
+        "training time about 2.5 min (measured on real steps)"
+    )
+    studio.jobs.close()
+
+
+# Sweeps ---------------------------------------------------------------------------------------------------------
+def fake_train(accuracy: dict[int, float]):
+    """Stands in for `train`: saves a small adapter with the config's shape and reports the accuracy given
+    for its bottleneck (so which run is best is known), without training."""
+
+    def train(config, out_dir, on_event=lambda e: None, should_stop=lambda: False, base=None, resume=False):
+        from adapter_core.engine.train import Event
+
+        base = base or load_base(config.base)
+        name = config.name
+        add_adapter(base.model, name, config.adapter, task="classification", labels=LABELS)
+        with torch.no_grad():
+            for p in adapter_parameters(base.model, name).values():
+                p.normal_(0, 0.01)
+        on_event(Event("status", status="training", info={"trainable": 1000 * config.adapter.bottleneck}))
+        save_adapter(base.model, name, Path(out_dir) / "adapter", extra={"base_model": config.base})
+        from adapter_core.inject import remove_adapter
+
+        remove_adapter(base.model, name)
+        metrics = {"accuracy": accuracy[config.adapter.bottleneck], "val_loss": 1 - accuracy[config.adapter.bottleneck]}
+        on_event(Event("done", status="completed", metrics=metrics, step=3))
+        return TrainResult("completed", Path(out_dir) / "adapter", metrics, 3, 1.5, 10.0)
+
+    return train
+
+
+def held_train(config, out_dir, on_event=lambda e: None, should_stop=lambda: False, base=None, resume=False):
+    """Stands in for `train`: holds the trainer until it is told to stop (a run that stays active)."""
+    while not should_stop():
+        time.sleep(0.02)
+    return TrainResult("stopped", Path(out_dir) / "adapter", {}, 0, 0.0, 0.0)
+
+
+def wait_sweep(studio, sweep, timeout=120):
+    deadline = time.time() + timeout
+    while not (sweep.ended and sweep.message) and time.time() < deadline:
+        time.sleep(0.05)
+    assert sweep.ended, "the sweep did not end"
+
+
+def test_a_sweep_publishes_only_its_best_adapter(tmp_path, monkeypatch):
+    monkeypatch.setattr("adapter_core.engine.jobs.train", fake_train({8: 0.7, 16: 0.9, 32: 0.8}))
+    studio = Studio(tmp_path, policy=Policy.local())
+    configs = sw.sweep_grid(
+        studio, "minilm", SOURCE, "classification", {}, "routing", SETTINGS, ["8", "16", 32], ["2e-3"]
+    )
+    assert [c.adapter.bottleneck for c in configs] == [8, 16, 32]
+    assert all(c.early_stopping_patience == 2 and c.lr == 2e-3 for c in configs)
+    assert all("." not in c.name for c in configs)  # run names are folder-safe
+    sweep, _ = studio.submit_sweep(configs, "routing")
+    wait_sweep(studio, sweep)
+    assert studio.library.names() == ["routing-best"]  # one adapter in the library: the best
+    best = studio.library.get("routing-best")
+    assert best.meta["config"]["bottleneck"] == 16
+    jobs = [studio.jobs.get(i) for i in sweep.job_ids]
+    assert all(j.run.has_adapter for j in jobs)  # the others stay in their run folders
+    assert [j.run.status().get("library_name") for j in jobs] == [None, "routing-best", None]
+    table, text = sw.sweep_results(studio, None, sweep.group)
+    assert table["bottleneck"].tolist() == [16, 32, 8]  # best first
+    assert table["accuracy"].tolist() == [0.9, 0.8, 0.7]
+    assert "3 of 3 runs ended" in text and "'routing-best'" in text
+    studio.jobs.close()
+
+
+def test_a_single_run_is_still_published_and_a_full_fine_tune_is_not(tmp_path, monkeypatch):
+    monkeypatch.setattr("adapter_core.engine.jobs.train", fake_train({16: 0.9}))
+    studio = Studio(tmp_path, policy=Policy.local())
+    one = st.train_config("minilm", SOURCE, "classification", {}, "single", SETTINGS)
+    job, _ = studio.submit(one)
+    studio.jobs.wait(job.id, 60)
+    assert studio.library.names() == ["single"]
+    full = st.train_config("minilm", SOURCE, "classification", {}, "full", {**SETTINGS, "mode": "Full fine-tuning"})
+    job, _ = studio.submit(full)
+    studio.jobs.wait(job.id, 60)
+    assert studio.library.names() == ["single"] and "keeps no adapter" in job.latest("published")["message"]
+    studio.jobs.close()
+
+
+def test_sweep_quotas_in_public_mode(tmp_path, monkeypatch):
+    monkeypatch.setattr("adapter_core.engine.jobs.train", held_train)
+    monkeypatch.setattr("adapter_core.engine.jobs.load_base", lambda name: None)
+    policy = Policy(public=True, max_jobs_per_owner=2, max_queue=6)
+    studio = Studio(tmp_path, policy=policy)
+    grid = lambda b, lr: sw.sweep_grid(studio, "minilm", SOURCE, "classification", {}, "s", SETTINGS, b, lr)  # noqa: E731
+    with pytest.raises(AdapterError, match=r"A sweep is at most 4 runs in this studio; you asked for 100 \(10 bott"):
+        grid([str(b) for b in range(4, 44, 4)], [f"{i}e-4" for i in range(1, 11)])
+    with pytest.raises(AdapterError, match="A sweep is at most 4 runs"):
+        studio.submit_sweep(
+            [st.train_config("minilm", SOURCE, "classification", {}, f"x{i}", SETTINGS) for i in range(5)],
+            "x",
+            "anon:a",
+        )
+    with pytest.raises(AdapterError, match="Learning rates are numbers"):
+        grid(["16"], ["fast"])
+    sweep, notes = studio.submit_sweep(grid(["8", "16"], ["1e-3", "2e-3"]), "s", "anon:a")
+    assert "each of its 4 runs trains at most 7.5 minutes" in " ".join(notes)
+    assert all(studio.jobs.get(i).config.max_seconds == 450 for i in sweep.job_ids)
+    assert owner_slots(studio, "anon:a") == (1, 1)  # the sweep counts as one run
+    with pytest.raises(AdapterError, match="You already have a sweep queued or running"):
+        studio.submit_sweep(grid(["8"], ["1e-3"]), "again", "anon:a")
+    job, _ = studio.submit(st.train_config("minilm", SOURCE, "classification", {}, "solo", SETTINGS), "anon:a")
+    with pytest.raises(AdapterError, match=r"You already have 2 runs queued or running \(the limit is 2; a sweep co"):
+        studio.submit(st.train_config("minilm", SOURCE, "classification", {}, "more", SETTINGS), "anon:a")
+    with pytest.raises(AdapterError, match="queue has room for 1 more runs; this sweep is 2"):
+        studio.submit_sweep(grid(["8", "16"], ["1e-3"]), "b", "anon:b")
+    with pytest.raises(AdapterError, match="No sweep"):
+        sw.sweep_results(studio, "anon:b", sweep.group)  # another visitor's sweep does not exist for them
+    sw.stop_sweep(studio, "anon:a", sweep.group)
+    studio.jobs.stop(job.id, owner="anon:a")
+    studio.jobs.close()

@@ -160,9 +160,10 @@ def check_weights(meta: dict[str, Any], header: dict[str, tuple[str, tuple[int, 
     )
     got = {k: shape for k, (_, shape) in header.items() if k.startswith("head.")}
     if got != want:
+        shapes = lambda d: ", ".join(f"{k} {list(v)}" for k, v in sorted(d.items())[:4]) or "none"  # noqa: E731
         raise AdapterError(
-            f"{WEIGHTS_FILE} does not match its config: its head tensors are {sorted(got)[:4]} "
-            f"where {len(labels):,} labels need {sorted(want)[:4]} of shapes {list(want.values())[:4]}."
+            f"{WEIGHTS_FILE} does not match its config: its head tensors are {shapes(got)}, "
+            f"where {len(labels):,} labels need {shapes(want)}."
         )
 
 

@@ -428,6 +428,7 @@ def main() -> None:
 
 
 def stopped(signum: int, frame) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the cleanup short
     print("bench/serve.py: stopped by SIGTERM; stopping its servers", file=sys.stderr, flush=True)
     sys.exit(143)
 

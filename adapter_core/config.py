@@ -94,10 +94,7 @@ class AdapterConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AdapterConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise AdapterError(f"Unknown adapter config field(s): {sorted(unknown)}. Known fields: {sorted(known)}.")
+        check_known_fields(cls, data, "adapter config")
         return cls(**data)
 
     def to_json(self) -> str:
@@ -111,3 +108,12 @@ class AdapterConfig:
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise AdapterError(f"{name} must be one of {', '.join(choices)}; got {value!r}.")
+
+
+def check_known_fields(cls: type, data: dict[str, Any], what: str) -> None:
+    """The one policy for settings read from a dict (a config file, an API call): an unknown key is an
+    error, so that a misspelt setting is never silently ignored."""
+    known = {f.name for f in fields(cls)}
+    unknown = set(data) - known
+    if unknown:
+        raise AdapterError(f"Unknown {what} field(s): {sorted(unknown)}. Known fields: {sorted(known)}.")

@@ -126,9 +126,9 @@ class AdapterSlot(nn.Module):
         return out
 
     def _stack(self, names: tuple[str | None, ...], y: torch.Tensor) -> tuple | None:
-        """The selection's adapters stacked as (A + 1, ...) tensors, entry 0 being a zero adapter for rows
-        without one here, and each row's entry index. None when one kernel cannot serve them all
-        (different sizes, activations, dtypes or placements, or dropout active)."""
+        """The selection's adapters stacked as (A, ...) tensors, with the batch's rows grouped by adapter
+        (padded to the largest group by repeating one of its rows). None when one kernel cannot serve
+        them all (different sizes, activations, dtypes or placements, or dropout active)."""
         present = {n: self.adapters._modules.get(n) for n in dict.fromkeys(names) if n is not None}
         present = {n: a for n, a in present.items() if a is not None}
         kinds = {
@@ -141,25 +141,30 @@ class AdapterSlot(nn.Module):
         if training or dtype != y.dtype:
             return None
         adapters = list(present.values())
-
-        def stack(tensor_of) -> torch.Tensor:
-            tensors = [tensor_of(a) for a in adapters]
-            return torch.stack([torch.zeros_like(tensors[0]), *tensors])
-
-        down = stack(lambda a: a.down.weight.t())
-        down_b = stack(lambda a: a.down.bias).unsqueeze(1)
-        up = stack(lambda a: a.up.weight.t() * a.scaling)
-        up_b = stack(lambda a: a.up.bias * a.scaling).unsqueeze(1)
-        entry = {n: i + 1 for i, n in enumerate(present)}
-        rows = torch.tensor([entry.get(n, 0) for n in names], device=y.device)
+        down = torch.stack([a.down.weight.t() for a in adapters])
+        down_b = torch.stack([a.down.bias for a in adapters]).unsqueeze(1)
+        up = torch.stack([a.up.weight.t() * a.scaling for a in adapters])
+        up_b = torch.stack([a.up.bias * a.scaling for a in adapters]).unsqueeze(1)
+        groups = [[i for i, n in enumerate(names) if n == name] for name in present]
+        width = max(map(len, groups))
+        gather = [g[j] if j < len(g) else g[0] for g in groups for j in range(width)]
+        kept = [k * width + j for k, g in enumerate(groups) for j in range(len(g))]
+        device = y.device
+        targets = torch.tensor([g[j] for g in groups for j in range(len(g))], device=device)
+        kept_rows = None if len(kept) == len(gather) else torch.tensor(kept, device=device)
         source = next(iter(present)) if parallel else None
-        return down, down_b, up, up_b, adapters[0].act, rows, source
+        return down, down_b, up, up_b, adapters[0].act, torch.tensor(gather, device=device), kept_rows, targets, source
 
     def _batched(self, y: torch.Tensor, stack: tuple) -> torch.Tensor:
-        """Every row through its own adapter with two batched matmuls: each row gathers its adapter's
-        weights. For a few tokens per row (decoding) this replaces a handful of tiny kernels per adapter
-        with one set for the whole batch."""
-        down, down_b, up, up_b, act, rows, source = stack
+        """Every adapter once, on its own rows, in two batched matmuls over the stacked adapters: each
+        adapter's weights are read once per step and never copied, however the rows share them. For a
+        few tokens per row (decoding) this replaces a handful of tiny kernels per adapter with one set."""
+        down, down_b, up, up_b, act, gather, kept, targets, source = stack
         src = y if source is None else self._source(source, y)
-        h = act(torch.baddbmm(down_b.index_select(0, rows), src, down.index_select(0, rows)))
-        return torch.baddbmm(up_b.index_select(0, rows), h, up.index_select(0, rows)).add_(y)
+        tokens, hidden = src.shape[1], src.shape[2]
+        grouped = src.index_select(0, gather).view(down.shape[0], -1, hidden)
+        h = act(torch.baddbmm(down_b, grouped, down))
+        delta = torch.baddbmm(up_b, h, up).view(-1, tokens, hidden)
+        if kept is not None:
+            delta = delta.index_select(0, kept)
+        return y.index_add(0, targets, delta)

@@ -29,6 +29,7 @@ BENCHES = {
     "sweep": ([], ["--fast"]),
     "adapterhub": ([], ["--fast", "--epochs", "1"]),
     "adapterhub_instruction": ([], ["--steps", "2"]),
+    "adapterhub_roundtrip": ([], []),
     "defaults": (["--quick"], ["--datasets", "routing"]),
     "serve": ([], ["--fast"]),
 }

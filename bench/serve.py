@@ -15,12 +15,12 @@ Modes, for the adapter counts N of --adapters:
 Every server starts before the clock does and is warmed (every adapter loaded, one request each).
 Each round then drives every mode in turn with --clients threads that each send --requests-per-client
 chat requests back to back (each when the previous answer is in), round-robin over the adapters, with
-distinct prompts, greedy; the servers not being driven sit idle. Interleaving rounds spreads the
-noise of a shared machine over every mode alike. Throughput: generated tokens (`usage.
-completion_tokens`) and requests per second of wall time, summed over the rounds; latency: each
-request's time from sending to its whole answer.
+distinct prompts, greedy; the servers not being driven sit idle. A first, untimed round warms every
+mode at full length. Interleaving the rounds spreads the noise of a shared machine over every mode
+alike. Throughput: requests and generated tokens (`usage.completion_tokens`) per second of wall time,
+summed over the timed rounds; latency: each request's time from sending to its whole answer.
 
-Targets: N=32 batched >= 0.8 x the N=1 throughput; batched >= 3 x one at a time. The batched answers
+Targets, in requests/s: N=32 batched >= 0.8 x N=1; batched >= 3 x one at a time. The batched answers
 are checked against the same requests served one at a time (greedy: they should be equal), and the
 adapters against the bare base (they should change the answers). Prints one JSON line last.
 """
@@ -340,7 +340,7 @@ def print_table(rows: list[dict]) -> None:
 
 
 def ratio(a: dict, b: dict) -> dict:
-    """a over b, in generated tokens/s (the targets' measure) and in requests/s."""
+    """a over b, in generated tokens/s and in requests/s (the targets' measure)."""
     return {
         "tok_per_s": round(a["tok_per_s"] / b["tok_per_s"], 3),
         "req_per_s": round(a["req_per_s"] / b["req_per_s"], 3),
@@ -411,16 +411,18 @@ def main() -> None:
             modes.append(Mode(most, PEFT, peft.drive))
         print(f"set up in {time.perf_counter() - started:.0f} s; load average now {load()}", flush=True)
         size = args.clients * args.requests_per_client
-        for r in range(args.rounds):
+        # Round 0 is a warm-up, untimed: the first full-length batches of a fresh process run up to twice
+        # as slow (new tensor sizes to allocate), and steady state is what a server lives in.
+        for r in range(args.rounds + 1):
             for mode in modes:
-                names = adapter_names(mode.adapters)
-                wall, results = mode.drive(plan(args.clients, args.requests_per_client, names, first=r * size))
-                mode.walls.append(wall)
-                mode.results += results
-                print(
-                    f"round {r + 1}, {mode.adapters} adapters, {mode.label}: {wall:.2f} s (load {load()})", flush=True
-                )
-        base = bare_answers(peft, range(min(8, size))) if peft is not None else None
+                requests = plan(args.clients, args.requests_per_client, adapter_names(mode.adapters), r * size)
+                wall, results = mode.drive(requests)
+                if r > 0:
+                    mode.walls.append(wall)
+                    mode.results += results
+                what = f"round {r}" if r else "warm-up round"
+                print(f"{what}, {mode.adapters} adapters, {mode.label}: {wall:.2f} s (load {load()})", flush=True)
+        base = bare_answers(peft, range(size, size + min(8, size))) if peft is not None else None
     rows = [row(m) for m in modes]
     print(f"\nthe whole run took {time.perf_counter() - started:.0f} s")
     print_table(rows)
@@ -445,20 +447,24 @@ def summarise(rows: list[dict], modes: list[Mode], counts: list[int], base: dict
     ratios = {f"batched_{hi}_over_{lo}": ratio(batched[hi][0], batched[lo][0])}
     ratios[f"batched_{hi}_over_one_at_a_time"] = ratio(batched[hi][0], alone_row)
     scale, speedup = ratios[f"batched_{hi}_over_{lo}"], ratios[f"batched_{hi}_over_one_at_a_time"]
+    # The targets are judged in requests/s: a batch decodes until its longest answer ends, so at a fixed
+    # max_tokens every request costs the same, while tokens/s also counts the answers that one set of
+    # random adapters happens to end early.
+    met = {"scale": scale["req_per_s"] >= 0.8, "batching": speedup["req_per_s"] >= 3}
     print(
-        f"\n{hi} adapters / {lo} adapter, batched: {scale['tok_per_s']} x the tokens/s ({scale['req_per_s']} x the "
-        f"requests/s); target >= 0.8: {'met' if scale['tok_per_s'] >= 0.8 else 'NOT met'}"
+        f"\n{hi} adapters / {lo} adapter, batched: {scale['req_per_s']} x the requests/s ({scale['tok_per_s']} x the "
+        f"tokens/s); target >= 0.8: {'met' if met['scale'] else 'NOT met'}"
     )
     print(
-        f"{hi} adapters batched / one at a time: {speedup['tok_per_s']} x the tokens/s ({speedup['req_per_s']} x "
-        f"the requests/s); target >= 3: {'met' if speedup['tok_per_s'] >= 3 else 'NOT met'}"
+        f"{hi} adapters batched / one at a time: {speedup['req_per_s']} x the requests/s ({speedup['tok_per_s']} x "
+        f"the tokens/s); target >= 3: {'met' if met['batching'] else 'NOT met'}"
     )
     peft = next((r for r in rows if r["mode"] == PEFT), None)
     if peft is not None:
         vs = ratios[f"ours_{hi}_over_peft_{hi}"] = ratio(batched[hi][0], peft)
         print(
             f"ours ({hi} adapters, batched, over HTTP) / PEFT ({hi} LoRA adapters, one at a time, in-process, no "
-            f"HTTP): {vs['tok_per_s']} x the tokens/s ({vs['req_per_s']} x the requests/s). PEFT's p50/p95 are "
+            f"HTTP): {vs['req_per_s']} x the requests/s ({vs['tok_per_s']} x the tokens/s). PEFT's p50/p95 are "
             "each request's service time alone, without queueing."
         )
     same = compare(batched[hi][1].results, {r.key: r.text for r in alone.results})
@@ -476,8 +482,8 @@ def summarise(rows: list[dict], modes: list[Mode], counts: list[int], base: dict
         "rows": rows,
         "ratios": ratios,
         "targets_met": {
-            f"batched_{hi}_over_{lo}_ge_0.8": scale["tok_per_s"] >= 0.8,
-            "batched_over_one_at_a_time_ge_3": speedup["tok_per_s"] >= 3,
+            f"batched_{hi}_over_{lo}_ge_0.8": met["scale"],
+            "batched_over_one_at_a_time_ge_3": met["batching"],
         },
         "checks": checks,
         **{k: getattr(args, k) for k in ("clients", "requests_per_client", "rounds", "max_tokens", "bottleneck")},

@@ -1,7 +1,7 @@
 """A sweep on BANKING77 with MiniLM: bottleneck x learning rate, each run capped in optimizer steps and
 stopping early, on one loaded base; the best run scored on a held-out test split.
 
-    python bench/sweep.py [--bottlenecks 16,64,256] [--lrs 1e-3,2e-3,5e-3] [--steps 250] [--fast]
+    python bench/sweep.py [--bottlenecks 16,64,256] [--lrs 1e-3,2e-3,5e-3] [--steps 600] [--fast]
 
 The data is ../shared/data/banking77_train.csv (PolyAI, CC BY 4.0). As bench/banking77.py: a stratified
 10% test split (seed 0) that no run sees. Of the rest, a stratified validation file of `--val-rows`
@@ -62,7 +62,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bottlenecks", default="16,64,256")
     ap.add_argument("--lrs", default="1e-3,2e-3,5e-3")
-    ap.add_argument("--steps", type=int, default=250, help="optimizer steps per run at most")
+    ap.add_argument("--steps", type=int, default=600, help="optimizer steps per run at most")
     ap.add_argument("--budget", type=float, default=0, help="training seconds per run at most (0: no cap)")
     ap.add_argument("--patience", type=int, default=2)
     ap.add_argument("--eval-every", type=int, default=50)
@@ -102,8 +102,11 @@ def main() -> None:
             walls.setdefault(event.info["sweep_run"], []).append(time.perf_counter())
             if event.kind == "done":
                 m = event.metrics or {}
+                run, wall = event.info["sweep_run"], time.perf_counter() - walls[event.info["sweep_run"]][0]
                 print(
-                    f"{event.info['sweep_run']}: {event.step} steps, val accuracy {m.get('accuracy', 0):.4f}",
+                    f"{run}: {event.step} steps, val accuracy {m.get('accuracy', 0):.4f}, macro-F1 "
+                    f"{m.get('macro_f1', 0):.4f}, {event.elapsed_s:.0f} s training, {wall:.0f} s in all"
+                    f"{', stopped early' if event.info.get('stopped_early') else ''}",
                     flush=True,
                 )
 

@@ -222,7 +222,9 @@ def past_runs(studio: Studio, owner: str | None = None) -> list[str]:
     return [run.id for run in studio.jobs.store.list(owner=studio.owner(owner))]
 
 
-def show_past_run(studio: Studio, owner: str | None, run_id: str | None) -> tuple[Any, str]:
+def show_past_run(studio: Studio, owner: str | None, run_id: str | None) -> dict[str, Any]:
+    """One of the caller's runs from the store: its curve, a status line, its per-class report (a finished
+    classification run) and whether Resume can go on from its checkpoint."""
     if not run_id:
         raise AdapterError("Pick a past run to show.")
     run = studio.jobs.store.get(run_id, owner=studio.owner(owner))
@@ -230,10 +232,28 @@ def show_past_run(studio: Studio, owner: str | None, run_id: str | None) -> tupl
     metrics = status.get("metrics") or {}
     text = f"**{md(run_id)}**: {status['status']}" + (f" · {md(status['message'])}" if status.get("message") else "")
     if metrics:
-        text += " · " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items())
+        text += " · " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items() if isinstance(v, (int, float)))
+    if status.get("stopped_early"):
+        text += " · stopped early (no better validation score for a while)"
     if status.get("library_name"):
         text += f" · in the library as {md(repr(status['library_name']))}"
-    return charts.training_curve(run.events(), run_id), text
+    active = any(j.run.dir == run.dir and not j.finished.is_set() for j in studio.jobs.jobs(owner=studio.owner(owner)))
+    resumable = run.resumable and not active
+    if resumable:
+        text += f" · **Resume** goes on from its checkpoint at step {run.checkpoint_step}"
+    return {
+        "figure": charts.training_curve(run.events(), run_id),
+        "text": text,
+        "report": run_report(run) if status.get("status") in ("completed", "stopped") else None,
+        "resumable": resumable,
+    }
+
+
+def resume_run(studio: Studio, owner: str | None, run_id: str | None) -> str:
+    """Queue a stopped or interrupted run of the caller's to go on from its checkpoint; returns its job id."""
+    if not run_id:
+        raise AdapterError("Pick a past run to resume.")
+    return studio.resume(run_id, owner).id
 
 
 def queue_text(studio: Studio, owner: str | None = None) -> str:

@@ -49,15 +49,18 @@ class Library(FolderLibrary):
         return len(own), sum(f.stat().st_size for e in own for f in e.path.iterdir() if f.is_file())
 
     # Writing ---------------------------------------------------------------------------------------
-    def publish(self, source: Path, name: str, owner: str | None = None, curve: Path | None = None) -> Entry:
+    def publish(
+        self, source: Path, name: str, owner: str | None = None, curve: Path | None = None, replaces: str | None = None
+    ) -> Entry:
         """Copy an adapter folder (and its run's `curve`, a metrics.jsonl) into the library as `name`
-        (sanitised, made unique) for `owner` (None: shared), atomically."""
+        (sanitised, made unique) for `owner` (None: shared), atomically. `replaces`: an entry of the
+        owner's that this adapter supersedes (a resumed run's earlier save), overwritten if still there."""
         source = Path(source)
         owner = _check_owner(owner)
         meta = read_adapter_config(source)
         curve = Path(curve) if curve else source / CURVE_FILE
         with self._lock:
-            name = self._unique(safe_name(name))
+            name = replaces if self._owns(replaces, owner) else self._unique(safe_name(name))
             staging = Path(tempfile.mkdtemp(prefix=".publish.", dir=self.root))
             try:
                 shutil.copyfile(source / WEIGHTS_FILE, staging / WEIGHTS_FILE)
@@ -151,6 +154,12 @@ class Library(FolderLibrary):
                 f"{entry.name!r} is a shared example and read-only; download it and upload a copy to change it."
             )
         return entry
+
+    def _owns(self, name: str | None, owner: str | None) -> bool:
+        try:
+            return bool(name) and self.get(name, owner).owner == owner
+        except AdapterError:
+            return False
 
     def _unique(self, name: str) -> str:
         candidate, n = name, 1

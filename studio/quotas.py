@@ -5,6 +5,7 @@ Kept apart from the service so each quota reads as one rule with one message.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from adapter_core.engine.data import load_data
@@ -28,6 +29,19 @@ def check_submit(studio: Studio, config: TrainConfig, owner: str | None) -> list
     _check_data(studio, config)
     _check_shares(studio, owner)
     return notes
+
+
+def check_resume(studio: Studio, config: TrainConfig, owner: str | None) -> None:
+    """A resumed run meets a new run's checks: the settings it was saved with against today's policy,
+    its data file still on the server, and room in the owner's share."""
+    check_config(studio, config)
+    if not Path(config.data).is_file():
+        raise AdapterError(
+            "The data file this run trained on is no longer on the server (uploads are cleared after a while). "
+            "Upload it again and start a new run."
+        )
+    studio.data_file(config.data)
+    _check_shares(studio, owner)
 
 
 def check_sweep(studio: Studio, configs: list[TrainConfig], owner: str | None) -> list[str]:
@@ -143,14 +157,21 @@ def owner_slots(studio: Studio, owner: str) -> tuple[int, int]:
     return sum(1 for j in active if not getattr(j, "group", None)) + len(groups), len(groups)
 
 
-def check_library_room(studio: Studio, owner: str, incoming: int = 1) -> None:
-    """Room in `owner`'s library for one more adapter (a run in progress counts as one) of `incoming`
-    bytes: an upload's size, or at least one byte for a run whose adapter does not exist yet."""
+def check_library_room(studio: Studio, owner: str, incoming: int = 1, adapters: int = 1) -> None:
+    """Room in `owner`'s library for `adapters` more (a run in progress counts as one) of `incoming`
+    bytes in all: an upload's size, or at least one byte for a run whose adapter does not exist yet."""
     policy = studio.policy
     count, size = studio.library.usage(owner)
-    if count + owner_slots(studio, owner)[0] >= policy.max_adapters_per_owner:
+    taken = count + owner_slots(studio, owner)[0]
+    if taken + adapters > policy.max_adapters_per_owner:
+        if adapters == 1:
+            raise AdapterError(
+                f"Your library is full ({count} adapters, the limit is {policy.max_adapters_per_owner}). "
+                "Delete one first."
+            )
         raise AdapterError(
-            f"Your library is full ({count} adapters, the limit is {policy.max_adapters_per_owner}). Delete one first."
+            f"These are {adapters} adapters; your library has room for {max(0, policy.max_adapters_per_owner - taken)} "
+            f"more (the limit is {policy.max_adapters_per_owner}). Delete some first."
         )
     if size + incoming > policy.max_bytes_per_owner:
         raise AdapterError(

@@ -41,7 +41,7 @@ from adapter_core.serve.routing import Route
 from .bases import ModelInfo, model_info
 from .library import Entry, Library, safe_name
 from .policy import Policy
-from .quotas import check_library_room, check_submit, check_sweep
+from .quotas import check_library_room, check_resume, check_submit, check_sweep
 from .report_view import run_report
 from .samples import SAMPLES_DIR
 from .sweeps import Sweep, member_ended, new_sweep
@@ -268,6 +268,15 @@ class Studio:
             notes = check_submit(self, config, owner)
             return self.jobs.submit(config, owner=owner), notes
 
+    def resume(self, run_id: str, owner: str | None = None) -> Job:
+        """Queue one of the caller's stopped or interrupted runs to go on from its checkpoint, within the
+        quotas a new run meets."""
+        owner = self.owner(owner)
+        run = self.jobs.store.get(run_id, owner=owner)
+        with self._submit_lock:
+            check_resume(self, run.train_config(), owner)
+            return self.jobs.resume(run.id, owner=owner)
+
     def submit_sweep(self, configs: list, name: str, owner: str | None = None) -> tuple[Sweep, list[str]]:
         """Queue a sweep's runs (see `studio/sweeps.py`) for `owner` as one group, within the quotas. When
         the last ends, only the best is published, as `<name>-best`."""
@@ -294,19 +303,22 @@ class Studio:
     def _publish(self, job: Job) -> None:
         """A finished run's adapter goes to the library; a sweep's runs wait for the sweep's end, when
         only the best is published. A full fine-tune keeps no adapter."""
-        group = getattr(job, "group", None)
-        if group is not None:
-            if group in self.sweeps:
-                member_ended(self, self.sweeps[group])
+        sweep = self.sweeps.get(job.group) if job.group else None
+        if sweep is not None and not sweep.ended:
+            member_ended(self, sweep)
             return
+        if job.group is not None and not job.resume:
+            return
+        # A run resumed after its sweep ended (or after a restart forgot the sweep) is published on its own.
         if job.status in ("completed", "stopped") and job.config.mode == "full":
             job.events.append(
                 {"kind": "published", "message": "A full fine-tune keeps no adapter: compare it under Compare → Runs."}
             )
             return
         if job.status in ("completed", "stopped") and job.run.has_adapter:
+            earlier = job.run.status().get("library_name") if job.resume else None
             entry = self.library.publish(
-                job.run.adapter_dir, job.config.name, owner=job.owner, curve=job.run.dir / "metrics.jsonl"
+                job.run.adapter_dir, job.config.name, job.owner, job.run.dir / "metrics.jsonl", replaces=earlier
             )
             job.run.set_status(job.status, library_name=entry.name)
             job.events.append(
@@ -369,29 +381,60 @@ class Studio:
         from adapter_core.share.push import push_adapter
 
         owner = self.owner(owner)
+        entry = self._pushable(name, token, owner)
+        return push_adapter(entry.path, str(repo_id or "").strip(), token=token or None, private=private)
+
+    def push_pack(
+        self, router: str, repo_id: str, token: str | None = None, owner: str | None = None, private: bool = False
+    ) -> str:
+        """Push router `router` and its department adapters as one hub pack, under the rules of `push`
+        for each of them. Returns the commit URL."""
+        from adapter_core.share.hub import adapter_folders
+        from adapter_core.share.pack import pack
+        from adapter_core.share.push import push_adapter
+
+        owner = self.owner(owner)
+        entry = self._pushable(router, token, owner)
+        repo_id = str(repo_id or "").strip()
+        with tempfile.TemporaryDirectory(prefix="adapter-studio-pack-") as tmp:
+            out = pack(entry.name, self.library.root, Path(tmp) / f"{entry.name}-pack", repo_id=repo_id, owner=owner)
+            for folder in adapter_folders(out):
+                self._pushable(folder.name, token, owner)
+            return push_adapter(out, repo_id, token=token or None, private=private)
+
+    def _pushable(self, name: str, token: str | None, owner: str | None) -> Entry:
         entry = self.library.get(name, owner=owner)
         if self.policy.public and not token:
             raise AdapterError("Sign in with Hugging Face to push: the studio pushes with your own account only.")
         if owner is not None and entry.owner != owner:
             raise AdapterError(f"{entry.name!r} is a shared example, not yours; push your own adapters.")
-        return push_adapter(entry.path, str(repo_id or "").strip(), token=token or None, private=private)
+        return entry
 
-    def pull(self, ref: str, owner: str | None = None, token: str | None = None) -> Entry:
-        """An adapter from the Hub into the caller's library, checked as an upload is and counted against
-        their quota. In public mode it goes through a private cache that is deleted afterwards."""
-        from adapter_core.share.hub import pull_one
+    def pull(self, ref: str, owner: str | None = None, token: str | None = None) -> list[Entry]:
+        """The adapters of a Hub repo (one, or a whole pack) into the caller's library, each checked as an
+        upload is, counted together against their quota, and all or none of them kept. In public mode they
+        go through a private cache that is deleted afterwards."""
+        from adapter_core.share.hub import pull_named
 
         owner = self.owner(owner)
         public = self.policy.public
         with tempfile.TemporaryDirectory(prefix="adapter-studio-pull-") as cache:
-            ref, folder = pull_one(
+            pulled = pull_named(
                 ref, token=token or (False if public else None), cache=cache if public else None, limits=self.policy
             )
-            files = [folder / CONFIG_FILE, folder / WEIGHTS_FILE]
+            files = [[folder / CONFIG_FILE, folder / WEIGHTS_FILE] for _, folder in pulled]
             if owner is not None:
-                check_library_room(self, owner, incoming=sum(f.stat().st_size for f in files))
-            name = safe_name(ref.subfolder or ref.repo_id.split("/")[1])
-            return self.library.upload(files, owner=owner, name=name, limits=self.policy)
+                size = sum(f.stat().st_size for pair in files for f in pair)
+                check_library_room(self, owner, incoming=size, adapters=len(pulled))
+            entries: list[Entry] = []
+            try:
+                for (name, _), pair in zip(pulled, files, strict=True):
+                    entries.append(self.library.upload(pair, owner=owner, name=safe_name(name), limits=self.policy))
+            except BaseException:
+                for entry in entries:
+                    self.library.delete(entry.name, owner=owner)
+                raise
+            return entries
 
     def export_adapterhub(self, name: str, owner: str | None = None) -> tuple[Path, str | None]:
         """A zip of adapter `name` in AdapterHub's format, in a fresh folder of the downloads area, and a

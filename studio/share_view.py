@@ -32,13 +32,27 @@ def push(studio: Studio, name: str, repo: str, private: bool, token: str | None,
     return f"Pushed {md(name)} to [{md(repo)}](https://huggingface.co/{repo}) with its model card."
 
 
+def push_pack(studio: Studio, router: str, repo: str, private: bool, token: str | None, owner: str | None) -> str:
+    if not router:
+        raise AdapterError("Pick the router (a classification adapter) to push with its departments.")
+    repo = _repo(repo, "push to")
+    studio.push_pack(router, repo, token=token, owner=owner, private=bool(private))
+    return (
+        f"Pushed the hub pack of {md(router)} to [{md(repo)}](https://huggingface.co/{repo}): its card lists the "
+        f"routes and the `serve` command that runs them."
+    )
+
+
 def pull(studio: Studio, repo: str, token: str | None, owner: str | None) -> tuple[str, str]:
-    """(the new library name, a message)."""
+    """(the first new library name, a message)."""
     text = str(repo or "").strip().removeprefix("hf://")
     if not text:
         raise AdapterError("Type the Hub repository to pull, as owner/name.")
-    entry = studio.pull(text, owner=owner, token=token)
-    return entry.name, f"Pulled {md(text)} into your library as {md(entry.name)}, checked like an upload."
+    entries = studio.pull(text, owner=owner, token=token)
+    if len(entries) == 1:
+        return entries[0].name, f"Pulled {md(text)} into your library as {md(entries[0].name)}, checked like an upload."
+    names = ", ".join(md(e.name) for e in entries)
+    return entries[0].name, f"Pulled the pack {md(text)} into your library: {names}, each checked like an upload."
 
 
 def export_adapterhub(studio: Studio, name: str, owner: str | None) -> tuple[Path, str]:

@@ -1,5 +1,6 @@
 """Experiments in a real browser: a short classification run ends and its confusion matrix renders with the
-label names, and Compare's trade-off scatter draws one point per finished run, baselines included.
+label names, Compare's trade-off scatter draws one point per finished run, baselines included, and Train →
+Past runs shows the run's report again.
 
 Playwright drives Debian's Chromium against one in-process app in local mode. Screenshots go to
 test-artifacts/browser/experiments-*.png.
@@ -140,5 +141,15 @@ def test_a_run_ends_with_its_confusion_matrix_and_compare_plots_the_trade_off(ap
         assert trainable[0] == 1_155 and trainable[-1] == 22_714_563
         quick = studio.jobs.store.get(job.id).status()
         assert sorted(y for ys in scatter["y"] for y in ys) == sorted([0.45, 0.93, quick["metrics"]["accuracy"]])
+
+        page.get_by_role("tab", name="4 · Train").click()  # Past runs: the same report, from the run store
+        page.get_by_text("Past runs (kept across restarts)").click()
+        page.get_by_label("Run", exact=True).click()  # focus lists the visitor's runs
+        page.get_by_role("option", name=job.id).click()
+        page.get_by_role("button", name="Show", exact=True).click()
+        expect(page.get_by_role("tabpanel").get_by_text(re.compile(rf"{job.id}.*completed"))).to_be_visible()
+        wait_for(lambda: sum(p["types"] == ["heatmap"] for p in plots(page)) == 2, what="the past run's matrix")
+        expect(page.get_by_role("button", name="Resume")).to_be_disabled()  # a completed run has nothing to resume
+        page.screenshot(path=ARTIFACTS / "experiments-3-past-run.png", full_page=True)
         browser.close()
     print(f"\nexperiments in the browser: {time.perf_counter() - started:.1f} s")

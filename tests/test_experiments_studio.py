@@ -328,3 +328,61 @@ def test_sweep_quotas_in_public_mode(tmp_path, monkeypatch):
     sw.stop_sweep(studio, "anon:a", sweep.group)
     studio.jobs.stop(job.id, owner="anon:a")
     studio.jobs.close()
+
+
+def test_resume_from_past_runs_goes_on_and_replaces_its_adapter(tmp_path):
+    """Stop a visitor's run after an evaluation, show it under Past runs, resume it (only its owner may),
+    and the finished run replaces the adapter the stop published instead of adding a second one."""
+    uploads = tmp_path / "uploads"
+    uploads.mkdir()
+    data = uploads / "routing.csv"
+    data.write_bytes(Path(SAMPLE).read_bytes())
+    studio = Studio(tmp_path / "home", policy=Policy(public=True))
+    studio.upload_roots.append(uploads)
+    source = {**SOURCE, "path": str(data)}
+    settings = {**SETTINGS, "auto": False, "lr": 2e-3, "epochs": 1.0, "batch_size": 8}
+    config = st.train_config("minilm", source, "classification", {}, "resumed", settings)
+    config.max_steps, config.eval_every = 24, 6
+    job, _ = studio.submit(config, "alice")
+    while not any(e["kind"] == "eval" for e in job.events) and not job.finished.is_set():
+        time.sleep(0.05)
+    studio.jobs.stop(job.id, "alice")
+    studio.jobs.wait(job.id, 120)
+    assert job.status == "stopped" and studio.library.names(owner="alice") == ["resumed"]
+    shown = h.show_past_run(studio, "alice", job.id)
+    assert shown["resumable"] and f"checkpoint at step {job.run.checkpoint_step}" in shown["text"]
+    assert shown["report"] is not None  # a stopped classification run still has its per-class report
+    with pytest.raises(AdapterError, match="No run"):
+        h.resume_run(studio, "bob", job.id)  # another visitor's run is as good as missing
+    again = studio.jobs.get(h.resume_run(studio, "alice", job.id), "alice")
+    with pytest.raises(AdapterError, match="already queued or training"):
+        h.resume_run(studio, "alice", job.id)
+    studio.jobs.wait(again.id, 300)
+    assert again.status == "completed" and again.latest("done")["step"] == 24
+    assert studio.library.names(owner="alice") == ["resumed"]  # replaced, not "resumed-2"
+    training = studio.library.get("resumed", "alice").training
+    assert training["status"] == "completed" and training["total_steps"] == 24
+    assert not h.show_past_run(studio, "alice", job.id)["resumable"]  # a completed run has nothing to resume
+    studio.jobs.close()
+
+
+def test_resume_needs_the_runs_data_file_still_there(tmp_path, monkeypatch):
+    monkeypatch.setattr("adapter_core.engine.jobs.train", held_train)
+    monkeypatch.setattr("adapter_core.engine.jobs.load_base", lambda name: None)
+    uploads = tmp_path / "uploads"
+    uploads.mkdir()
+    data = uploads / "routing.csv"
+    data.write_bytes(Path(SAMPLE).read_bytes())
+    studio = Studio(tmp_path / "home", policy=Policy(public=True))
+    studio.upload_roots.append(uploads)
+    config = st.train_config("minilm", {**SOURCE, "path": str(data)}, "classification", {}, "gone", SETTINGS)
+    job, _ = studio.submit(config, "alice")
+    studio.jobs.stop(job.id, "alice")
+    studio.jobs.wait(job.id, 60)
+    (job.run.dir / "checkpoint").mkdir()
+    (job.run.dir / "checkpoint" / "state.json").write_text('{"step": 3}')  # as if it had stopped after an eval
+    data.unlink()
+    with pytest.raises(AdapterError, match="no longer on the server") as e:
+        h.resume_run(studio, "alice", job.id)
+    assert str(uploads) not in str(e.value)
+    studio.jobs.close()

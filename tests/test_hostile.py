@@ -223,6 +223,8 @@ def test_another_visitors_runs_do_not_exist_for_me(app, client):
     refused(app, lambda: client.predict(run_id, api_name="/training_status"), "No job")
     refused(app, lambda: client.predict(run_id, api_name="/show_run"), "No run")
     refused(app, lambda: client.predict("../../etc", api_name="/show_run"), "No run")
+    refused(app, lambda: client.predict(run_id, api_name="/resume_run"), "No run")
+    refused(app, lambda: client.predict("../../etc", api_name="/resume_run"), "No run")
     assert client.predict(api_name="/training_status") == "No run yet: start one above."
 
 

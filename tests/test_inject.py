@@ -301,6 +301,26 @@ def test_short_mixed_rows_use_one_batched_kernel_per_slot(monkeypatch):
         assert len(calls) == slots
 
 
+@pytest.mark.parametrize("placement", ["houlsby", "parallel"])
+def test_the_batched_kernel_with_uneven_groups_equals_each_row_alone(placement, monkeypatch):
+    model = tiny_model("llama")
+    for i, name in enumerate(["a", "b", "c"]):
+        add_adapter(model, name, AdapterConfig(bottleneck=8, placement=placement, scaling=0.5), task="instruction")
+        randomize(model, name, seed=i)
+    used = []
+    batched = AdapterSlot._batched
+    monkeypatch.setattr(AdapterSlot, "_batched", lambda self, y, stack: used.append(1) or batched(self, y, stack))
+    choice = ["a", "b", "a", "a", None, "c"]  # groups of 3, 1 and 1 (padded to 3), and a row with none
+    ids = torch.randint(3, 96, (len(choice), 4))
+    with torch.no_grad():
+        with use_adapter(model, choice):
+            mixed = run(model, ids)
+        assert used
+        for row, name in enumerate(choice):
+            with use_adapter(model, name):
+                assert torch.allclose(mixed[row], run(model, ids[row : row + 1])[0], atol=1e-5)
+
+
 def test_a_batch_naming_one_adapter_throughout_takes_the_plain_path(ids):
     model = tiny_model("llama")
     add_adapter(model, "a", AdapterConfig(bottleneck=8), task="instruction")

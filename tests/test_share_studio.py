@@ -119,9 +119,6 @@ def test_a_hostile_pull_is_refused_before_download_or_like_an_upload(public, hub
     assert "it has 600 labels; this studio accepts at most 512" in str(err.value) and str(public.home) not in str(
         err.value
     )
-    with pytest.raises(AdapterError, match="a pack of 2 adapters"):
-        repos["eve/pack"] = {f"{n}/{k}": v for n in ("a", "b") for k, v in folder_files(folder).items()}
-        sv.pull(public, "eve/pack", None, "hf:alice")
 
 
 def test_export_pack_and_card_are_the_callers(public, tmp_path):
@@ -169,6 +166,11 @@ def test_the_library_tab_wires_push_pull_and_export(tmp_path, hub, commits):
         assert "Pushed route" in message and commits[0][2] == "me/route"
         message, picked = client.predict("carol/orders", api_name="/pull_adapter")  # State is not in the API
         assert "Pulled carol/orders" in message and picked["value"] == "orders" in studio.library.names()
+        _, dept = tiny_adapter(tmp_path / "made" / "billing", name="billing", task="instruction")
+        studio.library.publish(dept, "billing")
+        message = client.predict("route", "me/desk", False, api_name="/push_pack")
+        assert "Pushed the hub pack of route" in message and commits[-1][2] == "me/desk"
+        assert {"route/adapter_config.json", "billing/adapter_model.safetensors"} <= set(commits[-1][3])
     finally:
         demo.close()
 
@@ -182,3 +184,38 @@ def test_a_pack_holds_only_the_callers_departments(public, tmp_path):
         card = z.read("route-pack/README.md").decode()
     assert folders == {"route", "orders"} and "| orders | orders |" in card and "| billing | fallback |" in card
     assert str(public.home) not in card
+
+
+def test_a_whole_pack_is_pulled_all_or_nothing_within_the_quota(public, hub, tmp_path):
+    repos, _ = hub
+    _, router = tiny_adapter(tmp_path / "made" / "desk", name="desk", labels=("orders", "billing"))
+    _, dept = tiny_adapter(tmp_path / "made" / "orders", name="orders", task="instruction")
+    pack = {f"desk/{k}": v for k, v in folder_files(router).items()}
+    pack |= {f"orders/{k}": v for k, v in folder_files(dept).items()} | {"README.md": b"# Hub pack"}
+    repos["carol/hub"] = pack
+    repos["carol/big"] = {**pack, **{f"billing/{k}": v for k, v in folder_files(dept).items()}}
+    with pytest.raises(AdapterError, match="These are 3 adapters; your library has room for 2 more"):
+        sv.pull(public, "carol/big", None, "hf:alice")
+    assert public.library.names(owner="hf:alice") == ["route", "shared"]  # nothing of it kept
+    name, message = sv.pull(public, "carol/hub", None, "hf:alice")
+    assert name == "desk" and "Pulled the pack carol/hub into your library: desk, orders" in message
+    assert public.library.get("orders", owner="hf:alice").task == "instruction"
+    assert public.library.get("desk", owner="hf:alice").owner == "hf:alice"
+
+
+def test_a_pack_is_pushed_as_one_commit_of_the_callers_adapters(public, commits, tmp_path):
+    _, folder = tiny_adapter(tmp_path / "made" / "orders", name="orders", task="instruction")
+    public.library.publish(folder, "orders", owner="hf:alice")
+    with pytest.raises(AdapterError, match="Sign in with Hugging Face to push"):
+        sv.push_pack(public, "route", "alice/desk", True, None, "hf:alice")
+    message = sv.push_pack(public, "route", "alice/desk", True, "hf_alice", "hf:alice")
+    assert "Pushed the hub pack of route to [alice/desk]" in message
+    (_, token, repo, files) = commits[-1]
+    assert token == "hf_alice" and repo == "alice/desk"
+    assert {"README.md", "route/adapter_model.safetensors", "orders/adapter_config.json"} <= set(files)
+    assert not any(f.endswith((".owner", "metrics.jsonl")) for f in files)
+    public.library.publish(folder, "billing", owner=None)  # a shared example as a department: not theirs to push
+    before = len(commits)
+    with pytest.raises(AdapterError, match="'billing' is a shared example, not yours"):
+        sv.push_pack(public, "route", "alice/desk", True, "hf_alice", "hf:alice")
+    assert len(commits) == before

@@ -140,9 +140,10 @@ def test_past_runs_are_listed_with_their_curves(tmp_path):
     first.jobs.wait(job.id, 300)
     restarted = Studio(tmp_path)  # a new process would see the same folders
     assert h.past_runs(restarted) == [job.id]
-    figure, text = h.show_past_run(restarted, None, job.id)
-    assert "completed" in text and "in the library as 'old'" in text
-    assert list(figure.data[0].x) == [1, 2, 3]
+    shown = h.show_past_run(restarted, None, job.id)
+    assert "completed" in shown["text"] and "in the library as 'old'" in shown["text"]
+    assert list(shown["figure"].data[0].x) == [1, 2, 3]
+    assert shown["report"]["labels"] == ["billing", "orders", "tech"] and not shown["resumable"]
     assert "old" in restarted.library.names()
 
 

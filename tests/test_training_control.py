@@ -459,10 +459,17 @@ def test_the_job_manager_resumes_a_stopped_run(tiny_base, tmp_path, monkeypatch,
         assert job.status == "stopped" and job.run.resumable
         with pytest.raises(AdapterError, match="for you"):
             manager.resume(job.id, "bob")
+        resumed_at = job.run.checkpoint_step
         again = manager.resume(job.id, "alice")
         assert again.resume and again.run.dir == job.run.dir
+        history = [e["step"] for e in again.events if e["kind"] == "step"]
+        assert history and max(history) <= resumed_at  # the curve so far, up to the checkpoint
         manager.wait(again.id, 300)
         assert again.status == "completed" and again.latest("done")["step"] == 60
+        steps = [e["step"] for e in again.events if e["kind"] == "step"]
+        assert steps == sorted(set(steps)) and steps[-1] == 60  # one curve, no step drawn twice
+        status = again.run.status()
+        assert status["trainable"] > 0 and status["stopped_early"] is False
         with pytest.raises(AdapterError, match="no checkpoint to resume"):
             manager.resume(job.id, "alice")
     finally:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import math
 import numbers
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ..config import AdapterConfig
+from ..config import AdapterConfig, check_known_fields
 from ..errors import AdapterError
 from .plan import DEFAULT_PRESET, PRESETS
 from .tracking import require_tracker
@@ -80,10 +80,7 @@ class TrainConfig:
         if not isinstance(adapter, dict):
             raise AdapterError(f"adapter must be an object of adapter settings; got {adapter!r}.")
         adapter = {**{k: data.pop(k) for k in LEGACY_ADAPTER_KEYS if k in data}, **adapter}
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise AdapterError(f"Unknown training config field(s): {sorted(unknown)}. Known fields: {sorted(known)}.")
+        check_known_fields(cls, data, "training config")
         return cls(**data, adapter=_adapter_from_dict(adapter))
 
     def check(self) -> None:

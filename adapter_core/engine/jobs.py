@@ -112,7 +112,10 @@ class JobManager:
             raise AdapterError("The trainer has shut down; start a new JobManager to train again.")
         group = run.status().get("group")
         run.set_status("queued", message=None, finished=None)
-        return self._queue_job(Job(config, run, owner=owner, group=group, resume=True))
+        # The curve so far, up to the checkpoint: the resumed run's own events carry on from there.
+        until = run.checkpoint_step or 0
+        history = [e for e in run.events() if e["kind"] in ("step", "eval") and e.get("step", until + 1) <= until]
+        return self._queue_job(Job(config, run, events=history, owner=owner, group=group, resume=True))
 
     def _queue_job(self, job: Job) -> Job:
         with self._cond:

@@ -72,6 +72,12 @@ class Run:
         """A checkpoint to go on from is there: the run stopped, or was interrupted, after an evaluation."""
         return (self.dir / "checkpoint" / "state.json").is_file()
 
+    @property
+    def checkpoint_step(self) -> int | None:
+        """The step a resume goes on from (None: no readable checkpoint)."""
+        step = (_read_json(self.dir / "checkpoint" / "state.json") or {}).get("step")
+        return step if isinstance(step, int) else None
+
     def config(self) -> dict[str, Any]:
         return _read_json(self.dir / "config.json") or {}
 
@@ -141,6 +147,7 @@ class RunRecorder:
         if data["kind"] == "status" and status:
             self.run.set_status(status, message=data.get("message"))
         elif data["kind"] == "done" and status:
+            info = data.get("info") or {}
             self.run.set_status(
                 status,
                 message=None,
@@ -149,6 +156,7 @@ class RunRecorder:
                 steps=data.get("step"),
                 train_seconds=data.get("elapsed_s"),
                 examples_per_sec=data.get("examples_per_sec"),
+                **{k: info[k] for k in ("trainable", "stopped_early") if k in info},
             )
         return data
 

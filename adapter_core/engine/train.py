@@ -161,7 +161,9 @@ def finish(r: Recipe, s: RunState) -> TrainResult:
         report=report,
         trainable=r.trainable,
     )
-    info: dict[str, Any] = {"warnings": warnings, "stopped_early": s.stopped_early, "best_step": s.best_step}
+    info: dict[str, Any] = {
+        "warnings": warnings, "stopped_early": s.stopped_early, "best_step": s.best_step, "trainable": r.trainable
+    }  # fmt: skip
     if out_of_scope:
         info["out_of_scope_threshold"] = out_of_scope["threshold"]
     if report:

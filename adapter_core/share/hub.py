@@ -130,15 +130,33 @@ def pull_one(
     ref: HubRef | str, token: str | bool | None = None, cache: str | Path | None = None, limits: Any = None
 ) -> tuple[HubRef, Path]:
     """One adapter from the Hub (never a local path): its reference and checked folder in the cache."""
-    ref = ref if isinstance(ref, HubRef) else parse_ref(HUB_PREFIX + str(ref).strip().removeprefix(HUB_PREFIX))
-    if ref is None:
-        raise AdapterError("Give a Hub repository as owner/name (or owner/name/adapter for one adapter of a pack).")
+    ref = hub_ref(ref)
     root, folders = _pull(ref, token, cache, limits)
     if folders != [root]:
         raise AdapterError(
             f"{ref} is a pack of {len(folders)} adapters; pull one of them: {ref.repo_id}/{folders[0].name}."
         )
     return ref, root
+
+
+def pull_named(
+    ref: HubRef | str, token: str | bool | None = None, cache: str | Path | None = None, limits: Any = None
+) -> list[tuple[str, Path]]:
+    """The adapters of a Hub repo (never a local path), one or a pack's, each checked and with the name it
+    goes by: a pack's folder names, else the subfolder's or the repository's name."""
+    ref = hub_ref(ref)
+    root, folders = _pull(ref, token, cache, limits)
+    if folders == [root]:
+        return [((ref.subfolder or ref.repo_id).rstrip("/").rsplit("/", 1)[-1], root)]
+    return [(folder.name, folder) for folder in folders]
+
+
+def hub_ref(ref: HubRef | str) -> HubRef:
+    """`ref` as a Hub reference, with or without its hf:// prefix; refused in words if it is none."""
+    parsed = ref if isinstance(ref, HubRef) else parse_ref(HUB_PREFIX + str(ref).strip().removeprefix(HUB_PREFIX))
+    if parsed is None:
+        raise AdapterError("Give a Hub repository as owner/name (or owner/name/adapter for one adapter of a pack).")
+    return parsed
 
 
 def pulled_library(ref: HubRef | str, token: str | bool | None = None) -> Path:

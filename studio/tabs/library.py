@@ -51,11 +51,12 @@ def build_share(ctx: Ctx) -> None:
             share_repo = gr.Textbox(label="Hub repository", placeholder="owner/name", scale=3)
             share_private = gr.Checkbox(label="private", value=True, scale=1)
             share_push = gr.Button("Push to the Hub", scale=1)
+            share_push_pack = gr.Button("Push as a hub pack (router + departments)", scale=1)
         if public:
             gr.Markdown("Pushing uses your own Hugging Face account: sign in first. The studio never pushes for you.")
         with gr.Row(equal_height=True):
             share_pull_repo = gr.Textbox(label="Pull from the Hub", placeholder="owner/name", scale=3)
-            share_pull = gr.Button("Pull into my library", scale=1)
+            share_pull = gr.Button("Pull into my library (an adapter or a whole pack)", scale=1)
         with gr.Row():
             share_export = gr.Button("Export for AdapterHub (zip)")
             share_pack = gr.Button("Pack this router with its departments (zip)")
@@ -64,7 +65,7 @@ def build_share(ctx: Ctx) -> None:
         share_card = gr.Markdown(label="Model card")
     ctx.add(share_repo=share_repo, share_private=share_private, share_push=share_push, share_card=share_card)
     ctx.add(share_pull_repo=share_pull_repo, share_pull=share_pull, share_export=share_export)
-    ctx.add(share_pack=share_pack, share_download=share_download, share_msg=share_msg)
+    ctx.add(share_pack=share_pack, share_download=share_download, share_msg=share_msg, share_push_pack=share_push_pack)
 
 
 def wire_share(ctx: Ctx) -> None:
@@ -81,6 +82,10 @@ def wire_share(ctx: Ctx) -> None:
     ):
         token = getattr(oauth_token, "token", None)
         return sv.push(studio, adapter, repo, private, token, who(studio, owner, request))
+
+    def push_pack(owner, router: str, repo: str, private: bool, oauth_token: gr.OAuthToken | None, request: gr.Request):
+        token = getattr(oauth_token, "token", None)
+        return sv.push_pack(studio, router, repo, private, token, who(studio, owner, request))
 
     def pull_adapter(owner, repo: str, changed_count, oauth_token: gr.OAuthToken | None, request: gr.Request):
         name, message = sv.pull(studio, repo, getattr(oauth_token, "token", None), who(studio, owner, request))
@@ -101,6 +106,12 @@ def wire_share(ctx: Ctx) -> None:
         [ctx.owner, ctx["lib_pick"], ctx["share_repo"], ctx["share_private"]],
         ctx["share_msg"],
         api_name="push_adapter",
+    )
+    ctx["share_push_pack"].click(
+        friendly(push_pack),
+        [ctx.owner, ctx["lib_pick"], ctx["share_repo"], ctx["share_private"]],
+        ctx["share_msg"],
+        api_name="push_pack",
     )
     ctx["share_pull"].click(
         friendly(pull_adapter),

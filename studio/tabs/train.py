@@ -50,8 +50,14 @@ def build(ctx: Ctx) -> None:
             with gr.Row():
                 past = gr.Dropdown([], label="Run", scale=3, allow_custom_value=True)
                 past_show = gr.Button("Show", scale=1)
+                past_resume = gr.Button("Resume", scale=1, interactive=False)
             past_md = gr.Markdown()
             past_plot = gr.Plot(label="Its curve")
+            with gr.Column(visible=False) as past_report:
+                past_confusion = gr.Plot(label="Confusion matrix (validation)")
+                past_per_class = gr.Dataframe(
+                    rv.per_class_table(None), label="Per class (validation)", interactive=False, wrap=True
+                )
     ctx.add(
         run_md=run_md,
         start=start,
@@ -66,6 +72,10 @@ def build(ctx: Ctx) -> None:
         past_show=past_show,
         past_md=past_md,
         past_plot=past_plot,
+        past_resume=past_resume,
+        past_report=past_report,
+        past_confusion=past_confusion,
+        past_per_class=past_per_class,
         samples=samples,
         report_box=report_box,
         report_md=report_md,
@@ -201,11 +211,34 @@ def wire(ctx: Ctx) -> None:
     ctx["past"].focus(friendly(list_runs), ctx.owner, ctx["past"], api_visibility="private")
 
     def show_run(owner, run_id, request: gr.Request):
-        figure, text = h.show_past_run(studio, who(studio, owner, request), run_id)
-        return text, figure
+        shown = h.show_past_run(studio, who(studio, owner, request), run_id)
+        report = shown["report"]
+        return (
+            shown["text"],
+            shown["figure"],
+            gr.update(interactive=shown["resumable"]),
+            gr.update(visible=report is not None),
+            rv.confusion_figure(report),
+            rv.per_class_table(report),
+        )
 
+    past_outputs = [ctx[k] for k in ("past_md", "past_plot", "past_resume", "past_report", "past_confusion")]
     ctx["past_show"].click(
-        friendly(show_run), [ctx.owner, ctx["past"]], [ctx["past_md"], ctx["past_plot"]], api_name="show_run"
+        friendly(show_run), [ctx.owner, ctx["past"]], [*past_outputs, ctx["past_per_class"]], api_name="show_run"
+    )
+
+    def resume_run(owner, run_id, request: gr.Request = None):
+        """Go on with one of the caller's stopped or interrupted runs from its last checkpoint (optimizer,
+        schedule, data order and step); its live curve shows above like a new run's."""
+        job = h.resume_run(studio, who(studio, owner, request), run_id)
+        gr.Info("Resumed: the run goes on from its last checkpoint, in the background.")
+        return job, job, None, f"Resuming run `{job}`.", "", gr.update(interactive=False)
+
+    ctx["past_resume"].click(
+        friendly(resume_run),
+        [ctx.owner, ctx["past"]],
+        [ctx.job_id, ctx.remembered_job, ctx["seen_done"], ctx["status_md"], ctx["action_md"], ctx["past_resume"]],
+        api_name="resume_run",
     )
     sweep.wire(ctx)
 

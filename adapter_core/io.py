@@ -125,6 +125,14 @@ def _label(path: Path) -> str:
     return f"{path.parent.name}/{path.name}" if path.name == "adapter" and path.parent.name else path.name
 
 
+def adapter_path(path: str | os.PathLike) -> Path:
+    """An adapter folder, or a run folder holding one in `adapter/`."""
+    path = Path(path)
+    if (path / "adapter" / CONFIG_FILE).is_file():
+        return path / "adapter"
+    return path
+
+
 def read_adapter_config(directory: str | os.PathLike) -> dict[str, Any]:
     """The saved metadata of an adapter directory, checked, with a clear error when it is not one. A
     folder in AdapterHub's format reads as the metadata it imports as; a Hub reference is pulled first."""

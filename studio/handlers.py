@@ -125,6 +125,11 @@ def run_summary(studio: Studio, base: str, source: dict | None, settings: dict[s
         + (f", about {run.estimated_seconds / 60:.0f} min on this CPU." if run.estimated_seconds else "."),
     ]
     fit = fit_before_start(studio, base, task, len(labels), settings, run)
+    if settings.get("continue_from"):
+        lines.append(
+            f"Continues your adapter {md(repr(str(settings['continue_from'])))} on this data: it keeps its own size, "
+            "placement and head, so the adapter settings above do not apply."
+        )
     if int(settings.get("patience") or 0):
         lines.append(f"Stops early after {int(settings['patience'])} evaluations without improvement.")
     return "  \n".join(lines + [md(line) for line in fit[:1]] + [f"⚠ {md(w)}" for w in run.warnings + fit[1:]])
@@ -163,7 +168,7 @@ def start_training(
 ) -> tuple[str, list[str]]:
     """Queue a run on the caller's loaded data; returns its id and notes on adjusted settings."""
     config = train_config(base, source, task, mapping, name, settings)
-    job, notes = studio.submit(config, owner)
+    job, notes = studio.submit(config, owner, continue_from=settings.get("continue_from"))
     return job.id, notes
 
 

@@ -95,8 +95,8 @@ def check_config(studio: Studio, config: TrainConfig) -> list[str]:
         raise AdapterError(f"Max steps {config.max_steps} is over this studio's limit of {policy.max_steps}.")
     if policy.public and config.report_to not in PUBLIC_REPORT_TO:
         raise AdapterError(f"This public studio reports to TensorBoard or nothing; got {str(config.report_to)[:20]!r}.")
-    if policy.public and config.init_from:
-        raise AdapterError("This public studio starts every run from a fresh adapter.")
+    if config.init_from and not Path(config.init_from).resolve().is_relative_to(studio.library.root.resolve()):
+        raise AdapterError("A run continues only an adapter of your library; pick it by name.")
     if policy.public:  # every public run ends by itself, whatever it asked for
         config.max_steps = config.max_steps or policy.max_steps
         config.max_seconds = min(config.max_seconds or policy.max_seconds, policy.max_seconds)

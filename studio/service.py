@@ -32,14 +32,13 @@ from adapter_core.engine.evaluation import evaluate_file
 from adapter_core.engine.jobs import Job, JobManager
 from adapter_core.engine.runs import RunStore
 from adapter_core.inject import TASK_ADAPTER
-from adapter_core.io import CONFIG_FILE, WEIGHTS_FILE
 from adapter_core.paths import studio_home
 from adapter_core.serve.hub import FALLBACK, Hub, Stream
 from adapter_core.serve.pool import ModelPool, model_bytes
 from adapter_core.serve.routing import Route
 
 from .bases import ModelInfo, model_info
-from .library import Entry, Library, safe_name
+from .library import Entry, Library
 from .policy import Policy
 from .quotas import check_library_room, check_resume, check_submit, check_sweep
 from .report_view import run_report
@@ -259,11 +258,13 @@ class Studio:
         return run_report(self.jobs.store.get(run_id, owner=self.owner(owner)))
 
     # Training ------------------------------------------------------------------------------------
-    def submit(self, config, owner: str | None = None) -> tuple[Job, list[str]]:
+    def submit(self, config, owner: str | None = None, continue_from: str | None = None) -> tuple[Job, list[str]]:
         """Queue a run for `owner` within the policy's quotas. Returns the job and notes on settings the
-        policy adjusted (a max length clamped to the model's limit, say)."""
+        policy adjusted (a max length clamped to the model's limit, say). `continue_from`: an adapter of
+        the caller's library (by name, never a path) that the run goes on training."""
         owner = self.owner(owner)
         config.data = str(self.data_file(config.data))
+        config.init_from = str(self.library.get(continue_from, owner=owner).path) if continue_from else None
         with self._submit_lock:
             notes = check_submit(self, config, owner)
             return self.jobs.submit(config, owner=owner), notes
@@ -348,10 +349,7 @@ class Studio:
         """A zip of adapter `name` in a fresh folder of the downloads area; old zips are removed."""
         owner = self.owner(owner)
         self.library.get(name, owner=owner)  # visible to this caller, or a clear error
-        _clean_downloads()
-        folder = DOWNLOADS / secrets.token_hex(12)
-        folder.mkdir(parents=True)
-        return self.library.zip(name, folder, owner=owner)
+        return self.library.zip(name, download_folder(), owner=owner)
 
     def upload(self, files: list[str | Path], owner: str | None = None) -> Entry:
         owner = self.owner(owner)
@@ -366,100 +364,8 @@ class Studio:
     def delete(self, name: str, owner: str | None = None) -> None:
         self.library.delete(name, owner=self.owner(owner))
 
-    # Sharing: the Hugging Face Hub, AdapterHub's format, hub packs ---------------------------------
-    def card(self, name: str, owner: str | None = None) -> str:
-        """The model card adapter `name` would be pushed with: no server path, no data file name."""
-        from adapter_core.share.card import folder_card
 
-        return folder_card(self.library.get(name, owner=self.owner(owner)).path)
-
-    def push(
-        self, name: str, repo_id: str, token: str | None = None, owner: str | None = None, private: bool = False
-    ) -> str:
-        """Push the caller's own adapter to the Hub. In public mode only with the visitor's own token (their
-        sign-in), never the server's; shared examples are not theirs to push. Returns the commit URL."""
-        from adapter_core.share.push import push_adapter
-
-        owner = self.owner(owner)
-        entry = self._pushable(name, token, owner)
-        return push_adapter(entry.path, str(repo_id or "").strip(), token=token or None, private=private)
-
-    def push_pack(
-        self, router: str, repo_id: str, token: str | None = None, owner: str | None = None, private: bool = False
-    ) -> str:
-        """Push router `router` and its department adapters as one hub pack, under the rules of `push`
-        for each of them. Returns the commit URL."""
-        from adapter_core.share.hub import adapter_folders
-        from adapter_core.share.pack import pack
-        from adapter_core.share.push import push_adapter
-
-        owner = self.owner(owner)
-        entry = self._pushable(router, token, owner)
-        repo_id = str(repo_id or "").strip()
-        with tempfile.TemporaryDirectory(prefix="adapter-studio-pack-") as tmp:
-            out = pack(entry.name, self.library.root, Path(tmp) / f"{entry.name}-pack", repo_id=repo_id, owner=owner)
-            for folder in adapter_folders(out):
-                self._pushable(folder.name, token, owner)
-            return push_adapter(out, repo_id, token=token or None, private=private)
-
-    def _pushable(self, name: str, token: str | None, owner: str | None) -> Entry:
-        entry = self.library.get(name, owner=owner)
-        if self.policy.public and not token:
-            raise AdapterError("Sign in with Hugging Face to push: the studio pushes with your own account only.")
-        if owner is not None and entry.owner != owner:
-            raise AdapterError(f"{entry.name!r} is a shared example, not yours; push your own adapters.")
-        return entry
-
-    def pull(self, ref: str, owner: str | None = None, token: str | None = None) -> list[Entry]:
-        """The adapters of a Hub repo (one, or a whole pack) into the caller's library, each checked as an
-        upload is, counted together against their quota, and all or none of them kept. In public mode they
-        go through a private cache that is deleted afterwards."""
-        from adapter_core.share.hub import pull_named
-
-        owner = self.owner(owner)
-        public = self.policy.public
-        with tempfile.TemporaryDirectory(prefix="adapter-studio-pull-") as cache:
-            pulled = pull_named(
-                ref, token=token or (False if public else None), cache=cache if public else None, limits=self.policy
-            )
-            files = [[folder / CONFIG_FILE, folder / WEIGHTS_FILE] for _, folder in pulled]
-            if owner is not None:
-                size = sum(f.stat().st_size for pair in files for f in pair)
-                check_library_room(self, owner, incoming=size, adapters=len(pulled))
-            entries: list[Entry] = []
-            try:
-                for (name, _), pair in zip(pulled, files, strict=True):
-                    entries.append(self.library.upload(pair, owner=owner, name=safe_name(name), limits=self.policy))
-            except BaseException:
-                for entry in entries:
-                    self.library.delete(entry.name, owner=owner)
-                raise
-            return entries
-
-    def export_adapterhub(self, name: str, owner: str | None = None) -> tuple[Path, str | None]:
-        """A zip of adapter `name` in AdapterHub's format, in a fresh folder of the downloads area, and a
-        note when its head had to stay behind (their head reads the first token; ours may pool the mean)."""
-        from adapter_core.share.adapterhub import export_problems
-        from adapter_core.share.interop import export_adapterhub
-
-        entry = self.library.get(name, owner=self.owner(owner))
-        head_problems = [] if export_problems(entry.meta, with_head=False) else export_problems(entry.meta)
-        out = _download_folder() / f"{entry.name}-adapterhub"
-        export_adapterhub(entry.path, out, with_head=not head_problems)
-        note = f"The adapter alone, without its head: {head_problems[0]}." if head_problems else None
-        return Path(shutil.make_archive(str(out), "zip", out.parent, out.name)), note
-
-    def pack(self, router: str, owner: str | None = None) -> Path:
-        """A zip of a hub pack: router `router` and the caller's department adapters, with its card."""
-        from adapter_core.share.pack import pack
-
-        owner = self.owner(owner)
-        entry = self.library.get(router, owner=owner)
-        out = pack(entry.name, self.library.root, _download_folder() / f"{entry.name}-pack", owner=owner)
-        return Path(shutil.make_archive(str(out), "zip", out.parent, out.name))
-
-
-def _download_folder() -> Path:
+def download_folder() -> Path:
     """A fresh folder in the downloads area (old ones are removed)."""
     _clean_downloads()
     folder = DOWNLOADS / secrets.token_hex(12)

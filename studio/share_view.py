@@ -1,5 +1,5 @@
-"""Library-tab sharing, as plain handlers over `Studio`: the model card, Hub push and pull, AdapterHub export
-and hub packs. Owner-scoped like every handler; the service does the checks."""
+"""Library-tab sharing, as plain handlers over `sharing`: the model card, Hub push and pull, AdapterHub export
+and hub packs. Owner-scoped like every handler; `sharing` does the checks."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 
 from adapter_core import AdapterError
 
+from . import sharing
 from .service import Studio
 from .text import md
 
@@ -20,7 +21,7 @@ def card_preview(studio: Studio, name: str | None, owner: str | None) -> str:
     picture (drawn only when pushed)."""
     if not name:
         return ""
-    text = _FRONT_MATTER.sub("", studio.card(name, owner), count=1)
+    text = _FRONT_MATTER.sub("", sharing.card(studio, name, owner), count=1)
     return "\n".join(line for line in text.splitlines() if not line.startswith("![")).strip()
 
 
@@ -28,7 +29,7 @@ def push(studio: Studio, name: str, repo: str, private: bool, token: str | None,
     if not name:
         raise AdapterError("Pick an adapter to push.")
     repo = _repo(repo, "push to")
-    studio.push(name, repo, token=token, owner=owner, private=bool(private))
+    sharing.push(studio, name, repo, token=token, owner=owner, private=bool(private))
     return f"Pushed {md(name)} to [{md(repo)}](https://huggingface.co/{repo}) with its model card."
 
 
@@ -36,7 +37,7 @@ def push_pack(studio: Studio, router: str, repo: str, private: bool, token: str 
     if not router:
         raise AdapterError("Pick the router (a classification adapter) to push with its departments.")
     repo = _repo(repo, "push to")
-    studio.push_pack(router, repo, token=token, owner=owner, private=bool(private))
+    sharing.push_pack(studio, router, repo, token=token, owner=owner, private=bool(private))
     return (
         f"Pushed the hub pack of {md(router)} to [{md(repo)}](https://huggingface.co/{repo}): its card lists the "
         f"routes and the `serve` command that runs them."
@@ -48,7 +49,7 @@ def pull(studio: Studio, repo: str, token: str | None, owner: str | None) -> tup
     text = str(repo or "").strip().removeprefix("hf://")
     if not text:
         raise AdapterError("Type the Hub repository to pull, as owner/name.")
-    entries = studio.pull(text, owner=owner, token=token)
+    entries = sharing.pull(studio, text, owner=owner, token=token)
     if len(entries) == 1:
         return entries[0].name, f"Pulled {md(text)} into your library as {md(entries[0].name)}, checked like an upload."
     names = ", ".join(md(e.name) for e in entries)
@@ -59,7 +60,7 @@ def export_adapterhub(studio: Studio, name: str, owner: str | None) -> tuple[Pat
     """(the zip, a message)."""
     if not name:
         raise AdapterError("Pick an adapter to export.")
-    path, note = studio.export_adapterhub(name, owner)
+    path, note = sharing.export_adapterhub(studio, name, owner)
     load = "load it with `model.load_adapter(folder, use_safetensors=True)`"
     return path, f"Exported {md(name)} in AdapterHub's format: unzip it and {load}." + (f" {md(note)}" if note else "")
 
@@ -67,7 +68,7 @@ def export_adapterhub(studio: Studio, name: str, owner: str | None) -> tuple[Pat
 def pack(studio: Studio, router: str, owner: str | None) -> Path:
     if not router:
         raise AdapterError("Pick the router (a classification adapter) to pack with its departments.")
-    return studio.pack(router, owner)
+    return sharing.pack(studio, router, owner)
 
 
 def _repo(text: str, what: str) -> str:

@@ -330,15 +330,21 @@ def test_sweep_quotas_in_public_mode(tmp_path, monkeypatch):
     studio.jobs.close()
 
 
-def test_resume_from_past_runs_goes_on_and_replaces_its_adapter(tmp_path):
-    """Stop a visitor's run after an evaluation, show it under Past runs, resume it (only its owner may),
-    and the finished run replaces the adapter the stop published instead of adding a second one."""
+def public_with_upload(tmp_path) -> tuple[Studio, Path]:
+    """A public studio and a visitor's uploaded copy of the routing sample."""
     uploads = tmp_path / "uploads"
     uploads.mkdir()
     data = uploads / "routing.csv"
     data.write_bytes(Path(SAMPLE).read_bytes())
     studio = Studio(tmp_path / "home", policy=Policy(public=True))
     studio.upload_roots.append(uploads)
+    return studio, data
+
+
+def test_resume_from_past_runs_goes_on_and_replaces_its_adapter(tmp_path):
+    """Stop a visitor's run after an evaluation, show it under Past runs, resume it (only its owner may),
+    and the finished run replaces the adapter the stop published instead of adding a second one."""
+    studio, data = public_with_upload(tmp_path)
     source = {**SOURCE, "path": str(data)}
     settings = {**SETTINGS, "auto": False, "lr": 2e-3, "epochs": 1.0, "batch_size": 8}
     config = st.train_config("minilm", source, "classification", {}, "resumed", settings)
@@ -369,12 +375,7 @@ def test_resume_from_past_runs_goes_on_and_replaces_its_adapter(tmp_path):
 def test_resume_needs_the_runs_data_file_still_there(tmp_path, monkeypatch):
     monkeypatch.setattr("adapter_core.engine.jobs.train", held_train)
     monkeypatch.setattr("adapter_core.engine.jobs.load_base", lambda name: None)
-    uploads = tmp_path / "uploads"
-    uploads.mkdir()
-    data = uploads / "routing.csv"
-    data.write_bytes(Path(SAMPLE).read_bytes())
-    studio = Studio(tmp_path / "home", policy=Policy(public=True))
-    studio.upload_roots.append(uploads)
+    studio, data = public_with_upload(tmp_path)
     config = st.train_config("minilm", {**SOURCE, "path": str(data)}, "classification", {}, "gone", SETTINGS)
     job, _ = studio.submit(config, "alice")
     studio.jobs.stop(job.id, "alice")
@@ -384,5 +385,33 @@ def test_resume_needs_the_runs_data_file_still_there(tmp_path, monkeypatch):
     data.unlink()
     with pytest.raises(AdapterError, match="no longer on the server") as e:
         h.resume_run(studio, "alice", job.id)
-    assert str(uploads) not in str(e.value)
+    assert str(data.parent) not in str(e.value)
     studio.jobs.close()
+
+
+def test_continue_from_takes_a_library_adapter_by_name_never_a_path(tmp_path, monkeypatch):
+    monkeypatch.setattr("adapter_core.engine.jobs.train", held_train)
+    monkeypatch.setattr("adapter_core.engine.jobs.load_base", lambda name: None)
+    studio = Studio(tmp_path, policy=Policy(public=True))
+    _, folder = tiny_adapter_for(tmp_path)
+    studio.library.publish(folder, "mine", owner="alice")
+    studio.library.publish(folder, "theirs", owner="bob")
+    settings = {**SETTINGS, "continue_from": "mine"}
+    assert "Continues your adapter 'mine' on this data" in h.run_summary(studio, "minilm", SOURCE, settings)
+    job_id, _ = h.start_training(studio, "alice", "minilm", SOURCE, "classification", {}, "more", settings)
+    job = studio.jobs.get(job_id, "alice")
+    assert job.config.init_from == str(studio.library.get("mine", "alice").path)
+    studio.jobs.stop(job_id, "alice")
+    for name in ("theirs", "../theirs", str(folder)):  # another visitor's adapter, or a server path
+        with pytest.raises(AdapterError, match="No adapter named"):
+            h.start_training(
+                studio, "alice", "minilm", SOURCE, "classification", {}, "x", {**SETTINGS, "continue_from": name}
+            )
+    studio.jobs.close()
+
+
+def tiny_adapter_for(tmp_path):
+    """A saved MiniLM-shaped classification adapter with the routing labels (weights as initialised)."""
+    base = load_base("minilm")
+    add_adapter(base.model, "seed", AdapterConfig(bottleneck=8), task="classification", labels=LABELS)
+    return base, save_adapter(base.model, "seed", tmp_path / "seed", extra={"base_model": "minilm"})

@@ -8,20 +8,12 @@ from typing import Any
 from ..catalog import Base, load_base
 from ..errors import AdapterError
 from ..inject import get_record
-from ..io import load_adapter, read_adapter_config
+from ..io import adapter_path, load_adapter, read_adapter_config
 from .batches import tokenize
 from .calibration import predictions
 from .data import load_data
 from .metrics import evaluate
 from .report import report_from
-
-
-def adapter_path(path: str | Path) -> Path:
-    """An adapter folder, or a run folder holding one in `adapter/`."""
-    path = Path(path)
-    if (path / "adapter" / "adapter_config.json").is_file():
-        return path / "adapter"
-    return path
 
 
 def load_with_base(path: str | Path, base: Base | None = None) -> tuple[Base, str]:

@@ -11,11 +11,10 @@ import pandas as pd
 from datasets import Dataset, concatenate_datasets
 
 from ..errors import AdapterError
-from ..io import read_adapter_config
+from ..io import adapter_path, read_adapter_config
 from .batches import drop_unanswered, tokenize
 from .config import Event, TrainConfig
 from .data import DataError, TaskData, describe_lengths, load_data, split
-from .evaluation import adapter_path
 
 
 def read_data(config: TrainConfig) -> tuple[TaskData, pd.DataFrame, pd.DataFrame]:

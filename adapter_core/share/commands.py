@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 
 from ..atomic import replace_dir
+from ..io import adapter_path
 from .card import CARD_FILE
 from .hub import ADAPTER_FILES, pull
 
@@ -68,15 +69,10 @@ def add_parsers(sub) -> None:
     pk.add_argument("--token")
 
 
-def _adapter_folder(path: str) -> Path:
-    folder = Path(path)
-    return folder / "adapter" if (folder / "adapter" / "adapter_config.json").is_file() else folder
-
-
 def cmd_push(args: argparse.Namespace) -> int:
     from .push import push_adapter, push_files
 
-    folder, card = _adapter_folder(args.adapter), {"license": args.license, "datasets": args.dataset}
+    folder, card = adapter_path(args.adapter), {"license": args.license, "datasets": args.dataset}
     if args.dry_run:
         files = push_files(folder, args.repo, **card)
         for path, content in files.items():
@@ -121,7 +117,7 @@ def copy_adapters(folders: list[Path], out: Path) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    folder, out = _adapter_folder(args.adapter), Path(args.out)
+    folder, out = adapter_path(args.adapter), Path(args.out)
     if args.format == "adapterhub":
         from .interop import export_adapterhub
 

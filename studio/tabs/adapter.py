@@ -7,7 +7,7 @@ import gradio as gr
 
 from .. import handlers as h
 from .. import settings as st
-from .common import Ctx, friendly
+from .common import Ctx, friendly, who
 
 
 def build(ctx: Ctx) -> None:
@@ -114,6 +114,14 @@ def build(ctx: Ctx) -> None:
                 placeholder="e.g. 0, 1",
                 info="Layers (counted from 0) that get no adapter; fewer layers, fewer parameters",
             )
+            continue_from = gr.Dropdown(
+                [],
+                value=None,
+                label="Continue training from",
+                info="An adapter of your library to go on training on this data (it keeps its own size and "
+                "head); empty: a fresh adapter",
+                allow_custom_value=True,
+            )
         name = gr.Textbox(
             label="Adapter name",
             placeholder="e.g. routing (default: file name + r); letters, digits, spaces, '_' and '-'",
@@ -138,6 +146,7 @@ def build(ctx: Ctx) -> None:
         init=init,
         scaling=scaling,
         leave_out=leave_out,
+        continue_from=continue_from,
     )
 
 
@@ -173,4 +182,12 @@ def wire(ctx: Ctx) -> None:
         inputs,
         ctx["estimate_md"],
         api_visibility="private",
+    )
+
+    def library_choices(owner, task, request: gr.Request):
+        owner = who(studio, owner, request)
+        return gr.update(choices=["", *studio.library.names(task or "classification", owner=studio.owner(owner))])
+
+    ctx["continue_from"].focus(
+        friendly(library_choices), [ctx.owner, ctx["task"]], ctx["continue_from"], api_visibility="private"
     )

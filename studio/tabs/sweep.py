@@ -83,7 +83,7 @@ def wire(ctx: Ctx) -> None:
         mapping = {c: v for c, v in zip(COLUMNS, columns, strict=True) if v}
         settings = settings_of(
             bottleneck, placement, activation, lr, epochs, batch_size, max_length, seed, auto, preset,
-            "Adapter", 0, report_to, init, scaling, leave_out,
+            "Adapter", 0, report_to, init, scaling, leave_out, None,
         )  # fmt: skip
         owner = who(studio, owner, request)
         rates = lrs or sw.default_lrs(task, preset)

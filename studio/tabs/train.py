@@ -86,7 +86,7 @@ def build(ctx: Ctx) -> None:
 
 
 SETTINGS = ("bottleneck", "placement", "activation", "lr", "epochs", "batch", "max_length", "seed", "auto", "preset")
-EXTRA = ("mode", "patience", "report_to", "init", "scaling", "leave_out")  # after the first API's inputs
+EXTRA = ("mode", "patience", "report_to", "init", "scaling", "leave_out", "continue_from")  # after the first inputs
 
 
 def settings_inputs(ctx: Ctx) -> list:
@@ -110,15 +110,17 @@ def wire(ctx: Ctx) -> None:
         label_column: str | None = None, instruction_column: str | None = None, response_column: str | None = None,
         input_column: str | None = None, system_column: str | None = None, auto: bool = True,
         preset: str = h.DEFAULT_PRESET, mode: str = "Adapter", patience: int = 0, report_to: str = "none",
-        init: str = "normal", scaling: float | None = None, leave_out: str = "", request: gr.Request = None,
+        init: str = "normal", scaling: float | None = None, leave_out: str = "", continue_from: str | None = None,
+        request: gr.Request = None,
     ):  # fmt: skip
         """Queue a training run on the data loaded with /use_sample or /load_data in this session. With
         `auto`, batch size, epochs and learning rate are chosen from the data by the preset's recipe.
         `mode`: Adapter, Head only or Full fine-tuning; `patience`: evaluations without improvement
-        before stopping early (0: off); `report_to`: none or tensorboard (mlflow, trackio locally)."""
+        before stopping early (0: off); `report_to`: none or tensorboard (mlflow, trackio locally);
+        `continue_from`: an adapter of the caller's library to go on training (empty: a fresh one)."""
         settings = settings_of(
             bottleneck, placement, activation, lr, epochs, batch_size, max_length, seed, auto, preset,
-            mode, patience, report_to, init, scaling, leave_out,
+            mode, patience, report_to, init, scaling, leave_out, continue_from,
         )  # fmt: skip
         columns = (text_column, label_column, instruction_column, response_column, input_column, system_column)
         mapping = {c: v for c, v in zip(COLUMNS, columns, strict=True) if v}
@@ -222,10 +224,8 @@ def wire(ctx: Ctx) -> None:
             rv.per_class_table(report),
         )
 
-    past_outputs = [ctx[k] for k in ("past_md", "past_plot", "past_resume", "past_report", "past_confusion")]
-    ctx["past_show"].click(
-        friendly(show_run), [ctx.owner, ctx["past"]], [*past_outputs, ctx["past_per_class"]], api_name="show_run"
-    )
+    shown = [ctx[k] for k in ("past_md", "past_plot", "past_resume", "past_report", "past_confusion", "past_per_class")]
+    ctx["past_show"].click(friendly(show_run), [ctx.owner, ctx["past"]], shown, api_name="show_run")
 
     def resume_run(owner, run_id, request: gr.Request = None):
         """Go on with one of the caller's stopped or interrupted runs from its last checkpoint (optimizer,

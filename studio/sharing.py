@@ -1,0 +1,108 @@
+"""Sharing at the trust boundary, without gradio: model cards, Hub push and pull, AdapterHub export and hub
+packs for the studio's callers. Every function takes the caller's `owner` and applies the policy, as
+`service.Studio` does for the rest: a visitor pushes only their own adapters with their own token, and a
+pull is checked like an upload and counted against their quota."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+from adapter_core import AdapterError
+from adapter_core.io import CONFIG_FILE, WEIGHTS_FILE
+from adapter_core.share.adapterhub import export_problems
+from adapter_core.share.card import folder_card
+from adapter_core.share.hub import adapter_folders, pull_named
+from adapter_core.share.interop import export_adapterhub as write_adapterhub
+from adapter_core.share.pack import pack as write_pack
+from adapter_core.share.push import push_adapter
+
+from .library import Entry, safe_name
+from .quotas import check_library_room
+from .service import Studio, download_folder
+
+
+def card(studio: Studio, name: str, owner: str | None = None) -> str:
+    """The model card adapter `name` would be pushed with: no server path, no data file name."""
+    return folder_card(studio.library.get(name, owner=studio.owner(owner)).path)
+
+
+def push(
+    studio: Studio, name: str, repo_id: str, token: str | None = None, owner: str | None = None, private: bool = False
+) -> str:
+    """Push the caller's own adapter to the Hub. In public mode only with the visitor's own token (their
+    sign-in), never the server's; shared examples are not theirs to push. Returns the commit URL."""
+    owner = studio.owner(owner)
+    entry = _pushable(studio, name, token, owner)
+    return push_adapter(entry.path, str(repo_id or "").strip(), token=token or None, private=private)
+
+
+def push_pack(
+    studio: Studio, router: str, repo_id: str, token: str | None = None, owner: str | None = None, private: bool = False
+) -> str:
+    """Push router `router` and its department adapters as one hub pack, under the rules of `push`
+    for each of them. Returns the commit URL."""
+    owner = studio.owner(owner)
+    entry = _pushable(studio, router, token, owner)
+    repo_id = str(repo_id or "").strip()
+    with tempfile.TemporaryDirectory(prefix="adapter-studio-pack-") as tmp:
+        out = write_pack(
+            entry.name, studio.library.root, Path(tmp) / f"{entry.name}-pack", repo_id=repo_id, owner=owner
+        )
+        for folder in adapter_folders(out):
+            _pushable(studio, folder.name, token, owner)
+        return push_adapter(out, repo_id, token=token or None, private=private)
+
+
+def _pushable(studio: Studio, name: str, token: str | None, owner: str | None) -> Entry:
+    entry = studio.library.get(name, owner=owner)
+    if studio.policy.public and not token:
+        raise AdapterError("Sign in with Hugging Face to push: the studio pushes with your own account only.")
+    if owner is not None and entry.owner != owner:
+        raise AdapterError(f"{entry.name!r} is a shared example, not yours; push your own adapters.")
+    return entry
+
+
+def pull(studio: Studio, ref: str, owner: str | None = None, token: str | None = None) -> list[Entry]:
+    """The adapters of a Hub repo (one, or a whole pack) into the caller's library, each checked as an
+    upload is, counted together against their quota, and all or none of them kept. In public mode they
+    go through a private cache that is deleted afterwards."""
+    owner = studio.owner(owner)
+    public = studio.policy.public
+    with tempfile.TemporaryDirectory(prefix="adapter-studio-pull-") as cache:
+        pulled = pull_named(
+            ref, token=token or (False if public else None), cache=cache if public else None, limits=studio.policy
+        )
+        files = [[folder / CONFIG_FILE, folder / WEIGHTS_FILE] for _, folder in pulled]
+        if owner is not None:
+            size = sum(f.stat().st_size for pair in files for f in pair)
+            check_library_room(studio, owner, incoming=size, adapters=len(pulled))
+        entries: list[Entry] = []
+        try:
+            for (name, _), pair in zip(pulled, files, strict=True):
+                entries.append(studio.library.upload(pair, owner=owner, name=safe_name(name), limits=studio.policy))
+        except BaseException:
+            for entry in entries:
+                studio.library.delete(entry.name, owner=owner)
+            raise
+        return entries
+
+
+def export_adapterhub(studio: Studio, name: str, owner: str | None = None) -> tuple[Path, str | None]:
+    """A zip of adapter `name` in AdapterHub's format, in a fresh folder of the downloads area, and a
+    note when its head had to stay behind (their head reads the first token; ours may pool the mean)."""
+    entry = studio.library.get(name, owner=studio.owner(owner))
+    head_problems = [] if export_problems(entry.meta, with_head=False) else export_problems(entry.meta)
+    out = download_folder() / f"{entry.name}-adapterhub"
+    write_adapterhub(entry.path, out, with_head=not head_problems)
+    note = f"The adapter alone, without its head: {head_problems[0]}." if head_problems else None
+    return Path(shutil.make_archive(str(out), "zip", out.parent, out.name)), note
+
+
+def pack(studio: Studio, router: str, owner: str | None = None) -> Path:
+    """A zip of a hub pack: router `router` and the caller's department adapters, with its card."""
+    owner = studio.owner(owner)
+    entry = studio.library.get(router, owner=owner)
+    out = write_pack(entry.name, studio.library.root, download_folder() / f"{entry.name}-pack", owner=owner)
+    return Path(shutil.make_archive(str(out), "zip", out.parent, out.name))

@@ -9,6 +9,8 @@ from .. import handlers as h
 from .. import settings as st
 from .common import Ctx, friendly, who
 
+FRESH = ("a fresh adapter", "")  # Continue training from: nothing
+
 
 def build(ctx: Ctx) -> None:
     policy = ctx.studio.policy
@@ -106,7 +108,7 @@ def build(ctx: Ctx) -> None:
                 None,
                 label="Scaling s",
                 minimum=0,
-                info="Multiplies the adapter's output; empty: 1 (4 for parallel, as He et al. 2022)",
+                info="Multiplies the adapter's output; 0 or empty: the default, 1 (4 for parallel, as He et al. 2022)",
             )
             leave_out = gr.Textbox(
                 "",
@@ -115,8 +117,8 @@ def build(ctx: Ctx) -> None:
                 info="Layers (counted from 0) that get no adapter; fewer layers, fewer parameters",
             )
             continue_from = gr.Dropdown(
-                [],
-                value=None,
+                [FRESH],
+                value="",
                 label="Continue training from",
                 info="An adapter of your library to go on training on this data (it keeps its own size and "
                 "head); empty: a fresh adapter",
@@ -186,7 +188,8 @@ def wire(ctx: Ctx) -> None:
 
     def library_choices(owner, task, request: gr.Request):
         owner = who(studio, owner, request)
-        return gr.update(choices=["", *studio.library.names(task or "classification", owner=studio.owner(owner))])
+        names = studio.library.names(task or "classification", owner=studio.owner(owner))
+        return gr.update(choices=[FRESH, *((n, n) for n in names)])
 
     ctx["continue_from"].focus(
         friendly(library_choices), [ctx.owner, ctx["task"]], ctx["continue_from"], api_visibility="private"

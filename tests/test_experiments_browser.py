@@ -1,6 +1,6 @@
 """Experiments in a real browser: a short classification run ends and its confusion matrix renders with the
-label names, Compare's trade-off scatter draws one point per finished run, baselines included, and Train →
-Past runs shows the run's report again.
+label names, Compare's trade-off scatter draws one point per finished run, baselines included, Train →
+Past runs shows the run's report again, and a second run continues the first one's adapter.
 
 Playwright drives Debian's Chromium against one in-process app in local mode. Screenshots go to
 test-artifacts/browser/experiments-*.png.
@@ -151,5 +151,21 @@ def test_a_run_ends_with_its_confusion_matrix_and_compare_plots_the_trade_off(ap
         wait_for(lambda: sum(p["types"] == ["heatmap"] for p in plots(page)) == 2, what="the past run's matrix")
         expect(page.get_by_role("button", name="Resume")).to_be_disabled()  # a completed run has nothing to resume
         page.screenshot(path=ARTIFACTS / "experiments-3-past-run.png", full_page=True)
+
+        page.get_by_role("tab", name="3 · Adapter").click()  # continue the adapter on the same data
+        page.get_by_text("Advanced adapter options").click()
+        page.get_by_label("Continue training from").click()  # focus lists the visitor's adapters
+        page.get_by_role("option", name="quick", exact=True).click()
+        page.get_by_label("Adapter name").fill("quick-more")
+        page.get_by_label("Adapter name").press("Tab")
+        page.get_by_role("tab", name="4 · Train").click()
+        expect(page.get_by_role("tabpanel").get_by_text("Continues your adapter 'quick' on this data")).to_be_visible()
+        page.get_by_role("button", name="Start training").click()
+        more = wait_for(
+            lambda: next((j for j in studio.jobs.jobs() if j.config.name == "quick-more"), None), what="job"
+        )
+        assert more.finished.wait(120) and more.status == "completed", more.error
+        assert more.config.init_from == str(studio.library.get("quick").path)
+        assert "quick-more" in studio.library.names()
         browser.close()
     print(f"\nexperiments in the browser: {time.perf_counter() - started:.1f} s")

@@ -1,8 +1,11 @@
-"""What the Playwright tests share: Debian's Chromium, its flags for this offline machine, and a port."""
+"""What the Playwright tests share: Debian's Chromium, its flags for this offline machine, a port, and a
+studio served in-process for a test module."""
 
 import os
 import shutil
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -31,3 +34,21 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@contextmanager
+def served(studio) -> Iterator[str]:
+    """`studio`'s app on a free local port, for the block; its URL. After it, runs still going are stopped."""
+    from studio.ui import build_app, launch
+
+    demo = build_app(studio)
+    port = free_port()
+    launch(demo, prevent_thread_lock=True, server_port=port, quiet=True)
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        for job in studio.jobs.jobs():
+            if not job.finished.is_set():
+                studio.jobs.stop(job.id)
+                job.finished.wait(60)
+        demo.close()

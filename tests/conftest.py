@@ -57,6 +57,24 @@ def tiny_model(model_type: str, seed: int = 0, head: str = "lm") -> torch.nn.Mod
     return cls.from_config(config).eval()
 
 
+def tiny_llama(tokenizer, hidden: int = 16, layers: int = 1, **config) -> transformers.LlamaForCausalLM:
+    """A tiny random Llama (seed 0, eval mode) over a real tokenizer's vocabulary, for generation tests."""
+    heads = hidden // 8
+    config = transformers.LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=max(1, heads // 2),
+        max_position_embeddings=256,
+        pad_token_id=tokenizer.pad_token_id,
+        **config,
+    )
+    torch.manual_seed(0)
+    return transformers.LlamaForCausalLM(config).eval()
+
+
 def run(model, ids, mask=None):
     """The model's main output tensor for a batch (logits or the last hidden state)."""
     mask = torch.ones_like(ids) if mask is None else mask

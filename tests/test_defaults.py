@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-import transformers
+from conftest import tiny_llama
 from torch import nn
 
 from adapter_core import REPETITION_WARNING, RepetitionGuard, generate, generate_batch, load_base, stream_generate
@@ -200,19 +200,7 @@ def tokenizer():
 
 def constant_model(tokenizer, token_id: int, eos: int) -> nn.Module:
     """A tiny random Llama over `tokenizer`'s vocabulary whose every next token is `token_id`."""
-    config = transformers.LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        max_position_embeddings=256,
-        eos_token_id=eos,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    torch.manual_seed(0)
-    model = transformers.LlamaForCausalLM(config).eval()
+    model = tiny_llama(tokenizer, eos_token_id=eos)
     model.generation_config.eos_token_id = eos
     head = nn.Linear(16, len(tokenizer), bias=True)
     with torch.no_grad():

@@ -10,11 +10,10 @@ import re
 import time
 
 import pytest
-from browser_helpers import ARTIFACTS, free_port, launch_chromium, needs_chromium
+from browser_helpers import ARTIFACTS, launch_chromium, needs_chromium, served
 
 from studio.policy import Policy
 from studio.service import Studio
-from studio.ui import build_app, launch
 
 pytestmark = [needs_chromium, pytest.mark.slow]
 SAMPLE = "Support routing (classification, 480 rows)"
@@ -35,15 +34,8 @@ def app(tmp_path_factory):
     studio = Studio(tmp_path_factory.mktemp("studio-experiments"), policy=Policy.local())
     baseline_run(studio, "head-baseline", "head", 1_155, 0.45, 3.0)
     baseline_run(studio, "full-baseline", "full", 22_714_563, 0.93, 95.0)
-    demo = build_app(studio)
-    port = free_port()
-    launch(demo, prevent_thread_lock=True, server_port=port, quiet=True)
-    yield f"http://127.0.0.1:{port}/", studio
-    for job in studio.jobs.jobs():
-        if not job.finished.is_set():
-            studio.jobs.stop(job.id)
-            job.finished.wait(60)
-    demo.close()
+    with served(studio) as url:
+        yield url, studio
 
 
 def plots(page) -> list[dict]:

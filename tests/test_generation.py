@@ -7,7 +7,7 @@ import types
 
 import pytest
 import torch
-import transformers
+from conftest import tiny_llama
 
 from adapter_core import AdapterConfig, AdapterError, adapter_parameters, add_adapter, load_base
 from adapter_core.generation import Row, RowSampling, _partial_stop, generate_rows
@@ -23,18 +23,7 @@ def tokenizer():
 
 @pytest.fixture(scope="module")
 def model(tokenizer):
-    config = transformers.LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=256,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    torch.manual_seed(0)
-    model = transformers.LlamaForCausalLM(config).eval()
+    model = tiny_llama(tokenizer, hidden=32, layers=2)
     for seed, name in enumerate(("a", "b")):
         add_adapter(model, name, AdapterConfig(bottleneck=8), task="instruction")
         g = torch.Generator().manual_seed(seed + 10)

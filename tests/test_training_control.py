@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-import transformers
-from conftest import tiny_model
+from conftest import tiny_llama, tiny_model
 from safetensors.torch import load_file
 from transformers import AutoTokenizer
 
@@ -301,18 +300,7 @@ def smol_tokenizer():
 
 
 def test_instruction_evaluations_carry_adapter_and_base_answers(monkeypatch, tmp_path, smol_tokenizer):
-    config = transformers.LlamaConfig(
-        vocab_size=len(smol_tokenizer),
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        max_position_embeddings=256,
-        pad_token_id=smol_tokenizer.pad_token_id,
-    )
-    torch.manual_seed(0)
-    model = transformers.LlamaForCausalLM(config).eval()
+    model = tiny_llama(smol_tokenizer)
     ensure_state(model, model_family(model)).base_name = "tiny-llama"
     monkeypatch.setattr(recipe, "load_base", lambda name: Base(name, model, smol_tokenizer, "decoder"))
     calls, modes = [], []

@@ -9,12 +9,11 @@ import re
 import time
 
 import pytest
-from browser_helpers import ARTIFACTS, free_port, launch_chromium, needs_chromium
+from browser_helpers import ARTIFACTS, launch_chromium, needs_chromium, served
 from studio_fixtures import publish_random
 
 from studio.policy import Policy
 from studio.service import Studio
-from studio.ui import build_app, launch
 
 pytestmark = needs_chromium
 STATUS = re.compile(r"^\S+: (queued|loading|training|completed|stopped|failed|cancelled)\b")
@@ -25,15 +24,8 @@ EXAMPLE = "example-router"
 def app(tmp_path_factory):
     studio = Studio(tmp_path_factory.mktemp("studio-two-visitors"), policy=Policy(public=True))
     publish_random(studio, "minilm", EXAMPLE, "classification", ["billing", "orders", "tech"])  # owner None: shared
-    demo = build_app(studio)
-    port = free_port()
-    launch(demo, prevent_thread_lock=True, server_port=port, quiet=True)
-    yield f"http://127.0.0.1:{port}/", studio
-    for job in studio.jobs.jobs():
-        if not job.finished.is_set():
-            studio.jobs.stop(job.id)
-            job.finished.wait(60)
-    demo.close()
+    with served(studio) as url:
+        yield url, studio
 
 
 def status_line(page):

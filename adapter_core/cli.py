@@ -7,7 +7,11 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import sys
+import threading
+from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 
 from .errors import AdapterError
@@ -411,9 +415,26 @@ def train_config(args: argparse.Namespace):
     )
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    import signal
+@contextlib.contextmanager
+def ctrl_c_stops(message: str, say: Callable[[str], object] | None = None) -> Iterator[threading.Event]:
+    """Within the block, the first Ctrl-C sets the yielded event (the run stops after its current step and
+    keeps what it learned; `say`, stderr by default, gives `message`) and a second one aborts."""
+    stop = threading.Event()
 
+    def ask_stop(*_):
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        (say or partial(print, file=sys.stderr, flush=True))(message)
+
+    previous = signal.signal(signal.SIGINT, ask_stop)
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
     from accelerate import PartialState
     from tqdm import tqdm
 
@@ -438,15 +459,6 @@ def cmd_train(args: argparse.Namespace) -> int:
             run.set_status("loading")
         except OSError as e:
             raise AdapterError(f"Cannot write the run folder {args.out}: {e.strerror or _one_line(str(e))}.") from None
-    stop = {"asked": False}
-
-    def ask_stop(*_):  # first Ctrl-C: finish this step and save; second: abort
-        if stop["asked"]:
-            raise KeyboardInterrupt
-        stop["asked"] = True
-        tqdm.write("Stopping after this step; the adapter will be saved. Press Ctrl-C again to abort.")
-
-    signal.signal(signal.SIGINT, ask_stop)
     record, bar = RunRecorder(run), None
 
     def on_event(event) -> None:
@@ -467,7 +479,10 @@ def cmd_train(args: argparse.Namespace) -> int:
                 tqdm.write(f"  {_one_line(sample['prompt'])[:80]}\n    adapter: {_one_line(sample['adapter'])}")
 
     try:
-        result = train(config, out, on_event, lambda: stop["asked"], resume=args.resume)
+        with ctrl_c_stops(
+            "Stopping after this step; the adapter will be saved. Press Ctrl-C again to abort.", tqdm.write
+        ) as stop:
+            result = train(config, out, on_event, stop.is_set, resume=args.resume)
     except BaseException as e:
         if main_process:
             # The run folder may be gone or the disk full: then the error below says what failed.
@@ -530,7 +545,6 @@ def _numbers(flag: str, text: str, kind: type) -> list:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     import shutil
-    import signal
 
     from .atomic import write_json_atomic
     from .engine.runs import Run, RunRecorder
@@ -571,13 +585,6 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         raise AdapterError(f"Cannot write the sweep folder {args.out}: {e.strerror or _one_line(str(e))}.") from None
     by_name = {c.name: c for c in configs}
     recorders: dict[str, RunRecorder] = {}
-    stop = {"asked": False}
-
-    def ask_stop(*_):  # first Ctrl-C: end this run (its adapter is saved) and the sweep; second: abort
-        if stop["asked"]:
-            raise KeyboardInterrupt
-        stop["asked"] = True
-        print("Stopping after this step; the run so far is kept. Press Ctrl-C again to abort.", file=sys.stderr)
 
     def on_event(event) -> None:
         name = event.info["sweep_run"]
@@ -592,16 +599,14 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         elif event.kind == "eval":
             print(f"  step {event.step}: " + ", ".join(f"{k} {v:.4f}" for k, v in event.metrics.items()), flush=True)
 
-    previous = signal.signal(signal.SIGINT, ask_stop)
-    try:
-        result = run_sweep(configs, out, on_event, lambda: stop["asked"])
+    try:  # a first Ctrl-C ends this run (its adapter is saved) and the sweep
+        with ctrl_c_stops("Stopping after this step; the run so far is kept. Press Ctrl-C again to abort.") as stop:
+            result = run_sweep(configs, out, on_event, stop.is_set)
     except BaseException as e:
         if recorders:  # the run under way failed; the ones before it stay as they ended
             with contextlib.suppress(OSError):
                 list(recorders.values())[-1].run.set_status("failed", message=_one_line(str(e)) or type(e).__name__)
         raise
-    finally:
-        signal.signal(signal.SIGINT, previous)
     print("\n" + format_table(result))
     best = result.best
     summary = {"status": result.status, "metric": result.metric, "rows": result.rows, "best": best}

@@ -20,9 +20,10 @@ from typing import Any
 import pandas as pd
 
 from adapter_core import AdapterError
+from adapter_core.engine.metrics import rank_key
 from adapter_core.engine.plan import task_lr
 from adapter_core.engine.runs import ACTIVE
-from adapter_core.engine.sweep import rank_key, sweep_configs
+from adapter_core.engine.sweep import sweep_configs
 from adapter_core.engine.train import TrainConfig
 
 from .library import MAX_NAME, check_name, safe_name
@@ -218,11 +219,6 @@ def _result_row(job) -> dict[str, Any]:
     status = job.run.status()
     adapter = job.config.adapter
     seconds = status.get("train_seconds")
-    stopped_early = status.get("stopped_early")
-    if stopped_early is None:
-        stopped_early = any(
-            e["kind"] == "warning" and str(e.get("message", "")).startswith("Stopped early") for e in job.events
-        )
     return {
         "run": job.config.name,
         "bottleneck": adapter.bottleneck,
@@ -232,7 +228,7 @@ def _result_row(job) -> dict[str, Any]:
         **{k: round(v, 4) for k, v in _metrics(job).items() if isinstance(v, (int, float))},
         "steps": status.get("steps"),
         "train time (s)": round(seconds) if isinstance(seconds, (int, float)) else None,
-        "stopped early": "yes" if stopped_early else "",
+        "stopped early": "yes" if status.get("stopped_early") else "",  # recorded with the run's end
     }
 
 

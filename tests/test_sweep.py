@@ -12,7 +12,8 @@ from transformers import AutoTokenizer
 from adapter_core import AdapterConfig, AdapterError, list_adapters, load_adapter
 from adapter_core.catalog import CATALOG, Base, embedded_path
 from adapter_core.cli import main
-from adapter_core.engine.sweep import lr_tag, rank_key, run_sweep, sweep_configs
+from adapter_core.engine.metrics import rank_key
+from adapter_core.engine.sweep import lr_tag, run_sweep, sweep_configs
 from adapter_core.engine.train import TrainConfig
 from adapter_core.placement import model_family
 from adapter_core.state import ensure_state

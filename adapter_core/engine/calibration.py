@@ -54,7 +54,11 @@ def confidences(
 ) -> tuple[list[float], list[bool]]:
     """Max-softmax confidence, and whether the top label is the gold one, for each row of `ds`, in row
     order. A row with NaN logits (confidence 0) counts as wrong."""
-    p = predictions(model, name, ds, pad_id, batch_size)
+    return scored(predictions(model, name, ds, pad_id, batch_size))
+
+
+def scored(p: Predictions) -> tuple[list[float], list[bool]]:
+    """`confidences` from predictions already made."""
     return p.conf, [c > 0 and y == g for y, c, g in zip(p.pred, p.conf, p.gold, strict=True)]
 
 
@@ -96,9 +100,6 @@ def saved_threshold(meta: dict[str, Any]) -> float | None:
     return float(value)
 
 
-def calibrate_adapter(
-    model: nn.Module, name: str, ds: Dataset, pad_id: int, in_scope_recall: float = IN_SCOPE_RECALL
-) -> dict[str, Any]:
-    """`calibrate` over classification adapter `name`'s confidences on validation set `ds`."""
-    conf, correct = confidences(model, name, ds, pad_id)
-    return calibrate(conf, correct, in_scope_recall)
+def calibrate_predictions(p: Predictions, in_scope_recall: float = IN_SCOPE_RECALL) -> dict[str, Any]:
+    """`calibrate` over a classification adapter's predictions on its validation set."""
+    return calibrate(*scored(p), in_scope_recall)

@@ -79,9 +79,15 @@ def evaluate(
     return {"val_loss": loss, "perplexity": math.exp(min(loss, 50.0))}
 
 
-def is_better(task: str, new: dict[str, float], best: dict[str, float] | None) -> bool:
-    if best is None:
-        return True
+def rank_key(task: str, metrics: dict[str, float] | None) -> tuple:
+    """Sort key, best first: accuracy (then lower loss) for classification, loss for instruction; no
+    evaluation yet last. Checkpoint selection and the sweeps' rankings both order by it."""
+    if not metrics:
+        return (1, 0.0, 0.0)
     if task == "classification":
-        return (new["accuracy"], -new["val_loss"]) > (best["accuracy"], -best["val_loss"])
-    return new["val_loss"] < best["val_loss"]
+        return (0, -metrics["accuracy"], metrics["val_loss"])
+    return (0, metrics["val_loss"], 0.0)
+
+
+def is_better(task: str, new: dict[str, float], best: dict[str, float] | None) -> bool:
+    return rank_key(task, new) < rank_key(task, best)

@@ -19,6 +19,7 @@ from ..config import AdapterConfig
 from ..errors import AdapterError
 from ..inject import _check_name
 from .config import Event, TrainConfig
+from .metrics import rank_key
 from .train import train
 
 METRIC = {"classification": "accuracy", "instruction": "val_loss"}  # what a sweep ranks runs by
@@ -94,16 +95,6 @@ class SweepResult:
     @property
     def best_adapter_dir(self) -> Path | None:
         return Path(self.best["adapter_dir"]) if self.best else None
-
-
-def rank_key(task: str, metrics: dict[str, float] | None) -> tuple:
-    """Sort key, best first: accuracy (then lower loss) for classification, loss for instruction; runs
-    without an evaluation last. The same order as `metrics.is_better`."""
-    if not metrics:
-        return (1, 0.0, 0.0)
-    if task == "classification":
-        return (0, -metrics["accuracy"], metrics["val_loss"])
-    return (0, metrics["val_loss"], 0.0)
 
 
 def run_sweep(

@@ -18,12 +18,12 @@ from ..catalog import Base
 from ..errors import AdapterError
 from ..inject import list_adapters, remove_adapter, trainable_summary
 from . import checkpoint
-from .calibration import calibrate_adapter
+from .calibration import calibrate_predictions, predictions
 from .config import Event, TrainConfig
 from .loop import RunState, run_loop, save_weights, training_meta
 from .plan import Plan, training_warnings
 from .recipe import Recipe, TaskModel, multi_cpu, precision_for, setup
-from .report import classification_report
+from .report import report_from
 
 __all__ = ["Event", "TaskModel", "TrainConfig", "TrainResult", "multi_cpu", "precision_for", "train"]
 
@@ -136,10 +136,10 @@ def finish(r: Recipe, s: RunState) -> TrainResult:
     r.model.eval()
     out_of_scope = report = None
     if r.main and c.task == "classification":
-        pad_id = r.base.tokenizer.pad_token_id
+        scores = predictions(r.model, c.name, r.val_ds, r.base.tokenizer.pad_token_id)  # one pass serves both
         if c.mode != "full":  # a router's threshold belongs to a saved adapter
-            out_of_scope = calibrate_adapter(r.model, c.name, r.val_ds, pad_id)
-        report = classification_report(r.model, c.name, r.val_ds, list(r.val_frame["text"]), r.labels, pad_id)
+            out_of_scope = calibrate_predictions(scores)
+        report = report_from(scores, list(r.val_frame["text"]), r.labels)
         write_json_atomic(r.out_dir / "report.json", report)
     warnings = r.warnings + ([s.early_message] if s.early_message else []) + end_warnings(r, s)
     meta = training_meta(r, s, s.status, kept_step, metrics)

@@ -37,7 +37,6 @@ from .schema import (
     MAX_CONFIG_BYTES,
     MAX_HEADER_BYTES,
     WEIGHTS_FILE,
-    check_weights_match,
     read_meta_file,
     read_safetensors_header,
     validate_meta,
@@ -54,7 +53,6 @@ __all__ = [
     "WEIGHTS_FILE",
     "base_identity",
     "check_compatible",
-    "check_weights",
     "load_adapter",
     "path_tail",
     "read_adapter_config",
@@ -153,26 +151,6 @@ def read_adapter_config(directory: str | os.PathLike) -> dict[str, Any]:
         if not (path / f).is_file():
             raise AdapterError(f"{_label(path)!r} is not an adapter: {f} is missing.")
     return read_meta_file(path / CONFIG_FILE, source=f"{_label(path)}/{CONFIG_FILE}")
-
-
-def check_weights(meta: dict[str, Any], header: dict[str, tuple[str, tuple[int, ...]]]) -> None:
-    """`schema.check_weights_match`, for any head type: the adapter's tensors as the schema checks them,
-    and the head's against `heads.head_shapes`. Needs no base model."""
-    body = {k: v for k, v in header.items() if not k.startswith("head.")}
-    check_weights_match({**meta, "task": "instruction", "labels": None}, body)
-    labels = meta.get("labels") or []
-    want = (
-        head_shapes(meta.get("head"), meta["base"]["hidden_size"], len(labels))
-        if meta["task"] == "classification"
-        else {}
-    )
-    got = {k: shape for k, (_, shape) in header.items() if k.startswith("head.")}
-    if got != want:
-        shapes = lambda d: ", ".join(f"{k} {list(v)}" for k, v in sorted(d.items())[:4]) or "none"  # noqa: E731
-        raise AdapterError(
-            f"{WEIGHTS_FILE} does not match its config: its head tensors are {shapes(got)}, "
-            f"where {len(labels):,} labels need {shapes(want)}."
-        )
 
 
 def check_compatible(model: nn.Module, meta: dict[str, Any], source: str = "this adapter") -> None:

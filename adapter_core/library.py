@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import AdapterError
-from .io import WEIGHTS_FILE, check_weights, read_adapter_config
-from .schema import read_safetensors_header
+from .io import WEIGHTS_FILE, read_adapter_config
+from .schema import check_weights_match, read_safetensors_header
 
 CURVE_FILE = "metrics.jsonl"  # the training curve, kept beside a published adapter for Compare
 OWNER_FILE = ".owner"
@@ -88,7 +88,7 @@ def _read_owner(folder: Path) -> str | None:
 def _load(folder: Path, owner: str | None = None) -> Entry:
     """Read one adapter folder, checked: its config, its weights' header against the config, its owner."""
     meta = read_adapter_config(folder)
-    check_weights(meta, read_safetensors_header(folder / WEIGHTS_FILE))
+    check_weights_match(meta, read_safetensors_header(folder / WEIGHTS_FILE))
     return Entry(folder.name, folder, meta, owner)
 
 

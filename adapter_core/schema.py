@@ -17,7 +17,7 @@ from typing import Any
 
 from .config import AdapterConfig
 from .errors import AdapterError
-from .heads import POOLINGS
+from .heads import POOLINGS, head_shapes
 from .inject import TASKS
 
 CONFIG_FILE = "adapter_config.json"
@@ -222,45 +222,47 @@ _TENSOR = re.compile(r"^adapters\.s(\d+)\.l(\d+)\.(attn|cross|ffn)\.(down|up)\.(
 def check_weights_match(meta: dict[str, Any], header: dict[str, tuple[str, tuple[int, ...]]]) -> None:
     """The tensors must be exactly those the config describes, from the metadata alone (no base model):
     every slot `adapters.s<stack>.l<layer>.<attn|cross|ffn>` holds down/up weights and biases of the
-    config's bottleneck, only at sub-layers and layers the config places adapters on, plus a head of
-    one row per label for classification."""
+    config's bottleneck, only at sub-layers and layers the config places adapters on, then, for
+    classification, the head the config names (`heads.head_shapes`: linear, or AdapterHub's mlp)."""
     config = AdapterConfig.from_dict(meta["config"])
     hidden = meta["base"]["hidden_size"]
     r = config.bottleneck_for(hidden)
     n = len(meta.get("labels") or []) if meta["task"] == "classification" else 0
     shapes = {"down.weight": (r, hidden), "down.bias": (r,), "up.weight": (hidden, r), "up.bias": (hidden,)}
-    head = {"head.weight": (n, hidden), "head.bias": (n,)} if n else {}
     slots: dict[str, set[str]] = {}
-    for name, (_, shape) in header.items():
+    body = {k: v for k, v in header.items() if not k.startswith("head.")}
+    for name, (_, shape) in body.items():
         match = _TENSOR.match(name)
-        if name in head:
-            want = head[name]
-        elif match:
-            _, layer, kind, proj, what = match.groups()
-            if kind not in config.slots or int(layer) in config.leave_out:
-                raise AdapterError(f"{WEIGHTS_FILE} has tensor {name!r}, where its config places no adapter.")
-            slots.setdefault(name.rsplit(".", 2)[0], set()).add(f"{proj}.{what}")
-            want = shapes[f"{proj}.{what}"]
-        else:
+        if not match:
             raise AdapterError(f"{WEIGHTS_FILE} has tensor {name[:80]!r}, which is not part of an adapter.")
+        _, layer, kind, proj, what = match.groups()
+        if kind not in config.slots or int(layer) in config.leave_out:
+            raise AdapterError(f"{WEIGHTS_FILE} has tensor {name!r}, where its config places no adapter.")
+        slots.setdefault(name.rsplit(".", 2)[0], set()).add(f"{proj}.{what}")
+        want = shapes[f"{proj}.{what}"]
         if shape != want:
             raise AdapterError(
                 f"{WEIGHTS_FILE} does not match its config: {name} has shape {list(shape)}, expected {list(want)} "
                 f"(bottleneck {r:,}, hidden size {hidden:,}, {n:,} labels)."
             )
     incomplete = sorted(k for k, parts in slots.items() if len(parts) != len(shapes))
-    missing = sorted(set(head) - set(header))
     problem = (
         f"{incomplete[0]} lacks some of its tensors"
         if incomplete
-        else f"it has no {missing[0]}"
-        if missing
         else "it holds no adapter tensors"
         if not slots
         else None
     )
-    total = sum(math.prod(shape) for _, shape in header.values())
-    if problem is None and total != len(slots) * (2 * hidden * r + r + hidden) + n * hidden + n:
-        problem = f"it holds {total:,} weights, not what {len(slots)} adapter slots and the head need"
+    total = sum(math.prod(shape) for _, shape in body.values())
+    if problem is None and total != len(slots) * (2 * hidden * r + r + hidden):
+        problem = f"it holds {total:,} weights, not what {len(slots)} adapter slots need"
     if problem:
         raise AdapterError(f"{WEIGHTS_FILE} does not match its config: {problem}.")
+    head = head_shapes(meta.get("head"), hidden, n) if n else {}
+    got = {k: shape for k, (_, shape) in header.items() if k.startswith("head.")}
+    if got != head:
+        listed = lambda d: ", ".join(f"{k} {list(v)}" for k, v in sorted(d.items())[:4]) or "none"  # noqa: E731
+        raise AdapterError(
+            f"{WEIGHTS_FILE} does not match its config: its head tensors are {listed(got)}, "
+            f"where {n:,} labels need {listed(head)}."
+        )

@@ -23,11 +23,11 @@ from adapter_core.io import (
     CONFIG_FILE,
     MAX_CONFIG_BYTES,
     WEIGHTS_FILE,
-    check_weights,
     path_tail,
     read_meta_file,
     read_safetensors_header,
 )
+from adapter_core.schema import check_weights_match
 
 ALLOWED_UPLOADS = {".json", ".safetensors", ".zip"}
 CHUNK = 2**20
@@ -122,7 +122,7 @@ def stage_upload(files: list[str | Path], folder: Path, limits: Any = None) -> d
             )
     meta = read_meta_file(folder / CONFIG_FILE, source=CONFIG_FILE)
     _check_caps(meta, limits)
-    check_weights(meta, read_safetensors_header(folder / WEIGHTS_FILE))
+    check_weights_match(meta, read_safetensors_header(folder / WEIGHTS_FILE))
     return meta
 
 

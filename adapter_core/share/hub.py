@@ -19,7 +19,14 @@ from pathlib import Path, PurePath
 from typing import Any
 
 from ..errors import AdapterError
-from ..schema import CONFIG_FILE, MAX_CONFIG_BYTES, WEIGHTS_FILE, read_meta_file, read_safetensors_header
+from ..schema import (
+    CONFIG_FILE,
+    MAX_CONFIG_BYTES,
+    WEIGHTS_FILE,
+    check_weights_match,
+    read_meta_file,
+    read_safetensors_header,
+)
 from .card import CARD_FILE, CURVE_PNG
 
 HUB_PREFIX = "hf://"
@@ -180,7 +187,6 @@ def adapter_folders(root: Path) -> list[Path]:
 
 def check_adapter_folder(folder: Path, limits: Any = None, label: str | None = None) -> dict[str, Any]:
     """An adapter from a stranger, checked as an upload is; returns its metadata."""
-    from ..io import check_weights
 
     label = label or folder.name
     max_weights = getattr(limits, "max_member_bytes", DEFAULT_MAX_WEIGHTS)
@@ -205,7 +211,7 @@ def check_adapter_folder(folder: Path, limits: Any = None, label: str | None = N
         if n > limits.max_labels:
             raise AdapterError(f"{label}: it has {n:,} labels; this studio accepts at most {limits.max_labels:,}.")
     try:
-        check_weights(meta, read_safetensors_header(folder / WEIGHTS_FILE))
+        check_weights_match(meta, read_safetensors_header(folder / WEIGHTS_FILE))
     except AdapterError as e:
         raise AdapterError(f"{label}: {e}") from None
     return meta

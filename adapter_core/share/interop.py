@@ -25,7 +25,7 @@ from ..config import AdapterConfig
 from ..errors import AdapterError
 from ..heads import head_shapes
 from ..placement import PLACEMENTS
-from ..schema import CONFIG_FILE, WEIGHTS_FILE, read_safetensors_header, validate_meta
+from ..schema import CONFIG_FILE, WEIGHTS_FILE, check_weights_match, read_safetensors_header, validate_meta
 from .adapterhub import (
     ADAPTER_PICKLE,
     ADAPTER_WEIGHTS,
@@ -175,11 +175,11 @@ def load_tensors(imported: Imported) -> dict[str, torch.Tensor]:
 def export_adapterhub(folder: str | Path, out: str | Path, with_head: bool = True) -> Path:
     """Write our adapter folder `folder` as an AdapterHub folder `out` (replaced atomically), which
     `model.load_adapter(out, use_safetensors=True)` loads into an `adapters` model of the same base."""
-    from ..io import check_weights, read_adapter_config  # io delegates to this package: import late
+    from ..io import read_adapter_config  # io delegates to this package: import late
 
     folder, out = Path(folder), Path(out)
     meta = read_adapter_config(folder)
-    check_weights(meta, read_safetensors_header(folder / WEIGHTS_FILE))
+    check_weights_match(meta, read_safetensors_header(folder / WEIGHTS_FILE))
     problems = export_problems(meta, with_head)
     if problems:
         name = meta.get("name") or folder.name

@@ -123,6 +123,19 @@ def _label(path: Path) -> str:
     return f"{path.parent.name}/{path.name}" if path.name == "adapter" and path.parent.name else path.name
 
 
+def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """The objects of a JSON-lines file (a training curve), in order; a truncated or garbled line is skipped."""
+    points = []
+    for line in Path(path).read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            point = json.loads(line) if line.strip() else None
+        except ValueError:
+            continue
+        if isinstance(point, dict):
+            points.append(point)
+    return points
+
+
 def adapter_path(path: str | os.PathLike) -> Path:
     """An adapter folder, or a run folder holding one in `adapter/`."""
     path = Path(path)

@@ -9,7 +9,6 @@ and skipped, never fatal; messages name adapters, never server paths.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import AdapterError
-from .io import WEIGHTS_FILE, read_adapter_config
+from .io import WEIGHTS_FILE, read_adapter_config, read_jsonl
 from .schema import check_weights_match, read_safetensors_header
 
 CURVE_FILE = "metrics.jsonl"  # the training curve, kept beside a published adapter for Compare
@@ -51,17 +50,7 @@ class Entry:
     def curve(self) -> list[dict[str, Any]]:
         """The training curve, one dict per logged step; a truncated or garbled line is skipped."""
         path = self.path / CURVE_FILE
-        if not path.is_file():
-            return []
-        points = []
-        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-            try:
-                point = json.loads(line) if line.strip() else None
-            except ValueError:
-                continue
-            if isinstance(point, dict):
-                points.append(point)
-        return points
+        return read_jsonl(path) if path.is_file() else []
 
     @property
     def parameters(self) -> int:

@@ -142,6 +142,11 @@ def read_meta_file(path: str | os.PathLike, source: str | None = None) -> dict[s
     """Read and check an adapter_config.json, reading at most MAX_CONFIG_BYTES of it."""
     path = Path(path)
     source = source or path.name
+    return validate_meta(read_config_json(path, source), source)
+
+
+def read_config_json(path: Path, source: str) -> Any:
+    """An adapter config file's JSON (ours or AdapterHub's), reading at most MAX_CONFIG_BYTES of it."""
     try:
         with open(path, "rb") as f:
             data = f.read(MAX_CONFIG_BYTES + 1)
@@ -150,10 +155,9 @@ def read_meta_file(path: str | os.PathLike, source: str | None = None) -> dict[s
     if len(data) > MAX_CONFIG_BYTES:
         raise AdapterError(f"{source} is over {MAX_CONFIG_BYTES // 2**20} MB; an adapter config is a few KB.")
     try:
-        meta = json.loads(data.decode("utf-8"))
+        return json.loads(data.decode("utf-8"))
     except (ValueError, RecursionError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise AdapterError(f"{source} is not valid JSON ({type(e).__name__}: {str(e)[:120]}).") from None
-    return validate_meta(meta, source)
 
 
 # Checking the weights -------------------------------------------------------------------------------

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import re
 
-# Enough to stop links, images, HTML, emphasis, tables and LaTeX; plain punctuation stays readable.
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>#!|~&$])")
+from adapter_core.share.card import md  # one escaping for the studio and the model cards
+
+__all__ = ["md", "redact"]
+
 # An absolute path of two or more parts, Unix or Windows: /home/x/y.csv, C:\data\y.csv.
 _ABS_PATH = re.compile(r"(?<![\w.~])(?:[A-Za-z]:\\|/)(?:[^\s'\"/\\:*?<>|]+[/\\])+([^\s'\",;:)\]}]*)")
-
-
-def md(text: object) -> str:
-    """`text` shown literally inside Markdown: no links, images, HTML or emphasis from user strings."""
-    return _MD_SPECIAL.sub(r"\\\1", str(text)).replace("\n", " ")
 
 
 def redact(message: str) -> str:

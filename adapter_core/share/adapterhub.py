@@ -17,7 +17,6 @@ Pickles (`pytorch_adapter.bin`, `pytorch_model_head.bin`) are refused, never unp
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ from ..config import AdapterConfig
 from ..errors import AdapterError
 from ..heads import HEAD_ACTIVATIONS
 from ..placement import PLACEMENTS
-from ..schema import CONFIG_FILE, MAX_CONFIG_BYTES, WEIGHTS_FILE
+from ..schema import CONFIG_FILE, WEIGHTS_FILE, read_config_json
 
 ADAPTER_WEIGHTS = "adapter.safetensors"
 ADAPTER_PICKLE = "pytorch_adapter.bin"
@@ -241,17 +240,7 @@ def is_adapterhub_dir(path: Path) -> bool:
 
 
 def read_json(path: Path, what: str) -> dict[str, Any]:
-    try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_CONFIG_BYTES + 1)
-    except OSError as e:
-        raise AdapterError(f"{what} could not be read ({e.strerror}).") from None
-    if len(data) > MAX_CONFIG_BYTES:
-        raise AdapterError(f"{what} is over {MAX_CONFIG_BYTES // 2**20} MB; an adapter config is a few KB.")
-    try:
-        value = json.loads(data.decode("utf-8"))
-    except (ValueError, RecursionError):
-        raise AdapterError(f"{what} is not valid JSON.") from None
+    value = read_config_json(path, what)
     if not isinstance(value, dict) or not isinstance(value.get("config"), dict):
         raise AdapterError(f"{what} is not an AdapterHub config: it has no 'config' object.")
     for key, kind in (("name", str), ("model_type", str), ("hidden_size", int)):

@@ -19,7 +19,7 @@ from huggingface_hub import ModelCardData
 
 from ..catalog import CATALOG, embedded_path
 from ..config import AdapterConfig
-from ..io import path_tail
+from ..io import path_tail, read_jsonl
 from ..schema import read_safetensors_header
 
 CARD_FILE = "README.md"
@@ -84,15 +84,7 @@ def read_curve(folder: Path) -> list[dict[str, Any]]:
     folder = Path(folder)
     for path in (folder / CURVE_FILE, folder.parent / CURVE_FILE if folder.name == "adapter" else None):
         if path is not None and path.is_file():
-            points = []
-            for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-                try:
-                    point = json.loads(line)
-                except ValueError:
-                    continue
-                if isinstance(point, dict):
-                    points.append(point)
-            return points
+            return read_jsonl(path)
     return []
 
 

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
 
+from .config import parse_layers
 from .errors import AdapterError
 from .share import commands as share_commands
 
@@ -43,9 +44,9 @@ def _auto(kind: type):
 def _layer_list(text: str) -> list[int]:
     """--leave-out "0,1": layer indices counted from 0 ("" leaves none out)."""
     try:
-        return [int(part) for part in text.replace(" ", "").split(",") if part]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"give layer numbers separated by commas, such as 0,1; got {text!r}") from None
+        return parse_layers(text)
+    except AdapterError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _json_object(text: str) -> dict:
@@ -506,7 +507,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .engine.evaluation import evaluate_file, load_with_base
-    from .engine.report import format_per_class
+    from .engine.report import correct, format_per_class
 
     base, name = load_with_base(args.adapter)
     metrics = evaluate_file(base, name, args.data, args.max_length)
@@ -520,15 +521,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print("\n" + format_per_class(report))
         mistakes = report["misclassified"][: args.show_mistakes]
         if mistakes:
-            print(f"\nmost confident mistakes ({len(mistakes)} of {report['rows'] - _correct(report)}):")
+            print(f"\nmost confident mistakes ({len(mistakes)} of {report['rows'] - correct(report)}):")
         for m in mistakes:
             text = _one_line(m["text"])[:100]
             print(f"  {m['confidence']:.3f}  true {m['true']}, predicted {m['predicted']}: {text}")
     return 0
-
-
-def _correct(report: dict) -> int:
-    return sum(report["confusion"][k][k] for k in range(len(report["confusion"])))
 
 
 def _numbers(flag: str, text: str, kind: type) -> list:

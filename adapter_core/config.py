@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from .errors import AdapterError
+
+_LAYER_SEPARATORS = re.compile(r"[\s,;]+")
 
 PLACEMENTS = ("houlsby", "pfeiffer", "parallel")
 ACTIVATIONS = ("gelu", "relu", "swish", "tanh")
@@ -117,3 +120,19 @@ def check_known_fields(cls: type, data: dict[str, Any], what: str) -> None:
     unknown = set(data) - known
     if unknown:
         raise AdapterError(f"Unknown {what} field(s): {sorted(unknown)}. Known fields: {sorted(known)}.")
+
+
+def parse_layers(value: Any) -> list[int]:
+    """ "0, 1, 5" (or a list) as layer indices; empty: none left out."""
+    if value in (None, ""):
+        return []
+    parts = value if isinstance(value, (list, tuple)) else [p for p in _LAYER_SEPARATORS.split(str(value).strip()) if p]
+    try:
+        layers = [int(p) for p in parts]
+    except (TypeError, ValueError):
+        raise AdapterError(
+            f"Layers to leave out are whole numbers counted from 0, separated by commas (e.g. 0, 1); got {str(value)[:60]!r}."
+        ) from None
+    if any(i < 0 for i in layers):
+        raise AdapterError(f"Layers to leave out are counted from 0; got {layers}.")
+    return sorted(set(layers))

@@ -12,11 +12,11 @@ from typing import Any
 
 import pandas as pd
 
+from adapter_core.engine.report import REPORT_FILE, correct
 from adapter_core.engine.runs import Run
 
 from . import charts
 
-REPORT_FILE = "report.json"
 PER_CLASS_COLUMNS = ["label", "precision", "recall", "F1", "support"]
 MISCLASSIFIED_COLUMNS = ["text", "true", "predicted", "confidence"]
 SAMPLE_COLUMNS = ["prompt", "base model", "adapter"]
@@ -79,7 +79,7 @@ def report_summary(report: dict[str, Any] | None) -> str:
     if not report:
         return ""
     rows = report.get("rows") or sum(map(sum, report["confusion"]))
-    wrong = rows - sum(report["confusion"][i][i] for i in range(len(report["confusion"])))
+    wrong = rows - correct(report)
     return (
         f"**Validation: {rows - wrong} of {rows} right, {wrong} wrong.** Rows of the matrix are the true labels, "
         "columns the predicted ones; labels are sorted so the biggest confusions come first."

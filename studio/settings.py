@@ -7,11 +7,11 @@ bad one is refused in words.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
 from adapter_core import AdapterConfig, AdapterError
+from adapter_core.config import parse_layers
 from adapter_core.engine.plan import DEFAULT_PRESET as ENGINE_DEFAULT
 from adapter_core.engine.plan import PRESETS as ENGINE_PRESETS
 from adapter_core.engine.train import TrainConfig
@@ -31,7 +31,6 @@ MODE_HELP = (
 REPORT_TO = {"none": "None", "tensorboard": "TensorBoard", "mlflow": "MLflow", "trackio": "Trackio"}
 PUBLIC_REPORT_TO = ("none", "tensorboard")  # mlflow and trackio would write to a server or service of ours
 INITS = ("normal", "kaiming", "xavier", "houlsby")
-_LAYERS = re.compile(r"[\s,;]+")
 
 
 def mode_value(mode: str | None) -> str:
@@ -59,22 +58,6 @@ def report_help(public: bool) -> str:
         where + ": `tensorboard --logdir ~/.adapter_studio/runs` shows every run. MLflow and Trackio log to "
         "their own local stores and need their packages installed (pip install mlflow / trackio)."
     )
-
-
-def parse_layers(value: Any) -> list[int]:
-    """ "0, 1, 5" (or a list) as layer indices; empty: none left out."""
-    if value in (None, ""):
-        return []
-    parts = value if isinstance(value, (list, tuple)) else [p for p in _LAYERS.split(str(value).strip()) if p]
-    try:
-        layers = [int(p) for p in parts]
-    except (TypeError, ValueError):
-        raise AdapterError(
-            f"Layers to leave out are whole numbers counted from 0, separated by commas (e.g. 0, 1); got {str(value)[:60]!r}."
-        ) from None
-    if any(i < 0 for i in layers):
-        raise AdapterError(f"Layers to leave out are counted from 0; got {layers}.")
-    return sorted(set(layers))
 
 
 def adapter_config(settings: dict[str, Any]) -> AdapterConfig:

@@ -17,6 +17,14 @@ from torch import nn
 from ..errors import AdapterError
 from .calibration import Predictions, predictions
 
+REPORT_FILE = "report.json"  # in a finished classification run's folder
+
+
+def correct(report: dict[str, Any]) -> int:
+    """How many rows a report's model got right: its confusion matrix's diagonal."""
+    matrix = report["confusion"]
+    return sum(matrix[k][k] for k in range(len(matrix)))
+
 
 def _ratio(a: int, b: int) -> float:
     return a / b if b else 0.0  # scikit-learn's zero_division=0

@@ -23,7 +23,7 @@ from .config import Event, TrainConfig
 from .loop import RunState, run_loop, save_weights, training_meta
 from .plan import Plan, training_warnings
 from .recipe import Recipe, TaskModel, multi_cpu, precision_for, setup
-from .report import report_from
+from .report import REPORT_FILE, report_from
 
 __all__ = ["Event", "TaskModel", "TrainConfig", "TrainResult", "multi_cpu", "precision_for", "train"]
 
@@ -140,7 +140,7 @@ def finish(r: Recipe, s: RunState) -> TrainResult:
         if c.mode != "full":  # a router's threshold belongs to a saved adapter
             out_of_scope = calibrate_predictions(scores)
         report = report_from(scores, list(r.val_frame["text"]), r.labels)
-        write_json_atomic(r.out_dir / "report.json", report)
+        write_json_atomic(r.out_dir / REPORT_FILE, report)
     warnings = r.warnings + ([s.early_message] if s.early_message else []) + end_warnings(r, s)
     meta = training_meta(r, s, s.status, kept_step, metrics)
     meta["training"].update(total_steps=s.step, best_step=s.best_step, stopped_early=s.stopped_early)

@@ -21,10 +21,10 @@ from .hub import adapter_folders, check_adapter_folder, parse_ref
 
 def adapter_files(folder: Path, repo_id: str | None = None, **card: Any) -> dict[str, Any]:
     """path in the repo -> bytes or a local file, for one adapter folder (checked as a pull would be)."""
-    meta = check_adapter_folder(folder)
+    meta = public_meta(check_adapter_folder(folder))
     events = read_curve(folder)
     out: dict[str, Any] = {
-        CONFIG_FILE: json.dumps(public_meta(meta), indent=2).encode(),
+        CONFIG_FILE: json.dumps(meta, indent=2).encode(),
         WEIGHTS_FILE: folder / WEIGHTS_FILE,
     }
     with tempfile.TemporaryDirectory() as tmp:
@@ -32,7 +32,7 @@ def adapter_files(folder: Path, repo_id: str | None = None, **card: Any) -> dict
         has_curve = curve_png(events, png)
         if has_curve:
             out[CURVE_PNG] = png.read_bytes()
-    text = model_card(public_meta(meta), events, parameters(folder), has_curve, repo_id=repo_id, **card)
+    text = model_card(meta, events, parameters(folder), has_curve, repo_id=repo_id, **card)
     out[CARD_FILE] = text.encode()
     return out
 

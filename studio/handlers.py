@@ -242,8 +242,7 @@ def show_past_run(studio: Studio, owner: str | None, run_id: str | None) -> dict
         text += " · stopped early (no better validation score for a while)"
     if status.get("library_name"):
         text += f" · in the library as {md(repr(status['library_name']))}"
-    active = any(j.run.dir == run.dir and not j.finished.is_set() for j in studio.jobs.jobs(owner=studio.owner(owner)))
-    resumable = run.resumable and not active
+    resumable = run.resumable and not studio.jobs.busy(run)
     if resumable:
         text += f" · **Resume** goes on from its checkpoint at step {run.checkpoint_step}"
     return {

@@ -99,7 +99,7 @@ class JobManager:
     def resume(self, run_id: str, owner: str | None = None) -> Job:
         """Queue a stopped or interrupted run of `owner` to go on from its checkpoint, in its own folder."""
         run = self.store.get(run_id, owner)
-        if any(j.run.dir == run.dir and not j.finished.is_set() for j in self.jobs()):
+        if self.busy(run):
             raise AdapterError(f"The run {run.id!r} is already queued or training.")
         if not run.resumable:
             raise AdapterError(
@@ -116,6 +116,10 @@ class JobManager:
         until = run.checkpoint_step or 0
         history = [e for e in run.events() if e["kind"] in ("step", "eval") and e.get("step", until + 1) <= until]
         return self._queue_job(Job(config, run, events=history, owner=owner, group=group, resume=True))
+
+    def busy(self, run: Run) -> bool:
+        """Whether a job of this process is queued or training in `run`'s folder."""
+        return any(j.run.dir == run.dir and not j.finished.is_set() for j in self.jobs())
 
     def _queue_job(self, job: Job) -> Job:
         with self._cond:

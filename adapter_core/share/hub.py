@@ -121,8 +121,7 @@ def pull(
 
 
 def _pull(ref: HubRef | str, token: str | bool | None = None, cache: str | Path | None = None, limits: Any = None):
-    if isinstance(ref, str):
-        ref = parse_ref(ref if ref.startswith(HUB_PREFIX) else HUB_PREFIX + ref)
+    ref = hub_ref(ref)
     snapshot = _download(ref, token, Path(cache) if cache else cache_dir(), limits)
     root = snapshot / ref.subfolder if ref.subfolder else snapshot
     folders = adapter_folders(root)
@@ -131,19 +130,6 @@ def _pull(ref: HubRef | str, token: str | bool | None = None, cache: str | Path 
     for folder in folders:
         check_adapter_folder(folder, limits, label=f"{ref}" + (f"/{folder.name}" if folder != root else ""))
     return root, folders
-
-
-def pull_one(
-    ref: HubRef | str, token: str | bool | None = None, cache: str | Path | None = None, limits: Any = None
-) -> tuple[HubRef, Path]:
-    """One adapter from the Hub (never a local path): its reference and checked folder in the cache."""
-    ref = hub_ref(ref)
-    root, folders = _pull(ref, token, cache, limits)
-    if folders != [root]:
-        raise AdapterError(
-            f"{ref} is a pack of {len(folders)} adapters; pull one of them: {ref.repo_id}/{folders[0].name}."
-        )
-    return ref, root
 
 
 def pull_named(
@@ -159,11 +145,8 @@ def pull_named(
 
 
 def hub_ref(ref: HubRef | str) -> HubRef:
-    """`ref` as a Hub reference, with or without its hf:// prefix; refused in words if it is none."""
-    parsed = ref if isinstance(ref, HubRef) else parse_ref(HUB_PREFIX + str(ref).strip().removeprefix(HUB_PREFIX))
-    if parsed is None:
-        raise AdapterError("Give a Hub repository as owner/name (or owner/name/adapter for one adapter of a pack).")
-    return parsed
+    """`ref` as a Hub reference, with or without its hf:// prefix (`parse_ref` refuses what is none)."""
+    return ref if isinstance(ref, HubRef) else parse_ref(HUB_PREFIX + str(ref).strip().removeprefix(HUB_PREFIX))
 
 
 def pulled_library(ref: HubRef | str, token: str | bool | None = None) -> Path:

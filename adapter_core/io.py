@@ -147,7 +147,7 @@ def adapter_path(path: str | os.PathLike) -> Path:
 def read_adapter_config(directory: str | os.PathLike) -> dict[str, Any]:
     """The saved metadata of an adapter directory, checked, with a clear error when it is not one. A
     folder in AdapterHub's format reads as the metadata it imports as; a Hub reference is pulled first."""
-    from .share.hub import resolve_source
+    from .pull import resolve_source
 
     path = resolve_source(directory)
     if not path.is_dir():
@@ -224,8 +224,8 @@ def load_adapter(
 
     `directory`: an adapter folder, a folder in AdapterHub's format, or a Hub reference (`hf://owner/repo`
     or `owner/repo`), pulled into the Hugging Face cache and checked like an upload."""
+    from .pull import resolve_source
     from .share.adapterhub import is_adapterhub_dir
-    from .share.hub import resolve_source
 
     directory = resolve_source(directory)
     label = _label(directory)

@@ -22,6 +22,10 @@ from .inject import TASKS
 
 CONFIG_FILE = "adapter_config.json"
 WEIGHTS_FILE = "adapter_model.safetensors"
+# The files beside the weights that a shared adapter folder may hold: its model card and training curve.
+CARD_FILE = "README.md"
+CURVE_PNG = "curve.png"
+CURVE_FILE = "metrics.jsonl"
 MAX_CONFIG_BYTES = 2**20  # an adapter config is a few KB; labels and training metadata included
 MAX_HEADER_BYTES = 4 * 2**20  # a safetensors header: about 100 bytes per tensor
 DTYPE_BYTES = {"F32": 4, "F16": 2, "BF16": 2}

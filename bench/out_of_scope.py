@@ -27,9 +27,10 @@ import torch
 
 from adapter_core import get_record, read_adapter_config
 from adapter_core.engine.batches import tokenize
-from adapter_core.engine.calibration import IN_SCOPE_RECALL, calibrate, confidences, saved_threshold
+from adapter_core.engine.calibration import IN_SCOPE_RECALL, calibrate, confidences
 from adapter_core.engine.data import load_data, split
 from adapter_core.engine.train import TrainConfig, train
+from adapter_core.routing import saved_threshold
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "banking77_train.csv"

@@ -13,10 +13,10 @@ from adapter_core.engine.batches import tokenize
 from adapter_core.engine.data import OPTIONAL, REQUIRED, describe_lengths, detect_columns, read_table, validate
 
 from . import charts
-from .handlers import model_choices
-from .samples import SAMPLES, SAMPLES_DIR
+from .sample_files import SAMPLES, SAMPLES_DIR
 from .service import Studio
 from .text import md
+from .train_view import model_choices
 
 
 def sample_source(choice: str) -> dict[str, str]:

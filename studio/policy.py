@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from adapter_core.catalog import CATALOG
 from adapter_core.errors import AdapterError
-from adapter_core.serve.hub import Limits
+from adapter_core.serve.dispatcher import Limits
 
 
 def _env_flag(name: str) -> bool:

@@ -27,22 +27,21 @@ from adapter_core import (
     classify,
     count_adapter_params,
 )
-from adapter_core.engine.calibration import saved_threshold
 from adapter_core.engine.evaluation import evaluate_file
 from adapter_core.engine.jobs import Job, JobManager
 from adapter_core.engine.runs import RunStore
 from adapter_core.inject import TASK_ADAPTER
 from adapter_core.paths import studio_home
-from adapter_core.serve.hub import FALLBACK, Hub, Stream
+from adapter_core.routing import Route, saved_threshold
+from adapter_core.serve.dispatcher import FALLBACK, Hub, Stream
 from adapter_core.serve.pool import ModelPool, model_bytes
-from adapter_core.serve.routing import Route
 
 from .bases import ModelInfo, model_info
 from .library import Entry, Library
 from .policy import Policy
 from .quotas import check_library_room, check_resume, check_submit, check_sweep
 from .report_view import run_report
-from .samples import SAMPLES_DIR
+from .sample_files import SAMPLES_DIR
 from .sweeps import Sweep, member_ended, new_sweep
 
 USE = {"classification": "classify", "instruction": "chat"}

@@ -11,9 +11,9 @@ from pathlib import Path
 
 from adapter_core import AdapterError
 from adapter_core.io import CONFIG_FILE, WEIGHTS_FILE
+from adapter_core.pull import adapter_folders, pull_named
 from adapter_core.share.adapterhub import export_problems
 from adapter_core.share.card import folder_card
-from adapter_core.share.hub import adapter_folders, pull_named
 from adapter_core.share.interop import export_adapterhub as write_adapterhub
 from adapter_core.share.pack import pack as write_pack
 from adapter_core.share.push import push_adapter

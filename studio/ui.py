@@ -14,7 +14,7 @@ import gradio as gr
 from gradio.utils import get_space, get_upload_folder
 from starlette.routing import Mount
 
-from . import handlers as h
+from . import train_view as h
 from .api import api_app
 from .comparison import library_table
 from .hardware import hardware

@@ -7,12 +7,12 @@ import os
 import pandas as pd
 
 from adapter_core import AdapterError
-from adapter_core.serve.routing import Route
+from adapter_core.routing import Route
 
 from .api import KEY_ENV, key_for
-from .handlers import NONE
 from .service import Studio
 from .text import md
+from .train_view import NONE
 
 
 def classify_text(studio: Studio, owner: str | None, adapter: str, text: str) -> dict[str, float]:

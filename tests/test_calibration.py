@@ -7,16 +7,17 @@ import pytest
 from conftest import tiny_model
 from transformers import AutoTokenizer
 
-import adapter_core.engine.recipe as engine
+import adapter_core.engine.setup as engine
 from adapter_core import AdapterConfig, AdapterError, add_adapter, classify, save_adapter
 from adapter_core.catalog import CATALOG, Base, embedded_path
 from adapter_core.engine.batches import tokenize
-from adapter_core.engine.calibration import IN_SCOPE_RECALL, calibrate, confidences, saved_threshold
+from adapter_core.engine.calibration import IN_SCOPE_RECALL, calibrate, confidences
 from adapter_core.engine.data import load_data
 from adapter_core.engine.metrics import evaluate
 from adapter_core.engine.train import TrainConfig, train
 from adapter_core.io import CONFIG_FILE, read_adapter_config
 from adapter_core.placement import model_family
+from adapter_core.routing import saved_threshold
 from adapter_core.schema import validate_meta
 from adapter_core.state import ensure_state
 

@@ -58,7 +58,7 @@ def test_training_lifts_validation_accuracy_well_above_chance(tmp_path):
 
 @pytest.mark.parametrize("base_dropout", [True, False])
 def test_base_dropout_setting_holds_through_every_training_step(base_dropout, tmp_path, monkeypatch):
-    import adapter_core.engine.recipe as engine
+    import adapter_core.engine.setup as engine
 
     seen = []  # (training, grad enabled) of the base's dropout modules at each call
 

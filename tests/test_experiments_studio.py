@@ -16,15 +16,15 @@ from adapter_core.engine.report import confusion, confusion_order, per_class
 from adapter_core.engine.train import TrainResult
 from studio import charts
 from studio import data_view as dv
-from studio import handlers as h
 from studio import report_view as rv
 from studio import runs_view as rs
 from studio import settings as st
 from studio import sweeps as sw
-from studio.fit import fit_line
+from studio import train_view as h
+from studio.fit_view import fit_line
 from studio.policy import Policy
 from studio.quotas import owner_slots
-from studio.samples import SAMPLES_DIR
+from studio.sample_files import SAMPLES_DIR
 from studio.service import Studio
 
 LABELS = ["billing", "orders", "tech"]
@@ -207,7 +207,7 @@ def test_memory_before_start_and_the_measured_time_of_a_run(tmp_path, monkeypatc
     summary = h.run_summary(studio, "minilm", SOURCE, SETTINGS)
     assert re.search(r"Memory: about [\d.]+ MiB \(weights [\d.]+ MiB, training state", summary), summary
     assert "⚠ This run needs" not in summary
-    monkeypatch.setattr("adapter_core.engine.fit.free_bytes", lambda device: 2**20)  # 1 MiB free
+    monkeypatch.setattr("adapter_core.engine.memory_fit.free_bytes", lambda device: 2**20)  # 1 MiB free
     assert "⚠ This run needs about" in h.run_summary(studio, "minilm", SOURCE, SETTINGS)
     info = {"memory": {"total": 3 * 2**30, "weights": 2**30, "trainable_state": 2**29, "activations": 2**29},
             "estimated_seconds": 150.0, "seconds_per_step": 1.5}  # fmt: skip

@@ -13,7 +13,7 @@ from conftest import tiny_model
 
 from adapter_core import AdapterConfig, add_adapter, load_base
 from adapter_core.engine.batches import tokenize
-from adapter_core.engine.fit import calibrate_time, check_fit, estimate_memory, free_bytes, typical_batch
+from adapter_core.engine.memory_fit import calibrate_time, check_fit, estimate_memory, free_bytes, typical_batch
 from adapter_core.engine.train import TrainConfig
 from adapter_core.inject import count_adapter_params
 

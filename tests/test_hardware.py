@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 import torch
 
-import studio.gpu
 from studio import hardware as hw
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -129,8 +128,3 @@ def test_zero_gpu_flag_comes_from_the_environment(monkeypatch):
     # The flag without the package: a warning, and the decorator stays the identity.
     missing = load_fresh(monkeypatch, {"SPACES_ZERO_GPU": "true"}, None)
     assert not missing.ON_ZERO_GPU and missing.gpu(len) is len
-
-
-def test_old_imports_still_work():
-    assert studio.gpu.device_summary is hw.device_summary and studio.gpu.on_cpu is hw.on_cpu
-    assert studio.gpu.gpu is hw.gpu and studio.gpu.hardware is hw.hardware

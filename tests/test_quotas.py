@@ -9,10 +9,10 @@ from studio_fixtures import publish_random
 
 from adapter_core import AdapterConfig, AdapterError
 from adapter_core.engine.train import TrainConfig
-from studio import handlers as h
 from studio import service
+from studio import train_view as h
 from studio.policy import Policy
-from studio.samples import SAMPLES_DIR
+from studio.sample_files import SAMPLES_DIR
 from studio.service import Studio
 
 SAMPLE = str(SAMPLES_DIR / "support_routing.csv")

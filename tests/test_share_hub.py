@@ -14,8 +14,8 @@ from huggingface_hub import CommitOperationAdd, HfApi, constants, metadata_load
 from share_fixtures import cache_repo, folder_files, tiny_adapter, write_events
 
 from adapter_core import AdapterError, classification_logits, load_adapter
+from adapter_core.pull import resolve_source
 from adapter_core.share import HubRef, parse_ref, pull, push_adapter, push_operations
-from adapter_core.share.hub import resolve_source
 
 
 @pytest.fixture

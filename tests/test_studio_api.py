@@ -10,9 +10,9 @@ from studio_fixtures import publish_fixed_router, publish_random
 
 from adapter_core import generate, load_adapter, load_base
 from adapter_core.engine.train import TrainConfig
-from studio import handlers as h
+from studio import train_view as h
 from studio.comparison import compare_outputs
-from studio.samples import SAMPLES_DIR
+from studio.sample_files import SAMPLES_DIR
 from studio.service import Studio
 from studio.ui import build_app, launch
 

@@ -9,10 +9,10 @@ from studio_fixtures import publish_fixed_router, publish_random
 from adapter_core import AdapterError
 from studio import comparison as c
 from studio import data_view as dv
-from studio import handlers as h
+from studio import train_view as h
 from studio import use_view as u
 from studio.library import safe_name
-from studio.samples import SAMPLES_DIR
+from studio.sample_files import SAMPLES_DIR
 from studio.service import Studio
 
 

@@ -14,8 +14,8 @@ from transformers import AutoTokenizer
 
 import adapter_core.engine.jobs as jobs_module
 import adapter_core.engine.loop as loop
-import adapter_core.engine.recipe as recipe
-import adapter_core.engine.samples as samples
+import adapter_core.engine.sample_answers as samples
+import adapter_core.engine.setup as recipe
 import adapter_core.engine.tracking as tracking
 from adapter_core import AdapterConfig, AdapterError, list_adapters
 from adapter_core.catalog import CATALOG, Base, _converted_gguf, embedded_path
@@ -466,7 +466,7 @@ def test_the_job_manager_resumes_a_stopped_run(tiny_base, tmp_path, monkeypatch,
 
 # Fit and time ------------------------------------------------------------------------------------------
 def test_memory_estimate_measured_step_time_and_a_fit_warning(tiny_base, tmp_path, monkeypatch):
-    import adapter_core.engine.fit as fit
+    import adapter_core.engine.memory_fit as fit
 
     monkeypatch.setattr(fit, "free_bytes", lambda device: 2**20)  # a machine with 1 MiB free
     events = []

@@ -18,7 +18,7 @@ from studio_fixtures import publish_random
 from adapter_core import AdapterConfig
 from adapter_core.engine.train import TrainConfig
 from studio.policy import Policy
-from studio.samples import SAMPLES_DIR
+from studio.sample_files import SAMPLES_DIR
 from studio.service import Studio
 from studio.ui import build_app, launch
 

@@ -91,15 +91,6 @@ def calibrate(conf: list[float], correct: list[bool], in_scope_recall: float = I
     }
 
 
-def saved_threshold(meta: dict[str, Any]) -> float | None:
-    """The out-of-scope threshold in an adapter's metadata (`adapter_config.json`), or None."""
-    section = meta.get("out_of_scope") if isinstance(meta, dict) else None
-    value = section.get("threshold") if isinstance(section, dict) else None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value)
-
-
 def calibrate_predictions(p: Predictions, in_scope_recall: float = IN_SCOPE_RECALL) -> dict[str, Any]:
     """`calibrate` over a classification adapter's predictions on its validation set."""
     return calibrate(*scored(p), in_scope_recall)

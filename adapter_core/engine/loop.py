@@ -15,8 +15,8 @@ from ..io import save_adapter
 from . import checkpoint
 from .config import Event
 from .metrics import evaluate, is_better
-from .recipe import Recipe
-from .samples import answer_samples
+from .sample_answers import answer_samples
+from .setup import Recipe
 from .tracking import log_metrics
 
 # What a checkpoint's state.json keeps of a RunState (the rest is rebuilt or lives in tensors).

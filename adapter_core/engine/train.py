@@ -22,8 +22,8 @@ from .calibration import calibrate_predictions, predictions
 from .config import Event, TrainConfig
 from .loop import RunState, run_loop, save_weights, training_meta
 from .plan import Plan, training_warnings
-from .recipe import Recipe, TaskModel, multi_cpu, precision_for, setup
 from .report import REPORT_FILE, report_from
+from .setup import Recipe, TaskModel, multi_cpu, precision_for, setup
 
 __all__ = ["Event", "TaskModel", "TrainConfig", "TrainResult", "multi_cpu", "precision_for", "train"]
 

@@ -25,10 +25,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException
 
-from ..engine.calibration import saved_threshold
 from ..errors import AdapterError
+from ..routing import saved_threshold
+from .dispatcher import Answer, Hub, Limits
 from .errors import Busy, NotFound, ServeError, Unauthorized
-from .hub import Answer, Hub, Limits
 from .schemas import ChatRequest, ClassifyRequest
 
 log = logging.getLogger("adapter_core.serve")

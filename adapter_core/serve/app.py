@@ -8,9 +8,9 @@ from fastapi import FastAPI
 
 from ..errors import AdapterError
 from ..library import Library
-from ..share.hub import HUB_PREFIX, pulled_library
+from ..pull import HUB_PREFIX, pulled_library
 from .api import create_app, static_key
-from .hub import Hub, Limits
+from .dispatcher import Hub, Limits
 from .pool import ModelPool
 
 

@@ -9,9 +9,9 @@
 `load_adapter(model, "hf://owner/repo")` and `load_adapter(model, <AdapterHub folder>)` work too.
 """
 
+from ..pull import HubRef, parse_ref, pull
 from .adapterhub import export_problems, is_adapterhub_dir
 from .card import model_card, public_meta, write_card
-from .hub import HubRef, parse_ref, pull
 from .interop import export_adapterhub, read_adapterhub
 from .pack import pack
 from .push import push_adapter, push_files, push_operations

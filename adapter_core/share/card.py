@@ -20,11 +20,8 @@ from huggingface_hub import ModelCardData
 from ..catalog import CATALOG, embedded_path
 from ..config import AdapterConfig
 from ..io import path_tail, read_jsonl
-from ..schema import read_safetensors_header
+from ..schema import CARD_FILE, CURVE_FILE, CURVE_PNG, read_safetensors_header
 
-CARD_FILE = "README.md"
-CURVE_PNG = "curve.png"
-CURVE_FILE = "metrics.jsonl"
 LIBRARY_NAME = "adapter-studio"
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]<>#!|~&${}])")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[\w.-]{1,96}$")

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from ..atomic import replace_dir
 from ..io import adapter_path
+from ..pull import ADAPTER_FILES, pull
 from .card import CARD_FILE
-from .hub import ADAPTER_FILES, pull
 
 
 def add_parsers(sub) -> None:

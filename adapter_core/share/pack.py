@@ -16,8 +16,8 @@ from pathlib import Path
 from ..atomic import replace_dir
 from ..errors import AdapterError
 from ..library import Library
+from ..routing import department_routes
 from ..schema import CONFIG_FILE, WEIGHTS_FILE
-from ..serve.routing import department_routes
 from .card import CARD_FILE, base_label, md, public_meta, read_curve, write_card
 
 

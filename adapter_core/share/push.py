@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import AdapterError
+from ..pull import adapter_folders, check_adapter_folder, parse_ref
 from ..schema import CONFIG_FILE, WEIGHTS_FILE
 from .card import CARD_FILE, CURVE_PNG, curve_png, model_card, parameters, public_meta, read_curve
-from .hub import adapter_folders, check_adapter_folder, parse_ref
 
 
 def adapter_files(folder: Path, repo_id: str | None = None, **card: Any) -> dict[str, Any]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import gradio as gr
 
-from .. import handlers as h
 from .. import settings as st
+from .. import train_view as h
 from .common import Ctx, friendly, who
 
 FRESH = ("a fresh adapter", "")  # Continue training from: nothing

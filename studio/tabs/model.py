@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from .. import handlers as h
+from .. import train_view as h
 from .common import Ctx, friendly
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import gradio as gr
 
-from .. import handlers as h
 from .. import report_view as rv
+from .. import train_view as h
 from . import sweep
 from .common import COLUMNS, Ctx, friendly, who
 

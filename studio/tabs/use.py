@@ -8,7 +8,7 @@ import gradio as gr
 
 from adapter_core.inference import REPETITION_WARNING
 
-from .. import handlers as h
+from .. import train_view as h
 from .. import use_view as u
 from ..hardware import gpu
 from .common import Ctx, friendly, who

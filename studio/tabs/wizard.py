@@ -9,7 +9,7 @@ from typing import Any
 import gradio as gr
 
 from .. import data_view as dv
-from .. import handlers as h
+from .. import train_view as h
 from .common import COLUMNS, Ctx, who
 from .data import cleared, data_outputs, show
 

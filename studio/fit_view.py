@@ -1,6 +1,6 @@
 """Will it fit, and how long will it take: the engine's memory estimate and measured ETA, in words.
 
-Before Start, the run summary asks the engine (`adapter_core.engine.fit`) for the memory the run needs
+Before Start, the run summary asks the engine (`adapter_core.engine.memory_fit`) for the memory the run needs
 (a closed form over the resident base's shape, at the longest allowed example), and whether that is
 free on the training device. Once a run starts, its
 "training" status event carries the same estimate and the time measured on its first steps.
@@ -13,7 +13,7 @@ from dataclasses import replace
 from typing import Any
 
 from adapter_core import AdapterError
-from adapter_core.engine.fit import check_fit, estimate_memory, gib
+from adapter_core.engine.memory_fit import check_fit, estimate_memory, gib
 
 from .hardware import hardware
 from .service import Studio

@@ -17,7 +17,7 @@ from adapter_core.engine.plan import plan_training
 from adapter_core.engine.train import TrainConfig
 
 from . import charts
-from .fit import fit_before_start, fit_line
+from .fit_view import fit_before_start, fit_line
 from .hardware import device_label, hardware
 from .report_view import run_report
 from .service import Studio

@@ -14,16 +14,15 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from ..catalog import Base, position_limit
-from ..engine.calibration import saved_threshold
 from ..errors import AdapterError
 from ..generation import Row
 from ..inference import Prediction, classify, format_chat, prompt_ids
 from ..inject import TASK_ADAPTER
 from ..library import Entry, Library
+from ..routing import Route, decide, department_routes, saved_threshold
 from .batcher import Batcher
 from .errors import NotFound, WrongTask
 from .pool import ModelPool
-from .routing import Route, decide, department_routes
 
 AUTO = "auto"  # the model name that asks the router
 FALLBACK = "fallback"  # the model name of a fixed hand-off message

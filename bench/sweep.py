@@ -3,7 +3,7 @@ stopping early, on one loaded base; the best run scored on a held-out test split
 
     python bench/sweep.py [--bottlenecks 16,64,256] [--lrs 1e-3,2e-3,5e-3] [--steps 600] [--fast]
 
-The data is ../shared/data/banking77_train.csv (PolyAI, CC BY 4.0). As bench/banking77.py: a stratified
+The data is sample_data/banking77/train.csv (PolyAI, CC BY 4.0). As bench/banking77.py: a stratified
 10% test split (seed 0) that no run sees. Of the rest, a stratified validation file of `--val-rows`
 rows (seed 0; smaller than a 10% split, so the evaluations that early stopping needs cost less of the
 budget), and the other rows train. Each run trains at batch 32 for at most `--steps` optimizer steps
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 from dataclasses import replace
@@ -33,7 +32,7 @@ from adapter_core.engine.sweep import run_sweep, sweep_configs
 from adapter_core.engine.train import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data" / "banking77_train.csv"
+DATA = ROOT / "sample_data" / "banking77" / "train.csv"  # PolyAI, CC BY 4.0: see sample_data/README.md
 
 
 def make_files(work: Path, val_rows: int, fast: bool) -> tuple[Path, Path, Path]:
@@ -71,8 +70,6 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=TrainConfig().seed)
     ap.add_argument("--fast", action="store_true", help="a 1,500-row sample, a 2 x 2 grid and 20 steps a run")
     args = ap.parse_args()
-    if not DATA.is_file():
-        sys.exit(f"{DATA} is missing: it ships beside the checkout in ../shared/data.")
     bottlenecks = [int(x) for x in args.bottlenecks.split(",")]
     lrs = [float(x) for x in args.lrs.split(",")]
     steps, val_rows, eval_every = args.steps, args.val_rows, args.eval_every

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 import torch
-from conftest import tiny_model
+from helpers import tiny_model
 from huggingface_hub import scan_cache_dir
 from huggingface_hub.file_download import repo_folder_name
 

@@ -8,7 +8,7 @@ import tracemalloc
 
 import pytest
 import torch
-from conftest import tiny_model
+from helpers import tiny_model
 from safetensors import safe_open
 from safetensors.torch import save_file
 

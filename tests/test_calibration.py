@@ -4,7 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import tiny_model
+from helpers import ROUTING, tiny_model
 from transformers import AutoTokenizer
 
 import adapter_core.engine.setup as engine
@@ -20,9 +20,6 @@ from adapter_core.placement import model_family
 from adapter_core.routing import saved_threshold
 from adapter_core.schema import validate_meta
 from adapter_core.state import ensure_state
-
-ROOT = Path(__file__).resolve().parents[1]
-ROUTING = str(ROOT / "sample_data" / "support_routing.csv")
 
 
 def test_threshold_keeps_the_target_share_of_correct_rows():

@@ -9,13 +9,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from helpers import ROOT, ROUTING
 
 from adapter_core import cli
 from adapter_core.engine.runs import RunStore
 from adapter_core.engine.train import TrainConfig
-
-ROOT = Path(__file__).resolve().parents[1]
-ROUTING = str(ROOT / "sample_data" / "support_routing.csv")
 
 
 def damaged_files(tmp: Path) -> dict[str, Path]:

@@ -4,12 +4,11 @@ generation that stops at the end of the turn and out of a loop."""
 import copy
 import json
 import re
-from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
-from conftest import tiny_llama
+from helpers import ROOT, tiny_llama
 from torch import nn
 
 from adapter_core import REPETITION_WARNING, RepetitionGuard, generate, generate_batch, load_base, stream_generate
@@ -26,7 +25,6 @@ from adapter_core.engine.train import TrainConfig, train
 from adapter_core.errors import AdapterError
 from adapter_core.inference import stop_token_ids
 
-ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "sample_data"
 HOUSE = SAMPLES / "house_style_sft.csv"
 HOUSE_STYLE = re.compile(

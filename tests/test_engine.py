@@ -5,10 +5,12 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
+from functools import partial
 
 import pytest
 import torch
+from helpers import ROOT, ROUTING
+from helpers import quick as tiny_run
 
 from adapter_core import AdapterConfig, AdapterError, classify, load_base
 from adapter_core.engine.evaluation import load_with_base
@@ -17,13 +19,8 @@ from adapter_core.engine.runs import RunStore
 from adapter_core.engine.train import TrainConfig, train
 from adapter_core.io import CONFIG_FILE
 
-ROOT = Path(__file__).resolve().parents[1]
-ROUTING = str(ROOT / "sample_data" / "support_routing.csv")
-
-
-def quick(**kwargs) -> TrainConfig:
-    base = dict(base="minilm", data=ROUTING, name="routing", epochs=1, batch_size=32, max_length=48, lr=2e-3)
-    return TrainConfig(**{**base, **kwargs})
+# One epoch of the routing sample: these tests look at what a whole run leaves behind.
+quick = partial(tiny_run, max_steps=0, epochs=1, batch_size=32, max_length=48, lr=2e-3)
 
 
 def cli(*args, env=None, timeout=600):

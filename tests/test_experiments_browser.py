@@ -8,9 +8,11 @@ test-artifacts/browser/experiments-*.png.
 
 import re
 import time
+from functools import partial
 
 import pytest
 from browser_helpers import ARTIFACTS, launch_chromium, needs_chromium, served
+from helpers import wait_for as wait
 
 from studio.policy import Policy
 from studio.service import Studio
@@ -19,6 +21,8 @@ pytestmark = [needs_chromium, pytest.mark.slow]
 SAMPLE = "Support routing (classification, 480 rows)"
 LABELS = ["billing", "orders", "tech"]
 TIMEOUT = 120_000  # ms
+# Pages wait on conditions, never fixed sleeps; a loaded machine may take this long to show them.
+wait_for = partial(wait, timeout=TIMEOUT / 1000, every=0.2)
 
 
 def baseline_run(studio: Studio, name: str, mode: str, trainable: int, accuracy: float, seconds: float) -> None:
@@ -56,16 +60,6 @@ def plots(page) -> list[dict]:
         }))"""
         )
     )
-
-
-def wait_for(check, timeout: float = TIMEOUT / 1000, what: str = "condition"):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.25)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def set_number(page, label: str, value) -> None:

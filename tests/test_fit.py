@@ -9,7 +9,7 @@ import sys
 import pandas as pd
 import pytest
 import torch
-from conftest import tiny_model
+from helpers import tiny_model
 
 from adapter_core import AdapterConfig, add_adapter, load_base
 from adapter_core.engine.batches import tokenize

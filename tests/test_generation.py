@@ -7,7 +7,7 @@ import types
 
 import pytest
 import torch
-from conftest import tiny_llama
+from helpers import tiny_llama
 
 from adapter_core import AdapterConfig, AdapterError, adapter_parameters, add_adapter, load_base
 from adapter_core.generation import Row, RowSampling, _partial_stop, generate_rows

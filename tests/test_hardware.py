@@ -4,14 +4,13 @@
 import importlib.util
 import sys
 import types
-from pathlib import Path
 
 import pytest
 import torch
+from helpers import ROOT
 
 from studio import hardware as hw
 
-ROOT = Path(__file__).resolve().parents[1]
 SPACE_VARS = ("SPACE_ID", "SYSTEM", "SPACES_ZERO_GPU", "CPU_CORES")
 
 

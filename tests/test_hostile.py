@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 from gradio_client import Client, handle_file
+from helpers import ROOT
 from markdown_it import MarkdownIt
 from studio_fixtures import publish_random
 
@@ -60,15 +61,21 @@ def victim_view(studio: Studio, run_id: str):
     )
 
 
-def refused(app, call, message: str) -> str:
-    """Run a hostile call; it must fail with `message` and change nothing on disk or for the victim."""
+def refused(app, call, message: str, sent: str = "") -> str:
+    """Run a hostile call; it must fail with `message` and change nothing on disk or for the victim.
+
+    No server path may leak. A reply may quote what the caller `sent` (Gradio echoes a value that is not
+    among a dropdown's choices), so that is cut out first: what the caller typed is not a leak, wherever
+    the checkout happens to live."""
     studio, home, run_id = app
     before, victim = snapshot(home), victim_view(studio, run_id)
     with pytest.raises(Exception) as info:
         call()
     text = str(info.value)
     assert message in text, text
-    assert "Traceback" not in text and str(home) not in text and "/tmp/" not in text
+    said = text.replace(sent, "<sent>") if sent else text
+    assert "Traceback" not in said and str(home) not in said and "/tmp/" not in said, said
+    assert str(ROOT) not in said, said
     assert snapshot(home) == before and victim_view(studio, run_id) == victim
     return text
 
@@ -129,7 +136,7 @@ def test_data_file_as_a_server_path(app, client, tmp_path):
 
 def test_sample_picker_takes_only_sample_names(app, client):
     for value in ("/etc/passwd", str(SAMPLES_DIR / "support_routing.csv"), "../sample_data/orders_sft.csv"):
-        refused(app, lambda v=value: client.predict(v, "minilm", 64, api_name="/use_sample"), "not in the list")
+        refused(app, lambda v=value: client.predict(v, "minilm", 64, api_name="/use_sample"), "not in the list", value)
 
 
 def test_test_file_and_adapter_upload_as_server_paths(app, client):

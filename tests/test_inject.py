@@ -5,7 +5,7 @@ import threading
 import pytest
 import torch
 import transformers
-from conftest import run, tiny_model
+from helpers import run, tiny_model
 
 from adapter_core import (
     PLACEMENTS,

@@ -11,21 +11,14 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import quick, wait_for
 
 from adapter_core import AdapterError
 from adapter_core.engine import jobs as jobs_module
 from adapter_core.engine import runs as runs_module
 from adapter_core.engine.jobs import UNEXPECTED, JobManager
 from adapter_core.engine.runs import BOOT_ID, Run, RunStore
-from adapter_core.engine.train import Event, TrainConfig, TrainResult
-
-ROOT = Path(__file__).resolve().parents[1]
-ROUTING = str(ROOT / "sample_data" / "support_routing.csv")
-
-
-def quick(**kwargs) -> TrainConfig:
-    base = dict(base="minilm", data=ROUTING, name="routing", max_steps=2, batch_size=16, max_length=32)
-    return TrainConfig.from_dict({**base, **kwargs})  # the legacy flat `dropout` goes into `adapter`
+from adapter_core.engine.train import Event, TrainResult
 
 
 class FakeTrainer:
@@ -50,13 +43,6 @@ def fake(monkeypatch):
     monkeypatch.setattr(jobs_module, "load_base", lambda name: None)  # no base to share with a fake
     yield trainer
     trainer.release.set()
-
-
-def wait_for(predicate, timeout=30):
-    deadline = time.time() + timeout
-    while not predicate():
-        assert time.time() < deadline, "timed out"
-        time.sleep(0.02)
 
 
 # Owners ----------------------------------------------------------------------------------------------

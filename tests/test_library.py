@@ -11,7 +11,7 @@ import warnings
 import zipfile
 
 import pytest
-from conftest import tiny_model
+from helpers import tiny_model
 
 from adapter_core import AdapterConfig, AdapterError, add_adapter, load_adapter, save_adapter
 from adapter_core.io import CONFIG_FILE, WEIGHTS_FILE

@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from conftest import tiny_model
+from helpers import tiny_model
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from adapter_core import AdapterConfig, add_adapter

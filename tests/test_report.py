@@ -2,11 +2,10 @@
 confusions stand out, the report on a tiny model, and `evaluate` in the CLI."""
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
-from conftest import tiny_model
+from helpers import ROUTING, tiny_model
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 from transformers import AutoTokenizer
 
@@ -18,9 +17,6 @@ from adapter_core.engine.data import load_data
 from adapter_core.engine.evaluation import evaluate_file
 from adapter_core.engine.metrics import evaluate, macro_f1
 from adapter_core.engine.report import classification_report, confusion, confusion_order, per_class
-
-ROOT = Path(__file__).resolve().parents[1]
-ROUTING = str(ROOT / "sample_data" / "support_routing.csv")
 
 LABELS = ["billing", "orders", "tech", "returns", "other"]
 # "returns" (3) is never predicted; "other" (4) is predicted but never the gold label.

@@ -7,16 +7,13 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
+from helpers import ROOT, ROUTING
 
 from adapter_core import classify
 from adapter_core.engine.evaluation import load_with_base
 from adapter_core.engine.runs import BOOT_ID, RunStore
-
-ROOT = Path(__file__).resolve().parents[1]
-ROUTING = str(ROOT / "sample_data" / "support_routing.csv")
 
 TRAINER = f"""
 from adapter_core.engine.jobs import JobManager

@@ -9,13 +9,12 @@ import subprocess
 import threading
 import time
 import types
-from pathlib import Path
 
 import httpx
 import openai
 import pytest
 import uvicorn
-from browser_helpers import free_port
+from helpers import ROOT, free_port
 from studio_fixtures import publish_fixed_router, publish_random
 
 from adapter_core.serve.app import build_server
@@ -24,7 +23,6 @@ from studio.library import Library
 pytestmark = pytest.mark.slow
 BASE = "smollm2-135m-instruct"
 KEY = "test-key-123"
-ROOT = Path(__file__).resolve().parents[1]
 HELLO = [{"role": "user", "content": "Where is my parcel? It was due on Monday."}]
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, tiny_model
+from helpers import ROOT, tiny_model
 from safetensors.torch import load_file, save_file
 
 from adapter_core import (

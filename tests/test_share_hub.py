@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import tiny_model
+from helpers import tiny_model
 from huggingface_hub import CommitOperationAdd, HfApi, constants, metadata_load
 from share_fixtures import cache_repo, folder_files, tiny_adapter, write_events
 

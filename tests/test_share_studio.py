@@ -145,7 +145,7 @@ def test_export_pack_and_card_are_the_callers(public, tmp_path):
 
 
 def test_the_library_tab_wires_push_pull_and_export(tmp_path, hub, commits):
-    from browser_helpers import free_port
+    from helpers import free_port
 
     from studio.ui import build_app, launch
 

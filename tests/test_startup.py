@@ -16,11 +16,11 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from helpers import ROOT
 from studio_fixtures import publish_random
 
 from studio.library import Library
 
-ROOT = Path(__file__).resolve().parents[1]
 GOOD = "good-router"
 BROKEN = ("broken", "bad-json", "no-weights")
 START_TIMEOUT_S = 90

@@ -4,7 +4,7 @@ same service (library, resident bases, batches) as the pages. Through the offici
 import httpx
 import openai
 import pytest
-from browser_helpers import free_port
+from helpers import free_port
 from studio_fixtures import publish_fixed_router, publish_random
 
 from studio import use_view

@@ -3,10 +3,9 @@
 
 import json
 import sys
-from pathlib import Path
 
 import pytest
-from conftest import tiny_model
+from helpers import ROUTING, tiny_model
 from transformers import AutoTokenizer
 
 from adapter_core import AdapterConfig, AdapterError, list_adapters, load_adapter
@@ -17,9 +16,6 @@ from adapter_core.engine.sweep import lr_tag, run_sweep, sweep_configs
 from adapter_core.engine.train import TrainConfig
 from adapter_core.placement import model_family
 from adapter_core.state import ensure_state
-
-ROOT = Path(__file__).resolve().parents[1]
-ROUTING = str(ROOT / "sample_data" / "support_routing.csv")
 
 
 def test_sweep_configs_make_the_grid():

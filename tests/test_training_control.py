@@ -4,11 +4,13 @@ instruction samples, the run recorder, the per-class report, and a job manager t
 
 import json
 import signal
+from functools import partial
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import tiny_llama, tiny_model
+from helpers import ROOT, ROUTING, tiny_llama, tiny_model
+from helpers import quick as tiny_run
 from safetensors.torch import load_file
 from transformers import AutoTokenizer
 
@@ -28,8 +30,6 @@ from adapter_core.layers import BottleneckAdapter
 from adapter_core.placement import model_family
 from adapter_core.state import ensure_state
 
-ROOT = Path(__file__).resolve().parents[1]
-ROUTING = str(ROOT / "sample_data" / "support_routing.csv")
 ORDERS = str(ROOT / "sample_data" / "orders_sft.csv")
 
 
@@ -67,9 +67,8 @@ def tiny_base(monkeypatch, minilm_tokenizer):
     return loads
 
 
-def quick(**kwargs) -> TrainConfig:
-    settings = dict(data=ROUTING, name="route", max_steps=4, batch_size=16, max_length=48, lr=5e-3, eval_every=2)
-    return TrainConfig(**{**settings, **kwargs})
+# Four steps with an evaluation every two: enough for a stop, a checkpoint and a resume to differ.
+quick = partial(tiny_run, base="minilm", name="route", max_steps=4, batch_size=16, max_length=48, lr=5e-3, eval_every=2)
 
 
 def saved_weights(run_dir: Path) -> dict[str, torch.Tensor]:

@@ -9,10 +9,12 @@ test-artifacts/browser/wizard-*.png.
 
 import re
 import time
+from functools import partial
 
 import pandas as pd
 import pytest
 from browser_helpers import ARTIFACTS, free_port, launch_chromium, needs_chromium
+from helpers import wait_for as wait
 from studio_fixtures import publish_random
 
 from adapter_core import AdapterConfig
@@ -28,6 +30,8 @@ SAMPLE_FILE = "support_routing.csv"
 ALL_ROWS = re.compile(r"480 of 480 rows used")
 WIZARD_KEY = "adapter-studio-wizard"
 TIMEOUT = 120_000  # ms; a loaded 2-core CI machine is slow to load models and start runs
+# Pages wait on conditions, never fixed sleeps; a loaded machine may take this long to show them.
+wait_for = partial(wait, timeout=TIMEOUT / 1000, every=0.2)
 R16_PARAMS = "153,411"  # MiniLM, r=16, houlsby, 3 labels: 12 x (2*384*16 + 16 + 384) + 3 x 385
 
 
@@ -75,17 +79,6 @@ def stop_all(studio: Studio) -> None:
             studio.jobs.stop(job.id)
     for job in studio.jobs.jobs():
         assert job.finished.wait(120), f"run {job.config.name} did not stop"
-
-
-def wait_for(check, timeout: float = TIMEOUT / 1000, every: float = 0.2, what: str = "condition"):
-    """Poll `check()` until it returns something truthy; that value."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def panel(page):

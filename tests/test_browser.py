@@ -8,6 +8,7 @@ import time
 
 import pytest
 from browser_helpers import ARTIFACTS, launch_chromium, needs_chromium
+from helpers import free_port
 
 from studio.service import Studio
 from studio.ui import build_app, launch
@@ -20,8 +21,9 @@ def app(tmp_path_factory):
     started = time.perf_counter()
     studio = Studio(tmp_path_factory.mktemp("studio-browser"))
     demo = build_app(studio)
-    launch(demo, prevent_thread_lock=True, server_port=7880, quiet=True)
-    yield "http://127.0.0.1:7880/", studio, started
+    port = free_port()
+    launch(demo, prevent_thread_lock=True, server_port=port, quiet=True)
+    yield f"http://127.0.0.1:{port}/", studio, started
     demo.close()
 
 

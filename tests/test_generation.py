@@ -2,12 +2,11 @@
 tiny random Llama over SmolLM2's tokenizer."""
 
 import threading
-import time
 import types
 
 import pytest
 import torch
-from helpers import tiny_llama
+from helpers import tiny_llama, wait_for
 
 from adapter_core import AdapterConfig, AdapterError, adapter_parameters, add_adapter, load_base
 from adapter_core.generation import Row, RowSampling, _partial_stop, generate_rows
@@ -126,7 +125,12 @@ def test_the_batcher_puts_requests_that_arrive_together_in_one_batch(model, toke
     batcher.submit(again, lambda e: done.release())  # the worker survived the failed batch
     assert done.acquire(timeout=60) and again.finish_reason == "length"
     batcher.close()
-    time.sleep(0.05)
+    # Closed with an empty queue, its worker ends.
+    wait_for(
+        lambda: not any(t.name == "batcher-tiny" and t.is_alive() for t in threading.enumerate()),
+        10,
+        what="the worker to end",
+    )
 
 
 def test_a_row_whose_reader_fails_ends_alone(model, tokenizer):

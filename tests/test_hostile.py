@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 from gradio_client import Client, handle_file
-from helpers import ROOT
+from helpers import ROOT, free_port
 from markdown_it import MarkdownIt
 from studio_fixtures import publish_random
 
@@ -24,7 +24,7 @@ from studio.sample_files import SAMPLES_DIR
 from studio.service import Studio
 from studio.ui import build_app, launch
 
-PORT = 7873
+PORT = free_port()  # xdist: several test modules serve at once
 URL = f"http://127.0.0.1:{PORT}/"
 VICTIM = "anon:victim-token-aaaaaaaaaaaaaaaaaaaaaaaa"
 LABELS = ["billing", "orders", "tech"]

@@ -6,6 +6,7 @@ import time
 
 import pytest
 from gradio_client import Client
+from helpers import free_port
 from studio_fixtures import publish_fixed_router, publish_random
 
 from adapter_core import generate, load_adapter, load_base
@@ -26,8 +27,9 @@ def served(tmp_path_factory):
     publish_random(studio, "minilm", "router-b", "classification", LABELS, seed=2, scale=0.2)
     publish_random(studio, "smollm2-135m-instruct", "orders-style", "instruction", seed=3, scale=0.03)
     demo = build_app(studio)
-    launch(demo, prevent_thread_lock=True, server_port=7870, quiet=True)
-    yield studio, "http://127.0.0.1:7870/"
+    port = free_port()
+    launch(demo, prevent_thread_lock=True, server_port=port, quiet=True)
+    yield studio, f"http://127.0.0.1:{port}/"
     demo.close()
 
 

@@ -190,7 +190,8 @@ def test_two_visitors_see_and_manage_only_their_own_work(app):
         expect(status_line(alice)).to_contain_text(re.compile(r"^alice-router: completed"))
         alice.get_by_role("tab", name="4 · Train").click()
         alice.get_by_role("button", name="Stop").click()
-        time.sleep(3)
+        # Stop answered Alice about her own (finished) run: the click has been handled, and Bob's run goes on.
+        expect(alice.get_by_text("That run already finished")).to_be_visible()
         assert long_job.status == "training" and not long_job.stop_requested.is_set(), long_job.status
         expect(status_line(alice)).to_contain_text(re.compile(r"^alice-router: completed"))
         expect(alice.get_by_text("Running: another visitor's run")).to_be_visible()

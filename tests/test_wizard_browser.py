@@ -295,8 +295,12 @@ def test_failed_upload_after_a_good_one_clears_the_data_and_says_why(app, page, 
     start = page.get_by_role("button", name="Start training")
     expect(start).to_be_disabled()
     jobs_before = [j.id for j in studio.jobs.jobs()]
+    sent = []
+    page.on("request", lambda r: sent.append(r.url) if "/queue/join" in r.url else None)
     start.click(force=True)  # a disabled button: the browser sends nothing
-    time.sleep(2)
+    # Let the page run whatever the click queued (a frame, then a task) before counting what it sent.
+    page.evaluate("() => new Promise(r => requestAnimationFrame(() => setTimeout(r, 0)))")
+    assert not sent, f"a disabled Start sent {sent}"
     assert [j.id for j in studio.jobs.jobs()] == jobs_before, "Start queued a run with no data loaded"
 
     use_sample(page)

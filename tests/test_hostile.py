@@ -2,7 +2,7 @@
 
 Every case asserts the refusal message, and that nothing else changed: the victim's runs and adapters,
 the shared example, and every file under the data directory. The list of cases with their outcomes
-is in README.md ("Hosting on Spaces").
+is in docs/hosting.md ("What a hostile visitor gets").
 """
 
 import json

@@ -1,5 +1,5 @@
 """The OpenAI-compatible server, through real clients: the official `openai` package, `httpx`, and the
-README's curl lines, against `python -m adapter_core serve`'s app running under uvicorn."""
+curl lines of docs/serving.md, against `python -m adapter_core serve`'s app running under uvicorn."""
 
 import concurrent.futures as cf
 import json
@@ -228,9 +228,8 @@ def test_a_client_that_goes_away_stops_its_row(server):
 
 
 def readme_curls() -> list[str]:
-    text = (ROOT / "README.md").read_text()
-    section = text.split("## Serve the hub", 1)[1].split("\n## ", 1)[0]
-    blocks = re.findall(r"```bash\n(.*?)```", section, re.S)
+    text = (ROOT / "docs" / "serving.md").read_text()
+    blocks = re.findall(r"```bash\n(.*?)```", text, re.S)
     commands = [c.replace("\\\n", " ") for block in blocks for c in block.split("\n\n")]
     return [c.strip() for c in commands if c.strip().startswith("curl")]
 

@@ -161,10 +161,3 @@ def real(value: Any) -> float:
         return math.nan
     value = float(value)
     return value if math.isfinite(value) else math.nan
-
-
-def api_docs(settings: list[Setting], extra: dict[str, str] | None = None) -> str:
-    """An "Args:" section for an API endpoint's docstring: each setting's key and help."""
-    lines = [f"    {k}: {v}" for k, v in (extra or {}).items()]
-    lines += [f"    {s.key}: {s.help}" for s in settings]
-    return "Args:\n" + "\n".join(lines)

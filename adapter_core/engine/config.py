@@ -105,8 +105,18 @@ class TrainConfig:
         studio="main",
     )
     seed: int = setting(42, "Same seed, same run", bounds=Bounds(0, 2**32 - 1), studio="main")
-    warmup_ratio: float = setting(0.06, "", bounds=Bounds(0, 1, high_open=True), flag="")
-    weight_decay: float = setting(0.01, "", bounds=NOT_NEGATIVE, flag="")
+    warmup_ratio: float = setting(
+        0.06,
+        "The share of the run's optimizer steps over which the learning rate climbs from 0 to its full value",
+        bounds=Bounds(0, 1, high_open=True),
+        studio="advanced",
+    )
+    weight_decay: float = setting(
+        0.01,
+        "AdamW's weight decay: how hard each step pulls the trained weights towards 0",
+        bounds=NOT_NEGATIVE,
+        studio="advanced",
+    )
     max_grad_norm: float = setting(1.0, "", bounds=POSITIVE, flag="")
     eval_every: int = setting(
         0, "Optimizer steps between evaluations (0: two per epoch, at most about ten a run)", bounds=Bounds(0)

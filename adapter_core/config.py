@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from .errors import AdapterError
+from .settings import POSITIVE, Bounds, setting
 
 _LAYER_SEPARATORS = re.compile(r"[\s,;]+")
 
@@ -19,25 +20,99 @@ DEFAULT_BOTTLENECK = 64
 DEFAULT_PARALLEL_SCALING = 4.0
 
 
+def parse_layers(value: Any) -> list[int]:
+    """ "0, 1, 5" (or a list) as layer indices; empty: none left out."""
+    if value in (None, ""):
+        return []
+    parts = value if isinstance(value, (list, tuple)) else [p for p in _LAYER_SEPARATORS.split(str(value).strip()) if p]
+    try:
+        layers = [int(p) for p in parts]
+    except (TypeError, ValueError):
+        raise AdapterError(
+            f"Layers to leave out are whole numbers counted from 0, separated by commas (e.g. 0, 1); got {str(value)[:60]!r}."
+        ) from None
+    if any(i < 0 for i in layers):
+        raise AdapterError(f"Layers to leave out are counted from 0; got {layers}.")
+    return sorted(set(layers))
+
+
+def parse_json_object(text: str) -> dict:
+    """'{"layers": ..., "attn": ..., "ffn": ...}': a JSON object, as target_modules takes it."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        value = None
+    if not isinstance(value, dict):
+        raise AdapterError(
+            'give a JSON object such as {"layers": "model.layers", "attn": "self_attn.o_proj", "ffn": "mlp.down_proj"}'
+        )
+    return value
+
+
 @dataclass
 class AdapterConfig:
     """Shape and placement of one bottleneck adapter: `h + scaling * W_up(f(W_down h))`.
 
     Give the bottleneck either directly (`bottleneck`) or as a `reduction_factor` of the hidden size
-    (hidden 768 with factor 16 gives 48). With neither, the bottleneck is 64.
+    (hidden 768 with factor 16 gives 48). With neither, the bottleneck is 64. Each field is a setting
+    (`adapter_core/settings.py`): its help, choices and bounds are declared here, once.
     """
 
-    bottleneck: int | None = None
-    reduction_factor: float | None = None
-    placement: str = "houlsby"
-    activation: str = "gelu"
-    init: str = "normal"
-    dropout: float = 0.0
-    scaling: float | None = None
-    leave_out: list[int] = field(default_factory=list)
-    # Explicit targets for architectures outside the placement table:
-    # {"layers": "model.layers", "attn": "self_attn.o_proj", "ffn": "mlp.down_proj"}.
-    target_modules: dict[str, str] | None = None
+    bottleneck: int | None = setting(
+        None,
+        "Width of each adapter: larger learns more, trains slower and takes more disk; auto: the preset's width, "
+        "unless a reduction factor is given",
+        label="Bottleneck size r",
+        auto="preset",
+        typical=DEFAULT_BOTTLENECK,
+        bounds=Bounds(1),
+        limit="max_bottleneck",
+        sweep="vary",
+        studio="main",
+    )
+    reduction_factor: float | None = setting(
+        None, "The adapter's width as the hidden size divided by this factor, instead of r", bounds=POSITIVE, sweep="no"
+    )
+    placement: str = setting(
+        "houlsby",
+        "houlsby: after attention and feed-forward (Houlsby 2019) · pfeiffer: after feed-forward only, half the "
+        "size (Pfeiffer 2020) · parallel: beside each sub-layer (He 2022)",
+        choices=PLACEMENTS,
+        sweep="vary",
+        studio="main",
+    )
+    activation: str = setting(
+        "gelu", "The non-linearity inside the bottleneck; gelu is a safe choice", choices=ACTIVATIONS, studio="main"
+    )
+    init: str = setting(
+        "normal",
+        "How the adapter's weights start: the down-projection by this rule, the up-projection at zero, so every "
+        "choice begins as the unchanged base",
+        label="Initialisation",
+        choices=INITS,
+        studio="advanced",
+    )
+    dropout: float = setting(0.0, "The adapter's own dropout", bounds=Bounds(0, 1, high_open=True))
+    scaling: float | None = setting(
+        None,
+        "Multiplies the adapter's output; 0 or empty: the default, 1 (4 for parallel, as He et al. 2022)",
+        label="Scaling s",
+        bounds=POSITIVE,
+        studio="advanced",
+    )
+    leave_out: list[int] = setting(
+        factory=list,
+        help="Layers (counted from 0) that get no adapter, e.g. 0, 1; fewer layers, fewer parameters",
+        label="Layers to leave out",
+        parse=parse_layers,
+        studio="advanced",
+    )
+    target_modules: dict[str, str] | None = setting(
+        None,
+        "Where adapters go in a model outside the placement table (JSON): "
+        '{"layers": "model.layers", "attn": "self_attn.o_proj", "ffn": "mlp.down_proj"}',
+        parse=parse_json_object,
+    )
 
     def __post_init__(self) -> None:
         if self.bottleneck is not None and self.reduction_factor is not None:
@@ -120,19 +195,3 @@ def check_known_fields(cls: type, data: dict[str, Any], what: str) -> None:
     unknown = set(data) - known
     if unknown:
         raise AdapterError(f"Unknown {what} field(s): {sorted(unknown)}. Known fields: {sorted(known)}.")
-
-
-def parse_layers(value: Any) -> list[int]:
-    """ "0, 1, 5" (or a list) as layer indices; empty: none left out."""
-    if value in (None, ""):
-        return []
-    parts = value if isinstance(value, (list, tuple)) else [p for p in _LAYER_SEPARATORS.split(str(value).strip()) if p]
-    try:
-        layers = [int(p) for p in parts]
-    except (TypeError, ValueError):
-        raise AdapterError(
-            f"Layers to leave out are whole numbers counted from 0, separated by commas (e.g. 0, 1); got {str(value)[:60]!r}."
-        ) from None
-    if any(i < 0 for i in layers):
-        raise AdapterError(f"Layers to leave out are counted from 0; got {layers}.")
-    return sorted(set(layers))

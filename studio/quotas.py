@@ -8,13 +8,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from adapter_core.engine.config import training_settings
 from adapter_core.engine.data import load_data
 from adapter_core.engine.runs import ACTIVE
 from adapter_core.errors import AdapterError
 
 from .hardware import hardware
 from .library import check_name
-from .settings import PUBLIC_REPORT_TO
+from .settings import config_value
 
 if TYPE_CHECKING:
     from adapter_core.engine.train import TrainConfig
@@ -84,17 +85,7 @@ def check_config(studio: Studio, config: TrainConfig) -> list[str]:
     config.check()  # types and ranges first, so the messages below compare numbers
     config.name = check_name(config.name)
     notes = _clamp_length(studio, config)
-    if config.epochs is not None and config.epochs > policy.max_epochs:
-        raise AdapterError(f"Epochs {config.epochs:g} is over this studio's limit of {policy.max_epochs:g}.")
-    if config.batch_size is not None and config.batch_size > policy.max_batch_size:
-        raise AdapterError(f"Batch size {config.batch_size} is over this studio's limit of {policy.max_batch_size}.")
-    bottleneck = config.adapter.bottleneck_for(studio.model_info(config.base).hidden_size)
-    if bottleneck > policy.max_bottleneck:
-        raise AdapterError(f"Bottleneck {bottleneck} is over this studio's limit of {policy.max_bottleneck}.")
-    if config.max_steps > policy.max_steps:
-        raise AdapterError(f"Max steps {config.max_steps} is over this studio's limit of {policy.max_steps}.")
-    if policy.public and config.report_to not in PUBLIC_REPORT_TO:
-        raise AdapterError(f"This public studio reports to TensorBoard or nothing; got {str(config.report_to)[:20]!r}.")
+    _check_limits(studio, config)
     if config.init_from and not Path(config.init_from).resolve().is_relative_to(studio.library.root.resolve()):
         raise AdapterError("A run continues only an adapter of your library; pick it by name.")
     if policy.public:  # every public run ends by itself, whatever it asked for
@@ -103,6 +94,27 @@ def check_config(studio: Studio, config: TrainConfig) -> list[str]:
     if hardware().kind == "zero-gpu":  # ZeroGPU lends its GPU inside requests only; a run is no request
         config.device = "cpu"
     return notes
+
+
+def _check_limits(studio: Studio, config: TrainConfig) -> None:
+    """The bounds a setting's declaration puts on it in this studio: a Policy limit it may not exceed (the
+    bottleneck's as the width it gives on this base), and the choices a public studio offers."""
+    policy = studio.policy
+    for s in training_settings().values():
+        value = config_value(config, s)
+        if s.name == "bottleneck":
+            value = config.adapter.bottleneck_for(studio.model_info(config.base).hidden_size)
+        limit = getattr(policy, s.limit) if s.limit else None
+        if limit is not None and value is not None and value > limit:
+            raise AdapterError(f"{s.title} {_shown(value)} is over this studio's limit of {_shown(limit)}.")
+        if policy.public and s.public_choices and value not in s.public_choices:
+            raise AdapterError(
+                f"{s.title} must be one of {', '.join(s.public_choices)} in this public studio; got {str(value)[:20]!r}."
+            )
+
+
+def _shown(number: float) -> str:
+    return f"{number:g}" if isinstance(number, float) else str(number)
 
 
 def _check_data(studio: Studio, config: TrainConfig) -> None:

@@ -20,11 +20,13 @@ from typing import Any
 import pandas as pd
 
 from adapter_core import AdapterError
+from adapter_core.config import PLACEMENTS
 from adapter_core.engine.metrics import rank_key
 from adapter_core.engine.plan import task_lr
 from adapter_core.engine.runs import ACTIVE
 from adapter_core.engine.sweep import sweep_configs
 from adapter_core.engine.train import TrainConfig
+from adapter_core.settings import Setting
 
 from .library import MAX_NAME, check_name, safe_name
 from .quotas import check_sweep_size
@@ -34,7 +36,7 @@ from .text import md
 
 SUFFIX = "-best"
 BOTTLENECKS = (4, 8, 16, 32, 64, 128, 256)  # the picker's choices; any other width may be typed
-PLACEMENTS = ("houlsby", "pfeiffer", "parallel")
+DEFAULT_BOTTLENECKS = (16, 64)
 MAX_LIST = 64  # values in one list of a request, before anything is parsed
 
 
@@ -164,6 +166,18 @@ def _metrics(job) -> dict[str, float]:
 
 # What the Train tab shows ----------------------------------------------------------------------------
 SWEEP_COLUMNS = ["run", "bottleneck", "lr", "placement", "status", "steps", "train time (s)", "stopped early"]
+
+
+def grid_choices(s: Setting, task: str, preset: str | None) -> tuple[list[str], list[str]]:
+    """A sweep form's list for a setting it may vary: (values to pick from, those picked at first). A
+    setting with choices starts empty: the runs keep the form's own value."""
+    if s.choices:
+        return list(s.choices), []
+    if s.name == "lr":
+        return lr_choices(task, preset), default_lrs(task, preset)
+    if s.name == "bottleneck":
+        return [str(b) for b in BOTTLENECKS], [str(b) for b in DEFAULT_BOTTLENECKS]
+    return [], [str(s.typical if s.default is None else s.default)]
 
 
 def lr_choices(task: str, preset: str | None) -> list[str]:

@@ -21,7 +21,7 @@ from .fit_view import fit_before_start, fit_line
 from .hardware import device_label, hardware
 from .report_view import run_report
 from .service import Studio
-from .settings import adapter_config, mode_value, preset_name, train_config
+from .settings import adapter_config, config_values, mode_value, train_config
 from .text import md
 
 PRESETS = {p.label: p for p in ENGINE_PRESETS.values()}  # "Balanced (r=64)" -> the engine's recipe
@@ -137,20 +137,16 @@ def run_summary(studio: Studio, base: str, source: dict | None, settings: dict[s
 
 def plan(rows: int, task: str, base: str, settings: dict[str, Any]):
     """The engine's plan for `rows` rows: what auto chooses, or the user's values counted and checked."""
-    auto = settings.get("auto", False)
-
-    def given(key: str, kind: type):  # None: the plan chooses
-        return None if auto else kind(settings[key])
-
+    values = config_values(settings)  # with auto, the sized settings are None: the plan chooses them
     train_rows = max(1, int(rows * (1 - TrainConfig.val_fraction)))
     return plan_training(
         train_rows,
         task,
-        preset_name(settings.get("preset")),
+        values["preset"],
         base=base,
-        batch_size=given("batch_size", int),
-        epochs=given("epochs", float),
-        lr=given("lr", float),
+        batch_size=values["batch_size"],
+        epochs=values["epochs"],
+        lr=values["lr"],
         device="cpu" if hardware().trains_on_cpu else "cuda",
     )
 

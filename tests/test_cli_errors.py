@@ -1,17 +1,19 @@
 """`python -m adapter_core`: every failure is one line `error: ...` on stderr and a non-zero exit, never a
-traceback: bad settings, unwritable --out paths, damaged run and adapter folders, and unexpected bugs."""
+traceback: bad settings, unwritable --out paths, damaged run and adapter folders, and unexpected bugs.
+
+`main(argv)` runs in-process here; one case runs `python -m adapter_core` as its own process."""
 
 import logging
 import os
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 from helpers import ROOT, ROUTING
 
 from adapter_core import cli
+from adapter_core.cli import serve as cli_serve
 from adapter_core.engine.runs import RunStore
 from adapter_core.engine.train import TrainConfig
 
@@ -45,50 +47,18 @@ def damaged_files(tmp: Path) -> dict[str, Path]:
 TRAIN = ["train", "--data", ROUTING, "--max-length", "32"]
 
 
-def subprocess_cases(tmp: Path, paths: dict[str, Path]) -> dict[str, tuple[list[str], dict[str, str]]]:
-    """name -> (arguments, extra environment): each runs as its own `python -m adapter_core` process."""
-    return {
-        "out under /proc": ([*TRAIN, "--out", "/proc/adapter-studio-test/x"], {}),
-        "out under a file": ([*TRAIN, "--out", str(paths["file"] / "sub")], {}),
-        "seed -1": ([*TRAIN, "--seed", "-1", "--out", str(tmp / "seed")], {}),
-        "epochs 1e309": ([*TRAIN, "--epochs", "1e309", "--out", str(tmp / "epochs")], {}),
-        "runs over damaged folders": (["runs"], {"ADAPTER_STUDIO_HOME": str(paths["home"])}),
-        "evaluate a garbled adapter": (["evaluate", "--adapter", str(paths["garbled"]), "--data", ROUTING], {}),
-        "evaluate a run with a broken adapter": (["evaluate", "--adapter", str(paths["run"]), "--data", ROUTING], {}),
-    }
-
-
 @pytest.fixture(scope="module")
-def results(tmp_path_factory):
-    """Every subprocess case, two at a time (each process spends seconds importing torch)."""
-    tmp = tmp_path_factory.mktemp("cli")
-    paths = damaged_files(tmp)
-
-    def run(item):
-        name, (args, env) = item
-        proc = subprocess.run(
-            [sys.executable, "-m", "adapter_core", *args],
-            capture_output=True,
-            text=True,
-            timeout=300,
-            cwd=ROOT,
-            env={**os.environ, "HF_HUB_OFFLINE": "1", **env},
-        )
-        return name, proc
-
-    with ThreadPoolExecutor(2) as pool:
-        return {**dict(pool.map(run, subprocess_cases(tmp, paths).items())), "tmp": tmp, "paths": paths}
+def paths(tmp_path_factory) -> dict[str, Path]:
+    return damaged_files(tmp_path_factory.mktemp("cli"))
 
 
-NAMES = [
-    "out under /proc",
-    "out under a file",
-    "seed -1",
-    "epochs 1e309",
-    "runs over damaged folders",
-    "evaluate a garbled adapter",
-    "evaluate a run with a broken adapter",
-]
+def run_cli(args: list[str], monkeypatch, capsys, **env: str) -> tuple[int, str, str]:
+    """`main(args)` in this process with `env` set: (exit code, stdout, stderr)."""
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    code = cli.main(args)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
 
 
 def one_error_line(stderr: str) -> str:
@@ -98,38 +68,36 @@ def one_error_line(stderr: str) -> str:
     return lines[0]
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(n, marks=pytest.mark.skipif(sys.platform != "linux", reason="/proc is Linux's"))
-        if "proc" in n
-        else n
-        for n in NAMES
-    ],
-)
-def test_each_failure_is_one_error_line_and_a_nonzero_exit(results, name):
-    proc = results[name]
-    one_error_line(proc.stderr)
-    assert proc.returncode != 0
-
-
-def test_the_messages_say_what_was_wrong(results):
-    tmp = results["tmp"]
-    said = {name: results[name].stderr.strip() for name in NAMES}
-    assert sys.platform != "linux" or "/proc/adapter-studio-test/x" in said["out under /proc"]
-    assert str(tmp / "a-file" / "sub") in said["out under a file"]
-    assert "seed" in said["seed -1"] and "-1" in said["seed -1"]
-    assert "epochs" in said["epochs 1e309"] and "inf" in said["epochs 1e309"]
-    assert "3 run folder(s)" in said["runs over damaged folders"]
-    assert "adapter_config.json" in said["evaluate a garbled adapter"]
-    assert "adapter_config.json" in said["evaluate a run with a broken adapter"]
-    # Refused settings leave nothing behind.
-    assert not (tmp / "seed").exists() and not (tmp / "epochs").exists()
+def test_a_bad_argument_from_the_shell_is_a_usage_line_and_exit_2(tmp_path):
+    """The one case run as its own process: `python -m adapter_core`, argparse's own message, no traceback."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "adapter_core", "train", "--seed", "many", "--out", str(tmp_path / "x")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)},
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert "argument --seed: invalid int value: 'many'" in proc.stderr
+    assert not (tmp_path / "x").exists()
 
 
 @pytest.mark.parametrize(
     "args, env, expected",
     [
+        pytest.param(
+            lambda p: [*TRAIN, "--out", "/proc/adapter-studio-test/x"],
+            {},
+            "/proc/adapter-studio-test/x",
+            marks=pytest.mark.skipif(sys.platform != "linux", reason="/proc is Linux's"),
+        ),
+        (lambda p: [*TRAIN, "--out", str(p["file"] / "sub")], {}, "a-file/sub"),
+        (lambda p: [*TRAIN, "--seed", "-1", "--out", str(p["file"].parent / "seed")], {}, "seed must be"),
+        (lambda p: [*TRAIN, "--epochs", "1e309", "--out", str(p["file"].parent / "epochs")], {}, "epochs must be"),
+        (lambda p: ["runs"], {"ADAPTER_STUDIO_HOME": "home"}, "3 run folder(s)"),
+        (lambda p: ["evaluate", "--adapter", str(p["garbled"]), "--data", ROUTING], {}, "adapter_config.json"),
+        (lambda p: ["evaluate", "--adapter", str(p["run"]), "--data", ROUTING], {}, "adapter_config.json"),
         (lambda p: [*TRAIN, "--out", str(p["file"])], {}, "is a file"),
         (lambda p: [*TRAIN, "--lr", "nan", "--out", str(p["file"].parent / "lr")], {}, "lr must be"),
         (lambda p: [*TRAIN, "--max-steps", "-3", "--out", str(p["file"].parent / "st")], {}, "max_steps must be"),
@@ -141,27 +109,38 @@ def test_the_messages_say_what_was_wrong(results):
         (lambda p: ["serve", "--library", str(p["file"].parent), "--max-batch", "0"], {}, "--max-batch must be"),
     ],
 )
-def test_more_failures_in_process(results, args, env, expected, monkeypatch, capsys):
-    paths = results["paths"]
-    for key, value in env.items():
-        monkeypatch.setenv(key, str(paths[value]))
-    assert cli.main(args(paths)) != 0
-    captured = capsys.readouterr()
-    assert expected in one_error_line(captured.err)
+def test_each_failure_is_one_error_line_and_a_nonzero_exit(paths, args, env, expected, monkeypatch, capsys):
+    code, _, err = run_cli(args(paths), monkeypatch, capsys, **{k: str(paths[v]) for k, v in env.items()})
+    assert code != 0
+    assert expected in one_error_line(err)
 
 
-def test_runs_still_lists_the_readable_runs(results):
-    proc = results["runs over damaged folders"]
-    assert "fine" in proc.stdout and "bad-status" not in proc.stdout
+def test_the_messages_say_what_was_wrong(paths, monkeypatch, capsys):
+    tmp = paths["file"].parent
+    said = {
+        "seed": one_error_line(run_cli([*TRAIN, "--seed", "-1", "--out", str(tmp / "s")], monkeypatch, capsys)[2]),
+        "epochs": one_error_line(
+            run_cli([*TRAIN, "--epochs", "1e309", "--out", str(tmp / "e")], monkeypatch, capsys)[2]
+        ),
+    }
+    assert "seed" in said["seed"] and "-1" in said["seed"]
+    assert "epochs" in said["epochs"] and "inf" in said["epochs"]
+    # Refused settings leave nothing behind.
+    assert not (tmp / "s").exists() and not (tmp / "e").exists()
+
+
+def test_runs_still_lists_the_readable_runs(paths, monkeypatch, capsys):
+    code, out, err = run_cli(["runs"], monkeypatch, capsys, ADAPTER_STUDIO_HOME=str(paths["home"]))
+    assert code == 2 and "fine" in out and "bad-status" not in out
     for name in ("bad-status", "bad-config", "list-status"):
-        assert name in proc.stderr
+        assert name in err
 
 
 def test_an_unexpected_bug_is_one_line_asking_for_a_report(monkeypatch, capsys):
     def boom(args):
         raise RuntimeError("index went wrong\nsecond line")
 
-    monkeypatch.setattr(cli, "cmd_runs", boom)
+    monkeypatch.setattr(cli_serve, "cmd_runs", boom)
     monkeypatch.delenv("ADAPTER_STUDIO_DEBUG", raising=False)
     assert cli.main(["runs"]) == 1
     err = capsys.readouterr().err
@@ -172,7 +151,7 @@ def test_debug_mode_logs_the_traceback_too(monkeypatch, caplog):
     def boom(args):
         raise ZeroDivisionError("division by zero")
 
-    monkeypatch.setattr(cli, "cmd_runs", boom)
+    monkeypatch.setattr(cli_serve, "cmd_runs", boom)
     monkeypatch.setenv("ADAPTER_STUDIO_DEBUG", "1")
     with caplog.at_level(logging.DEBUG, logger="adapter_studio"):
         assert cli.main(["runs"]) == 1
@@ -183,6 +162,6 @@ def test_an_os_error_names_the_path(monkeypatch, capsys):
     def denied(args):
         raise PermissionError(13, "Permission denied", "/data/my-runs")
 
-    monkeypatch.setattr(cli, "cmd_runs", denied)
+    monkeypatch.setattr(cli_serve, "cmd_runs", denied)
     assert cli.main(["runs"]) == 1
     assert capsys.readouterr().err == "error: cannot use /data/my-runs: Permission denied\n"

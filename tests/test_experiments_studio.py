@@ -185,7 +185,10 @@ def test_the_form_builds_a_nested_adapter_config():
         st.mode_value("everything")
     with pytest.raises(AdapterError, match="patience is a whole number"):
         st.patience(2.5)
-    assert st.report_choices(public=True) == [("None", "none"), ("TensorBoard", "tensorboard")]
+    assert st.choices_for(st.form_settings()["report_to"], public=True) == [
+        ("None", "none"),
+        ("TensorBoard", "tensorboard"),
+    ]
 
 
 def test_estimate_and_summary_follow_the_mode(tmp_path):

@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
-import math
-import numbers
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from ..config import AdapterConfig, check_known_fields
 from ..errors import AdapterError
-from .plan import DEFAULT_PRESET, PRESETS
-from .tracking import require_tracker
+from ..heads import POOLINGS
+from ..inject import TASKS
+from ..settings import NOT_NEGATIVE, POSITIVE, Bounds, Setting, check_value, setting, settings_of
+from .plan import DEFAULT_PRESET, PRESETS, preset_of
+from .tracking import REPORT_TO, require_tracker
 
 # Keys that TrainConfig once held itself and now live in `adapter`: old run folders and saved wizard
 # states still read.
 LEGACY_ADAPTER_KEYS = ("bottleneck", "placement", "activation", "dropout")
 MAX_SAMPLE_PROMPTS = 10
+MAX_PATIENCE = 100  # evaluations without improvement: more is no early stopping at all
+COLUMN_ROLES = ("text", "label", "instruction", "response", "input", "system")  # what --<role>-column maps
 
 
 @dataclass
@@ -26,39 +29,151 @@ class TrainConfig:
     `batch_size`, `epochs` and `lr` default to None, "auto": `train` chooses them once the data is
     loaded (`engine/plan.py`: enough optimizer steps for a small file, batch 32 for a large one), by the
     recipe of `preset`. A value given always wins. `adapter` is the adapter's shape and placement, every
-    option of `AdapterConfig`.
+    option of `AdapterConfig`. Each other field is a setting (`adapter_core/settings.py`), declared here
+    once for the CLI, the studio and the checks below.
     """
 
-    base: str = "minilm"
-    data: str = ""
-    task: str = "classification"
-    name: str = "adapter"
-    columns: dict[str, str] = field(default_factory=dict)
-    val_data: str | None = None
-    val_fraction: float = 0.1
-    adapter: AdapterConfig = field(default_factory=AdapterConfig)
-    base_dropout: bool = False  # False: the frozen base runs in eval mode (True: its dropout on, as in PEFT)
-    pooling: str | None = None
-    epochs: float | None = None  # None: auto (sized in optimizer steps, see engine/plan.py)
-    lr: float | None = None  # None: auto (the task's rate for the preset: 2e-3 classification, 1e-3 instruction)
-    batch_size: int | None = None  # None: auto (32, 16 or 8 by the file's size)
-    preset: str = DEFAULT_PRESET  # the recipe auto settings follow: Quick look, Balanced or Capacity
-    grad_accum: int = 1
-    max_length: int = 128
-    seed: int = 42
-    warmup_ratio: float = 0.06
-    weight_decay: float = 0.01
-    max_grad_norm: float = 1.0
-    eval_every: int = 0  # steps between evaluations; 0: twice per epoch, at most about ten times a run
-    max_steps: int = 0  # stop after this many steps (0: no limit); for quick tries
-    max_seconds: float = 0  # time budget for training, evaluation excluded (0: none)
-    mode: str = "adapter"  # adapter | head (head only) | full (full fine-tuning, for comparisons)
-    precision: str = "auto"  # auto | no | bf16 | fp16
-    device: str = "auto"  # auto (a GPU when there is one) | cpu
-    early_stopping_patience: int = 0  # evaluations without a better validation metric before stopping (0: off)
-    report_to: str = "none"  # none | tensorboard | mlflow | trackio (through accelerate's trackers)
-    init_from: str | None = None  # an adapter (or run) folder to continue training on the new data
-    sample_prompts: int = 3  # instruction runs: validation prompts answered at each evaluation
+    base: str = setting(
+        "minilm", "The frozen base model: a catalog name (minilm, smollm2-135m-instruct), a Hub id or a local folder"
+    )
+    data: str = setting("", "The training file: .csv, .tsv or .jsonl with a header row")
+    task: str = setting(
+        "classification", "classification: (text, label) columns; instruction: (instruction, response)", choices=TASKS
+    )
+    name: str = setting("adapter", "The adapter's name (default: the run folder's name)", label="Adapter name")
+    columns: dict[str, str] = setting(
+        factory=dict, help="The file's column holding each role (found by its name when not given)", flag=""
+    )
+    val_data: str | None = setting(
+        None, "A separate validation file (default: a share of the training file is held out)"
+    )
+    val_fraction: float = setting(
+        0.1, "The share of the training file held out for validation", bounds=Bounds(0, 0.5, True, True)
+    )
+    adapter: AdapterConfig = field(default_factory=AdapterConfig)  # its fields are settings too
+    base_dropout: bool = setting(
+        False,
+        "Keep the frozen base's dropout active while training (off: the base runs in eval mode, a cheaper step)",
+    )
+    pooling: str | None = setting(
+        None, "How a classifier pools its tokens (default: by model family)", choices=POOLINGS
+    )
+    epochs: float | None = setting(
+        None,
+        "Passes over the training rows; auto: enough for the preset's optimizer steps on a small file, 4 on a "
+        "large one (cut to the preset's time budget on a CPU)",
+        auto="plan",
+        typical=4.0,
+        bounds=POSITIVE,
+        limit="max_epochs",
+        studio="main",
+    )
+    lr: float | None = setting(
+        None,
+        "Step size of each update; auto: 2e-3 for classification, 1e-3 for instruction (x1.5 Quick look, "
+        "x0.5 Capacity)",
+        label="Learning rate",
+        auto="plan",
+        typical=2e-3,
+        bounds=POSITIVE,
+        sweep="vary",
+        studio="main",
+    )
+    batch_size: int | None = setting(
+        None,
+        "Rows per optimizer step (per device); auto: 32, or 16 or 8 when a small file needs more steps",
+        auto="plan",
+        typical=32,
+        bounds=Bounds(1),
+        limit="max_batch_size",
+        studio="main",
+    )
+    preset: str = setting(
+        DEFAULT_PRESET,
+        "The recipe auto settings follow: " + " · ".join(f"{p.label}: {p.description}" for p in PRESETS.values()),
+        choices=tuple(PRESETS),
+        parse=preset_of,
+        studio="main",
+    )
+    grad_accum: int = setting(1, "Batches whose gradients add up to one optimizer step", bounds=Bounds(1))
+    max_length: int = setting(
+        128,
+        "Tokens per example; longer examples are cut (the data summary says how many)",
+        label="Max length (tokens)",
+        bounds=Bounds(1),
+        limit="max_length",
+        studio="main",
+    )
+    seed: int = setting(42, "Same seed, same run", bounds=Bounds(0, 2**32 - 1), studio="main")
+    warmup_ratio: float = setting(
+        0.06,
+        "The share of the run's optimizer steps over which the learning rate climbs from 0 to its full value",
+        bounds=Bounds(0, 1, high_open=True),
+        studio="advanced",
+    )
+    weight_decay: float = setting(
+        0.01,
+        "AdamW's weight decay: how hard each step pulls the trained weights towards 0",
+        bounds=NOT_NEGATIVE,
+        studio="advanced",
+    )
+    max_grad_norm: float = setting(1.0, "", bounds=POSITIVE, flag="")
+    eval_every: int = setting(
+        0, "Optimizer steps between evaluations (0: two per epoch, at most about ten a run)", bounds=Bounds(0)
+    )
+    max_steps: int = setting(
+        0, "Stop after this many optimizer steps (0: no limit)", bounds=Bounds(0), limit="max_steps"
+    )
+    max_seconds: float = setting(
+        0, "Training time budget in seconds, evaluation excluded (0: none)", bounds=NOT_NEGATIVE
+    )
+    mode: str = setting(
+        "adapter",
+        "What learns: the adapter (and a head for classification) on the frozen base; the head only, the floor "
+        "an adapter must beat; or every weight of the base, the baseline adapters are measured against (not "
+        "kept as an adapter)",
+        label="What trains",
+        choices=("adapter", "head", "full"),
+        labels={"adapter": "Adapter", "head": "Head only", "full": "Full fine-tuning"},
+        sweep="no",
+        studio="main",
+    )
+    precision: str = setting(
+        "auto", "Number format of training: auto (bf16 or fp16 where the GPU has it), no (fp32), bf16 or fp16",
+        choices=("auto", "no", "bf16", "fp16"),
+    )  # fmt: skip
+    device: str = setting("auto", "Where training runs; auto: a GPU when there is one", choices=("auto", "cpu"))
+    early_stopping_patience: int = setting(
+        0,
+        "Stop after this many evaluations without a better validation score (0: never); the best checkpoint is kept",
+        label="Early stopping: patience",
+        key="patience",
+        bounds=Bounds(0, MAX_PATIENCE),
+        sweep="no",
+        studio="main",
+    )
+    report_to: str = setting(
+        "none",
+        "An experiment tracker for the run's metrics, beside its metrics.jsonl: its files go to the run's folder "
+        "(tracking/); mlflow and trackio log to their own local stores and need their packages",
+        choices=REPORT_TO,
+        labels={"none": "None", "tensorboard": "TensorBoard", "mlflow": "MLflow", "trackio": "Trackio"},
+        public_choices=("none", "tensorboard"),  # mlflow and trackio would write to a server or service of ours
+        studio="main",
+    )
+    init_from: str | None = setting(
+        None,
+        "An adapter (or run) to go on training on this data; it keeps its own size and head (empty: a fresh one)",
+        label="Continue training from",
+        key="continue_from",
+        sweep="no",
+        studio="advanced",
+    )
+    sample_prompts: int = setting(
+        3,
+        "Instruction runs: validation prompts answered at each evaluation, beside the base's answers",
+        bounds=Bounds(0, MAX_SAMPLE_PROMPTS),
+    )
 
     def __post_init__(self) -> None:
         if isinstance(self.adapter, dict):  # a config read back from JSON
@@ -83,21 +198,22 @@ class TrainConfig:
         check_known_fields(cls, data, "training config")
         return cls(**data, adapter=_adapter_from_dict(adapter))
 
+    @classmethod
+    def from_settings(cls, values: dict[str, Any]) -> TrainConfig:
+        """A config from settings by name, the adapter's among them (as the CLI and the studio hold
+        them); a setting not given keeps its default."""
+        adapter = {k: v for k, v in values.items() if k in settings_of(AdapterConfig, "adapter")}
+        return cls.from_dict({**{k: v for k, v in values.items() if k not in adapter}, "adapter": adapter})
+
     def check(self) -> None:
         """Refuse settings that cannot train, in words; quotas are the caller's business (see studio/policy.py)."""
-        for key in ("base", "data", "task", "name", "mode", "precision", "preset", "report_to"):
-            if not isinstance(getattr(self, key), str):
-                raise AdapterError(f"{key} must be text; got {getattr(self, key)!r}.")
-        _choice("task", self.task, ("classification", "instruction"))
-        _choice("mode", self.mode, ("adapter", "head", "full"))
-        _choice("device", self.device, ("auto", "cpu"))
-        _choice("preset", self.preset, tuple(PRESETS))
-        _choice("precision", self.precision, ("auto", "no", "bf16", "fp16"))
+        for s in settings_of(TrainConfig).values():
+            if s.type not in (dict, list):  # types, choices and bounds as declared
+                check_value(s, getattr(self, s.name))
         if not isinstance(self.columns, dict) or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in self.columns.items()
         ):
             raise AdapterError(f"columns must map roles to column names; got {self.columns!r}.")
-        self._check_numbers()
         if self.mode == "head" and self.task != "classification":
             raise AdapterError("mode 'head' trains a classification head; instruction tuning has none.")
         if self.max_length < 8:
@@ -105,32 +221,21 @@ class TrainConfig:
         if not isinstance(self.adapter, AdapterConfig):
             raise AdapterError(f"adapter must be an AdapterConfig; got {type(self.adapter).__name__}.")
         _adapter_from_dict(self.adapter.to_dict())  # validated again: a config may be changed after it is made
-        if self.init_from is not None and (not isinstance(self.init_from, str) or not self.init_from.strip()):
+        if self.init_from is not None and not self.init_from.strip():
             raise AdapterError(f"init_from must name an adapter folder; got {self.init_from!r}.")
         if self.init_from and self.mode == "full":
             raise AdapterError("init_from continues training an adapter; a full fine-tune trains the base instead.")
         require_tracker(self.report_to)
 
-    def _check_numbers(self) -> None:
-        for key in ("batch_size", "grad_accum", "max_length"):
-            if key != "batch_size" or self.batch_size is not None:  # None: auto
-                _whole(key, getattr(self, key), low=1)
-        for key in ("eval_every", "max_steps", "early_stopping_patience"):
-            _whole(key, getattr(self, key), low=0)
-        _whole("sample_prompts", self.sample_prompts, low=0, high=MAX_SAMPLE_PROMPTS)
-        _whole("seed", self.seed, low=0, high=2**32 - 1)
-        for key in ("epochs", "lr", "max_grad_norm"):
-            if key != "max_grad_norm" and getattr(self, key) is None:  # auto
-                continue
-            if not _real(getattr(self, key)) > 0:
-                raise AdapterError(f"{key} must be a positive number; got {getattr(self, key)!r}.")
-        for key in ("max_seconds", "weight_decay"):
-            if not _real(getattr(self, key)) >= 0:
-                raise AdapterError(f"{key} must be zero or more; got {getattr(self, key)!r}.")
-        if not 0 <= _real(self.warmup_ratio) < 1:
-            raise AdapterError(f"warmup_ratio must be at least 0 and below 1; got {self.warmup_ratio!r}.")
-        if not 0 < _real(self.val_fraction) < 0.5:
-            raise AdapterError(f"val_fraction must be between 0 and 0.5; got {self.val_fraction!r}.")
+
+def training_settings() -> dict[str, Setting]:
+    """Every setting of a run by name, in the order of `TrainConfig`'s fields, the adapter's in its place."""
+    out: dict[str, Setting] = {}
+    for f in fields(TrainConfig):
+        out.update(settings_of(AdapterConfig, "adapter") if f.name == "adapter" else {})
+        if f.name in settings_of(TrainConfig):
+            out[f.name] = settings_of(TrainConfig)[f.name]
+    return out
 
 
 def _adapter_from_dict(data: dict[str, Any]) -> AdapterConfig:
@@ -141,29 +246,6 @@ def _adapter_from_dict(data: dict[str, Any]) -> AdapterConfig:
         raise
     except (TypeError, ValueError) as e:
         raise AdapterError(f"The adapter settings are not valid ({e}); see AdapterConfig for each field.") from None
-
-
-def _choice(key: str, value: Any, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        names = ", ".join(choices[:-1]) + f" or {choices[-1]}"
-        raise AdapterError(f"{key} must be {names}; got {value!r}.")
-
-
-def _whole(key: str, value: Any, low: int, high: int | None = None) -> None:
-    """`value` must be a whole number (not a float, not a bool) in [low, high]."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise AdapterError(f"{key} must be a whole number; got {value!r}.")
-    if value < low or (high is not None and value > high):
-        span = f"at least {low}" if high is None else f"from {low} to {high:,}"
-        raise AdapterError(f"{key} must be {span}; got {value!r}.")
-
-
-def _real(value: Any) -> float:
-    """`value` as a float when it is a finite number; NaN otherwise, which fails every range check."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        return math.nan
-    value = float(value)
-    return value if math.isfinite(value) else math.nan
 
 
 @dataclass

@@ -114,6 +114,14 @@ class Plan:
         )
 
 
+def preset_of(text: str) -> str:
+    """A preset's name as PRESETS spells it, from its name in any case (with - or _ for spaces, as in
+    quick-look) or its label ("Balanced (r=64)"); anything else comes back as it was, to be refused."""
+    wanted = str(text).replace("-", " ").replace("_", " ").strip().lower()
+    found = (p.name for p in PRESETS.values() if wanted in (p.name.lower(), p.label.lower()))
+    return next(found, text)
+
+
 def get_preset(preset: str | Preset | None) -> Preset:
     if isinstance(preset, Preset):
         return preset

@@ -14,12 +14,13 @@ from typing import Any
 import gradio as gr
 
 from adapter_core import AdapterError
+from adapter_core.engine.config import COLUMN_ROLES
 
 from ..service import Studio
 from ..text import redact
 
 log = logging.getLogger("adapter_studio")
-COLUMNS = ("text", "label", "instruction", "response", "input", "system")
+COLUMNS = COLUMN_ROLES  # the data file's columns, by role
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{24,64}$")
 
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import gradio as gr
 
+from .. import settings as st
 from .. import sweeps as sw
-from .common import COLUMNS, Ctx, friendly, who
+from . import inputs
+from .common import Ctx, friendly, who
 
-DEFAULT_BOTTLENECKS = ["16", "64"]
+PATIENCE_HELP = "Evaluations without improvement before each run of the sweep stops"
 
 
 def build(ctx: Ctx) -> None:
@@ -21,30 +23,18 @@ def build(ctx: Ctx) -> None:
             "finish, best first; when the last ends, only the best adapter is saved to the library, as "
             "*name*-best. The others stay in their run folders (Past runs, Compare → Runs)."
         )
+        grid = {}
         with gr.Row():
-            bottlenecks = gr.Dropdown(
-                [str(b) for b in sw.BOTTLENECKS],
-                value=DEFAULT_BOTTLENECKS,
-                multiselect=True,
-                allow_custom_value=True,
-                label="Bottlenecks r",
-                info="Pick or type widths",
-            )
-            lrs = gr.Dropdown(
-                sw.lr_choices("classification", None),
-                value=sw.default_lrs("classification", None),
-                multiselect=True,
-                allow_custom_value=True,
-                label="Learning rates",
-                info="The preset's rate and half of it; pick or type others",
-            )
-            placements = gr.Dropdown(
-                list(sw.PLACEMENTS),
-                value=[],
-                multiselect=True,
-                label="Placements (optional)",
-                info="Empty: the placement set above",
-            )
+            for key, s in st.grid_settings().items():  # one list per setting a sweep may vary
+                choices, picked = sw.grid_choices(s, "classification", None)
+                grid[f"{key}s"] = gr.Dropdown(
+                    choices,
+                    value=picked,
+                    multiselect=True,
+                    allow_custom_value=not s.choices,
+                    label=f"{s.label}: values to try",
+                    info="Empty: the one set above" if s.choices else "Pick or type values",
+                )
             sweep_patience = gr.Number(
                 2, label="Patience", precision=0, minimum=1, maximum=20, info="Evaluations without improvement"
             )
@@ -55,51 +45,42 @@ def build(ctx: Ctx) -> None:
         sweep_table = gr.Dataframe(
             sw.sweep_results_empty(), label="Sweep results, best first", interactive=False, wrap=True
         )
-    ctx.add(bottlenecks=bottlenecks, lrs=lrs, placements=placements, sweep_patience=sweep_patience)
+    ctx.add(**grid, sweep_patience=sweep_patience)
     ctx.add(sweep_go=sweep_go, sweep_stop=sweep_stop, sweep_md=sweep_md, sweep_table=sweep_table)
     ctx.add(sweep_group=gr.State(None), sweep_seen=gr.State(None))
 
 
 def wire(ctx: Ctx) -> None:
-    from .train import settings_of
-
     studio = ctx.studio
+    grid = {f"{key}s": s for key, s in st.grid_settings().items()}
 
-    def sweep(
-        owner, source, base_model: str, task: str, name: str, bottlenecks: list[str] | str = "16, 64",
-        lrs: list[str] | str = "", placements: list[str] | None = None, patience: int = 2,
-        text_column: str | None = None, label_column: str | None = None, instruction_column: str | None = None,
-        response_column: str | None = None, input_column: str | None = None, system_column: str | None = None,
-        bottleneck: int = 64, placement: str = "houlsby", activation: str = "gelu", lr: float = 2e-3,
-        epochs: float = 4, batch_size: int = 32, max_length: int = 128, seed: int = 42, auto: bool = True,
-        preset: str = "", report_to: str = "none", init: str = "normal", scaling: float | None = None,
-        leave_out: str = "", request: gr.Request = None,
-    ):  # fmt: skip
-        """Queue a sweep on the data loaded with /use_sample or /load_data in this session: one run per
-        bottleneck x learning rate (x placement), each stopping early after `patience` evaluations without
-        improvement; the other settings are those of /start_training. When its last run ends, only the best
-        adapter is saved to the library, as `<name>-best`. Returns the sweep's id first (for /sweep_results)."""
-        columns = (text_column, label_column, instruction_column, response_column, input_column, system_column)
-        mapping = {c: v for c, v in zip(COLUMNS, columns, strict=True) if v}
-        settings = settings_of(
-            bottleneck, placement, activation, lr, epochs, batch_size, max_length, seed, auto, preset,
-            "Adapter", 0, report_to, init, scaling, leave_out, None,
-        )  # fmt: skip
+    def sweep(owner, source, base_model: str, task: str, name: str, request: gr.Request = None, **form):
+        lists = {grid[k].name: form.pop(k) for k in grid}
+        patience = form.pop("patience")
+        settings, mapping = inputs.split_form(form)
         owner = who(studio, owner, request)
-        rates = lrs or sw.default_lrs(task, preset)
+        rates = lists["lr"] or sw.default_lrs(task, settings.get("preset"))
         configs = sw.sweep_grid(
-            studio, base_model, source, task, mapping, name, settings, bottlenecks, rates, placements, patience
-        )
+            studio, base_model, source, task, mapping, name, settings, lists["bottleneck"], rates,
+            lists["placement"], patience,
+        )  # fmt: skip
         run = studio.submit_sweep(configs, name or sw.default_name(source), owner)[0]
         gr.Info(f"Queued a sweep of {len(configs)} runs; they train one after another.")
         first = run.job_ids[0]
         return run.group, first, first, None, *sw.sweep_results(studio, owner, run.group)
 
-    inputs = [ctx.owner, ctx.source, ctx["base"], ctx["task"], ctx["name"]]
-    inputs += [ctx[k] for k in ("bottlenecks", "lrs", "placements", "sweep_patience")]
-    inputs += [*ctx["columns"].values()]
-    inputs += [ctx[k] for k in ("bottleneck", "placement", "activation", "lr", "epochs", "batch", "max_length")]
-    inputs += [ctx[k] for k in ("seed", "auto", "preset", "report_to", "init", "scaling", "leave_out")]
+    lists = {k: f"{s.label}: the values to try, a list (or comma-separated text)" for k, s in grid.items()}
+    params = {**lists, "patience": PATIENCE_HELP, **inputs.form_params(list(st.sweep_settings()))}
+    inputs.takes_settings(
+        sweep,
+        params,
+        "Queue a sweep on the data loaded with /use_sample or /load_data in this session: one run per "
+        "bottleneck x learning rate (x placement), each stopping early after `patience` evaluations without "
+        "improvement; the other settings are those of /start_training. When its last run ends, only the best "
+        "adapter is saved to the library, as `<name>-best`. Returns the sweep's id first (for /sweep_results).",
+    )
+    components = {**{k: ctx[k] for k in grid}, "patience": ctx["sweep_patience"]}
+    components |= inputs.form_components(ctx, {k: v for k, v in params.items() if k not in components})
     outputs = [
         ctx["sweep_group"],
         ctx.job_id,
@@ -108,7 +89,13 @@ def wire(ctx: Ctx) -> None:
         ctx["sweep_table"],
         ctx["sweep_md"],
     ]
-    ctx["sweep_go"].click(friendly(sweep), inputs, outputs, api_name="sweep")
+    ctx["sweep_go"].click(
+        friendly(sweep),
+        [ctx.owner, ctx.source, ctx["base"], ctx["task"], ctx["name"]],
+        outputs,
+        inputs_kwargs=components,
+        api_name="sweep",
+    )
 
     def sweep_results(group: str = "", request: gr.Request = None) -> dict:
         """A sweep's runs, best first by the validation metric (default: the caller's newest sweep), and
@@ -146,7 +133,8 @@ def wire(ctx: Ctx) -> None:
     ctx["sweep_stop"].click(friendly(stop), [ctx.owner, ctx["sweep_group"]], ctx["sweep_md"], api_name="stop_sweep")
 
     def lr_defaults(task, preset):
-        return gr.update(choices=sw.lr_choices(task, preset), value=sw.default_lrs(task, preset))
+        choices, picked = sw.grid_choices(grid["lrs"], task, preset)
+        return gr.update(choices=choices, value=picked)
 
     gr.on(
         [ctx["task"].change, ctx["preset"].change],

@@ -6,9 +6,10 @@ from __future__ import annotations
 import gradio as gr
 
 from .. import report_view as rv
+from .. import settings as st
 from .. import train_view as h
-from . import sweep
-from .common import COLUMNS, Ctx, friendly, who
+from . import inputs, sweep
+from .common import Ctx, friendly, who
 
 
 def build(ctx: Ctx) -> None:
@@ -85,84 +86,49 @@ def build(ctx: Ctx) -> None:
     )
 
 
-SETTINGS = ("bottleneck", "placement", "activation", "lr", "epochs", "batch", "max_length", "seed", "auto", "preset")
-EXTRA = ("mode", "patience", "report_to", "init", "scaling", "leave_out", "continue_from")  # after the first inputs
-
-
-def settings_inputs(ctx: Ctx) -> list:
-    """The Adapter tab's settings, in the order `settings_of` takes them."""
-    return [ctx[k] for k in SETTINGS + EXTRA]
-
-
-def settings_of(*values) -> dict:
-    """The form's values as `studio.settings` reads them."""
-    settings = dict(zip(SETTINGS + EXTRA, values, strict=True))
-    settings["batch_size"] = settings.pop("batch")
-    return settings
+def summary_keys() -> tuple[str, ...]:
+    """The Adapter tab's inputs that the run summary reads: every setting of the form, and the auto toggle."""
+    return (*st.form_settings(), st.AUTO)
 
 
 def wire(ctx: Ctx) -> None:
     studio = ctx.studio
 
-    def start_training(
-        owner, source, base_model: str, task: str, name: str, bottleneck: int, placement: str, activation: str,
-        lr: float, epochs: float, batch_size: int, max_length: int, seed: int, text_column: str | None = None,
-        label_column: str | None = None, instruction_column: str | None = None, response_column: str | None = None,
-        input_column: str | None = None, system_column: str | None = None, auto: bool = True,
-        preset: str = h.DEFAULT_PRESET, mode: str = "Adapter", patience: int = 0, report_to: str = "none",
-        init: str = "normal", scaling: float | None = None, leave_out: str = "", continue_from: str | None = None,
-        request: gr.Request = None,
-    ):  # fmt: skip
-        """Queue a training run on the data loaded with /use_sample or /load_data in this session. With
-        `auto`, batch size, epochs and learning rate are chosen from the data by the preset's recipe.
-        `mode`: Adapter, Head only or Full fine-tuning; `patience`: evaluations without improvement
-        before stopping early (0: off); `report_to`: none or tensorboard (mlflow, trackio locally);
-        `continue_from`: an adapter of the caller's library to go on training (empty: a fresh one)."""
-        settings = settings_of(
-            bottleneck, placement, activation, lr, epochs, batch_size, max_length, seed, auto, preset,
-            mode, patience, report_to, init, scaling, leave_out, continue_from,
-        )  # fmt: skip
-        columns = (text_column, label_column, instruction_column, response_column, input_column, system_column)
-        mapping = {c: v for c, v in zip(COLUMNS, columns, strict=True) if v}
+    def start_training(owner, source, base_model: str, task: str, name: str, request: gr.Request = None, **form):
+        settings, mapping = inputs.split_form(form)
         owner = who(studio, owner, request)
         job, notes = h.start_training(studio, owner, base_model, source, task, mapping, name, settings)
         gr.Info(" ".join([*notes, "Training started; it runs in the background, so you can leave and come back."]))
         return job, job, None, f"Queued run `{job}`.", ""
 
+    params = inputs.form_params(list(st.form_settings()))
+    inputs.takes_settings(
+        start_training,
+        params,
+        "Queue a training run on the data loaded with /use_sample or /load_data in this session. With `auto`, "
+        "batch size, epochs and learning rate are chosen from the data by the preset's recipe. `mode`: "
+        f"{', '.join(st.form_settings()['mode'].labels.values())}; `continue_from`: an adapter of the caller's "
+        "library to go on training (empty: a fresh one). Returns the run's id first.",
+    )
     ctx["start"].click(
         friendly(start_training),
-        [
-            ctx.owner,
-            ctx.source,
-            ctx["base"],
-            ctx["task"],
-            ctx["name"],
-            ctx["bottleneck"],
-            ctx["placement"],
-            ctx["activation"],
-            ctx["lr"],
-            ctx["epochs"],
-            ctx["batch"],
-            ctx["max_length"],
-            ctx["seed"],
-            *ctx["columns"].values(),
-            ctx["auto"],
-            ctx["preset"],
-            *[ctx[k] for k in EXTRA],
-        ],  # fmt: skip
+        [ctx.owner, ctx.source, ctx["base"], ctx["task"], ctx["name"]],
         [ctx.job_id, ctx.remembered_job, ctx["seen_done"], ctx["status_md"], ctx["action_md"]],
+        inputs_kwargs=inputs.form_components(ctx, params),
         api_name="start_training",
     )
 
     def summary(base_model, source, *values):
-        text = h.run_summary(studio, base_model, source, settings_of(*values))  # names what auto chooses
+        settings = dict(zip(summary_keys(), values, strict=True))
+        text = h.run_summary(studio, base_model, source, settings)  # names what auto chooses
         return text, gr.update(interactive=h.can_start(studio, base_model, source))
 
-    summary_triggers = [ctx.source.change, ctx["load"].click] + [c.change for c in settings_inputs(ctx)]
+    settings_inputs = [ctx[k] for k in summary_keys()]
+    summary_triggers = [ctx.source.change, ctx["load"].click] + [c.change for c in settings_inputs]
     gr.on(
         summary_triggers,
         friendly(summary),
-        [ctx["base"], ctx.source, *settings_inputs(ctx)],
+        [ctx["base"], ctx.source, *settings_inputs],
         [ctx["run_md"], ctx["start"]],
         api_visibility="private",
     )

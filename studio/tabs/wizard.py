@@ -9,30 +9,17 @@ from typing import Any
 import gradio as gr
 
 from .. import data_view as dv
+from .. import settings as st
 from .. import train_view as h
 from .common import COLUMNS, Ctx, who
 from .data import cleared, data_outputs, show
 
 TAB_IDS = ("model", "data", "adapter", "train", "use", "compare", "library")
-SETTINGS = (
-    "preset",
-    "bottleneck",
-    "placement",
-    "activation",
-    "auto",
-    "lr",
-    "epochs",
-    "batch",
-    "max_length",
-    "seed",
-    "mode",
-    "patience",
-    "report_to",
-    "init",
-    "scaling",
-    "leave_out",
-)  # fmt: skip; a state saved before a setting existed restores without it
-MANUAL = ("lr", "epochs", "batch")  # editable only with "Size the run from the data" unticked
+# The Adapter tab's inputs that a reload restores: every setting of the form but the adapter to continue
+# (a library name, which may be gone by the next visit), and the auto toggle. A state saved before a
+# setting existed restores without it; one saved under an older key restores under the new one.
+SETTINGS = (*(k for k in st.form_settings() if k != st.CONTINUE), st.AUTO)
+RENAMED = {"batch": "batch_size"}
 
 
 def wire(ctx: Ctx, loaded) -> None:
@@ -73,11 +60,12 @@ def wire(ctx: Ctx, loaded) -> None:
         base = base or h.model_choices(studio)[0]
         task = saved.get("task") if saved.get("task") in ("classification", "instruction") else "classification"
         stored = saved.get("settings") if isinstance(saved.get("settings"), dict) else {}
+        stored = {RENAMED.get(k, k): v for k, v in stored.items()}
         values = [stored.get(k, gr.update()) for k in SETTINGS]
-        if isinstance(stored.get("auto"), bool):  # the Adapter tab's toggle runs on .input only, not here
-            for k in MANUAL:
+        if isinstance(stored.get(st.AUTO), bool):  # the Adapter tab's toggle runs on .input only, not here
+            for k in st.sized_keys():
                 i = SETTINGS.index(k)
-                values[i] = gr.update(visible=not stored["auto"], **({"value": stored[k]} if k in stored else {}))
+                values[i] = gr.update(visible=not stored[st.AUTO], **({"value": stored[k]} if k in stored else {}))
         max_length = stored.get("max_length") or 128
         source = _source(studio, saved.get("data"), owner)
         mapping = saved.get("columns") if isinstance(saved.get("columns"), dict) else {}

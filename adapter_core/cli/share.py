@@ -1,4 +1,5 @@
-"""`python -m adapter_core push | pull | export | pack`: the sharing commands of the CLI (cli.py adds them)."""
+"""`python -m adapter_core push | pull | export | pack`: adapters (and packs) to and from the Hugging Face Hub,
+and in AdapterHub's format."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from pathlib import Path
 from ..atomic import replace_dir
 from ..io import adapter_path
 from ..pull import ADAPTER_FILES, pull
-from .card import CARD_FILE
+from ..schema import CARD_FILE
+from .errors import OK
 
 
 def add_parsers(sub) -> None:
@@ -29,6 +31,7 @@ def add_parsers(sub) -> None:
     pu.add_argument("--license", help="the card's licence (default: the base model's, when known)")
     pu.add_argument("--dataset", action="append", help="a Hub dataset id the adapter was trained on (repeat)")
     pu.add_argument("--dry-run", action="store_true", help="print the files and the card; send nothing")
+    pu.set_defaults(command_fn=cmd_push)
 
     pl = sub.add_parser(
         "pull",
@@ -40,6 +43,7 @@ def add_parsers(sub) -> None:
     pl.add_argument("repo", help="owner/name, owner/name/<adapter of a pack>, optionally @revision; or hf://...")
     pl.add_argument("--out", help="copy it here too (a pack: one folder per adapter), e.g. into a library folder")
     pl.add_argument("--token", help="for a private repo (default: $HF_TOKEN or your login)")
+    pl.set_defaults(command_fn=cmd_pull)
 
     ex = sub.add_parser(
         "export",
@@ -53,6 +57,7 @@ def add_parsers(sub) -> None:
     ex.add_argument("--out", required=True, help="folder to write (replaced)")
     ex.add_argument("--without-head", action="store_true", help="adapterhub: the adapter alone, without its head")
     ex.add_argument("--base", help="adapter_core: the base to load it on (default: the model its config names)")
+    ex.set_defaults(command_fn=cmd_export)
 
     pk = sub.add_parser(
         "pack",
@@ -67,10 +72,11 @@ def add_parsers(sub) -> None:
     pk.add_argument("--push", metavar="REPO", help="push the pack to this Hub repo (owner/name)")
     pk.add_argument("--private", action="store_true")
     pk.add_argument("--token")
+    pk.set_defaults(command_fn=cmd_pack)
 
 
 def cmd_push(args: argparse.Namespace) -> int:
-    from .push import push_adapter, push_files
+    from ..share.push import push_adapter, push_files
 
     folder, card = adapter_path(args.adapter), {"license": args.license, "datasets": args.dataset}
     if args.dry_run:
@@ -80,10 +86,10 @@ def cmd_push(args: argparse.Namespace) -> int:
             print(f"{path}\t{size:,} bytes")
         readme = files.get("README.md")
         print(readme.read_text("utf-8") if isinstance(readme, Path) else (readme or b"").decode())
-        return 0
+        return OK
     url = push_adapter(folder, args.repo, args.token, args.private or None, **card)
     print(f"pushed {folder.name} to https://huggingface.co/{args.repo} ({url})")
-    return 0
+    return OK
 
 
 def cmd_pull(args: argparse.Namespace) -> int:
@@ -95,7 +101,7 @@ def cmd_pull(args: argparse.Namespace) -> int:
     else:
         for folder in folders:
             print(folder)
-    return 0
+    return OK
 
 
 def copy_adapters(folders: list[Path], out: Path) -> None:
@@ -119,11 +125,11 @@ def copy_adapters(folders: list[Path], out: Path) -> None:
 def cmd_export(args: argparse.Namespace) -> int:
     folder, out = adapter_path(args.adapter), Path(args.out)
     if args.format == "adapterhub":
-        from .interop import export_adapterhub
+        from ..share.interop import export_adapterhub
 
         export_adapterhub(folder, out, with_head=not args.without_head)
         print(f"wrote {out} in AdapterHub's format: model.load_adapter({str(out)!r}, use_safetensors=True)")
-        return 0
+        return OK
     from ..catalog import load_base
     from ..io import load_adapter, read_adapter_config, save_adapter
 
@@ -132,21 +138,18 @@ def cmd_export(args: argparse.Namespace) -> int:
     name = load_adapter(base.model, folder)
     save_adapter(base.model, name, out, extra={"base_model": args.base or meta["base"]["name_or_path"]})
     print(f"wrote {out} as an Adapter Studio adapter")
-    return 0
+    return OK
 
 
 def cmd_pack(args: argparse.Namespace) -> int:
-    from .pack import pack
+    from ..share.pack import pack
 
     out = pack(args.router, args.library, args.out, repo_id=args.push, fallback=args.fallback)
     print(f"wrote the pack {out}", file=sys.stderr)
     print((out / "README.md").read_text("utf-8"))
     if args.push:
-        from .push import push_adapter
+        from ..share.push import push_adapter
 
         url = push_adapter(out, args.push, args.token, args.private or None)
         print(f"pushed the pack to https://huggingface.co/{args.push} ({url})", file=sys.stderr)
-    return 0
-
-
-COMMANDS = {"push": cmd_push, "pull": cmd_pull, "export": cmd_export, "pack": cmd_pack}
+    return OK

@@ -30,8 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from helpers import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 PAGES = ["README.md", *sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "docs").glob("*.md"))]
 FENCE = re.compile(r"^```(.*)$")
 MARKER = re.compile(r"^<!--\s*doc-test:\s*skip\s*\((?P<why>.+)\)\s*-->$")

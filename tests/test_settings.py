@@ -4,7 +4,7 @@ declarations in adapter_core/engine/config.py."""
 
 import gradio as gr
 import pytest
-from conftest import tiny_model
+from helpers import tiny_model
 from transformers import AutoTokenizer
 
 from adapter_core import AdapterError

@@ -9,7 +9,7 @@ save_adapter(base.model, "routing", "adapters/routing")
 
 from ._version import __version__
 from .catalog import CATALOG, Base, load_base
-from .config import AdapterConfig
+from .config import PLACEMENTS, AdapterConfig
 from .errors import AdapterError
 from .inference import (
     REPETITION_WARNING,
@@ -36,10 +36,11 @@ from .inject import (
     trainable_summary,
 )
 from .io import load_adapter, read_adapter_config, save_adapter
-from .placement import PLACEMENTS
+from .placement import ARCHITECTURES
 from .selection import thread_with_context, use_adapter
 
 __all__ = [
+    "ARCHITECTURES",
     "CATALOG",
     "PLACEMENTS",
     "REPETITION_WARNING",

@@ -17,7 +17,7 @@ from typing import Any
 from ..catalog import load_base
 from ..config import AdapterConfig
 from ..errors import AdapterError
-from ..inject import _check_name
+from ..inject import check_adapter_name as _check_name
 from .config import Event, TrainConfig
 from .metrics import rank_key
 from .train import train

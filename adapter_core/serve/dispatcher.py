@@ -17,7 +17,7 @@ from ..catalog import Base, position_limit
 from ..errors import AdapterError
 from ..generation import Row
 from ..inference import Prediction, classify, format_chat, prompt_ids
-from ..inject import TASK_ADAPTER
+from ..config import TASK_ADAPTER
 from ..library import Entry, Library
 from ..routing import Route, decide, department_routes, saved_threshold
 from .batcher import Batcher

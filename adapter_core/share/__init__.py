@@ -9,10 +9,12 @@
 `load_adapter(model, "hf://owner/repo")` and `load_adapter(model, <AdapterHub folder>)` work too.
 """
 
+from ..adapterhub_format import export_problems, is_adapterhub_dir
+from ..adapterhub_read import read_adapterhub
+from ..card import model_card, write_card
+from ..public import public_meta
 from ..pull import HubRef, parse_ref, pull
-from .adapterhub import export_problems, is_adapterhub_dir
-from .card import model_card, public_meta, write_card
-from .interop import export_adapterhub, read_adapterhub
+from .adapterhub_export import export_adapterhub
 from .pack import pack
 from .push import push_adapter, push_files, push_operations
 

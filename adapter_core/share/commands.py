@@ -11,7 +11,7 @@ from pathlib import Path
 from ..atomic import replace_dir
 from ..io import adapter_path
 from ..pull import ADAPTER_FILES, pull
-from .card import CARD_FILE
+from ..schema import CARD_FILE
 
 
 def add_parsers(sub) -> None:
@@ -119,7 +119,7 @@ def copy_adapters(folders: list[Path], out: Path) -> None:
 def cmd_export(args: argparse.Namespace) -> int:
     folder, out = adapter_path(args.adapter), Path(args.out)
     if args.format == "adapterhub":
-        from .interop import export_adapterhub
+        from .adapterhub_export import export_adapterhub
 
         export_adapterhub(folder, out, with_head=not args.without_head)
         print(f"wrote {out} in AdapterHub's format: model.load_adapter({str(out)!r}, use_safetensors=True)")

@@ -31,6 +31,7 @@ test: setup
 
 lint: setup
 	$(BIN)/python -m ruff check . && $(BIN)/python -m ruff format --check .
+	$(BIN)/lint-imports --no-cache
 
 bench: setup
 	$(BIN)/python bench/run_all.py

@@ -11,10 +11,10 @@ import torch
 from torch import nn
 from transformers import StoppingCriteria
 
+from .config import TASK_ADAPTER
 from .errors import AdapterError
 from .generation import Row, generate_rows
 from .heads import backbone_hidden, pool
-from .config import TASK_ADAPTER
 from .inject import HEADS_ATTR, AdapterRecord, get_record
 from .selection import thread_with_context, use_adapter
 

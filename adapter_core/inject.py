@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import save as safetensors_bytes
 from torch import nn
 
-from .config import TASK_ADAPTER, TASKS, AdapterConfig
+from .config import TASKS, AdapterConfig
 from .errors import AdapterError
 from .heads import check_pooling, default_pooling, new_head
 from .layers import AdapterSlot, BottleneckAdapter

@@ -10,11 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from adapter_core import AdapterConfig, AdapterError
-from adapter_core.config import parse_layers
-from adapter_core.engine.plan import DEFAULT_PRESET as ENGINE_DEFAULT
-from adapter_core.engine.plan import PRESETS as ENGINE_PRESETS
-from adapter_core.engine.train import TrainConfig
+from adapter_core import AdapterConfig, AdapterError, parse_layers
+from adapter_core.engine import DEFAULT_PRESET as ENGINE_DEFAULT
+from adapter_core.engine import PRESETS as ENGINE_PRESETS
+from adapter_core.engine import TrainConfig
 
 # The mode picker's labels, with a line of help each, and the engine's value for each.
 MODES = {

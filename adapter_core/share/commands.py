@@ -136,7 +136,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_pack(args: argparse.Namespace) -> int:
-    from .pack import pack
+    from .packs import pack
 
     out = pack(args.router, args.library, args.out, repo_id=args.push, fallback=args.fallback)
     print(f"wrote the pack {out}", file=sys.stderr)

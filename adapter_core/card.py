@@ -4,6 +4,9 @@ A card holds front matter the Hub reads (`library_name`, `base_model`, `tags`, `
 then the task, labels, adapter settings and size, the training settings, the validation metrics and
 curve, and how to load the adapter. Nothing in it names a server path or a data file: the base is
 given by its hub id only, the data by its row counts.
+
+The card is part of the adapter file format: `io.save_adapter` writes it with every adapter, so it
+lives below the engine; what is fit to publish is `public`, and pushing it is `share`'s.
 """
 
 from __future__ import annotations

@@ -88,7 +88,7 @@ def inspect_data(
     }
 
 
-# The token view's categories (adapter_core.engine.token_view) in plain words, and their colours.
+# The token view's categories (adapter_core.engine.token_roles) in plain words, and their colours.
 TOKEN_LEGEND = {
     "template": "chat template (the model reads it)",
     "prompt": "what the model reads",

@@ -1,8 +1,8 @@
 """The dispatcher: a library of adapters served from resident bases, with a router in front.
 
-One `Dispatcher` answers every serving question the same way for the HTTP API and the studio: which models a
-caller may use, which base and adapter a model name means, where the router sends a message, and how a
-chat joins its base's batch. It holds no state between requests beyond what is loaded in memory; the
+One `Dispatcher` answers every serving question the same way for the HTTP API and the studio: which
+models a caller may use, which base and adapter a model name means, where the router sends a message,
+and how a chat joins its base's batch. It holds no state between requests beyond what is loaded in memory; the
 library folder is read on every call, so replicas sharing one folder agree.
 """
 

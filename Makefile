@@ -39,6 +39,7 @@ check: setup lint
 
 lint: setup
 	$(BIN)/python -m ruff check . && $(BIN)/python -m ruff format --check .
+	$(BIN)/lint-imports --no-cache
 
 bench: setup
 	$(BIN)/python bench/run_all.py

@@ -5,11 +5,16 @@ add_adapter(base.model, "routing", AdapterConfig(bottleneck=64), labels=["orders
 with use_adapter(base.model, "routing"):
     ...
 save_adapter(base.model, "routing", "adapters/routing")
+
+This face is the library's API. Its packages have their own: `adapter_core.engine` (training),
+`adapter_core.serve` (the HTTP server), `adapter_core.share` (the Hub, cards, AdapterHub's format).
+Importing this one imports none of them.
 """
 
 from ._version import __version__
-from .catalog import CATALOG, Base, load_base
-from .config import AdapterConfig
+from .atomic import replace_dir, write_json_atomic
+from .catalog import CATALOG, Base, load_base, position_limit
+from .config import PLACEMENTS, TASK_ADAPTER, AdapterConfig, parse_layers
 from .errors import AdapterError
 from .inference import (
     REPETITION_WARNING,
@@ -36,12 +41,27 @@ from .inject import (
     trainable_summary,
 )
 from .io import load_adapter, read_adapter_config, save_adapter
-from .placement import PLACEMENTS
+from .library import OWNER_FILE, Entry, Library
+from .paths import path_tail, studio_home
+from .placement import ARCHITECTURES
+from .routing import Route, saved_threshold
+from .schema import (
+    CONFIG_FILE,
+    CURVE_FILE,
+    MAX_CONFIG_BYTES,
+    WEIGHTS_FILE,
+    check_weights_match,
+    read_meta_file,
+    read_safetensors_header,
+)
 from .selection import thread_with_context, use_adapter
+from .settings import Setting
 
 __all__ = [
+    # Adapters on a base model
+    "ARCHITECTURES",  # model type -> where adapters go in that architecture
     "CATALOG",
-    "PLACEMENTS",
+    "PLACEMENTS",  # the placement names: houlsby, pfeiffer, parallel
     "REPETITION_WARNING",
     "AdapterConfig",
     "AdapterError",
@@ -72,4 +92,25 @@ __all__ = [
     "thread_with_context",
     "trainable_summary",
     "use_adapter",
+    # For the layers above: a library of adapter folders, routing, the file format's names and checks
+    "CONFIG_FILE",
+    "CURVE_FILE",
+    "MAX_CONFIG_BYTES",
+    "OWNER_FILE",
+    "TASK_ADAPTER",
+    "WEIGHTS_FILE",
+    "Entry",
+    "Library",
+    "Route",
+    "check_weights_match",
+    "parse_layers",
+    "path_tail",
+    "position_limit",
+    "read_meta_file",
+    "read_safetensors_header",
+    "replace_dir",
+    "saved_threshold",
+    "Setting",
+    "studio_home",
+    "write_json_atomic",
 ]

@@ -16,8 +16,9 @@ from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelF
 
 from .atomic import replace_dir
 from .errors import AdapterError
+from .inject import base_parameters
 from .paths import model_cache
-from .placement import PLACEMENTS, model_family
+from .placement import ARCHITECTURES, model_family
 from .state import ensure_state
 from .threadsafe import MODEL_BUILD_LOCK
 
@@ -68,8 +69,6 @@ class Base:
     @property
     def num_parameters(self) -> int:
         """The base's own parameters, without any adapter or head loaded on it."""
-        from .inject import base_parameters  # inject builds on catalog's neighbours; import late
-
         return sum(p.numel() for p in base_parameters(self.model))
 
 
@@ -141,7 +140,7 @@ def _load(source: str, name: str, dtype: torch.dtype | None):
 def _model_class(config):
     if getattr(config, "is_encoder_decoder", False):
         return AutoModelForSeq2SeqLM
-    row = PLACEMENTS.get(config.model_type)
+    row = ARCHITECTURES.get(config.model_type)
     family = row.family if row else None
     arch = " ".join(getattr(config, "architectures", None) or [])
     if family == "decoder" or (family is None and ("CausalLM" in arch or "LMHead" in arch)):

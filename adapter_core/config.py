@@ -12,7 +12,9 @@ from .settings import POSITIVE, Bounds, setting
 
 _LAYER_SEPARATORS = re.compile(r"[\s,;]+")
 
-PLACEMENTS = ("houlsby", "pfeiffer", "parallel")
+PLACEMENTS = ("houlsby", "pfeiffer", "parallel")  # where in a block an adapter sits (Houlsby, Pfeiffer, He et al.)
+TASKS = ("classification", "instruction")
+TASK_ADAPTER = {"classification": "a classification adapter", "instruction": "an instruction adapter"}
 ACTIVATIONS = ("gelu", "relu", "swish", "tanh")
 INITS = ("normal", "kaiming", "xavier", "houlsby")
 DEFAULT_BOTTLENECK = 64

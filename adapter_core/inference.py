@@ -11,10 +11,11 @@ import torch
 from torch import nn
 from transformers import StoppingCriteria
 
+from .config import TASK_ADAPTER
 from .errors import AdapterError
 from .generation import Row, generate_rows
 from .heads import backbone_hidden, pool
-from .inject import HEADS_ATTR, TASK_ADAPTER, AdapterRecord, get_record
+from .inject import HEADS_ATTR, AdapterRecord, get_record
 from .selection import thread_with_context, use_adapter
 
 

@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import save as safetensors_bytes
 from torch import nn
 
-from .config import AdapterConfig
+from .config import TASKS, AdapterConfig
 from .errors import AdapterError
 from .heads import check_pooling, default_pooling, new_head
 from .layers import AdapterSlot, BottleneckAdapter
@@ -17,8 +17,6 @@ from .placement import model_family, resolve_targets
 from .state import AdapterRecord, AdapterState, ensure_state, get_state
 from .threadsafe import MODEL_BUILD_LOCK
 
-TASKS = ("classification", "instruction")
-TASK_ADAPTER = {"classification": "a classification adapter", "instruction": "an instruction adapter"}
 HEADS_ATTR = "adapter_core_heads"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _\-]{0,63}$")
 
@@ -38,7 +36,7 @@ def add_adapter(
     `trainable`. Other adapters already on the model are left as they are.
     """
     config = config or AdapterConfig()
-    _check_name(name)
+    check_adapter_name(name)
     if task not in TASKS:
         raise AdapterError(f"task must be one of {', '.join(TASKS)}; got {task!r}.")
     if task == "classification":
@@ -281,7 +279,8 @@ def _require(model: nn.Module, name: str) -> AdapterState:
     return state
 
 
-def _check_name(name: str) -> None:
+def check_adapter_name(name: str) -> None:
+    """Refuse a name that is not 1 to 64 letters, digits, spaces, '_' or '-', starting with a letter or digit."""
     if not isinstance(name, str) or not _NAME.match(name):
         raise AdapterError(
             f"Adapter name {name!r} is not allowed: use 1 to 64 letters, digits, spaces, '_' or '-', "

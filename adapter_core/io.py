@@ -4,9 +4,9 @@ Files from strangers are checked before anything is allocated: the config agains
 safetensors header (read by hand, tensors untouched) against what the config would allocate. Messages
 name files and folders by their names only, never by a server path.
 
-Saving writes a model card (`README.md`, `curve.png`) beside the two files. Loading also takes a Hub
-reference (`hf://owner/repo`, or `owner/repo` when no such local folder exists), pulled and checked
-first, and a folder in AdapterHub's format; both are handled in `adapter_core.share`.
+Saving writes a model card (`README.md`, `curve.png`: `card`) beside the two files. Loading also takes a
+Hub reference (`hf://owner/repo`, or `owner/repo` when no such local folder exists), pulled and checked
+first (`pull`), and a folder in AdapterHub's format (`adapterhub_read`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import math
 import os
 import shutil
 import tempfile
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -26,11 +26,16 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ._version import __version__
+from .adapterhub_format import is_adapterhub_dir
+from .adapterhub_read import load_tensors, read_adapterhub
 from .atomic import replace_dir
+from .card import read_curve, write_card
 from .config import AdapterConfig
 from .errors import AdapterError
 from .heads import head_shapes, head_spec, make_head
 from .inject import HEADS_ATTR, adapter_parameters, add_adapter, count_adapter_params, get_record, remove_adapter
+from .paths import path_tail
+from .pull import resolve_source
 from .schema import (
     CONFIG_FILE,
     DTYPE_BYTES,
@@ -110,8 +115,6 @@ def save_adapter(model: nn.Module, name: str, directory: str | os.PathLike, extr
 
 def _write_card(staging: Path, target: Path, meta: dict[str, Any]) -> None:
     """The model card beside the weights. A card that cannot be drawn never costs the weights: log it."""
-    from .share.card import read_curve, write_card
-
     try:
         write_card(staging, meta, events=read_curve(target))
     except Exception as e:
@@ -121,19 +124,6 @@ def _write_card(staging: Path, target: Path, meta: dict[str, Any]) -> None:
 def _label(path: Path) -> str:
     """How messages name an adapter folder: its name (and its parent's for a run's `adapter/`), no path."""
     return f"{path.parent.name}/{path.name}" if path.name == "adapter" and path.parent.name else path.name
-
-
-def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """The objects of a JSON-lines file (a training curve), in order; a truncated or garbled line is skipped."""
-    points = []
-    for line in Path(path).read_text(encoding="utf-8", errors="replace").splitlines():
-        try:
-            point = json.loads(line) if line.strip() else None
-        except ValueError:
-            continue
-        if isinstance(point, dict):
-            points.append(point)
-    return points
 
 
 def adapter_path(path: str | os.PathLike) -> Path:
@@ -147,18 +137,12 @@ def adapter_path(path: str | os.PathLike) -> Path:
 def read_adapter_config(directory: str | os.PathLike) -> dict[str, Any]:
     """The saved metadata of an adapter directory, checked, with a clear error when it is not one. A
     folder in AdapterHub's format reads as the metadata it imports as; a Hub reference is pulled first."""
-    from .pull import resolve_source
-
     path = resolve_source(directory)
     if not path.is_dir():
         raise AdapterError(
             f"{_label(path)!r} is not a folder. An adapter is a folder holding {CONFIG_FILE} and {WEIGHTS_FILE}."
         )
-    from .share.adapterhub import is_adapterhub_dir
-
     if is_adapterhub_dir(path):
-        from .share.interop import read_adapterhub
-
         return read_adapterhub(path).meta
     for f in (CONFIG_FILE, WEIGHTS_FILE):
         if not (path / f).is_file():
@@ -181,14 +165,6 @@ def check_compatible(model: nn.Module, meta: dict[str, Any], source: str = "this
             + ", ".join(diffs)
             + ". Load it onto the base it was trained on."
         )
-
-
-def path_tail(name: Any) -> Any:
-    """A model's name without the server folders around it: a path (Unix or Windows, absolute, `~` or
-    relative-dotted) keeps its last part; hub ids `org/name`, plain names and non-strings stay as they are."""
-    if isinstance(name, str) and (os.path.isabs(name) or name.startswith(("~", ".", "\\")) or ":\\" in name):
-        return PurePosixPath(name.replace("\\", "/")).name
-    return name
 
 
 def _check_header(model: nn.Module, meta: dict[str, Any], header: dict, label: str) -> None:
@@ -224,14 +200,9 @@ def load_adapter(
 
     `directory`: an adapter folder, a folder in AdapterHub's format, or a Hub reference (`hf://owner/repo`
     or `owner/repo`), pulled into the Hugging Face cache and checked like an upload."""
-    from .pull import resolve_source
-    from .share.adapterhub import is_adapterhub_dir
-
     directory = resolve_source(directory)
     label = _label(directory)
     if is_adapterhub_dir(directory):
-        from .share.interop import load_tensors, read_adapterhub
-
         imported = read_adapterhub(directory, num_layers=model.config.num_hidden_layers)
         meta = imported.meta
         check_compatible(model, meta, source=f"The AdapterHub adapter {label!r}")

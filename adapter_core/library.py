@@ -16,10 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from .errors import AdapterError
-from .io import WEIGHTS_FILE, read_adapter_config, read_jsonl
-from .schema import check_weights_match, read_safetensors_header
+from .io import read_adapter_config
+from .schema import CURVE_FILE, WEIGHTS_FILE, check_weights_match, read_jsonl, read_safetensors_header
 
-CURVE_FILE = "metrics.jsonl"  # the training curve, kept beside a published adapter for Compare
 OWNER_FILE = ".owner"
 log = logging.getLogger("adapter_core")
 

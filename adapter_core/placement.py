@@ -1,6 +1,6 @@
 """Where adapters go: `model_type` -> the output projection of each sub-layer, and discovery for the rest.
 
-A new architecture is one row in `PLACEMENTS`. Paths are relative to one block of the block list.
+A new architecture is one row in `ARCHITECTURES`. Paths are relative to one block of the block list.
 Each sub-layer names its output projection (wrapped by the adapter slot) and the module whose input
 is the sub-layer's input (read by parallel adapters).
 """
@@ -28,7 +28,9 @@ class Stack:
 
 
 @dataclass(frozen=True)
-class Placement:
+class Architecture:
+    """Where adapters go in one architecture: its block lists and, in each block, its sub-layers."""
+
     family: str  # "encoder" | "decoder" | "encoder-decoder"
     stacks: tuple[Stack, ...]
 
@@ -51,13 +53,13 @@ def _stack(layers: str, attn: tuple[str, str], ffn: tuple[str, str]) -> Stack:
     return Stack(layers, {"attn": SubLayer(*attn), "ffn": SubLayer(*ffn)})
 
 
-_BERT = Placement(
+_BERT = Architecture(
     "encoder",
     (_stack("encoder.layer", ("attention.output.dense", "attention.self"), ("output.dense", "intermediate")),),
 )
-_LLAMA = Placement("decoder", (_stack("layers", ("self_attn.o_proj", "self_attn"), ("mlp.down_proj", "mlp")),))
+_LLAMA = Architecture("decoder", (_stack("layers", ("self_attn.o_proj", "self_attn"), ("mlp.down_proj", "mlp")),))
 _T5_ATTN = SubLayer("layer.0.SelfAttention.o", "layer.0.SelfAttention")
-_T5 = Placement(
+_T5 = Architecture(
     "encoder-decoder",
     (
         Stack(
@@ -74,26 +76,26 @@ _T5 = Placement(
     ),
 )
 
-PLACEMENTS: dict[str, Placement] = {
+ARCHITECTURES: dict[str, Architecture] = {
     **dict.fromkeys(
         ["bert", "roberta", "xlm-roberta", "electra", "camembert", "deberta", "deberta-v2", "data2vec-text"], _BERT
     ),
-    "mpnet": Placement(
+    "mpnet": Architecture(
         "encoder", (_stack("encoder.layer", ("attention.attn.o", "attention.attn"), ("output.dense", "intermediate")),)
     ),
-    "distilbert": Placement(
+    "distilbert": Architecture(
         "encoder", (_stack("transformer.layer", ("attention.out_lin", "attention"), ("ffn.lin2", "ffn")),)
     ),
     **dict.fromkeys(
         ["llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text", "olmo", "olmo2", "smollm3", "granite"],
         _LLAMA,
     ),
-    "gpt2": Placement("decoder", (_stack("h", ("attn.c_proj", "attn"), ("mlp.c_proj", "mlp")),)),
-    "gpt_neox": Placement(
+    "gpt2": Architecture("decoder", (_stack("h", ("attn.c_proj", "attn"), ("mlp.c_proj", "mlp")),)),
+    "gpt_neox": Architecture(
         "decoder", (_stack("layers", ("attention.dense", "attention"), ("mlp.dense_4h_to_h", "mlp")),)
     ),
-    "phi": Placement("decoder", (_stack("layers", ("self_attn.dense", "self_attn"), ("mlp.fc2", "mlp")),)),
-    "opt": Placement("decoder", (_stack("decoder.layers", ("self_attn.out_proj", "self_attn"), ("fc2", "fc1")),)),
+    "phi": Architecture("decoder", (_stack("layers", ("self_attn.dense", "self_attn"), ("mlp.fc2", "mlp")),)),
+    "opt": Architecture("decoder", (_stack("decoder.layers", ("self_attn.out_proj", "self_attn"), ("fc2", "fc1")),)),
     **dict.fromkeys(["t5", "mt5"], _T5),
 }
 
@@ -130,7 +132,7 @@ def out_features(module: nn.Module) -> int | None:
 
 def model_family(model: nn.Module) -> str:
     config = model.config
-    row = PLACEMENTS.get(config.model_type)
+    row = ARCHITECTURES.get(config.model_type)
     if row is not None:
         return row.family
     if getattr(config, "is_encoder_decoder", False):
@@ -149,7 +151,7 @@ def resolve_targets(model: nn.Module, config: AdapterConfig) -> list[Target]:
                 {k: SubLayer(tm[k], tm.get(f"{k}_input") or _parent(tm[k])) for k in ("attn", "ffn") if k in tm},
             ),
         )
-    elif config_type := PLACEMENTS.get(model.config.model_type):
+    elif config_type := ARCHITECTURES.get(model.config.model_type):
         stacks = config_type.stacks
     else:
         stacks = (_discover(model),)

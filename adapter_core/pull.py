@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePath
 from typing import Any
 
+from .config import AdapterConfig
 from .errors import AdapterError
 from .schema import (
     CARD_FILE,
@@ -184,8 +185,6 @@ def check_adapter_folder(folder: Path, limits: Any = None, label: str | None = N
             raise AdapterError(f"{label} is not an adapter: {name} is missing.")
     meta = read_meta_file(folder / CONFIG_FILE, source=f"{label}/{CONFIG_FILE}")
     if limits is not None:
-        from .config import AdapterConfig
-
         r = AdapterConfig.from_dict(meta["config"]).bottleneck_for(meta["base"]["hidden_size"])
         if r > limits.max_bottleneck:
             raise AdapterError(

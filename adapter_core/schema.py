@@ -15,10 +15,9 @@ import struct
 from pathlib import Path
 from typing import Any
 
-from .config import AdapterConfig
+from .config import TASKS, AdapterConfig
 from .errors import AdapterError
 from .heads import POOLINGS, head_shapes
-from .inject import TASKS
 
 CONFIG_FILE = "adapter_config.json"
 WEIGHTS_FILE = "adapter_model.safetensors"
@@ -162,6 +161,19 @@ def read_config_json(path: Path, source: str) -> Any:
         return json.loads(data.decode("utf-8"))
     except (ValueError, RecursionError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise AdapterError(f"{source} is not valid JSON ({type(e).__name__}: {str(e)[:120]}).") from None
+
+
+def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """The objects of a JSON-lines file (a training curve), in order; a truncated or garbled line is skipped."""
+    points = []
+    for line in Path(path).read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            point = json.loads(line) if line.strip() else None
+        except ValueError:
+            continue
+        if isinstance(point, dict):
+            points.append(point)
+    return points
 
 
 # Checking the weights -------------------------------------------------------------------------------

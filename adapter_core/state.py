@@ -11,7 +11,6 @@ from torch import nn
 
 if TYPE_CHECKING:
     from .config import AdapterConfig
-    from .layers import AdapterSlot
 
 _ATTR = "_adapter_core_state"
 _keys = itertools.count(1)
@@ -34,7 +33,7 @@ class AdapterState:
     family: str
     base_name: str | None = None
     records: dict[str, AdapterRecord] = field(default_factory=dict)
-    slots: dict[str, AdapterSlot] = field(default_factory=dict)
+    slots: dict[str, nn.Module] = field(default_factory=dict)  # key -> the `layers.AdapterSlot` wrapping it
     hooks: dict[str, object] = field(default_factory=dict)
     lock: threading.RLock = field(default_factory=threading.RLock)
 

@@ -1,5 +1,5 @@
 """The studio's HTTP API: the same OpenAI-compatible routes as `python -m adapter_core serve`, over the
-studio's own hub (its library, resident bases and batches), mounted at /v1.
+studio's own dispatcher (its library, resident bases and batches), mounted at /v1.
 
 Local mode: one trusted user; a key is needed only when ADAPTER_STUDIO_API_KEY is set. Public mode:
 each visitor calls with their personal key (shown in the Use tab) and reaches only their own adapters
@@ -12,8 +12,7 @@ import os
 
 from fastapi import FastAPI
 
-from adapter_core.serve.api import create_app, static_key
-from adapter_core.serve.errors import Unauthorized
+from adapter_core.serve import Unauthorized, create_app, static_key
 
 from .keys import owner_of, personal_key, studio_secret
 from .service import Studio
@@ -23,7 +22,7 @@ KEY_ENV = "ADAPTER_STUDIO_API_KEY"
 
 def api_app(studio: Studio) -> FastAPI:
     if not studio.policy.public:
-        return create_app(studio.hub, static_key(os.environ.get(KEY_ENV)))
+        return create_app(studio.dispatcher, static_key(os.environ.get(KEY_ENV)))
     secret = studio_secret(studio.home)
 
     def authorize(token: str | None) -> str:
@@ -34,7 +33,7 @@ def api_app(studio: Studio) -> FastAPI:
             )
         return owner
 
-    return create_app(studio.hub, authorize)
+    return create_app(studio.dispatcher, authorize)
 
 
 def key_for(studio: Studio, owner: str | None) -> str | None:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from adapter_core import Base
-from adapter_core.catalog import CATALOG, position_limit
+from adapter_core import CATALOG, Base, position_limit
 
 
 @dataclass

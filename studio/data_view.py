@@ -9,8 +9,16 @@ from pathlib import Path
 from typing import Any
 
 from adapter_core import CATALOG, AdapterError
-from adapter_core.engine.batches import tokenize
-from adapter_core.engine.data import OPTIONAL, REQUIRED, describe_lengths, detect_columns, read_table, validate
+from adapter_core.engine import (
+    OPTIONAL,
+    REQUIRED,
+    describe_lengths,
+    detect_columns,
+    read_table,
+    token_view,
+    tokenize,
+    validate,
+)
 
 from . import charts
 from .sample_files import SAMPLES, SAMPLES_DIR
@@ -80,7 +88,7 @@ def inspect_data(
     }
 
 
-# The token view's categories (adapter_core.engine.token_view) in plain words, and their colours.
+# The token view's categories (adapter_core.engine.token_roles) in plain words, and their colours.
 TOKEN_LEGEND = {
     "template": "chat template (the model reads it)",
     "prompt": "what the model reads",
@@ -99,8 +107,6 @@ MAX_CUT_SHOWN = 200  # tokens of a long example's cut tail shown one by one; the
 def token_example(frame, tokenizer, max_length: int, row: int = 0) -> list[tuple[str, str]]:
     """Row `row` of validated instruction data as training sees it, token by token: (text, what it is)
     for `gr.HighlightedText`. The categories come from the training code's own example builder."""
-    from adapter_core.engine.token_view import token_view
-
     if not len(frame):
         return []
     example = frame.iloc[min(max(int(row), 0), len(frame) - 1)]

@@ -13,7 +13,7 @@ from dataclasses import replace
 from typing import Any
 
 from adapter_core import AdapterError
-from adapter_core.engine.memory_fit import check_fit, estimate_memory, gib
+from adapter_core.engine import check_fit, estimate_memory, gib
 
 from .hardware import hardware
 from .service import Studio

@@ -8,6 +8,7 @@ upload them. A caller edits only its own adapters; `owner=None` (local mode) edi
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -17,12 +18,19 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from adapter_core.atomic import replace_dir, write_json_atomic
-from adapter_core.errors import AdapterError
-from adapter_core.io import CONFIG_FILE, WEIGHTS_FILE, read_adapter_config
-from adapter_core.library import CURVE_FILE, OWNER_FILE, Entry, log
-from adapter_core.library import Library as FolderLibrary
-from adapter_core.paths import studio_home
+from adapter_core import (
+    CONFIG_FILE,
+    CURVE_FILE,
+    OWNER_FILE,
+    WEIGHTS_FILE,
+    AdapterError,
+    Entry,
+    read_adapter_config,
+    replace_dir,
+    studio_home,
+    write_json_atomic,
+)
+from adapter_core import Library as FolderLibrary
 
 from .uploads import (
     ALLOWED_UPLOADS,
@@ -32,6 +40,8 @@ from .uploads import (
     safe_name,
     stage_upload,
 )
+
+log = logging.getLogger("adapter_core")  # the library's own logger: one place to look
 
 __all__ = ["ALLOWED_UPLOADS", "CURVE_FILE", "OWNER_FILE", "Entry", "Library", "check_name", "safe_name"]
 

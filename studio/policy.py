@@ -12,9 +12,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from adapter_core.catalog import CATALOG
-from adapter_core.errors import AdapterError
-from adapter_core.serve.dispatcher import Limits
+from adapter_core import CATALOG, AdapterError
+from adapter_core.serve import Limits
 
 
 def _env_flag(name: str) -> bool:

@@ -6,25 +6,36 @@ Kept apart from the service so each quota reads as one rule with one message.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
-from adapter_core.engine.config import training_settings
-from adapter_core.engine.data import load_data
-from adapter_core.engine.runs import ACTIVE
-from adapter_core.errors import AdapterError
+from adapter_core import AdapterError
+from adapter_core.engine import ACTIVE, load_data, training_settings
 
 from .hardware import hardware
-from .library import check_name
+from .library import Library, check_name
+from .policy import Policy
 from .settings import config_value
 
 if TYPE_CHECKING:
-    from adapter_core.engine.train import TrainConfig
+    from adapter_core.engine import JobManager, TrainConfig
 
-    from .policy import Policy
-    from .service import Studio
+    from .bases import ModelInfo
 
 
-def check_submit(studio: Studio, config: TrainConfig, owner: str | None) -> list[str]:
+class Service(Protocol):
+    """What these checks read of the service (`service.Studio`, which calls them), declared here so that
+    the two modules do not import each other."""
+
+    policy: Policy
+    library: Library
+    jobs: JobManager
+
+    def model_info(self, name: str) -> ModelInfo: ...
+
+    def data_file(self, path: str | Path | None) -> Path: ...
+
+
+def check_submit(studio: Service, config: TrainConfig, owner: str | None) -> list[str]:
     """Refuse what the policy forbids, clamp what it bounds, and return notes on what was clamped."""
     notes = check_config(studio, config)
     _check_data(studio, config)
@@ -32,7 +43,7 @@ def check_submit(studio: Studio, config: TrainConfig, owner: str | None) -> list
     return notes
 
 
-def check_resume(studio: Studio, config: TrainConfig, owner: str | None) -> None:
+def check_resume(studio: Service, config: TrainConfig, owner: str | None) -> None:
     """A resumed run meets a new run's checks: the settings it was saved with against today's policy,
     its data file still on the server, and room in the owner's share."""
     check_config(studio, config)
@@ -45,7 +56,7 @@ def check_resume(studio: Studio, config: TrainConfig, owner: str | None) -> None
     _check_shares(studio, owner)
 
 
-def check_sweep(studio: Studio, configs: list[TrainConfig], owner: str | None) -> list[str]:
+def check_sweep(studio: Service, configs: list[TrainConfig], owner: str | None) -> list[str]:
     """A sweep is a few ordinary runs on one file, queued together. It counts as one run against the
     owner's run limit (its runs train one after another anyway) and as one adapter against their library
     (only the best is published), but each of its runs takes a place in the studio's queue; in public
@@ -79,7 +90,7 @@ def check_sweep_size(policy: Policy, runs: int, grid: str = "") -> None:
         )
 
 
-def check_config(studio: Studio, config: TrainConfig) -> list[str]:
+def check_config(studio: Service, config: TrainConfig) -> list[str]:
     """One run's settings against the policy: refused, or clamped with a note."""
     policy = studio.policy
     config.check()  # types and ranges first, so the messages below compare numbers
@@ -96,7 +107,7 @@ def check_config(studio: Studio, config: TrainConfig) -> list[str]:
     return notes
 
 
-def _check_limits(studio: Studio, config: TrainConfig) -> None:
+def _check_limits(studio: Service, config: TrainConfig) -> None:
     """The bounds a setting's declaration puts on it in this studio: a Policy limit it may not exceed (the
     bottleneck's as the width it gives on this base), and the choices a public studio offers."""
     policy = studio.policy
@@ -117,7 +128,7 @@ def _shown(number: float) -> str:
     return f"{number:g}" if isinstance(number, float) else str(number)
 
 
-def _check_data(studio: Studio, config: TrainConfig) -> None:
+def _check_data(studio: Service, config: TrainConfig) -> None:
     data = load_data(config.data, config.task, config.columns)  # data errors now, not in the queue
     if len(data.labels or []) > studio.policy.max_labels:
         raise AdapterError(
@@ -125,7 +136,7 @@ def _check_data(studio: Studio, config: TrainConfig) -> None:
         )
 
 
-def _clamp_length(studio: Studio, config: TrainConfig) -> list[str]:
+def _clamp_length(studio: Service, config: TrainConfig) -> list[str]:
     info = studio.model_info(config.base)  # also checks the model is allowed
     limit = min(policy_max := studio.policy.max_length, info.max_positions or policy_max)
     if config.max_length <= limit:
@@ -134,7 +145,7 @@ def _clamp_length(studio: Studio, config: TrainConfig) -> list[str]:
     return [f"Max length {asked} is more than {info.name} can take; training uses {limit}."]
 
 
-def _check_shares(studio: Studio, owner: str | None, runs: int = 1, sweep: bool = False) -> None:
+def _check_shares(studio: Service, owner: str | None, runs: int = 1, sweep: bool = False) -> None:
     """Room in the studio's queue for `runs` more runs, and in `owner`'s share for one more (a sweep
     counts as one, and an owner runs one sweep at a time)."""
     policy, jobs = studio.policy, studio.jobs
@@ -161,7 +172,7 @@ def _check_shares(studio: Studio, owner: str | None, runs: int = 1, sweep: bool 
     check_library_room(studio, owner)
 
 
-def owner_slots(studio: Studio, owner: str) -> tuple[int, int]:
+def owner_slots(studio: Service, owner: str) -> tuple[int, int]:
     """(runs counted against `owner`'s limit, sweeps among them): each active run alone, each active
     sweep once however many of its runs wait."""
     active = [j for j in studio.jobs.jobs(owner=owner) if j.status in ACTIVE]
@@ -169,7 +180,7 @@ def owner_slots(studio: Studio, owner: str) -> tuple[int, int]:
     return sum(1 for j in active if not getattr(j, "group", None)) + len(groups), len(groups)
 
 
-def check_library_room(studio: Studio, owner: str, incoming: int = 1, adapters: int = 1) -> None:
+def check_library_room(studio: Service, owner: str, incoming: int = 1, adapters: int = 1) -> None:
     """Room in `owner`'s library for `adapters` more (a run in progress counts as one) of `incoming`
     bytes in all: an upload's size, or at least one byte for a run whose adapter does not exist yet."""
     policy = studio.policy

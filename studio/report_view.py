@@ -12,8 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from adapter_core.engine.report import REPORT_FILE, correct
-from adapter_core.engine.runs import Run
+from adapter_core.engine import REPORT_FILE, Run, correct
 
 from . import charts
 

@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 
 from adapter_core import AdapterError
-from adapter_core.engine.runs import Run
+from adapter_core.engine import Run
 
 from . import charts
 from .service import Studio

@@ -20,21 +20,19 @@ from collections.abc import Callable
 from pathlib import Path
 
 from adapter_core import (
+    TASK_ADAPTER,
     AdapterConfig,
     AdapterError,
     Base,
     Prediction,
+    Route,
     classify,
     count_adapter_params,
+    saved_threshold,
+    studio_home,
 )
-from adapter_core.engine.evaluation import evaluate_file
-from adapter_core.engine.jobs import Job, JobManager
-from adapter_core.engine.runs import RunStore
-from adapter_core.inject import TASK_ADAPTER
-from adapter_core.paths import studio_home
-from adapter_core.routing import Route, saved_threshold
-from adapter_core.serve.dispatcher import FALLBACK, Hub, Stream
-from adapter_core.serve.pool import ModelPool, model_bytes
+from adapter_core.engine import Job, JobManager, RunStore, evaluate_file
+from adapter_core.serve import FALLBACK, Dispatcher, ModelPool, Stream, model_bytes
 
 from .bases import ModelInfo, model_info
 from .library import Entry, Library
@@ -58,8 +56,8 @@ class Studio:
         self.jobs = JobManager(RunStore(self.home), on_finish=self._publish)
         self.upload_roots: list[Path] = []  # where the web front end keeps visitors' uploads
         self.bases = ModelPool(self.policy.check_model, self.policy.model_budget_bytes)
-        # The hub serves the Use and Compare tabs and the HTTP API alike: one batch per base for all.
-        self.hub = Hub(
+        # The dispatcher serves the Use and Compare tabs and the HTTP API alike: one batch per base for all.
+        self.dispatcher = Dispatcher(
             self.library,
             self.bases,
             self.policy.serve_limits(),
@@ -153,10 +151,12 @@ class Studio:
         messages = [self.policy.check_prompt(m) for m in messages]
         owner = self.owner(owner)
         if None in adapters:
-            self.base(base_name)  # the policy's check, and resident for the hub
+            self.base(base_name)  # the policy's check, and resident for the dispatcher
         models = [a or base_name for a in adapters]
         conversations = [[{"role": "user", "content": m}] for m in messages]
-        return [s.text() for s in self.hub.chat_many(models, conversations, owner=owner, max_tokens=max_new_tokens)]
+        return [
+            s.text() for s in self.dispatcher.chat_many(models, conversations, owner=owner, max_tokens=max_new_tokens)
+        ]
 
     def _per_base(
         self, names: list, inputs: list, task: str, run: Callable, base_name: str = "", owner: str | None = None
@@ -189,7 +189,7 @@ class Studio:
         if not adapter:
             self.base(base_name)
         messages = [{"role": "user", "content": message}]
-        return self.hub.chat(adapter or base_name, messages, owner=owner, max_tokens=max_new_tokens, cancel=stop)
+        return self.dispatcher.chat(adapter or base_name, messages, owner=owner, max_tokens=max_new_tokens, cancel=stop)
 
     def route(
         self, router: str, messages: list[str], owner: str | None = None, threshold: float | None = None
@@ -201,7 +201,7 @@ class Studio:
                 f"Route at most {self.policy.max_route_messages} messages at a time; got {len(messages)}."
             )
         messages = [self.policy.check_prompt(m) for m in messages]
-        return self.hub.route(messages, self.owner(owner), router, threshold)[0]
+        return self.dispatcher.route(messages, self.owner(owner), router, threshold)[0]
 
     def router_threshold(self, router: str, owner: str | None = None) -> float | None:
         """The out-of-scope threshold calibrated when `router` was trained, if any."""
@@ -209,7 +209,7 @@ class Studio:
 
     def fallback_base(self, owner: str | None = None) -> str:
         """The bare base model that answers what no department covers."""
-        return self.hub.fallback_model(self.owner(owner))
+        return self.dispatcher.fallback_model(self.owner(owner))
 
     def route_and_answer(
         self,

@@ -14,11 +14,10 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from adapter_core import AdapterConfig, AdapterError
-from adapter_core.engine.config import TrainConfig, training_settings
-from adapter_core.engine.plan import DEFAULT_PRESET as ENGINE_DEFAULT
-from adapter_core.engine.plan import PRESETS as ENGINE_PRESETS
-from adapter_core.settings import Setting
+from adapter_core import AdapterConfig, AdapterError, Setting
+from adapter_core.engine import DEFAULT_PRESET as ENGINE_DEFAULT
+from adapter_core.engine import PRESETS as ENGINE_PRESETS
+from adapter_core.engine import TrainConfig, training_settings
 
 AUTO = "auto"  # the form's own toggle: size the run from the data (the settings declared auto="plan")
 CONTINUE = "continue_from"  # names an adapter of the caller's library; the service turns it into init_from

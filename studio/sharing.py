@@ -9,14 +9,10 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from adapter_core import AdapterError
-from adapter_core.io import CONFIG_FILE, WEIGHTS_FILE
-from adapter_core.pull import adapter_folders, pull_named
-from adapter_core.share.adapterhub import export_problems
-from adapter_core.share.card import folder_card
-from adapter_core.share.interop import export_adapterhub as write_adapterhub
-from adapter_core.share.pack import pack as write_pack
-from adapter_core.share.push import push_adapter
+from adapter_core import CONFIG_FILE, WEIGHTS_FILE, AdapterError
+from adapter_core.share import adapter_folders, export_problems, folder_card, pull_named, push_adapter
+from adapter_core.share import export_adapterhub as write_adapterhub
+from adapter_core.share import pack as write_pack
 
 from .library import Entry, safe_name
 from .quotas import check_library_room

@@ -19,14 +19,8 @@ from typing import Any
 
 import pandas as pd
 
-from adapter_core import AdapterError
-from adapter_core.config import PLACEMENTS
-from adapter_core.engine.metrics import rank_key
-from adapter_core.engine.plan import task_lr
-from adapter_core.engine.runs import ACTIVE
-from adapter_core.engine.sweep import sweep_configs
-from adapter_core.engine.train import TrainConfig
-from adapter_core.settings import Setting
+from adapter_core import PLACEMENTS, AdapterError, Setting
+from adapter_core.engine import ACTIVE, TrainConfig, rank_key, sweep_configs, task_lr
 
 from .library import MAX_NAME, check_name, safe_name
 from .quotas import check_sweep_size

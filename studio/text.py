@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from adapter_core.share.card import md  # one escaping for the studio and the model cards
+from adapter_core.share import md  # one escaping for the studio and the model cards
 
 __all__ = ["md", "redact"]
 

@@ -11,10 +11,9 @@ import time
 from typing import Any
 
 from adapter_core import AdapterError
-from adapter_core.engine.plan import DEFAULT_PRESET as ENGINE_DEFAULT
-from adapter_core.engine.plan import PRESETS as ENGINE_PRESETS
-from adapter_core.engine.plan import plan_training
-from adapter_core.engine.train import TrainConfig
+from adapter_core.engine import DEFAULT_PRESET as ENGINE_DEFAULT
+from adapter_core.engine import PRESETS as ENGINE_PRESETS
+from adapter_core.engine import TrainConfig, plan_training
 
 from . import charts
 from .fit_view import fit_before_start, fit_line

@@ -17,17 +17,17 @@ import zlib
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from adapter_core.config import AdapterConfig
-from adapter_core.errors import AdapterError
-from adapter_core.io import (
+from adapter_core import (
     CONFIG_FILE,
     MAX_CONFIG_BYTES,
     WEIGHTS_FILE,
+    AdapterConfig,
+    AdapterError,
+    check_weights_match,
     path_tail,
     read_meta_file,
     read_safetensors_header,
 )
-from adapter_core.schema import check_weights_match
 
 ALLOWED_UPLOADS = {".json", ".safetensors", ".zip"}
 CHUNK = 2**20

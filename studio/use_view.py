@@ -6,8 +6,7 @@ import os
 
 import pandas as pd
 
-from adapter_core import AdapterError
-from adapter_core.routing import Route
+from adapter_core import AdapterError, Route
 
 from .api import KEY_ENV, key_for
 from .service import Studio

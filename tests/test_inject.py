@@ -8,7 +8,7 @@ import transformers
 from helpers import run, tiny_model
 
 from adapter_core import (
-    PLACEMENTS,
+    ARCHITECTURES,
     AdapterConfig,
     AdapterError,
     adapter_parameters,
@@ -60,7 +60,7 @@ def randomize(model, name, seed=0):
 
 
 def test_table_covers_the_required_architectures():
-    assert set(REQUIRED) <= set(PLACEMENTS)
+    assert set(REQUIRED) <= set(ARCHITECTURES)
 
 
 @pytest.mark.parametrize("model_type", REQUIRED)
@@ -79,7 +79,7 @@ def test_identity_at_init_then_adapter_changes_output(model_type, placement, ids
         assert (trained - base).abs().max().item() > 1e-3
         assert torch.equal(run(model, ids), base)  # no selection: the pure base model
     wrapped = [m for m in model.modules() if isinstance(m, AdapterSlot)]
-    per_layer = 1 if placement == "pfeiffer" else len(PLACEMENTS[model_type].stacks[-1].sublayers)
+    per_layer = 1 if placement == "pfeiffer" else len(ARCHITECTURES[model_type].stacks[-1].sublayers)
     assert len(wrapped) >= model.config.num_hidden_layers * per_layer
 
 
@@ -382,7 +382,7 @@ def test_accounting_is_the_closed_form():
 
 @pytest.mark.parametrize("model_type", ["bloom", "stablelm"])
 def test_discovery_handles_architectures_outside_the_table(model_type, ids):
-    assert model_type not in PLACEMENTS
+    assert model_type not in ARCHITECTURES
     model = tiny_model(model_type)
     with torch.no_grad():
         base = run(model, ids)

@@ -41,8 +41,8 @@ def server(tmp_path_factory):
     deadline = time.time() + 60
     while not runner.started and time.time() < deadline:
         time.sleep(0.05)
-    hub = app.state.hub
-    yield types.SimpleNamespace(url=f"http://127.0.0.1:{port}", hub=hub, library=studio.library)
+    dispatcher = app.state.dispatcher
+    yield types.SimpleNamespace(url=f"http://127.0.0.1:{port}", dispatcher=dispatcher, library=studio.library)
     runner.should_exit = True
     thread.join(timeout=10)
 
@@ -126,12 +126,12 @@ def test_auto_falls_back_below_the_threshold_to_the_base_or_a_message(client, se
     reply = ask(client, "auto", max_tokens=8, extra_body={"route_threshold": 0.999})
     assert reply.model == BASE and reply.model_extra["route"]["fallback"] is True
     assert "below the out-of-scope threshold" in reply.model_extra["route"]["reason"]
-    server.hub.fallback = "A person from our team will answer you shortly."
+    server.dispatcher.fallback = "A person from our team will answer you shortly."
     try:
         reply = ask(client, "auto", extra_body={"route_threshold": 0.999})
         streamed = list(ask(client, "auto", stream=True, extra_body={"route_threshold": 0.999}))
     finally:
-        server.hub.fallback = None
+        server.dispatcher.fallback = None
     assert reply.model == "fallback" and reply.model_extra["route"]["fallback"] is True
     assert reply.choices[0].message.content == "A person from our team will answer you shortly."
     assert "".join(c.choices[0].delta.content or "" for c in streamed if c.choices) == reply.choices[0].message.content
@@ -182,12 +182,12 @@ def test_the_key_is_required(server):
 
 
 def test_a_full_queue_is_429(client, server):
-    server.hub.limits.max_in_flight_per_owner = 0
+    server.dispatcher.limits.max_in_flight_per_owner = 0
     try:
         with pytest.raises(openai.RateLimitError):
             ask(client)
     finally:
-        server.hub.limits.max_in_flight_per_owner = None
+        server.dispatcher.limits.max_in_flight_per_owner = None
 
 
 def test_eight_concurrent_clients_share_batches_and_get_their_own_answers(client, server):
@@ -199,7 +199,7 @@ def test_eight_concurrent_clients_share_batches_and_get_their_own_answers(client
     t = time.perf_counter()
     alone = [one(q) for q in questions]
     one_at_a_time = time.perf_counter() - t
-    batcher = server.hub.batcher(server.hub.pool.get(BASE))
+    batcher = server.dispatcher.batcher(server.dispatcher.pool.get(BASE))
     before = (batcher.batches, batcher.rows)
     t = time.perf_counter()
     with cf.ThreadPoolExecutor(8) as pool:
@@ -212,7 +212,7 @@ def test_eight_concurrent_clients_share_batches_and_get_their_own_answers(client
 
 
 def test_a_client_that_goes_away_stops_its_row(server):
-    batcher = server.hub.batcher(server.hub.pool.get(BASE))
+    batcher = server.dispatcher.batcher(server.dispatcher.pool.get(BASE))
     before = batcher.cancelled
     body = {"model": "orders", "messages": HELLO, "max_tokens": 400, "temperature": 0, "stream": True}
     with httpx.stream(

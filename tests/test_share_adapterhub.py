@@ -26,7 +26,7 @@ from adapter_core import (
     use_adapter,
 )
 from adapter_core.share import export_adapterhub
-from adapter_core.share.adapterhub import reduction_factor
+from adapter_core.share.adapterhub_export import reduction_factor
 
 # Their BnConfig exactly as adapters 1.3.0 saves DoubleSeqBnConfig(reduction_factor=16) (read from a real save).
 HOULSBY = {

@@ -9,7 +9,7 @@ import re
 from huggingface_hub import ModelCard, metadata_load
 from share_fixtures import tiny_adapter, write_events
 
-import adapter_core.share.card as card
+import adapter_core.card as card
 from adapter_core.io import read_safetensors_header
 from adapter_core.share import public_meta
 

@@ -86,7 +86,7 @@ def test_push_dry_run_lists_the_files_and_prints_the_card(tmp_path, capsys):
 
 def test_export_both_ways_on_minilm(tmp_path, capsys):
     """An AdapterHub folder for the real MiniLM: the CLI predicts with it directly, and converts it."""
-    import adapter_core.share.adapterhub as ah
+    import adapter_core.adapterhub_format as ah
 
     theirs = tmp_path / "theirs"
     write_theirs_minilm(theirs)

@@ -93,7 +93,7 @@ def test_the_studio_s_quotas_hold_on_the_api(served):
     )
     assert r.status_code == 400 and "at most 32 inputs" in r.json()["error"]["message"]
     # A long answer is cut at the studio's 512 new tokens, whatever max_tokens asks for.
-    assert studio.hub.new_tokens(studio.base(BASE), 10, 100_000) == 512
+    assert studio.dispatcher.new_tokens(studio.base(BASE), 10, 100_000) == 512
 
 
 def test_the_api_help_shows_the_visitor_s_own_key_and_no_key_locally(served, tmp_path, monkeypatch):

@@ -6,7 +6,7 @@ import pytest
 
 from adapter_core import load_base
 from adapter_core.engine.batches import IGNORE, response_text, tokenize
-from adapter_core.engine.token_view import CATEGORIES, token_view
+from adapter_core.engine.token_roles import CATEGORIES, token_view
 from adapter_core.inference import format_prompt
 
 INSTRUCTION = "Where is my order #4411? It's late — café ☕"

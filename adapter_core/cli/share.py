@@ -125,7 +125,7 @@ def copy_adapters(folders: list[Path], out: Path) -> None:
 def cmd_export(args: argparse.Namespace) -> int:
     folder, out = adapter_path(args.adapter), Path(args.out)
     if args.format == "adapterhub":
-        from ..share.interop import export_adapterhub
+        from ..share.adapterhub_export import export_adapterhub
 
         export_adapterhub(folder, out, with_head=not args.without_head)
         print(f"wrote {out} in AdapterHub's format: model.load_adapter({str(out)!r}, use_safetensors=True)")
@@ -142,7 +142,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_pack(args: argparse.Namespace) -> int:
-    from ..share.pack import pack
+    from ..share.packs import pack
 
     out = pack(args.router, args.library, args.out, repo_id=args.push, fallback=args.fallback)
     print(f"wrote the pack {out}", file=sys.stderr)

@@ -17,7 +17,7 @@ from typing import Any
 from ..catalog import load_base
 from ..config import AdapterConfig
 from ..errors import AdapterError
-from ..inject import _check_name
+from ..inject import check_adapter_name
 from .config import Event, TrainConfig
 from .metrics import rank_key
 from .train import train
@@ -57,7 +57,7 @@ def sweep_configs(
                 if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
                     raise AdapterError(f"Learning rates must be positive numbers; got {lr!r}.")
                 name = f"{base_config.name}-r{r}-lr{lr_tag(lr)}" + (f"-{placement}" if placement else "")
-                _check_name(name)
+                check_adapter_name(name)
                 adapter = _grid_adapter(base_config.adapter, r, placement)
                 config = replace(
                     base_config, name=name, adapter=adapter, lr=float(lr), early_stopping_patience=patience

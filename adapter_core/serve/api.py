@@ -1,9 +1,9 @@
-"""The OpenAI-compatible HTTP API over a `Hub`: `/models`, `/chat/completions` (plain and streamed)
+"""The OpenAI-compatible HTTP API over a `Dispatcher`: `/models`, `/chat/completions` (plain and streamed)
 and `/classify`, with OpenAI's error JSON. `create_app` builds it; `python -m adapter_core serve` and
 the studio both mount it under `/v1`.
 
 Every request first meets `authorize`, which maps its bearer key to the caller's owner id (or refuses
-it), so a hub with owners serves each caller only their own adapters.
+it), so a server with owners serves each caller only their own adapters.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from starlette.exceptions import HTTPException
 
 from ..errors import AdapterError
 from ..routing import saved_threshold
-from .dispatcher import Answer, Hub, Limits
+from .dispatcher import Answer, Dispatcher, Limits
 from .errors import Busy, NotFound, ServeError, Unauthorized
 from .schemas import ChatRequest, ClassifyRequest
 
@@ -50,7 +50,7 @@ def error_body(message: str, kind: str = "invalid_request_error", code: str | No
     return {"error": {"message": message, "type": kind, "param": param, "code": code}}
 
 
-def create_app(hub: Hub, authorize: Authorize | None = None) -> FastAPI:
+def create_app(dispatcher: Dispatcher, authorize: Authorize | None = None) -> FastAPI:
     authorize = authorize or static_key(None)
     app = FastAPI(title="Adapter Studio API", docs_url="/docs", redoc_url=None, openapi_url="/openapi.json")
     _errors(app)
@@ -62,7 +62,7 @@ def create_app(hub: Hub, authorize: Authorize | None = None) -> FastAPI:
 
     @app.get("/models")
     async def models(owner: str | None = Depends(caller)) -> dict:
-        listed = await run_in_threadpool(hub.models, owner)
+        listed = await run_in_threadpool(dispatcher.models, owner)
         return {
             "object": "list",
             "data": [{"object": "model", "owned_by": "adapter-studio", **m} for m in listed],
@@ -70,7 +70,7 @@ def create_app(hub: Hub, authorize: Authorize | None = None) -> FastAPI:
 
     @app.post("/classify")
     async def classify(body: ClassifyRequest, owner: str | None = Depends(caller)) -> dict:
-        predictions, entry = await run_in_threadpool(hub.classify, body.model, body.texts(), owner)
+        predictions, entry = await run_in_threadpool(dispatcher.classify, body.model, body.texts(), owner)
         threshold = body.threshold if body.threshold is not None else saved_threshold(entry.meta)
         data = [
             {
@@ -85,7 +85,7 @@ def create_app(hub: Hub, authorize: Authorize | None = None) -> FastAPI:
         ]
         return {"object": "list", "model": entry.name, "threshold": threshold, "data": data}
 
-    in_flight = InFlight(hub.limits)
+    in_flight = InFlight(dispatcher.limits)
 
     @app.post("/chat/completions")
     async def chat(body: ChatRequest, request: Request, owner: str | None = Depends(caller)):
@@ -101,7 +101,7 @@ def create_app(hub: Hub, authorize: Authorize | None = None) -> FastAPI:
         try:
             answer = await run_in_threadpool(
                 partial(
-                    hub.start_chat,
+                    dispatcher.start_chat,
                     body.model,
                     [m.as_dict() for m in body.messages],
                     lambda text: put(("text", text)),

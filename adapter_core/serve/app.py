@@ -10,7 +10,7 @@ from ..errors import AdapterError
 from ..library import Library
 from ..pull import HUB_PREFIX, pulled_library
 from .api import create_app, static_key
-from .dispatcher import Hub, Limits
+from .dispatcher import Dispatcher, Limits
 from .pool import ModelPool
 
 
@@ -30,17 +30,19 @@ def build_server(
         raise AdapterError(f"The library {folder.name!r} is not a folder. Point --library at a folder of adapters.")
     if max_batch < 1 or window_s < 0:
         raise AdapterError("--max-batch must be 1 or more and --batch-window-ms 0 or more.")
-    hub = Hub(Library(folder), ModelPool(), Limits(max_batch=max_batch, window_s=window_s), router, fallback)
+    dispatcher = Dispatcher(
+        Library(folder), ModelPool(), Limits(max_batch=max_batch, window_s=window_s), router, fallback
+    )
     if router:
-        entry = hub.entry(router, None)
+        entry = dispatcher.entry(router, None)
         if entry.task != "classification":
             raise AdapterError(f"The router {router!r} is an instruction adapter; --router needs a classification one.")
     root = FastAPI(title="Adapter Studio server", docs_url=None, redoc_url=None, openapi_url=None)
-    root.state.hub = hub
-    root.mount("/v1", create_app(hub, static_key(api_key)))
+    root.state.dispatcher = dispatcher
+    root.mount("/v1", create_app(dispatcher, static_key(api_key)))
 
     @root.get("/health")
     async def health() -> dict:
-        return {"status": "ok", "adapters": len(hub.library.names())}
+        return {"status": "ok", "adapters": len(dispatcher.library.names())}
 
     return root

@@ -1,8 +1,8 @@
-"""The hub: a library of adapters served from resident bases, with a router in front.
+"""The dispatcher: a library of adapters served from resident bases, with a router in front.
 
-One `Hub` answers every serving question the same way for the HTTP API and the studio: which models a
-caller may use, which base and adapter a model name means, where the router sends a message, and how a
-chat joins its base's batch. It holds no state between requests beyond what is loaded in memory; the
+One `Dispatcher` answers every serving question the same way for the HTTP API and the studio: which
+models a caller may use, which base and adapter a model name means, where the router sends a message,
+and how a chat joins its base's batch. It holds no state between requests beyond what is loaded in memory; the
 library folder is read on every call, so replicas sharing one folder agree.
 """
 
@@ -14,10 +14,10 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from ..catalog import Base, position_limit
+from ..config import TASK_ADAPTER
 from ..errors import AdapterError
 from ..generation import Row
 from ..inference import Prediction, classify, format_chat, prompt_ids
-from ..inject import TASK_ADAPTER
 from ..library import Entry, Library
 from ..routing import Route, decide, department_routes, saved_threshold
 from .batcher import Batcher
@@ -54,7 +54,7 @@ class Answer:
     router: str | None = None
 
 
-class Hub:
+class Dispatcher:
     def __init__(
         self,
         library: Library,
@@ -127,7 +127,7 @@ class Hub:
         threshold: float | None = None,
         routes: dict[str, str] | None = None,
     ) -> tuple[list[Route], str]:
-        """Where each text goes, and the router that decided: the request's, else the hub's."""
+        """Where each text goes, and the router that decided: the request's, else the server's."""
         router = router or self.router
         if not router:
             raise AdapterError(f'model={AUTO!r} needs a router: start the server with --router NAME, or pass "router".')

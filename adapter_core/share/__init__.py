@@ -6,26 +6,35 @@
     export_adapterhub("adapters/routing", "routing-adapterhub")
     pack("router", "~/.adapter_studio/adapters", "hub-pack")
 
-`load_adapter(model, "hf://owner/repo")` and `load_adapter(model, <AdapterHub folder>)` work too.
+`load_adapter(model, "hf://owner/repo")` and `load_adapter(model, <AdapterHub folder>)` work too: reading
+a pulled or AdapterHub folder, and the card every saved adapter gets, belong to the format layer below
+(`adapter_core.pull`, `adapter_core.adapterhub_read`, `adapter_core.card`); this face gives them to the
+layers above with the writing side (push, pack, export).
 """
 
-from ..pull import HubRef, parse_ref, pull
-from .adapterhub import export_problems, is_adapterhub_dir
-from .card import model_card, public_meta, write_card
-from .interop import export_adapterhub, read_adapterhub
-from .pack import pack
-from .push import push_adapter, push_files, push_operations
+from ..adapterhub_format import export_problems, is_adapterhub_dir
+from ..adapterhub_read import read_adapterhub
+from ..card import model_card, write_card
+from ..public import md, public_meta
+from ..pull import HubRef, adapter_folders, parse_ref, pull, pull_named
+from .adapterhub_export import export_adapterhub
+from .packs import pack
+from .push import folder_card, push_adapter, push_files, push_operations
 
 __all__ = [
     "HubRef",
+    "adapter_folders",
     "export_adapterhub",
     "export_problems",
+    "folder_card",
     "is_adapterhub_dir",
+    "md",
     "model_card",
     "pack",
     "parse_ref",
     "public_meta",
     "pull",
+    "pull_named",
     "push_adapter",
     "push_files",
     "push_operations",

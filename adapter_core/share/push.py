@@ -2,7 +2,8 @@
 
 `push_operations` builds the commit from the folder without any network: the adapter's config made fit
 to publish (no owner, no server path, no data file name), its weights, a fresh model card written for
-the repo it goes to, and the curve picture. `push_adapter` creates the repo if needed and sends it.
+the repo it goes to, and the curve picture. `push_adapter` creates the repo if needed and sends it;
+`folder_card` previews the card a push would write.
 """
 
 from __future__ import annotations
@@ -13,10 +14,19 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from ..card import curve_png, model_card, parameters, read_curve
 from ..errors import AdapterError
+from ..io import read_adapter_config
+from ..public import public_meta
 from ..pull import adapter_folders, check_adapter_folder, parse_ref
-from ..schema import CONFIG_FILE, WEIGHTS_FILE
-from .card import CARD_FILE, CURVE_PNG, curve_png, model_card, parameters, public_meta, read_curve
+from ..schema import CARD_FILE, CONFIG_FILE, CURVE_PNG, WEIGHTS_FILE
+
+
+def folder_card(folder: str | Path, repo_id: str | None = None, **kwargs: Any) -> str:
+    """The card of an adapter folder as it would be published (a preview: the curve is not drawn)."""
+    folder = Path(folder)
+    meta = public_meta(read_adapter_config(folder))
+    return model_card(meta, read_curve(folder), parameters(folder), repo_id=repo_id, **kwargs)
 
 
 def adapter_files(folder: Path, repo_id: str | None = None, **card: Any) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from typing import Any
 import gradio as gr
 
 from adapter_core import AdapterError
-from adapter_core.engine.config import COLUMN_ROLES
+from adapter_core.engine import COLUMN_ROLES
 
 from ..service import Studio
 from ..text import redact

@@ -14,7 +14,7 @@ from typing import Any
 
 import gradio as gr
 
-from adapter_core.settings import Setting
+from adapter_core import Setting
 
 from ..policy import Policy
 from ..settings import AUTO, choices_for, form_settings, info_for

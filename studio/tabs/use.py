@@ -6,7 +6,7 @@ import threading
 
 import gradio as gr
 
-from adapter_core.inference import REPETITION_WARNING
+from adapter_core import REPETITION_WARNING
 
 from .. import train_view as h
 from .. import use_view as u

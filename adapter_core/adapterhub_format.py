@@ -13,6 +13,10 @@ parallel adapter reads the sub-layer's input, as ours does. Their classification
 token ([CLS]): our pooling `cls`.
 
 Pickles (`pytorch_adapter.bin`, `pytorch_model_head.bin`) are refused, never unpickled: see `PICKLE_HELP`.
+
+This module is the format itself: its file names, where each model type keeps its adapters, and which
+configurations map each way. Reading a folder is `adapterhub_read`; writing one (an export) is
+`adapter_core.share.adapterhub_export`.
 """
 
 from __future__ import annotations
@@ -21,11 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..config import AdapterConfig
-from ..errors import AdapterError
-from ..heads import HEAD_ACTIVATIONS
-from ..placement import PLACEMENTS
-from ..schema import CONFIG_FILE, WEIGHTS_FILE, read_config_json
+from .config import AdapterConfig
+from .errors import AdapterError
+from .heads import HEAD_ACTIVATIONS
+from .placement import ARCHITECTURES
+from .schema import CONFIG_FILE, WEIGHTS_FILE, read_config_json
 
 ADAPTER_WEIGHTS = "adapter.safetensors"
 ADAPTER_PICKLE = "pytorch_adapter.bin"
@@ -40,7 +44,6 @@ PICKLE_HELP = (
     "in AdapterHub: model.save_adapter(folder, name, use_safetensors=True)."
 )
 _ACTIVATIONS_IN = {"gelu_orig": "gelu", "relu": "relu", "tanh": "tanh", "swish": "swish", "silu": "swish"}
-_INITS_OUT = {"normal": "bert", "kaiming": "mam_adapter", "xavier": "bert", "houlsby": "houlsby"}
 _INITS_IN = {"bert": "normal", "mam_adapter": "kaiming", "houlsby": "houlsby"}
 
 
@@ -74,7 +77,7 @@ def layout(model_type: str) -> Layout:
 def their_keys(model_type: str, name: str, layer: int, kind: str) -> dict[str, str]:
     """Our tensor names of one slot (`down.weight`, ...) -> theirs."""
     lay = layout(model_type)
-    stack = PLACEMENTS[model_type].stacks[0].layers
+    stack = ARCHITECTURES[model_type].stacks[0].layers
     module = f"{lay.prefix}.{stack}.{layer}.{getattr(lay, kind)}.adapters.{name}"
     return {
         "down.weight": f"{module}.adapter_down.0.weight",
@@ -140,12 +143,12 @@ def our_config(their: dict[str, Any], model_type: str, bottleneck: int, versione
 
 
 def _one_sublayer(model_type: str, kind: str) -> dict[str, str]:
-    stack = PLACEMENTS[model_type].stacks[0]
+    stack = ARCHITECTURES[model_type].stacks[0]
     sub = stack.sublayers[kind]
     return {"layers": stack.layers, kind: sub.out, f"{kind}_input": sub.inp}
 
 
-# Our configuration -> theirs -----------------------------------------------------------------------
+# Which of our configurations theirs can express --------------------------------------------------------------
 def export_problems(meta: dict[str, Any], with_head: bool = True) -> list[str]:
     """Why an adapter of ours cannot be written in AdapterHub's format (empty: it can)."""
     model_type = meta["base"]["model_type"]
@@ -153,7 +156,7 @@ def export_problems(meta: dict[str, Any], with_head: bool = True) -> list[str]:
         return [f"base model type {model_type!r} (AdapterHub interop covers {', '.join(LAYOUTS)})"]
     config = AdapterConfig.from_dict(meta["config"])
     problems = []
-    if config.target_modules is not None and _sublayers(config, model_type) is None:
+    if config.target_modules is not None and sublayers(config, model_type) is None:
         problems.append("target_modules other than one of the placement's own sub-layers")
     if with_head and meta["task"] == "classification" and meta.get("pooling") != "cls":
         problems.append(
@@ -163,7 +166,7 @@ def export_problems(meta: dict[str, Any], with_head: bool = True) -> list[str]:
     return problems
 
 
-def _sublayers(config: AdapterConfig, model_type: str) -> tuple[bool, bool] | None:
+def sublayers(config: AdapterConfig, model_type: str) -> tuple[bool, bool] | None:
     """(attention, feed-forward) sub-layers that carry the adapter; None when target_modules name others."""
     if config.target_modules is None:
         return ("attn" in config.slots, True)
@@ -174,57 +177,6 @@ def _sublayers(config: AdapterConfig, model_type: str) -> tuple[bool, bool] | No
         if config.placement != "parallel" and config.target_modules == serial:
             return (kind == "attn", kind == "ffn")
     return None
-
-
-def their_config(config: AdapterConfig, model_type: str, hidden: int) -> dict[str, Any]:
-    """Their full BnConfig dict (every field, as their own save writes it) for our config."""
-    mh, out = _sublayers(config, model_type)
-    r = config.bottleneck_for(hidden)
-    return {
-        "adapter_residual_before_ln": False,
-        "cross_adapter": False,
-        "dropout": config.dropout,
-        "factorized_phm_W": True,
-        "factorized_phm_rule": False,
-        "hypercomplex_nonlinearity": "glorot-uniform",
-        "init_weights": _INITS_OUT[config.init],
-        "init_weights_seed": None,
-        "inv_adapter": None,
-        "inv_adapter_reduction_factor": None,
-        "is_parallel": config.placement == "parallel",
-        "learn_phm": True,
-        "leave_out": list(config.leave_out),
-        "ln_after": False,
-        "ln_before": False,
-        "mh_adapter": mh,
-        "non_linearity": config.activation,
-        "original_ln_after": True,
-        "original_ln_before": False,
-        "output_adapter": out,
-        "phm_bias": True,
-        "phm_c_init": "normal",
-        "phm_dim": 4,
-        "phm_init_range": 0.0001,
-        "phm_layer": False,
-        "phm_rank": 1,
-        "reduction_factor": reduction_factor(hidden, r),
-        "residual_before_ln": True,
-        "scaling": float(config.scaling),
-        "shared_W_phm": False,
-        "shared_phm_rule": True,
-        "stochastic_depth": 0.0,
-        "use_gating": False,
-    }
-
-
-def reduction_factor(hidden: int, r: int) -> float:
-    """A factor from which their `int(hidden // factor)` gives back exactly `r`."""
-    factor = hidden / r
-    for _ in range(64):  # float division can land a hair under r: step the factor down until it does not
-        if int(hidden // factor) == r:
-            return factor
-        factor = float.__sub__(factor, factor * 2**-50)
-    raise AdapterError(f"No AdapterHub reduction_factor gives bottleneck {r} on hidden size {hidden}.")
 
 
 # Reading their files -----------------------------------------------------------------------------------

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..catalog import CATALOG
-from .adapterhub import export_problems
-from .card import base_label, md, public_base
+from .adapterhub_format import export_problems
+from .catalog import CATALOG
+from .public import base_label, md, public_base
 
 HERE = "path/to/this/folder"
 

@@ -1,48 +1,38 @@
-"""Import and export of AdapterHub folders: their tensors renamed to ours and back, checked before loading.
+"""Reading a folder in AdapterHub's format: our metadata, and their tensors under our names.
 
 `read_adapterhub` turns their folder into our metadata plus a map from their tensor names to ours, from
 the configs and the safetensors headers alone (no tensor read, nothing allocated); `load_tensors` then
-reads the tensors. `export_adapterhub` writes one of our adapter folders in their format.
+reads the tensors. `load_adapter` and `read_adapter_config` (in `io`) take such a folder through here.
 """
 
 from __future__ import annotations
 
-import json
 import re
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
-from .._version import __version__
-from ..atomic import replace_dir
-from ..config import AdapterConfig
-from ..errors import AdapterError
-from ..heads import head_shapes
-from ..placement import PLACEMENTS
-from ..schema import CONFIG_FILE, WEIGHTS_FILE, check_weights_match, read_safetensors_header, validate_meta
-from .adapterhub import (
+from ._version import __version__
+from .adapterhub_format import (
     ADAPTER_PICKLE,
     ADAPTER_WEIGHTS,
-    FORMAT_VERSION,
     HEAD_CONFIG,
     HEAD_PICKLE,
     HEAD_WEIGHTS,
-    export_problems,
     layout,
     our_config,
     read_json,
-    their_config,
     their_head,
-    their_keys,
     weights_file,
 )
-from .card import public_base, write_card
+from .errors import AdapterError
+from .heads import head_shapes
+from .placement import ARCHITECTURES
+from .schema import CONFIG_FILE, read_safetensors_header, validate_meta
 
 _PARTS = {"adapter_down.0": "down", "adapter_up": "up"}
 
@@ -59,7 +49,7 @@ def read_adapterhub(folder: str | Path, num_layers: int | None = None) -> Import
     folder = Path(folder)
     cfg = read_json(folder / CONFIG_FILE, f"{folder.name}/{CONFIG_FILE}")
     model_type, hidden, name = cfg["model_type"], cfg["hidden_size"], cfg["name"]
-    lay, stack = layout(model_type), PLACEMENTS[model_type].stacks[0].layers
+    lay, stack = layout(model_type), ARCHITECTURES[model_type].stacks[0].layers
     path = weights_file(folder, ADAPTER_WEIGHTS, ADAPTER_PICKLE)
     header = read_safetensors_header(path)
     pattern = re.compile(
@@ -170,78 +160,3 @@ def load_tensors(imported: Imported) -> dict[str, torch.Tensor]:
             raise AdapterError(f"{path.name} is not a readable safetensors file.") from None
         out |= {mapping[k]: v for k, v in tensors.items()}
     return out
-
-
-def export_adapterhub(folder: str | Path, out: str | Path, with_head: bool = True) -> Path:
-    """Write our adapter folder `folder` as an AdapterHub folder `out` (replaced atomically), which
-    `model.load_adapter(out, use_safetensors=True)` loads into an `adapters` model of the same base."""
-    from ..io import read_adapter_config  # io delegates to this package: import late
-
-    folder, out = Path(folder), Path(out)
-    meta = read_adapter_config(folder)
-    check_weights_match(meta, read_safetensors_header(folder / WEIGHTS_FILE))
-    problems = export_problems(meta, with_head)
-    if problems:
-        name = meta.get("name") or folder.name
-        raise AdapterError(f"{name!r} cannot be written in AdapterHub's format: " + "; ".join(problems) + ".")
-    base, name = meta["base"], meta["name"]
-    model_type, hidden = base["model_type"], base["hidden_size"]
-    adapter, head = _their_tensors(load_file(folder / WEIGHTS_FILE), model_type, name)
-    common = {
-        "hidden_size": hidden,
-        "model_class": layout(model_type).model_class,
-        "model_name": public_base(meta),
-        "model_type": model_type,
-        "name": name,
-        "version": FORMAT_VERSION,
-    }
-    config = AdapterConfig.from_dict(meta["config"])
-    files = {CONFIG_FILE: {"config": their_config(config, model_type, hidden), **common}}
-    if with_head and head:
-        files[HEAD_CONFIG] = {"config": _their_head_config(meta), **common}
-    else:
-        head = {}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        save_file(adapter, staging / ADAPTER_WEIGHTS)
-        if head:
-            save_file(head, staging / HEAD_WEIGHTS)
-        for file, value in files.items():
-            (staging / file).write_text(json.dumps(value, indent=2, sort_keys=True))
-        write_card(staging, meta, adapterhub=True)
-        replace_dir(staging, out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return out
-
-
-_OURS = re.compile(r"^adapters\.s0\.l(\d+)\.(attn|ffn)\.(down\.weight|down\.bias|up\.weight|up\.bias)$")
-_HEAD_INDEX = {"head": "1", "head.dense": "1", "head.out": "4"}  # their head: dropout, linear[, act, dropout, linear]
-
-
-def _their_tensors(tensors: dict[str, torch.Tensor], model_type: str, name: str) -> tuple[dict, dict]:
-    """Our tensors (checked against our config already) renamed to theirs: (adapter, head)."""
-    adapter, head = {}, {}
-    for key, value in tensors.items():
-        if key.startswith("head."):
-            module, what = key.rsplit(".", 1)
-            head[f"heads.{name}.{_HEAD_INDEX[module]}.{what}"] = value
-            continue
-        layer, kind, part = _OURS.match(key).groups()
-        adapter[their_keys(model_type, name, int(layer), kind)[part]] = value
-    return adapter, head
-
-
-def _their_head_config(meta: dict[str, Any]) -> dict[str, Any]:
-    labels, spec = meta["labels"], meta.get("head")
-    return {
-        "activation_function": spec["activation"] if spec else "tanh",
-        "bias": True,
-        "dropout_prob": None,
-        "head_type": "classification",
-        "label2id": {label: i for i, label in enumerate(labels)},
-        "layers": 2 if spec else 1,
-        "num_labels": len(labels),
-        "use_pooler": False,
-    }

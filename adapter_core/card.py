@@ -4,75 +4,29 @@ A card holds front matter the Hub reads (`library_name`, `base_model`, `tags`, `
 then the task, labels, adapter settings and size, the training settings, the validation metrics and
 curve, and how to load the adapter. Nothing in it names a server path or a data file: the base is
 given by its hub id only, the data by its row counts.
+
+The card is part of the adapter file format: `io.save_adapter` writes it with every adapter, so it
+lives below the engine; what is fit to publish is `public`, and pushing it is `share`'s.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import re
 from pathlib import Path
 from typing import Any
 
 from huggingface_hub import ModelCardData
 
-from ..catalog import CATALOG, embedded_path
-from ..config import AdapterConfig
-from ..io import path_tail, read_jsonl
-from ..schema import CARD_FILE, CURVE_FILE, CURVE_PNG, read_safetensors_header
+from .card_usage import usage_section
+from .catalog import CATALOG, embedded_path
+from .config import AdapterConfig
+from .public import base_label, md, public_base
+from .schema import CARD_FILE, CURVE_FILE, CURVE_PNG, read_jsonl, read_safetensors_header
 
 LIBRARY_NAME = "adapter-studio"
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>#!|~&${}])")
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[\w.-]{1,96}$")
 _SETTINGS = ("preset", "mode", "epochs", "lr", "batch_size", "grad_accum", "max_length", "seed", "base_dropout")
 log = logging.getLogger("adapter_core")
-
-
-def md(text: object) -> str:
-    """A user string shown literally in Markdown (labels, names): no links, HTML or emphasis."""
-    return _MD_SPECIAL.sub(r"\\\1", str(text)).replace("\n", " ")
-
-
-def public_base(meta: dict[str, Any]) -> str | None:
-    """The base model's hub id, if it has one: a catalog name's hub id, or a hub id as given. A local
-    folder has none (its path is no one else's business)."""
-    for name in (meta.get("base_model"), (meta.get("base") or {}).get("name_or_path")):
-        if isinstance(name, str) and name in CATALOG:
-            return CATALOG[name].hub_id
-        if isinstance(name, str) and _HUB_ID.match(name) and not name.startswith("."):
-            return name
-    return None
-
-
-def base_label(meta: dict[str, Any]) -> str:
-    """How a card names the base: its hub id, else the last part of its name."""
-    base = meta.get("base") or {}
-    return public_base(meta) or str(path_tail(meta.get("base_model") or base.get("name_or_path") or "")) or "?"
-
-
-def public_meta(meta: dict[str, Any]) -> dict[str, Any]:
-    """An adapter_config.json fit to publish: no owner, no server paths, no data file names."""
-    meta = json.loads(json.dumps(meta))
-    meta.pop("owner", None)
-    if "base_model" in meta:
-        meta["base_model"] = _public_name(meta["base_model"])
-    meta["base"]["name_or_path"] = _public_name(meta["base"].get("name_or_path"))
-    train_config = meta.get("train_config")
-    if isinstance(train_config, dict):
-        for key, value in list(train_config.items()):
-            if key in ("data", "val_data", "init_from", "columns"):
-                train_config[key] = None  # user data: the card gives row counts instead
-            elif isinstance(value, str) and path_tail(value) != value:
-                train_config[key] = path_tail(value)
-    return meta
-
-
-def _public_name(name: Any) -> Any:
-    """A base's name as published: a catalog name or hub id as it is, a folder by its last part only."""
-    if isinstance(name, str) and (name in CATALOG or (_HUB_ID.match(name) and not name.startswith("."))):
-        return name
-    return path_tail(name)
 
 
 def read_curve(folder: Path) -> list[dict[str, Any]]:
@@ -164,8 +118,6 @@ def model_card(
 ) -> str:
     """The card's text. `repo_id`: where it will live on the Hub (the loading snippets use it);
     `adapterhub`: the card of an AdapterHub export (loading with `adapters` comes first)."""
-    from .usage import usage_section  # usage imports adapterhub, which imports this module's helpers
-
     config = AdapterConfig.from_dict(meta["config"])
     task, labels = meta["task"], meta.get("labels") or []
     base = public_base(meta)
@@ -246,15 +198,6 @@ def _training_section(meta: dict[str, Any], events: list[dict[str, Any]], has_cu
     if has_curve:
         lines += ["", f"![Training curve]({CURVE_PNG})"]
     return lines + [""]
-
-
-def folder_card(folder: str | Path, repo_id: str | None = None, **kwargs: Any) -> str:
-    """The card of an adapter folder as it would be published (a preview: the curve is not drawn)."""
-    from ..io import read_adapter_config
-
-    folder = Path(folder)
-    meta = public_meta(read_adapter_config(folder))
-    return model_card(meta, read_curve(folder), parameters(folder), repo_id=repo_id, **kwargs)
 
 
 def write_card(folder: str | Path, meta: dict[str, Any], adapterhub: bool = False, **kwargs: Any) -> Path:

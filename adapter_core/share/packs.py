@@ -1,6 +1,6 @@
 """A hub pack: a router and its department adapters in one folder (or Hub repo), ready to serve.
 
-The departments are found as the server finds them (`serve.routing.department_routes`): the instruction
+The departments are found as the server finds them (`adapter_core.routing.department_routes`): the instruction
 adapter whose name shares a word with each router label. The pack's `README.md` lists the routes and
 the exact `python -m adapter_core serve` command that runs them; each adapter keeps its own card.
 """
@@ -14,11 +14,12 @@ import tempfile
 from pathlib import Path
 
 from ..atomic import replace_dir
+from ..card import read_curve, write_card
 from ..errors import AdapterError
 from ..library import Library
+from ..public import base_label, md, public_meta
 from ..routing import department_routes
-from ..schema import CONFIG_FILE, WEIGHTS_FILE
-from .card import CARD_FILE, base_label, md, public_meta, read_curve, write_card
+from ..schema import CARD_FILE, CONFIG_FILE, WEIGHTS_FILE
 
 
 def pack(

@@ -13,7 +13,7 @@ from helpers import free_port
 from studio.service import Studio
 from studio.ui import build_app, launch
 
-pytestmark = needs_chromium
+pytestmark = [pytest.mark.slow, needs_chromium]  # the complete tier: Chromium
 
 
 @pytest.fixture(scope="module")

@@ -35,6 +35,7 @@ def cli(*args, env=None, timeout=600):
     return proc
 
 
+@pytest.mark.slow  # the complete tier: a real run of several epochs
 def test_training_lifts_validation_accuracy_well_above_chance(tmp_path):
     events = []
     result = train(quick(epochs=3), tmp_path, events.append)
@@ -137,6 +138,7 @@ def test_cancel_a_queued_run(tmp_path):
     assert first.status == "completed"
 
 
+@pytest.mark.slow  # the complete tier: the CLI as subprocesses (test_cli_errors runs it in-process)
 def test_a_run_from_another_process_is_listed_and_loadable(tmp_path):
     script = (
         "from adapter_core.engine.jobs import JobManager\n"
@@ -170,6 +172,7 @@ def test_interrupted_run_is_marked_as_such(tmp_path):
     assert store.list()[0].status()["status"] == "interrupted"
 
 
+@pytest.mark.slow  # the complete tier: the CLI as subprocesses (test_cli_errors runs it in-process)
 def test_cli_train_evaluate_predict_round_trip(tmp_path):
     out = tmp_path / "routing"
     trained = cli(
@@ -203,6 +206,7 @@ def test_cli_train_evaluate_predict_round_trip(tmp_path):
     assert answer["label"] == "billing" and abs(sum(answer["probabilities"].values()) - 1) < 1e-4
 
 
+@pytest.mark.slow  # the complete tier: the CLI as subprocesses (test_cli_errors runs it in-process)
 def test_cli_reports_user_errors_without_traceback(tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_bytes(b"text,label\ncaf\xe9,a\n")
@@ -213,6 +217,7 @@ def test_cli_reports_user_errors_without_traceback(tmp_path):
     assert out.returncode == 2 and "bottleneck must be a positive whole number, got 0" in out.stderr
 
 
+@pytest.mark.slow  # the complete tier: two torchrun processes
 def test_torchrun_two_processes_train_one_adapter(tmp_path):
     out = tmp_path / "ddp"
     cmd = [

@@ -24,6 +24,8 @@ from studio.sample_files import SAMPLES_DIR
 from studio.service import Studio
 from studio.ui import build_app, launch
 
+pytestmark = pytest.mark.slow  # the complete tier: a public studio served to hostile clients
+
 PORT = free_port()  # xdist: several test modules serve at once
 URL = f"http://127.0.0.1:{PORT}/"
 VICTIM = "anon:victim-token-aaaaaaaaaaaaaaaaaaaaaaaa"

@@ -7,6 +7,8 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
+pytestmark = pytest.mark.slow  # the complete tier: each notebook runs end to end
+
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
 

@@ -15,6 +15,8 @@ from adapter_core import classify
 from adapter_core.engine.evaluation import load_with_base
 from adapter_core.engine.runs import BOOT_ID, RunStore
 
+pytestmark = pytest.mark.slow  # the complete tier: a training process killed mid-run
+
 TRAINER = f"""
 from adapter_core.engine.jobs import JobManager
 from adapter_core.engine.train import TrainConfig

@@ -21,6 +21,8 @@ from studio_fixtures import publish_random
 
 from studio.library import Library
 
+pytestmark = pytest.mark.slow  # the complete tier: app.py started as a process
+
 GOOD = "good-router"
 BROKEN = ("broken", "bad-json", "no-weights")
 START_TIMEOUT_S = 90

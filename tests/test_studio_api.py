@@ -17,6 +17,8 @@ from studio.sample_files import SAMPLES_DIR
 from studio.service import Studio
 from studio.ui import build_app, launch
 
+pytestmark = pytest.mark.slow  # the complete tier: a served studio on real models, driven by gradio_client
+
 LABELS = ["billing", "orders", "tech"]
 
 

@@ -124,6 +124,7 @@ def test_a_stop_request_ends_the_sweep_after_the_current_run(tiny_bases, tmp_pat
     assert result.rows[0]["status"] == "stopped" and not (tmp_path / configs[1].name).exists()
 
 
+@pytest.mark.slow  # the complete tier: the CLI as a subprocess
 def test_cli_sweep_prints_the_table_and_copies_the_best(tiny_bases, tmp_path, capsys):
     out = tmp_path / "sweep"
     args = ["sweep", "--data", ROUTING, "--bottlenecks", "4,16", "--lrs", "1e-3,3e-2", "--max-steps", "4"]

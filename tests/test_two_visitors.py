@@ -15,7 +15,7 @@ from studio_fixtures import publish_random
 from studio.policy import Policy
 from studio.service import Studio
 
-pytestmark = needs_chromium
+pytestmark = [pytest.mark.slow, needs_chromium]  # the complete tier: Chromium
 STATUS = re.compile(r"^\S+: (queued|loading|training|completed|stopped|failed|cancelled)\b")
 EXAMPLE = "example-router"
 

@@ -24,7 +24,7 @@ from studio.sample_files import SAMPLES_DIR
 from studio.service import Studio
 from studio.ui import build_app, launch
 
-pytestmark = needs_chromium
+pytestmark = [pytest.mark.slow, needs_chromium]  # the complete tier: Chromium
 SAMPLE = "Support routing (classification, 480 rows)"
 SAMPLE_FILE = "support_routing.csv"
 ALL_ROWS = re.compile(r"480 of 480 rows used")

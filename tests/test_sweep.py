@@ -12,6 +12,7 @@ from adapter_core import AdapterConfig, AdapterError, list_adapters, load_adapte
 from adapter_core.catalog import CATALOG, Base, embedded_path
 from adapter_core.cli import main
 from adapter_core.engine.metrics import rank_key
+from adapter_core.engine.runs import Run
 from adapter_core.engine.sweep import lr_tag, run_sweep, sweep_configs
 from adapter_core.engine.train import TrainConfig
 from adapter_core.placement import model_family
@@ -121,7 +122,9 @@ def test_a_stop_request_ends_the_sweep_after_the_current_run(tiny_bases, tmp_pat
 
     result = run_sweep(configs, tmp_path, on_event, should_stop=lambda: len(steps) >= 2)
     assert result.status == "stopped" and [r["name"] for r in result.rows] == [configs[0].name]
-    assert result.rows[0]["status"] == "stopped" and not (tmp_path / configs[1].name).exists()
+    assert result.rows[0]["status"] == "stopped"
+    never = Run(tmp_path / configs[1].name)  # queued as part of the sweep, cancelled before it started
+    assert never.status()["status"] == "cancelled" and not never.has_adapter and not never.events()
 
 
 def test_cli_sweep_prints_the_table_and_copies_the_best(tiny_bases, tmp_path, capsys):

@@ -18,16 +18,16 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import AdapterError
+from . import runs
 from .metrics import RANK_METRIC, rank_key
-from .runs import ACTIVE, BOOT_ID, Run, visible
+from .runs import ACTIVE, Run, RunStore, visible
 from .sweep_store import ENDED, SweepRecord, SweepStore, new_sweep_id
 
 if TYPE_CHECKING:
     from .config import TrainConfig
-    from .jobs import Job, JobManager
 
 # The publish step: given the sweep and its best run, put the best adapter where the caller keeps its
 # adapters and say where (the studio: `<name>-best` in its library; the CLI: OUT/best).
@@ -35,8 +35,18 @@ Publish = Callable[[SweepRecord, Run], "str | None"]
 log = logging.getLogger("adapter_studio")
 
 
+class Jobs(Protocol):
+    """What the executor uses of the `JobManager` that owns it (jobs.py imports this module, not back)."""
+
+    store: RunStore
+
+    def submit(self, config: TrainConfig, owner: str | None = None, group: str | None = None) -> Any: ...
+    def stop(self, job_id: str, owner: str | None = None) -> None: ...
+    def find(self, job_id: str) -> Any: ...
+
+
 class SweepExecutor:
-    def __init__(self, jobs: JobManager, publish: Publish | None = None):
+    def __init__(self, jobs: Jobs, publish: Publish | None = None):
         self.jobs = jobs
         self.store = SweepStore(jobs.store.root)
         self.publish = publish
@@ -65,7 +75,7 @@ class SweepExecutor:
         task = configs[0].task
         record = SweepRecord(
             new_sweep_id(name), name, owner, task, RANK_METRIC[task], len(configs),
-            stop_on_failure=stop_on_failure, boot=BOOT_ID,
+            stop_on_failure=stop_on_failure, boot=runs.BOOT_ID,
         )  # fmt: skip
         with self._lock:
             self._records[record.id] = record
@@ -94,7 +104,7 @@ class SweepExecutor:
         self._halt(record)
         return len(live)
 
-    def member_ended(self, job: Job) -> None:
+    def member_ended(self, job: Any) -> None:
         """The job manager's call as each run of a group ends: the sweep ends with its last run."""
         record = self.find(job.group) if job.group else None
         if record is None or record.ended:
@@ -108,13 +118,13 @@ class SweepExecutor:
         for saved in self.store.all():
             if saved.ended:
                 continue
-            if saved.boot != BOOT_ID and len(saved.run_ids) < saved.expected:
+            if saved.boot != runs.BOOT_ID and len(saved.run_ids) < saved.expected:
                 saved.expected = len(saved.run_ids)  # it died while queuing: what it queued is the sweep
             with self._lock:
                 record = self._records.setdefault(saved.id, saved)
             self._check(record)
 
-    def _live(self, record: SweepRecord) -> list[Job]:
+    def _live(self, record: SweepRecord) -> list[Any]:
         jobs = [self.jobs.find(run_id) for run_id in record.run_ids]
         return [j for j in jobs if j is not None and j.status in ACTIVE]
 

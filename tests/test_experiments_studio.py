@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import wait_for
 
 from adapter_core import AdapterConfig, AdapterError, adapter_parameters, add_adapter, load_base, save_adapter
 from adapter_core.engine.batches import IGNORE, instruction_example
@@ -280,6 +281,35 @@ def test_a_sweep_publishes_only_its_best_adapter(tmp_path, monkeypatch):
     assert table["accuracy"].tolist() == [0.9, 0.8, 0.7]
     assert "3 of 3 runs ended" in text and "'routing-best'" in text
     studio.jobs.close()
+
+
+def test_a_restarted_studio_finishes_the_sweep_and_publishes_its_best_once(tmp_path, monkeypatch):
+    trained = fake_train({8: 0.7, 16: 0.9})
+
+    def train(config, *args, **kwargs):  # the second run is still training when the app restarts
+        return (held_train if config.adapter.bottleneck == 16 else trained)(config, *args, **kwargs)
+
+    monkeypatch.setattr("adapter_core.engine.jobs.train", train)
+    studio = Studio(tmp_path, policy=Policy.local())
+    configs = sw.sweep_grid(studio, "minilm", SOURCE, "classification", {}, "routing", SETTINGS, ["8", "16"], ["2e-3"])
+    sweep, _ = studio.submit_sweep(configs, "routing")
+    first, second = (studio.jobs.get(i) for i in sweep.run_ids)
+    wait_for(lambda: first.status == "completed" and second.status == "loading")
+    assert studio.library.names() == []
+
+    monkeypatch.setattr("adapter_core.engine.runs.BOOT_ID", "a-later-boot")  # a new process, same home
+    restarted = Studio(tmp_path, policy=Policy.local())
+    assert restarted.library.names() == ["routing-best"]  # the best of what finished, published at start-up
+    assert restarted.library.get("routing-best").meta["config"]["bottleneck"] == 8
+    table, text = sw.sweep_results(restarted, None, None)  # the newest sweep, known across the restart
+    assert table["run"].tolist() == [c.name for c in configs] and table["status"].tolist() == [
+        "completed",
+        "interrupted",
+    ]
+    assert "2 of 2 runs ended" in text and "'routing-best'" in text
+    studio.jobs.close()  # the earlier process's run ending after all publishes nothing more
+    restarted.jobs.close()
+    assert restarted.library.names() == ["routing-best"]
 
 
 def test_a_single_run_is_still_published_and_a_full_fine_tune_is_not(tmp_path, monkeypatch):

@@ -228,3 +228,16 @@ def test_damaged_and_foreign_sweep_ids_are_no_sweep(tmp_path, fake):
     with pytest.raises(AdapterError, match="has no runs"):
         manager.sweeps.submit([], "empty")
     manager.close()
+
+
+def test_a_named_run_store_keeps_runs_by_name_and_a_new_run_replaces_an_old_one(tmp_path):
+    store = RunStore(root=tmp_path / "out")  # the CLI's sweep: OUT/<run>
+    first = store.create("route-r8", quick().to_dict())
+    first.append_event({"kind": "step", "step": 1})
+    again = store.create("route-r8", quick().to_dict(), group="g")
+    assert first.dir == again.dir == tmp_path / "out" / "route-r8"
+    assert again.events() == [] and again.status()["group"] == "g"  # nothing of the earlier run is left
+    (tmp_path / "out" / "notes").mkdir()  # a folder that is no run is never removed
+    with pytest.raises(AdapterError, match="in the way"):
+        store.create("notes", quick().to_dict())
+    assert (tmp_path / "out" / "notes").is_dir() and [r.id for r in store.list()] == ["route-r8"]

@@ -241,3 +241,14 @@ def test_a_named_run_store_keeps_runs_by_name_and_a_new_run_replaces_an_old_one(
     with pytest.raises(AdapterError, match="in the way"):
         store.create("notes", quick().to_dict())
     assert (tmp_path / "out" / "notes").is_dir() and [r.id for r in store.list()] == ["route-r8"]
+
+
+def test_abort_ends_the_running_run_at_once_and_the_sweep_with_it(tmp_path, fake):
+    configs = grid()
+    fake.hold = {configs[0].name}
+    manager = JobManager(RunStore(tmp_path), publish_best=Publisher())
+    sweep = manager.sweeps.submit(configs, "route")
+    wait_for(lambda: manager.get(sweep.run_ids[0]).status == "training")
+    manager.abort(30)  # the CLI's second Ctrl-C: no stop evaluation, no save
+    assert statuses(manager, sweep) == ["failed", "cancelled", "cancelled"] and sweep.ended
+    assert manager.get(sweep.run_ids[0]).error == jobs_module.ABORTED and sweep.best is None

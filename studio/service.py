@@ -31,16 +31,16 @@ from adapter_core import (
     saved_threshold,
     studio_home,
 )
-from adapter_core.engine import Job, JobManager, RunStore, evaluate_file
+from adapter_core.engine import Job, JobManager, Run, RunStore, SweepRecord, evaluate_file
 from adapter_core.serve import FALLBACK, Dispatcher, ModelPool, Stream, model_bytes
 
 from .bases import ModelInfo, model_info
-from .library import Entry, Library
+from .library import Entry, Library, check_name
 from .policy import Policy
 from .quotas import check_library_room, check_resume, check_submit, check_sweep
 from .report_view import run_report
 from .sample_files import SAMPLES_DIR
-from .sweeps import Sweep, member_ended, new_sweep
+from .sweeps import best_name, outcome
 
 USE = {"classification": "classify", "instruction": "chat"}
 DOWNLOADS = Path(tempfile.gettempdir()) / "adapter-studio-downloads"
@@ -53,7 +53,8 @@ class Studio:
         self.home = Path(home or studio_home())
         self.policy = policy or Policy.from_env()
         self.library = Library(self.home)
-        self.jobs = JobManager(RunStore(self.home), on_finish=self._publish)
+        # Sweeps an earlier process left running are finished here, and their best published.
+        self.jobs = JobManager(RunStore(self.home), on_finish=self._publish, publish_best=self._publish_best)
         self.upload_roots: list[Path] = []  # where the web front end keeps visitors' uploads
         self.bases = ModelPool(self.policy.check_model, self.policy.model_budget_bytes)
         # The dispatcher serves the Use and Compare tabs and the HTTP API alike: one batch per base for all.
@@ -66,7 +67,6 @@ class Studio:
         self._lock = threading.RLock()
         self._submit_lock = threading.Lock()
         self._uploads: dict[str, tuple[str | None, str]] = {}  # token -> (owner, path); see remember_upload
-        self.sweeps: dict[str, Sweep] = {}  # group -> its bookkeeping, for this process's life
 
     def owner(self, owner: str | None) -> str | None:
         """The scope of a call: None in local mode (one trusted user), the visitor's id in public mode."""
@@ -277,39 +277,39 @@ class Studio:
             check_resume(self, run.train_config(), owner)
             return self.jobs.resume(run.id, owner=owner)
 
-    def submit_sweep(self, configs: list, name: str, owner: str | None = None) -> tuple[Sweep, list[str]]:
-        """Queue a sweep's runs (see `studio/sweeps.py`) for `owner` as one group, within the quotas. When
-        the last ends, only the best is published, as `<name>-best`."""
+    def submit_sweep(self, configs: list, name: str, owner: str | None = None) -> tuple[SweepRecord, list[str]]:
+        """Queue a sweep's runs (see `studio/sweeps.py`) for `owner` through the engine's sweep executor,
+        within the quotas. When the last ends, only the best is published, as `<name>-best`."""
         owner = self.owner(owner)
         if not configs:
             raise AdapterError("A sweep needs at least one bottleneck and one learning rate.")
+        name = check_name(name)
         for config in configs:
             config.data = str(self.data_file(config.data))
         with self._submit_lock:
             notes = check_sweep(self, configs, owner)
-            sweep = new_sweep(name, owner, configs[0].task, len(configs))
-            self.sweeps[sweep.group] = sweep
-            try:
-                for config in configs:
-                    sweep.job_ids.append(self.jobs.submit(config, owner=owner, group=sweep.group).id)
-            except Exception:  # none of it queued: cancel what was
-                sweep.expected = len(sweep.job_ids)
-                for job_id in sweep.job_ids:
-                    self.jobs.stop(job_id)
-                raise
-        member_ended(self, sweep)  # (every run may have ended already)
-        return sweep, notes
+            return self.jobs.sweeps.submit(configs, name, owner), notes
+
+    def _publish_best(self, sweep: SweepRecord, best: Run) -> str:
+        """The sweep executor's publish step: the best run's adapter to the owner's library as `<name>-best`."""
+        entry = self.library.publish(
+            best.adapter_dir, best_name(sweep), owner=sweep.owner, curve=best.dir / "metrics.jsonl"
+        )
+        best.set_status(best.status()["status"], library_name=entry.name)
+        sweep.published = entry.name  # the executor records it too; the message reads it
+        job = self.jobs.find(best.id)
+        if job is not None:  # the Train tab, following the run, says where its adapter went
+            job.events.append({"kind": "published", "message": outcome(sweep), "library_name": entry.name})
+        return entry.name
 
     def _publish(self, job: Job) -> None:
         """A finished run's adapter goes to the library; a sweep's runs wait for the sweep's end, when
-        only the best is published. A full fine-tune keeps no adapter."""
-        sweep = self.sweeps.get(job.group) if job.group else None
-        if sweep is not None and not sweep.ended:
-            member_ended(self, sweep)
-            return
-        if job.group is not None and not job.resume:
-            return
-        # A run resumed after its sweep ended (or after a restart forgot the sweep) is published on its own.
+        only the best is published (`_publish_best`). A full fine-tune keeps no adapter."""
+        if job.group is not None:
+            sweep = self.jobs.sweeps.find(job.group)
+            # A run resumed after its sweep ended (or of a group that is no sweep) is published on its own.
+            if not job.resume or (sweep is not None and not sweep.ended):
+                return
         if job.status in ("completed", "stopped") and job.config.mode == "full":
             job.events.append(
                 {"kind": "published", "message": "A full fine-tune keeps no adapter: compare it under Compare → Runs."}

@@ -1,28 +1,25 @@
-"""Sweeps in the studio: a small grid (bottleneck x learning rate, optionally placement) queued as
-ordinary runs with one group, a results table sorted by the validation metric, and, when the last run
-of the group ends, ONLY the best adapter published to the library as `<name>-best`. The other runs'
-adapters stay in their run folders (Train → Past runs, Compare → Runs).
+"""Sweeps in the studio: the grid from the form, and the results table of a sweep.
 
-The grid is the engine's (`adapter_core.engine.sweep.sweep_configs`, the CLI's too); the job manager
-reuses the loaded base between consecutive runs of one base. The service (`Studio.submit_sweep`)
-checks the owner and the quotas; these are plain functions over it.
+A sweep is the engine's (`adapter_core.engine`'s `sweep_configs` and its sweep executor on the job
+manager, the CLI's too): ordinary runs queued as one group, each stopping early, the loaded base reused
+between them, and its record kept in the run store, so that a restart neither forgets which runs formed
+it nor fails to publish its best. When the last run ends, ONLY the best adapter is published to the
+library as `<name>-best` (`Studio._publish_best`); the other runs' adapters stay in their run folders
+(Train → Past runs, Compare → Runs). The service (`Studio.submit_sweep`) checks the owner and the
+quotas; these are plain functions over it.
 """
 
 from __future__ import annotations
 
-import secrets
-import threading
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from adapter_core import PLACEMENTS, AdapterError, Setting
-from adapter_core.engine import ACTIVE, TrainConfig, rank_key, sweep_configs, task_lr
+from adapter_core.engine import ACTIVE, SweepRecord, TrainConfig, rank_key, sweep_configs, task_lr
 
-from .library import MAX_NAME, check_name, safe_name
+from .library import MAX_NAME, check_name
 from .quotas import check_sweep_size
 from .settings import patience as settings_patience
 from .settings import preset_name, train_config
@@ -34,30 +31,8 @@ DEFAULT_BOTTLENECKS = (16, 64)
 MAX_LIST = 64  # values in one list of a request, before anything is parsed
 
 
-@dataclass
-class Sweep:
-    """One sweep's bookkeeping: its runs (job ids, in grid order) and what became of the best."""
-
-    group: str
-    name: str  # the adapter name typed in the Adapter tab; the best is published as name + SUFFIX
-    owner: str | None
-    task: str
-    expected: int  # runs in the grid; the best is chosen once all of them have ended
-    job_ids: list[str] = field(default_factory=list)
-    created: float = field(default_factory=time.time)
-    ended: bool = False
-    published: str | None = None  # the library name of the best, once published
-    message: str = ""
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-
-def new_sweep(name: str, owner: str | None, task: str, runs: int) -> Sweep:
-    name = check_name(name)
-    group = f"{safe_name(name)[:40]}-sweep-{secrets.token_hex(4)}"
-    return Sweep(group, name, owner, task, runs)
-
-
-def best_name(sweep: Sweep) -> str:
+def best_name(sweep: SweepRecord) -> str:
+    """The library name of a sweep's best adapter: the name typed in the Adapter tab, + SUFFIX."""
     return sweep.name[: MAX_NAME - len(SUFFIX)].rstrip(" -_") + SUFFIX
 
 
@@ -118,46 +93,6 @@ def sweep_grid(
     return sweep_configs(base_config, widths, rates, places or None, patience=settings_patience(patience))
 
 
-# After each run ------------------------------------------------------------------------------------
-def member_ended(studio, sweep: Sweep) -> None:
-    """Called as each run of `sweep` ends: once every run has ended, publish the best (and only it)."""
-    with sweep.lock:
-        if sweep.ended or len(sweep.job_ids) < sweep.expected:
-            return
-        jobs = [studio.jobs.get(i) for i in sweep.job_ids]
-        if any(j.status in ACTIVE for j in jobs):
-            return
-        sweep.ended = True
-    best = best_job(sweep.task, jobs)
-    if best is None:
-        sweep.message = "No run of the sweep finished with an adapter; nothing was published."
-        return
-    try:
-        entry = studio.library.publish(
-            best.run.adapter_dir, best_name(sweep), owner=sweep.owner, curve=best.run.dir / "metrics.jsonl"
-        )
-    except Exception as e:  # the sweep has ended all the same; say why its best is not in the library
-        text = str(e) if isinstance(e, AdapterError) else "saving it failed on the server."
-        sweep.message = f"The best run was {best.config.name}, but it could not be saved to the library: {text}"
-        raise
-    sweep.published = entry.name
-    best.run.set_status(best.status, library_name=entry.name)
-    sweep.message = f"Saved the best run, {best.config.name}, to the library as {entry.name!r}."
-    best.events.append({"kind": "published", "message": sweep.message, "library_name": entry.name})
-
-
-def best_job(task: str, jobs: list) -> Any:
-    """The finished run with the best validation metric (the training loop's own comparison)."""
-    ranked = [j for j in jobs if j.status in ("completed", "stopped") and j.run.has_adapter and _metrics(j)]
-    ranked.sort(key=lambda j: rank_key(task, _metrics(j)))
-    return ranked[0] if ranked else None
-
-
-def _metrics(job) -> dict[str, float]:
-    metrics = job.run.status().get("metrics")
-    return metrics if isinstance(metrics, dict) else {}
-
-
 # What the Train tab shows ----------------------------------------------------------------------------
 SWEEP_COLUMNS = ["run", "bottleneck", "lr", "placement", "status", "steps", "train time (s)", "stopped early"]
 
@@ -193,50 +128,56 @@ def sweep_results_empty() -> pd.DataFrame:
     return pd.DataFrame(columns=SWEEP_COLUMNS)
 
 
-def progress(studio, owner: str | None, group: str) -> tuple[str | None, list[str], bool]:
+def progress(studio, owner: str | None, sweep_id: str) -> tuple[str | None, list[str], bool]:
     """(the running member's job id, every member's id, whether the sweep has ended and chosen its best)."""
-    sweep = find(studio, owner, group)
-    owner = studio.owner(owner)
-    running = next(
-        (i for i in sweep.job_ids if studio.jobs.get(i, owner=owner).status in ("loading", "training")), None
-    )
-    return running, list(sweep.job_ids), sweep.ended and bool(sweep.message)
+    sweep = find(studio, owner, sweep_id)
+    members = studio.jobs.sweeps.members(sweep)
+    running = next((m["id"] for m in members if m["status"] in ("loading", "training")), None)
+    return running, list(sweep.run_ids), sweep.ended
 
 
-def sweep_results(studio, owner: str | None, group: str | None) -> tuple[pd.DataFrame, str]:
+def sweep_results(studio, owner: str | None, sweep_id: str | None) -> tuple[pd.DataFrame, str]:
     """The sweep's runs, best first by the validation metric (unfinished ones last), and a status line."""
-    sweep = find(studio, owner, group)
+    sweep = find(studio, owner, sweep_id)
     if sweep is None:
         return sweep_results_empty(), "No sweep yet."
-    jobs = [studio.jobs.get(i, owner=studio.owner(owner)) for i in sweep.job_ids]
-    done = [j for j in jobs if j.status not in ACTIVE]
-    ordered = sorted(jobs, key=lambda j: (j.status in ACTIVE, rank_key(sweep.task, _metrics(j))))
-    rows = [_result_row(j) for j in ordered]
-    running = next((j for j in jobs if j.status in ("loading", "training")), None)
+    members = studio.jobs.sweeps.members(sweep)
+    done = [m for m in members if m["status"] not in ACTIVE]
+    ordered = sorted(members, key=lambda m: (m["status"] in ACTIVE, rank_key(sweep.task, m["metrics"])))
+    rows = [_result_row(m) for m in ordered]
+    running = next((m for m in members if m["status"] in ("loading", "training")), None)
     parts = [f"**Sweep {md(sweep.name)}**: {len(done)} of {sweep.expected} runs ended"]
     if running:
-        parts.append(f"running {md(running.config.name)}")
-    if sweep.message:
-        parts.append(md(sweep.message))
-    elif not sweep.ended:
+        parts.append(f"running {md(running['name'])}")
+    if sweep.ended:
+        parts.append(md(outcome(sweep)))
+    else:
         parts.append(f"when the last ends, the best is saved to the library as {md(repr(best_name(sweep)))}")
     return pd.DataFrame(rows).reindex(columns=_columns(rows)), " · ".join(parts)
 
 
-def _result_row(job) -> dict[str, Any]:
-    status = job.run.status()
-    adapter = job.config.adapter
-    seconds = status.get("train_seconds")
+def outcome(sweep: SweepRecord) -> str:
+    """What became of an ended sweep's best, in words."""
+    if sweep.best is None:
+        return "No run of the sweep finished with an adapter; nothing was published."
+    if sweep.published:
+        return f"Saved the best run, {sweep.best_name}, to the library as {sweep.published!r}."
+    reason = sweep.error or "saving it failed on the server."
+    return f"The best run was {sweep.best_name}, but it could not be saved to the library: {reason}"
+
+
+def _result_row(member: dict[str, Any]) -> dict[str, Any]:
+    seconds = member["train_seconds"]
     return {
-        "run": job.config.name,
-        "bottleneck": adapter.bottleneck,
-        "lr": f"{job.config.lr:g}" if job.config.lr else "auto",
-        "placement": adapter.placement,
-        "status": job.status,
-        **{k: round(v, 4) for k, v in _metrics(job).items() if isinstance(v, (int, float))},
-        "steps": status.get("steps"),
+        "run": member["name"],
+        "bottleneck": member["bottleneck"],
+        "lr": f"{member['lr']:g}" if isinstance(member["lr"], (int, float)) else "auto",
+        "placement": member["placement"],
+        "status": member["status"],
+        **{k: round(v, 4) for k, v in member["metrics"].items() if isinstance(v, (int, float))},
+        "steps": member["steps"],
         "train time (s)": round(seconds) if isinstance(seconds, (int, float)) else None,
-        "stopped early": "yes" if status.get("stopped_early") else "",  # recorded with the run's end
+        "stopped early": "yes" if member["stopped_early"] else "",  # recorded with the run's end
     }
 
 
@@ -245,27 +186,20 @@ def _columns(rows: list[dict[str, Any]]) -> list[str]:
     return SWEEP_COLUMNS[:5] + metrics + SWEEP_COLUMNS[5:]
 
 
-def find(studio, owner: str | None, group: str | None) -> Sweep | None:
-    """The caller's sweep `group`, or their newest when `group` is empty; another owner's is not there."""
+def find(studio, owner: str | None, sweep_id: str | None) -> SweepRecord | None:
+    """The caller's sweep `sweep_id`, or their newest when it is empty; another owner's is not there."""
     owner = studio.owner(owner)
-    mine = [s for s in studio.sweeps.values() if owner is None or s.owner == owner]
-    if group:
-        found = next((s for s in mine if s.group == group), None)
-        if found is None:
-            raise AdapterError(f"No sweep {str(group)[:100]!r} for you.")
-        return found
-    return max(mine, key=lambda s: s.created, default=None)
+    if sweep_id:
+        return studio.jobs.sweeps.get(sweep_id, owner)
+    return studio.jobs.sweeps.latest(owner)
 
 
-def stop_sweep(studio, owner: str | None, group: str | None) -> str:
+def stop_sweep(studio, owner: str | None, sweep_id: str | None) -> str:
     """Cancel the sweep's queued runs and stop its running one; the best of what ended is still published."""
-    sweep = find(studio, owner, group)
+    sweep = find(studio, owner, sweep_id)
     if sweep is None:
         raise AdapterError("No sweep to stop.")
-    owner = studio.owner(owner)
-    active = [i for i in sweep.job_ids if not studio.jobs.get(i, owner=owner).finished.is_set()]
-    for job_id in active:
-        studio.jobs.stop(job_id, owner=owner)
-    if not active:
+    stopping = studio.jobs.sweeps.stop(sweep.id, studio.owner(owner))
+    if not stopping:
         return "That sweep already ended."
-    return f"Stopping the sweep: {len(active)} run(s) cancelled or stopping; the best finished run is kept."
+    return f"Stopping the sweep: {stopping} run(s) cancelled or stopping; the best finished run is kept."

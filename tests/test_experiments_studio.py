@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import wait_for
 
 from adapter_core import AdapterConfig, AdapterError, adapter_parameters, add_adapter, load_base, save_adapter
 from adapter_core.engine.batches import IGNORE, instruction_example
@@ -255,10 +256,7 @@ def held_train(config, out_dir, on_event=lambda e: None, should_stop=lambda: Fal
 
 
 def wait_sweep(studio, sweep, timeout=120):
-    deadline = time.time() + timeout
-    while not (sweep.ended and sweep.message) and time.time() < deadline:
-        time.sleep(0.05)
-    assert sweep.ended, "the sweep did not end"
+    assert studio.jobs.sweeps.wait(sweep.id, timeout), "the sweep did not end"
 
 
 def test_a_sweep_publishes_only_its_best_adapter(tmp_path, monkeypatch):
@@ -275,14 +273,43 @@ def test_a_sweep_publishes_only_its_best_adapter(tmp_path, monkeypatch):
     assert studio.library.names() == ["routing-best"]  # one adapter in the library: the best
     best = studio.library.get("routing-best")
     assert best.meta["config"]["bottleneck"] == 16
-    jobs = [studio.jobs.get(i) for i in sweep.job_ids]
+    jobs = [studio.jobs.get(i) for i in sweep.run_ids]
     assert all(j.run.has_adapter for j in jobs)  # the others stay in their run folders
     assert [j.run.status().get("library_name") for j in jobs] == [None, "routing-best", None]
-    table, text = sw.sweep_results(studio, None, sweep.group)
+    table, text = sw.sweep_results(studio, None, sweep.id)
     assert table["bottleneck"].tolist() == [16, 32, 8]  # best first
     assert table["accuracy"].tolist() == [0.9, 0.8, 0.7]
     assert "3 of 3 runs ended" in text and "'routing-best'" in text
     studio.jobs.close()
+
+
+def test_a_restarted_studio_finishes_the_sweep_and_publishes_its_best_once(tmp_path, monkeypatch):
+    trained = fake_train({8: 0.7, 16: 0.9})
+
+    def train(config, *args, **kwargs):  # the second run is still training when the app restarts
+        return (held_train if config.adapter.bottleneck == 16 else trained)(config, *args, **kwargs)
+
+    monkeypatch.setattr("adapter_core.engine.jobs.train", train)
+    studio = Studio(tmp_path, policy=Policy.local())
+    configs = sw.sweep_grid(studio, "minilm", SOURCE, "classification", {}, "routing", SETTINGS, ["8", "16"], ["2e-3"])
+    sweep, _ = studio.submit_sweep(configs, "routing")
+    first, second = (studio.jobs.get(i) for i in sweep.run_ids)
+    wait_for(lambda: first.status == "completed" and second.status == "loading")
+    assert studio.library.names() == []
+
+    monkeypatch.setattr("adapter_core.engine.runs.BOOT_ID", "a-later-boot")  # a new process, same home
+    restarted = Studio(tmp_path, policy=Policy.local())
+    assert restarted.library.names() == ["routing-best"]  # the best of what finished, published at start-up
+    assert restarted.library.get("routing-best").meta["config"]["bottleneck"] == 8
+    table, text = sw.sweep_results(restarted, None, None)  # the newest sweep, known across the restart
+    assert table["run"].tolist() == [c.name for c in configs] and table["status"].tolist() == [
+        "completed",
+        "interrupted",
+    ]
+    assert "2 of 2 runs ended" in text and "'routing-best'" in text
+    studio.jobs.close()  # the earlier process's run ending after all publishes nothing more
+    restarted.jobs.close()
+    assert restarted.library.names() == ["routing-best"]
 
 
 def test_a_single_run_is_still_published_and_a_full_fine_tune_is_not(tmp_path, monkeypatch):
@@ -317,7 +344,7 @@ def test_sweep_quotas_in_public_mode(tmp_path, monkeypatch):
         grid(["16"], ["fast"])
     sweep, notes = studio.submit_sweep(grid(["8", "16"], ["1e-3", "2e-3"]), "s", "anon:a")
     assert "each of its 4 runs trains at most 7.5 minutes" in " ".join(notes)
-    assert all(studio.jobs.get(i).config.max_seconds == 450 for i in sweep.job_ids)
+    assert all(studio.jobs.get(i).config.max_seconds == 450 for i in sweep.run_ids)
     assert owner_slots(studio, "anon:a") == (1, 1)  # the sweep counts as one run
     with pytest.raises(AdapterError, match="You already have a sweep queued or running"):
         studio.submit_sweep(grid(["8"], ["1e-3"]), "again", "anon:a")
@@ -327,8 +354,8 @@ def test_sweep_quotas_in_public_mode(tmp_path, monkeypatch):
     with pytest.raises(AdapterError, match="queue has room for 1 more runs; this sweep is 2"):
         studio.submit_sweep(grid(["8", "16"], ["1e-3"]), "b", "anon:b")
     with pytest.raises(AdapterError, match="No sweep"):
-        sw.sweep_results(studio, "anon:b", sweep.group)  # another visitor's sweep does not exist for them
-    sw.stop_sweep(studio, "anon:a", sweep.group)
+        sw.sweep_results(studio, "anon:b", sweep.id)  # another visitor's sweep does not exist for them
+    sw.stop_sweep(studio, "anon:a", sweep.id)
     studio.jobs.stop(job.id, owner="anon:a")
     studio.jobs.close()
 

@@ -1,7 +1,8 @@
 """Sweeps: the grid's configs, four tiny runs on one loaded base ranked best first, a stop request, and
-`python -m adapter_core sweep` with its error lines."""
+`python -m adapter_core sweep` (the engine's sweep executor in-process) with Ctrl-C and its error lines."""
 
 import json
+import signal
 import sys
 
 import pytest
@@ -11,7 +12,9 @@ from transformers import AutoTokenizer
 from adapter_core import AdapterConfig, AdapterError, list_adapters, load_adapter
 from adapter_core.catalog import CATALOG, Base, embedded_path
 from adapter_core.cli import main
+from adapter_core.cli import sweep as cli_sweep
 from adapter_core.engine.metrics import rank_key
+from adapter_core.engine.runs import Run
 from adapter_core.engine.sweep import lr_tag, run_sweep, sweep_configs
 from adapter_core.engine.train import TrainConfig
 from adapter_core.placement import model_family
@@ -121,7 +124,9 @@ def test_a_stop_request_ends_the_sweep_after_the_current_run(tiny_bases, tmp_pat
 
     result = run_sweep(configs, tmp_path, on_event, should_stop=lambda: len(steps) >= 2)
     assert result.status == "stopped" and [r["name"] for r in result.rows] == [configs[0].name]
-    assert result.rows[0]["status"] == "stopped" and not (tmp_path / configs[1].name).exists()
+    assert result.rows[0]["status"] == "stopped"
+    never = Run(tmp_path / configs[1].name)  # queued as part of the sweep, cancelled before it started
+    assert never.status()["status"] == "cancelled" and not never.has_adapter and not never.events()
 
 
 @pytest.mark.slow  # the complete tier: the CLI as a subprocess
@@ -138,6 +143,52 @@ def test_cli_sweep_prints_the_table_and_copies_the_best(tiny_bases, tmp_path, ca
     best = json.loads((out / "best" / "adapter_config.json").read_text())
     assert best["name"] == names[0] and (out / "best" / "adapter_model.safetensors").is_file()
     assert len(tiny_bases) == 1
+
+
+def test_cli_sweep_ctrl_c_stops_the_whole_sweep_and_keeps_the_best(tiny_bases, tmp_path, capsys, monkeypatch):
+    shown = cli_sweep.sweep_line
+
+    def press_ctrl_c(event):  # at the first step of the first run, as a terminal would
+        if event.kind == "step" and event.step == 1 and event.info["sweep_index"] == 0:
+            signal.raise_signal(signal.SIGINT)
+        return shown(event)
+
+    monkeypatch.setattr(cli_sweep, "sweep_line", press_ctrl_c)
+    out = tmp_path / "sweep"
+    args = [
+        "sweep",
+        "--data",
+        ROUTING,
+        "--bottlenecks",
+        "4,16",
+        "--lrs",
+        "1e-3",
+        "--epochs",
+        "50",
+        "--max-steps",
+        "300",
+    ]
+    assert main([*args, "--batch-size", "32", "--max-length", "48", "--eval-every", "150", "--out", str(out)]) == 0
+    printed = capsys.readouterr()
+    assert "Stopping after this step" in printed.err and "The sweep was stopped before its last run." in printed.out
+    summary = json.loads((out / "sweep.json").read_text())
+    assert summary["status"] == "stopped" and [r["name"] for r in summary["rows"]] == ["sweep-r4-lr1e-3"]
+    assert summary["rows"][0]["status"] == "stopped" and 0 < summary["rows"][0]["steps"] < 300
+    assert Run(out / "sweep-r16-lr1e-3").status()["status"] == "cancelled"  # never started
+    best = json.loads((out / "best" / "adapter_config.json").read_text())
+    assert best["name"] == "sweep-r4-lr1e-3" and f"best: {best['name']}" in printed.out
+
+
+def test_cli_sweep_a_failing_run_is_one_error_line_and_ends_the_sweep(tiny_bases, tmp_path, capsys):
+    data = tmp_path / "one-label.csv"
+    data.write_text("text,label\n" + "".join(f"question {i},billing\n" for i in range(40)))
+    out = tmp_path / "sweep"
+    assert main(["sweep", "--data", str(data), "--bottlenecks", "4,16", "--lrs", "1e-3", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "has only one label" in err[0], err
+    assert Run(out / "sweep-r4-lr1e-3").status()["status"] == "failed"
+    assert Run(out / "sweep-r16-lr1e-3").status()["status"] == "cancelled"  # the rest of the sweep is not tried
+    assert not (out / "sweep.json").exists()
 
 
 @pytest.mark.parametrize(

@@ -1,17 +1,17 @@
 """`python -m adapter_core sweep`: a grid of runs over the settings a sweep may vary (bottleneck x learning
-rate, optionally x placement), one after another on one loaded base; the best adapter copied to OUT/best."""
+rate, optionally x placement), one after another on one loaded base, by the engine's sweep executor in
+this process; the best adapter copied to OUT/best."""
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import shutil
 from pathlib import Path
 
 from ..errors import AdapterError
 from ..settings import Setting
 from . import args as cli_args
-from .errors import OK, folder_error, one_line
+from .errors import OK, folder_error
 from .progress import ctrl_c_stops, sweep_line
 
 
@@ -69,7 +69,6 @@ def sweep_configs(args: argparse.Namespace) -> list:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     from ..atomic import write_json_atomic
-    from ..engine.runs import Run, RunRecorder
     from ..engine.sweep import format_table, run_sweep
 
     out = Path(args.out)
@@ -80,35 +79,30 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise folder_error("sweep", args.out, e) from None
-    by_name = {c.name: c for c in configs}
-    recorders: dict[str, RunRecorder] = {}
+    started: set[str] = set()
 
-    def on_event(event) -> None:
+    def on_event(event) -> None:  # from the trainer's thread, as each run goes
         name = event.info["sweep_run"]
-        if name not in recorders:  # a run starts: its folder holds config, status and events, as train's
-            (out / name).mkdir(exist_ok=True)
-            write_json_atomic(out / name / "config.json", by_name[name].to_dict())
-            recorders[name] = RunRecorder(Run(out / name))
+        if name not in started:
+            started.add(name)
             print(f"run {event.info['sweep_index'] + 1}/{event.info['sweep_total']}: {name}", flush=True)
-        recorders[name](event)
         line = sweep_line(event)
         if line:
             print(line, flush=True)
 
-    try:  # a first Ctrl-C ends this run (its adapter is saved) and the sweep
-        with ctrl_c_stops("Stopping after this step; the run so far is kept. Press Ctrl-C again to abort.") as stop:
-            result = run_sweep(configs, out, on_event, stop.is_set)
-    except BaseException as e:
-        if recorders:  # the run under way failed; the ones before it stay as they ended
-            with contextlib.suppress(OSError):
-                list(recorders.values())[-1].run.set_status("failed", message=one_line(str(e)) or type(e).__name__)
-        raise
+    def copy_best(sweep, best) -> str:  # the executor's publish step, once the last run has ended
+        shutil.rmtree(out / "best", ignore_errors=True)
+        shutil.copytree(best.adapter_dir, out / "best")
+        return str(out / "best")
+
+    # A first Ctrl-C ends the run under way (its adapter is saved) and the sweep; a second aborts.
+    with ctrl_c_stops("Stopping after this step; the run so far is kept. Press Ctrl-C again to abort.") as stop:
+        name = args.name or out.name or "sweep"
+        result = run_sweep(configs, out, on_event, stop.is_set, name=name, publish=copy_best)
     print("\n" + format_table(result))
     best = result.best
     summary = {"status": result.status, "metric": result.metric, "rows": result.rows, "best": best}
     if best:
-        shutil.rmtree(out / "best", ignore_errors=True)
-        shutil.copytree(result.best_adapter_dir, out / "best")
         score = best["metrics"][result.metric]
         print(f"\nbest: {best['name']} ({result.metric} {score:.4f}); adapter in {out / 'best'}")
     write_json_atomic(out / "sweep.json", summary)

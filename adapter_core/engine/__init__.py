@@ -36,6 +36,8 @@ _FACE = {
     "report": ("REPORT_FILE", "correct"),
     "runs": ("ACTIVE", "Run", "RunStore"),
     "sweep": ("run_sweep", "sweep_configs"),
+    "sweep_executor": ("SweepExecutor",),
+    "sweep_store": ("SweepRecord",),
     "token_roles": ("token_view",),
 }
 _HOME = {name: module for module, names in _FACE.items() for name in names}

@@ -2,7 +2,8 @@
 
 Callers (the studio, tests) poll `Job.events`; nothing here blocks the caller or knows of the UI.
 Every job has an owner (None in local mode, who sees every job); an owner sees only their own jobs.
-Jobs may belong to a `group` (a sweep's runs), so a caller can act when the last of a group ends.
+Jobs may belong to a `group`: a sweep's runs, which `sweeps` (the sweep executor) queues, follows and
+ranks, publishing the best through `publish_best` when the last of them ends.
 The worker thread outlives any failure of a run or of its own bookkeeping (a full disk, say), and keeps
 the base it last loaded for the next adapter or head run on the same base and device.
 """
@@ -22,10 +23,12 @@ from typing import Any
 from ..catalog import Base, load_base
 from ..errors import AdapterError
 from .runs import ACTIVE, Run, RunRecorder, RunStore, visible
+from .sweep_executor import Publish, SweepExecutor
 from .train import Event, TrainConfig, train
 
 UNEXPECTED = "The run failed on the server; details are in the run's error.log."
 UNEXPECTED_UNLOGGED = "The run failed on the server; details are in the server's log."
+ABORTED = "Aborted before the run finished; its adapter is the last one it saved, if any."
 KEEP_FINISHED = 200
 log = logging.getLogger("adapter_studio")
 
@@ -42,6 +45,7 @@ class Job:
     owner: str | None = None  # None: local mode
     group: str | None = None  # the jobs queued together (a sweep), if any
     resume: bool = False  # go on from the run's checkpoint
+    exception: BaseException | None = None  # what made it fail, for a caller in this process (the CLI)
 
     @property
     def id(self) -> str:
@@ -52,19 +56,35 @@ class Job:
 
 
 class JobManager:
-    def __init__(self, store: RunStore | None = None, on_finish: Callable[[Job], None] | None = None):
+    def __init__(
+        self,
+        store: RunStore | None = None,
+        on_finish: Callable[[Job], None] | None = None,
+        on_event: Callable[[Job, Event], None] | None = None,
+        publish_best: Publish | None = None,
+    ):
+        """`on_finish`: called as each run ends; `on_event`: each event of each run, as it happens;
+        `publish_best`: a sweep's publish step (see `sweep_executor`). Sweeps an earlier process left
+        running are finished here, once their runs have all ended."""
         self.store = store or RunStore()
         self.on_finish = on_finish
+        self.on_event = on_event
         self._jobs: dict[str, Job] = {}
         self._queue: deque[Job] = deque()
         self._cond = threading.Condition()
         self._closed = False
+        self._aborting = False
         self._base: tuple[tuple[str, str], Base] | None = None  # ((base, device), the loaded base): the worker's
+        self.sweeps = SweepExecutor(self, publish_best)
         self._worker = threading.Thread(target=self._work, name="adapter-studio-trainer", daemon=True)
         self._worker.start()
         # Let the trainer thread finish before the interpreter tears down: a thread that ran torch ops
         # and is still alive then can abort the process ("terminate called without an active exception").
         atexit.register(self.close)
+        try:
+            self.sweeps.reload()
+        except Exception:  # an unreadable sweeps folder must not keep the trainer from starting
+            log.exception("Cannot finish the sweeps an earlier process left")
 
     def close(self, timeout: float | None = 120) -> None:
         """Shut the worker down: queued runs are cancelled, a running one stops after its current step
@@ -73,6 +93,7 @@ class JobManager:
             if self._closed:
                 return
             self._closed = True
+            atexit.unregister(self.close)
             while self._queue:
                 self._finish(self._queue.popleft(), "cancelled", "Cancelled: the trainer shut down first.")
             running = self.running()
@@ -82,6 +103,12 @@ class JobManager:
         self._base = None
         if threading.current_thread() is not self._worker:
             self._worker.join(timeout)
+
+    def abort(self, timeout: float | None = 120) -> None:
+        """Shut down at once: as `close`, but a running run ends after its current step without the
+        evaluation and save of a stop (it fails, keeping the adapter it saved last)."""
+        self._aborting = True
+        self.close(timeout)
 
     def submit(self, config: TrainConfig, owner: str | None = None, group: str | None = None) -> Job:
         """Queue a run for `owner` (in `group`, if given); it starts when the device is free. Bad settings
@@ -146,6 +173,10 @@ class JobManager:
                 return
         job.stop_requested.set()
 
+    def find(self, job_id: str) -> Job | None:
+        """The job `job_id` of this process, whoever's it is (None: not here, or forgotten)."""
+        return self._jobs.get(job_id) if isinstance(job_id, str) else None
+
     def get(self, job_id: str, owner: str | None = None) -> Job:
         """The job `job_id`, if `owner` may see it; otherwise the same error as for a job that does not exist."""
         job = self._jobs.get(job_id) if isinstance(job_id, str) else None
@@ -206,15 +237,26 @@ class JobManager:
             record(data)
             if event.kind == "status" and event.status:
                 job.status = event.status
+            if self.on_event is not None:
+                try:
+                    self.on_event(job, event)
+                except Exception:  # a listener must not fail the run
+                    log.exception("Run %s: on_event failed", job.id)
+
+        def should_stop() -> bool:
+            if self._aborting:
+                raise AdapterError(ABORTED)
+            return job.stop_requested.is_set()
 
         fields: dict[str, Any] = {}
         try:
             job.run.set_status("loading", started=time.time())
             base = self._shared_base(job.config)
-            result = train(job.config, job.run.dir, on_event, job.stop_requested.is_set, base=base, resume=job.resume)
+            result = train(job.config, job.run.dir, on_event, should_stop, base=base, resume=job.resume)
         except AdapterError as e:
-            status, message = "failed", str(e)
-        except Exception:  # any other failure is the server's: the details go to error.log, not to the user
+            status, message, job.exception = "failed", str(e), e
+        except Exception as e:  # any other failure is the server's: the details go to error.log, not to the user
+            job.exception = e
             self._base = None  # in whatever state the failure left it
             log.exception("Run %s failed", job.id)
             status, message = "failed", UNEXPECTED
@@ -260,4 +302,9 @@ class JobManager:
                 log.exception("Run %s: on_finish failed", job.id)
                 text = str(e) if isinstance(e, AdapterError) else "publishing it failed on the server."
                 job.events.append({"kind": "error", "message": f"After the run: {text}", "time": time.time()})
+        if job.group is not None:  # after on_finish: the caller sees a sweep's member end before the sweep
+            try:
+                self.sweeps.member_ended(job)
+            except Exception:
+                log.exception("Run %s: its sweep's bookkeeping failed", job.id)
         job.finished.set()

@@ -79,6 +79,9 @@ def evaluate(
     return {"val_loss": loss, "perplexity": math.exp(min(loss, 50.0))}
 
 
+RANK_METRIC = {"classification": "accuracy", "instruction": "val_loss"}  # what `rank_key` ranks runs by first
+
+
 def rank_key(task: str, metrics: dict[str, float] | None) -> tuple:
     """Sort key, best first: accuracy (then lower loss) for classification, loss for instruction; no
     evaluation yet last. Checkpoint selection and the sweeps' rankings both order by it."""

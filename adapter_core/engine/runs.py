@@ -162,18 +162,19 @@ class RunRecorder:
 
 
 class RunStore:
-    def __init__(self, home: str | Path | None = None):
-        self.root = Path(home or studio_home()) / "runs"
+    """Run folders under `home/runs`, each named by its start time and name. With `root` instead, the run
+    folders are `root/<name>` exactly (the CLI's sweep: OUT/<run>), and a new run replaces an old run of
+    its name there."""
+
+    def __init__(self, home: str | Path | None = None, root: str | Path | None = None):
+        self.named = root is not None
+        self.root = Path(root) if root is not None else Path(home or studio_home()) / "runs"
         self.root.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
 
     def create(self, name: str, config: dict[str, Any], owner: str | None = None, group: str | None = None) -> Run:
         with self._lock:
-            stem = time.strftime("%Y%m%d-%H%M%S") + "-" + (_slug.sub("-", name).strip("-")[:80] or "run")
-            path, n = self.root / stem, 1
-            while path.exists():
-                n += 1
-                path = self.root / f"{stem}-{n}"
+            path = self._new_folder(name)
             path.mkdir(parents=True)
         run = Run(path)
         try:
@@ -183,6 +184,22 @@ class RunStore:
             shutil.rmtree(path, ignore_errors=True)  # no half-made run in the list
             raise
         return run
+
+    def _new_folder(self, name: str) -> Path:
+        stem = _slug.sub("-", name).strip("-")[:80] or "run"
+        if self.named:
+            path = self.root / stem
+            if (path / "config.json").is_file():  # an earlier run of this name: the new one replaces it
+                shutil.rmtree(path)
+            elif path.exists():
+                raise AdapterError(f"{path.name} in {self.root.name} is in the way of a run of that name; move it.")
+            return path
+        stem = time.strftime("%Y%m%d-%H%M%S") + "-" + stem
+        path, n = self.root / stem, 1
+        while path.exists():
+            n += 1
+            path = self.root / f"{stem}-{n}"
+        return path
 
     def list(self, owner: str | None = None) -> list[Run]:
         """Every run `owner` may see, newest first. A run folder that cannot be read is left out (and logged)."""

@@ -1,28 +1,34 @@
-"""A small grid of runs (bottleneck x learning rate, optionally placement), one after another on one
-loaded base, each stopping early, ranked by the validation metric.
+"""A sweep: a small grid of runs (bottleneck x learning rate, optionally placement), each stopping
+early, ranked by the validation metric.
 
-The base is loaded once and each run adds its adapter to it and takes it off again (`train(...,
-base=shared)`), so a sweep of N runs costs N trainings, not N loads. The best run's adapter stays in its
-run folder; publishing it (the studio's library, the CLI's `--out/best`) is the caller's step.
+`sweep_configs` makes the grid. The runs go through the one sweep executor (`sweep_executor`, on the
+`JobManager`), which trains them one after another on one loaded base: each run adds its adapter to it
+and takes it off again, so a sweep of N runs costs N trainings, not N loads. `run_sweep` is that
+executor in this process, waiting for the sweep (the CLI's, the notebooks' and the benchmarks'). The
+best run's adapter stays in its run folder; publishing it (the studio's library, the CLI's `--out/best`)
+is the caller's step.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ..catalog import load_base
 from ..config import AdapterConfig
 from ..errors import AdapterError
 from ..inject import check_adapter_name
 from .config import Event, TrainConfig
-from .metrics import rank_key
-from .train import train
+from .jobs import Job, JobManager
+from .metrics import RANK_METRIC, rank_key
+from .runs import RunStore
+from .sweep_executor import Publish, SweepExecutor
+from .sweep_store import SweepRecord
 
-METRIC = {"classification": "accuracy", "instruction": "val_loss"}  # what a sweep ranks runs by
+METRIC = RANK_METRIC  # what a sweep ranks runs by
 
 
 def lr_tag(lr: float) -> str:
@@ -82,7 +88,7 @@ def _grid_adapter(adapter: AdapterConfig, bottleneck: int, placement: str | None
 
 @dataclass
 class SweepResult:
-    """The runs, best first by `metric`, and where the best one's adapter is."""
+    """The runs that ran, best first by `metric`, and where the best one's adapter is."""
 
     status: str  # completed | stopped (a stop request ended the sweep before its last run)
     metric: str  # accuracy (higher is better) | val_loss (lower is better)
@@ -102,51 +108,65 @@ def run_sweep(
     out_dir: str | Path,
     on_event: Callable[[Event], None] = lambda e: None,
     should_stop: Callable[[], bool] = lambda: False,
+    name: str | None = None,
+    publish: Publish | None = None,
 ) -> SweepResult:
-    """Train `configs` (see `sweep_configs`) one after another on one loaded base, each in
-    `out_dir/<config.name>`, and rank them. Each run's events reach `on_event` with `info["sweep_run"]`
-    (its name) and `info["sweep_index"]`/`["sweep_total"]`. A stop request stops the current run (it
-    keeps what it learned) and the sweep."""
-    if not configs:
-        raise AdapterError("The sweep has no runs.")
-    bases, tasks = {c.base for c in configs}, {c.task for c in configs}
-    if len(bases) > 1 or len(tasks) > 1:
-        raise AdapterError(f"A sweep shares one base and one task; got bases {sorted(bases)}, tasks {sorted(tasks)}.")
-    out_dir = Path(out_dir)
-    shared = load_base(configs[0].base)
-    task = configs[0].task
-    rows, status = [], "completed"
-    for index, config in enumerate(configs):
-        tag = {"sweep_run": config.name, "sweep_index": index, "sweep_total": len(configs)}
+    """Train `configs` (see `sweep_configs`) as one sweep in this process, each in `out_dir/<config.name>`
+    (the sweep's record in `out_dir/sweeps/`), and rank them. Each run's events reach `on_event` with
+    `info["sweep_run"]` (its name) and `info["sweep_index"]`/`["sweep_total"]`. A stop request (or
+    Ctrl-C) stops the current run (it keeps what it learned) and the sweep; a failed run ends the sweep
+    and its error is raised here. `publish` gets the best run once the sweep has ended."""
+    index = {c.name: i for i, c in enumerate(configs)}
+    sweep: list[str] = []  # its id, once queued; emptied once it is told to stop
 
-        def forward(event: Event, tag: dict = tag) -> None:
-            event.info = {**(event.info or {}), **tag}
-            on_event(event)
+    def stop_if_asked() -> None:
+        if sweep and should_stop():
+            with contextlib.suppress(IndexError):  # the other thread told it first
+                manager.sweeps.stop(sweep.pop())
 
-        result = train(config, out_dir / config.name, forward, should_stop, base=shared)
-        rows.append(_row(config, result))
-        if result.status == "stopped":
-            status = "stopped"
-            break
-    rows.sort(key=lambda row: rank_key(task, row["metrics"]))
-    return SweepResult(status, METRIC[task], rows)
+    def forward(job: Job, event: Event) -> None:
+        tag = {"sweep_run": job.config.name, "sweep_index": index.get(job.config.name), "sweep_total": len(configs)}
+        event.info = {**(event.info or {}), **tag}
+        on_event(event)
+        stop_if_asked()  # from the run's own thread: it stops at this very step
+
+    manager = JobManager(RunStore(root=out_dir), on_event=forward, publish_best=publish)
+    try:
+        record = manager.sweeps.submit(configs, name or Path(out_dir).name or "sweep", stop_on_failure=True)
+        sweep.append(record.id)
+        while not manager.sweeps.wait(record.id, 0.1):
+            stop_if_asked()
+    except KeyboardInterrupt:  # a second Ctrl-C (the first is the caller's `should_stop`): out at once
+        manager.abort()
+        raise
+    finally:
+        manager.close()
+    return sweep_result(manager.sweeps, record)
 
 
-def _row(config: TrainConfig, result: Any) -> dict[str, Any]:
-    metrics = dict(result.metrics or {})
+def sweep_result(sweeps: SweepExecutor, record: SweepRecord) -> SweepResult:
+    """An ended sweep's runs that ran, best first; a run that failed raises its error."""
+    for member in record.run_ids:
+        job = sweeps.jobs.find(member)
+        if job is not None and job.status == "failed" and job.exception is not None:
+            raise job.exception
+    rows = [_row(m) for m in sweeps.members(record) if m["status"] != "cancelled"]
+    rows.sort(key=lambda row: rank_key(record.task, row["metrics"]))
+    return SweepResult("stopped" if record.stopped else "completed", record.metric, rows)
+
+
+def _row(member: dict[str, Any]) -> dict[str, Any]:
+    metrics = member["metrics"]
+    seconds = member["train_seconds"]
     return {
-        "name": config.name,
-        "bottleneck": config.adapter.bottleneck,
-        "lr": config.lr,
-        "placement": config.adapter.placement,
-        "metrics": metrics,
+        **{k: member[k] for k in ("name", "bottleneck", "lr", "placement", "metrics")},
         **{k: metrics.get(k) for k in ("accuracy", "macro_f1", "val_loss", "perplexity") if k in metrics},
-        "steps": result.steps,
-        "train_seconds": round(result.train_seconds, 2),
-        "trainable": result.trainable,
-        "stopped_early": result.stopped_early,
-        "status": result.status,
-        "adapter_dir": str(result.adapter_dir),
+        "steps": member["steps"] or 0,
+        "train_seconds": round(seconds, 2) if isinstance(seconds, (int, float)) else 0.0,
+        "trainable": member["trainable"] or 0,
+        "stopped_early": member["stopped_early"],
+        "status": member["status"],
+        "adapter_dir": member["adapter_dir"],
     }
 
 

@@ -64,10 +64,10 @@ def wire(ctx: Ctx) -> None:
             studio, base_model, source, task, mapping, name, settings, lists["bottleneck"], rates,
             lists["placement"], patience,
         )  # fmt: skip
-        run = studio.submit_sweep(configs, name or sw.default_name(source), owner)[0]
+        queued = studio.submit_sweep(configs, name or sw.default_name(source), owner)[0]
         gr.Info(f"Queued a sweep of {len(configs)} runs; they train one after another.")
-        first = run.job_ids[0]
-        return run.group, first, first, None, *sw.sweep_results(studio, owner, run.group)
+        first = queued.run_ids[0]
+        return queued.id, first, first, None, *sw.sweep_results(studio, owner, queued.id)
 
     lists = {k: f"{s.label}: the values to try, a list (or comma-separated text)" for k, s in grid.items()}
     params = {**lists, "patience": PATIENCE_HELP, **inputs.form_params(list(st.sweep_settings()))}

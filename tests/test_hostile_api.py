@@ -7,9 +7,7 @@ fast, or as slow as a test needs it to be. The list of cases is in docs/hosting.
 visitor gets").
 """
 
-import json
 import logging
-import socket
 import stat
 import threading
 import time
@@ -22,7 +20,7 @@ import pytest
 import torch
 from fastapi.testclient import TestClient
 from gradio_client import Client
-from helpers import free_port, tiny_llama, wait_for
+from helpers import free_port, raw_post, tiny_llama, wait_for
 from share_fixtures import tiny_adapter
 from studio_fixtures import publish_fixed_router
 from transformers import AutoTokenizer
@@ -284,18 +282,6 @@ def recorded(dispatcher, monkeypatch) -> list:
     return seen
 
 
-def raw_request(url: str, key: str, body: dict) -> socket.socket:
-    host, port = url.removeprefix("http://").split(":")
-    data = json.dumps(body).encode()
-    head = (
-        f"POST /v1/chat/completions HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {key}\r\n"
-        f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n"
-    )
-    sock = socket.create_connection((host, int(port)))
-    sock.sendall(head.encode() + data)
-    return sock
-
-
 @pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
 def test_a_dropped_client_frees_its_place_within_two_seconds(app, tiny, monkeypatch, stream):
     studio, url = app
@@ -304,7 +290,7 @@ def test_a_dropped_client_frees_its_place_within_two_seconds(app, tiny, monkeypa
     monkeypatch.setitem(tiny.delay, "s", 0.02)  # 500 tokens would take 10 s
     seen = recorded(dispatcher, monkeypatch)
     body = {"model": "orders", "messages": HELLO, "max_tokens": 500, "temperature": 1.0, "stream": stream}
-    sock = raw_request(url, key, body)
+    sock = raw_post(url, "/v1/chat/completions", body, auth(key))
     row = wait_for(lambda: seen and len(seen[0].row.tokens) >= 5 and seen[0].row, 60, what="the answer to start")
     blocked = httpx.post(url + "/v1/chat/completions", json={**body, "max_tokens": 1}, headers=auth(key))
     assert blocked.status_code == 429 and "at most 1 of one caller's messages" in blocked.text

@@ -32,6 +32,7 @@ class Row:
     stop: Sequence[str] = ()
     cancel: threading.Event = field(default_factory=threading.Event)
     on_text: Callable[[str], None] | None = None
+    on_finish: Callable[[Row], None] | None = None  # called once the row ends, while others may go on
     # Filled in as the row generates.
     tokens: list[int] = field(default_factory=list)
     text: str = ""
@@ -133,9 +134,14 @@ def _send(row: Row, upto: int) -> None:
 
 
 def finish(row: Row, reason: str) -> None:
-    """End the row and send the rest of its text."""
+    """End the row, send the rest of its text, and tell its `on_finish`."""
     row.finish_reason = reason
     _send(row, len(row.text))
+    if row.on_finish is not None:
+        try:
+            row.on_finish(row)
+        except Exception:  # a caller's bookkeeping must never end the batch
+            log.exception("A row's end callback failed")
 
 
 @torch.no_grad()

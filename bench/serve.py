@@ -161,6 +161,7 @@ def server(library: Path, max_batch: int, log_path: Path) -> Iterator[str]:
     """The real server in a subprocess, healthy, at the URL yielded; always stopped on the way out."""
     port = free_port()
     cmd = [sys.executable, "-m", "adapter_core", "serve", "--library", str(library), "--port", str(port)]
+    cmd += ["--max-in-flight", "256"]  # every client of the benchmark comes from this one address
     if max_batch != 32:  # 32: the server's default, what a user gets
         cmd += ["--max-batch", str(max_batch)]
     with open(log_path, "w") as log:

@@ -2,8 +2,8 @@
 studio's own dispatcher (its library, resident bases and batches), mounted at /v1.
 
 Local mode: one trusted user; a key is needed only when ADAPTER_STUDIO_API_KEY is set. Public mode:
-each visitor calls with their personal key (shown in the Use tab) and reaches only their own adapters
-and the shared examples, within the studio's quotas.
+each visitor calls with their personal key (shown in the Use tab, where they can also revoke it) and
+reaches only their own adapters and the shared examples, within the studio's quotas.
 """
 
 from __future__ import annotations
@@ -12,9 +12,10 @@ import os
 
 from fastapi import FastAPI
 
+from adapter_core import AdapterError
 from adapter_core.serve import Unauthorized, create_app, static_key
 
-from .keys import owner_of, personal_key, studio_secret
+from .keys import KeyRing
 from .service import Studio
 
 KEY_ENV = "ADAPTER_STUDIO_API_KEY"
@@ -23,13 +24,14 @@ KEY_ENV = "ADAPTER_STUDIO_API_KEY"
 def api_app(studio: Studio) -> FastAPI:
     if not studio.policy.public:
         return create_app(studio.dispatcher, static_key(os.environ.get(KEY_ENV)))
-    secret = studio_secret(studio.home)
+    ring = KeyRing(studio.home)
 
     def authorize(token: str | None) -> str:
-        owner = owner_of(secret, token)
+        owner = ring.owner_of(token)
         if owner is None:
             raise Unauthorized(
-                "Send your personal API key as 'Authorization: Bearer KEY'; the studio's Use tab shows it (API)."
+                "Send your personal API key as 'Authorization: Bearer KEY'; the studio's Use tab shows it (API). "
+                "A key you revoked there no longer works."
             )
         return owner
 
@@ -41,4 +43,11 @@ def key_for(studio: Studio, owner: str | None) -> str | None:
     ADAPTER_STUDIO_API_KEY, if set, is theirs to know and is never shown)."""
     if not studio.policy.public:
         return None
-    return personal_key(studio_secret(studio.home), studio.owner(owner))
+    return KeyRing(studio.home).key(studio.owner(owner))
+
+
+def revoke_key(studio: Studio, owner: str | None) -> str:
+    """End every personal key of this caller so far, and return their new one (public mode only)."""
+    if not studio.policy.public:
+        raise AdapterError(f"This studio has no personal keys; its operator sets {KEY_ENV}.")
+    return KeyRing(studio.home).revoke(studio.owner(owner))

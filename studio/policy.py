@@ -94,7 +94,9 @@ class Policy:
             max_new_tokens=self.max_new_tokens,
             max_inputs=self.max_route_messages,
             max_waiting=64 if self.public else 256,
-            max_in_flight_per_owner=4 if self.public else None,
+            # Answers in progress per visitor, whichever door (API, chat, route-many, compare): serve's default.
+            max_in_flight_per_owner=Limits.max_in_flight_per_owner if self.public else None,
+            max_body_bytes=Limits.max_body_bytes if self.public else 64 * 2**20,
         )
 
     def check_model(self, name: str) -> str:

@@ -18,7 +18,7 @@ from . import train_view as h
 from .api import api_app
 from .comparison import library_table
 from .hardware import hardware
-from .keys import studio_secret
+from .keys import browser_secret
 from .service import Studio
 from .tabs import adapter, compare, data, library, model, train, use, wizard
 from .tabs.common import Ctx, friendly, identify, who
@@ -37,7 +37,7 @@ def sign_in_available(studio: Studio) -> bool:
 def build_app(studio: Studio | None = None) -> gr.Blocks:
     studio = studio or Studio()
     studio.upload_roots = [Path(get_upload_folder())]
-    secret = studio_secret(studio.home)  # encrypts visitors' tokens in their browsers
+    secret = browser_secret(studio.home)  # encrypts visitors' tokens in their browsers; public, signs nothing
     with gr.Blocks(title="Adapter Studio", delete_cache=CACHE_CLEANUP) as demo:
         demo.studio = studio  # launch() mounts the HTTP API over the same service
         ctx = Ctx(

@@ -8,7 +8,7 @@ import pandas as pd
 
 from adapter_core import AdapterError, Route
 
-from .api import KEY_ENV, key_for
+from .api import KEY_ENV, key_for, revoke_key
 from .service import Studio
 from .text import md
 from .train_view import NONE
@@ -83,13 +83,16 @@ def router_threshold(studio: Studio, owner: str | None, router: str | None) -> f
     return studio.router_threshold(router, owner) or 0.0
 
 
-def api_help(studio: Studio, owner: str | None, origin: str) -> str:
+def api_help(studio: Studio, owner: str | None, origin: str, key: str | None = None) -> str:
     """How to call this studio's adapters over HTTP with the official `openai` package, with the
-    caller's own key in public mode."""
-    key = key_for(studio, owner)
+    caller's own key in public mode (`key`: one just made)."""
+    key = key or key_for(studio, owner)
     imports, api_key = "from openai import OpenAI\n", repr(key or "none")
     if key:
-        auth = f"Your personal API key (it reaches only your adapters; keep it private):\n\n```\n{key}\n```\n"
+        auth = (
+            f"Your personal API key (it reaches only your adapters; keep it private):\n\n```\n{key}\n```\n"
+            "If it leaked, **Revoke my key** ends it (and every older key of yours) and makes a new one.\n"
+        )
     elif os.environ.get(KEY_ENV):
         auth = f"Send the key you set in `{KEY_ENV}`.\n"
         imports, api_key = "import os\n\n" + imports, f'os.environ["{KEY_ENV}"]'
@@ -108,3 +111,9 @@ def api_help(studio: Studio, owner: str | None, origin: str) -> str:
         "`POST /v1/chat/completions` (an instruction adapter, a base model, or `auto` with "
         '`"router": "<classification adapter>"`) and `POST /v1/classify`.\n\n' + auth + "\n" + snippet
     )
+
+
+def revoke_and_help(studio: Studio, owner: str | None, origin: str) -> str:
+    """Revoke the caller's personal keys, and show the help with the new one."""
+    key = revoke_key(studio, owner)
+    return "**Your old key no longer works.** Use the new one below.\n\n" + api_help(studio, owner, origin, key)

@@ -4,6 +4,7 @@ plain functions, imported by name (`from helpers import quick, wait_for`)."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -33,6 +34,18 @@ def wait_for(check: Callable[[], T], timeout: float = 30, every: float = 0.05, w
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
         time.sleep(every)
+
+
+def raw_post(url: str, path: str, body: dict, headers: dict | None = None) -> socket.socket:
+    """POST `body` as JSON over a bare socket and return it unread: the caller hangs up by closing it, at
+    whatever moment a test needs (an HTTP client would wait for the response first)."""
+    host, port = url.removeprefix("http://").rstrip("/").split(":")
+    data = json.dumps(body).encode()
+    lines = [f"POST {path} HTTP/1.1", f"Host: {host}", "Content-Type: application/json", f"Content-Length: {len(data)}"]
+    lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
+    sock = socket.create_connection((host, int(port)))
+    sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode() + data)
+    return sock
 
 
 def free_port() -> int:

@@ -8,7 +8,7 @@ from helpers import free_port
 from studio_fixtures import publish_fixed_router, publish_random
 
 from studio import use_view
-from studio.keys import owner_of, personal_key, studio_secret
+from studio.keys import KeyRing, browser_secret, owner_of, personal_key, signing_secret
 from studio.policy import Policy
 from studio.service import Studio
 from studio.ui import build_app, launch
@@ -20,8 +20,9 @@ MESSAGE = [{"role": "user", "content": "Where is my parcel?"}]
 
 
 def test_personal_keys_name_their_owner_and_cannot_be_forged(tmp_path):
-    secret = studio_secret(tmp_path)
-    assert studio_secret(tmp_path) == secret  # made once, kept
+    secret = signing_secret(tmp_path)
+    assert signing_secret(tmp_path) == secret  # made once, kept
+    assert personal_key(browser_secret(tmp_path), ALICE) != personal_key(secret, ALICE)  # the public one signs nothing
     key = personal_key(secret, ALICE)
     assert owner_of(secret, key) == ALICE and owner_of(secret, personal_key(secret, BOB)) == BOB
     assert owner_of("another-studio", key) is None
@@ -45,7 +46,7 @@ def served(tmp_path_factory):
 
 
 def client_for(studio, url, owner):
-    key = personal_key(studio_secret(studio.home), owner)
+    key = KeyRing(studio.home).key(owner)
     return openai.OpenAI(base_url=url + "/v1", api_key=key, max_retries=0, timeout=300)
 
 
@@ -89,7 +90,7 @@ def test_the_studio_s_quotas_hold_on_the_api(served):
     r = httpx.post(
         url + "/v1/classify",
         json={"model": "shared-router", "input": ["hi"] * 40},
-        headers={"Authorization": f"Bearer {personal_key(studio_secret(studio.home), ALICE)}"},
+        headers={"Authorization": f"Bearer {KeyRing(studio.home).key(ALICE)}"},
     )
     assert r.status_code == 400 and "at most 32 inputs" in r.json()["error"]["message"]
     # A long answer is cut at the studio's 512 new tokens, whatever max_tokens asks for.
@@ -100,7 +101,7 @@ def test_the_api_help_shows_the_visitor_s_own_key_and_no_key_locally(served, tmp
     studio, url = served
     text = use_view.api_help(studio, ALICE, url)
     key = text.split("```\n", 1)[1].split("\n", 1)[0]
-    assert owner_of(studio_secret(studio.home), key) == ALICE and f'base_url="{url}/v1"' in text
+    assert KeyRing(studio.home).owner_of(key) == ALICE and f'base_url="{url}/v1"' in text
     assert 'model="alice-orders"' in text  # her own adapter in the snippet
     monkeypatch.delenv("ADAPTER_STUDIO_API_KEY", raising=False)
     local = use_view.api_help(Studio(tmp_path), None, "http://127.0.0.1:7860")

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 
 from ..errors import AdapterError
 from .errors import OK
+
+log = logging.getLogger("adapter_core.serve")
 
 
 def add_parsers(sub) -> None:
@@ -42,17 +45,54 @@ def add_parsers(sub) -> None:
     s.add_argument(
         "--batch-window-ms", type=float, default=10.0, help="how long a request waits for others to batch with"
     )
+    # The defaults are a public studio's (serve's Limits; not imported here, so that the CLI starts fast).
+    s.add_argument(
+        "--max-in-flight", type=int, help="answers in progress at a time per client address; more get 429 (default: 8)"
+    )
+    s.add_argument("--max-prompt-chars", type=int, help="longest conversation or input, in characters (default: 4000)")
+    s.add_argument(
+        "--max-new-tokens", type=int, help="most tokens in one answer, whatever max_tokens asks (default: 512)"
+    )
+    s.add_argument(
+        "--allow-any-base",
+        action="store_true",
+        help="load whatever base model an adapter names (default: only the catalog's; a pack from the Hub "
+        "could name any model)",
+    )
     s.set_defaults(command_fn=cmd_serve)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from ..serve.app import build_server
+    from ..serve import Limits
+    from ..serve.app import build_server, open_warning
 
+    limits = Limits()
+    asked = {
+        "max_in_flight_per_owner": args.max_in_flight,
+        "max_prompt_chars": args.max_prompt_chars,
+        "max_new_tokens": args.max_new_tokens,
+    }
+    for field, value in asked.items():
+        if value is not None:
+            if value < 1:
+                raise AdapterError("--max-in-flight, --max-prompt-chars and --max-new-tokens must be 1 or more.")
+            setattr(limits, field, value)
     app = build_server(
-        args.library, args.router, args.fallback, args.api_key, args.max_batch, args.batch_window_ms / 1000
+        args.library,
+        args.router,
+        args.fallback,
+        args.api_key,
+        args.max_batch,
+        args.batch_window_ms / 1000,
+        allow_any_base=args.allow_any_base,
+        limits=limits,
     )
+    warning = open_warning(args.host, args.api_key)
+    if warning:
+        print(f"\n{warning}\n", file=sys.stderr)
+        log.warning(warning)
     print(f"Serving {args.library} at http://{args.host}:{args.port}/v1", file=sys.stderr)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return OK

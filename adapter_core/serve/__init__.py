@@ -8,9 +8,10 @@ stand-alone server around it (`app`). Serving reads saved adapters only: it neve
 This face is what the layers above (the CLI, the studio) use; the modules behind it are internal.
 """
 
+from .answer import Stream
 from .api import create_app, static_key
 from .app import build_server
-from .dispatcher import FALLBACK, Dispatcher, Limits, Stream
+from .dispatcher import FALLBACK, Dispatcher, Limits
 from .errors import Unauthorized
 from .pool import ModelPool, model_bytes
 

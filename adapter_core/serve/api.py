@@ -2,8 +2,10 @@
 and `/classify`, with OpenAI's error JSON. `create_app` builds it; `python -m adapter_core serve` and
 the studio both mount it under `/v1`.
 
-Every request first meets `authorize`, which maps its bearer key to the caller's owner id (or refuses
-it), so a server with owners serves each caller only their own adapters.
+Every request first meets the body cap (`bounds.BodyLimit`), then `authorize`, which maps its bearer key
+to the caller's owner id (or refuses it), so a server with owners serves each caller only their own
+adapters. Each answer in progress holds one of its caller's places (the owner, or on a server without
+owners the client's address) until its row ends; a client that hangs up, streaming or not, stops its row.
 """
 
 from __future__ import annotations
@@ -12,10 +14,9 @@ import asyncio
 import json
 import logging
 import secrets
-import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Hashable
 from functools import partial
 from urllib.parse import quote
 
@@ -27,8 +28,10 @@ from starlette.exceptions import HTTPException
 
 from ..errors import AdapterError
 from ..routing import saved_threshold
-from .dispatcher import Answer, Dispatcher, Limits
-from .errors import Busy, NotFound, ServeError, Unauthorized
+from .answer import Answer
+from .bounds import BodyLimit, hung_up
+from .dispatcher import Dispatcher
+from .errors import NotFound, ServeError, Unauthorized
 from .schemas import ChatRequest, ClassifyRequest
 
 log = logging.getLogger("adapter_core.serve")
@@ -39,7 +42,7 @@ def static_key(key: str | None) -> Authorize:
     """One shared key for every caller (None: no key needed); every caller is the same owner, None."""
 
     def authorize(token: str | None) -> str | None:
-        if key and not (token and secrets.compare_digest(token.encode(), key.encode())):
+        if key and not (token and secrets.compare_digest(token.encode("utf-8", "replace"), key.encode())):
             raise Unauthorized("Send the API key as 'Authorization: Bearer KEY'." if not token else "Wrong API key.")
         return None
 
@@ -53,6 +56,7 @@ def error_body(message: str, kind: str = "invalid_request_error", code: str | No
 def create_app(dispatcher: Dispatcher, authorize: Authorize | None = None) -> FastAPI:
     authorize = authorize or static_key(None)
     app = FastAPI(title="Adapter Studio API", docs_url="/docs", redoc_url=None, openapi_url="/openapi.json")
+    app.add_middleware(BodyLimit, max_bytes=dispatcher.limits.max_body_bytes, error_body=error_body)
     _errors(app)
 
     def caller(request: Request) -> str | None:
@@ -85,40 +89,29 @@ def create_app(dispatcher: Dispatcher, authorize: Authorize | None = None) -> Fa
         ]
         return {"object": "list", "model": entry.name, "threshold": threshold, "data": data}
 
-    in_flight = InFlight(dispatcher.limits)
-
     @app.post("/chat/completions")
     async def chat(body: ChatRequest, request: Request, owner: str | None = Depends(caller)):
         loop = asyncio.get_running_loop()
         pieces: asyncio.Queue = asyncio.Queue()
         put = lambda item: loop.call_soon_threadsafe(pieces.put_nowait, item)  # noqa: E731
-        in_flight.enter(owner)
-
-        def ended(error: BaseException | None) -> None:
-            in_flight.leave(owner)
-            put(("end", error))
-
-        try:
-            answer = await run_in_threadpool(
-                partial(
-                    dispatcher.start_chat,
-                    body.model,
-                    [m.as_dict() for m in body.messages],
-                    lambda text: put(("text", text)),
-                    ended,
-                    owner=owner,
-                    max_tokens=body.max_completion_tokens or body.max_tokens,
-                    temperature=body.temperature or 0.0,
-                    top_p=body.top_p if body.top_p is not None else 1.0,
-                    stop=body.stops(),
-                    router=body.router,
-                    threshold=body.route_threshold,
-                )
+        answer = await run_in_threadpool(
+            partial(
+                dispatcher.start_chat,
+                body.model,
+                [m.as_dict() for m in body.messages],
+                lambda text: put(("text", text)),
+                lambda error: put(("end", error)),
+                caller=places_of(owner, request),
+                owner=owner,
+                max_tokens=body.max_completion_tokens or body.max_tokens,
+                temperature=body.temperature or 0.0,
+                top_p=body.top_p if body.top_p is not None else 1.0,
+                stop=body.stops(),
+                router=body.router,
+                threshold=body.route_threshold,
             )
-        except BaseException:
-            in_flight.leave(owner)
-            raise
-        reply = Reply(answer, pieces)
+        )
+        reply = Reply(answer, pieces, partial(dispatcher.cancel, answer))
         if body.stream:
             usage = bool(body.stream_options and body.stream_options.include_usage)
             return StreamingResponse(reply.events(usage), media_type="text/event-stream", headers=reply.headers())
@@ -127,31 +120,18 @@ def create_app(dispatcher: Dispatcher, authorize: Authorize | None = None) -> Fa
     return app
 
 
-class InFlight:
-    """Chats in progress per caller, refused (429) beyond the limits' cap (None: no cap)."""
-
-    def __init__(self, limits: Limits):
-        self.limits, self.counts, self.lock = limits, {}, threading.Lock()
-
-    def enter(self, owner: str | None) -> None:
-        cap = self.limits.max_in_flight_per_owner
-        with self.lock:
-            if cap is not None and self.counts.get(owner, 0) >= cap:
-                raise Busy(f"You have {cap} requests in progress; wait for one to finish.")
-            self.counts[owner] = self.counts.get(owner, 0) + 1
-
-    def leave(self, owner: str | None) -> None:
-        with self.lock:
-            self.counts[owner] -= 1
-            if not self.counts[owner]:
-                del self.counts[owner]
+def places_of(owner: str | None, request: Request) -> Hashable:
+    """Whose places a request takes: its owner's, or on a server without owners, its client address's."""
+    if owner is not None:
+        return owner
+    return ("address", request.client.host if request.client else None)
 
 
 class Reply:
     """One chat answer as it arrives from the batcher, sent whole or as Server-Sent Events."""
 
-    def __init__(self, answer: Answer, pieces: asyncio.Queue):
-        self.answer, self.pieces = answer, pieces
+    def __init__(self, answer: Answer, pieces: asyncio.Queue, cancel: Callable[[], None]):
+        self.answer, self.pieces, self.cancel = answer, pieces, cancel
         self.id, self.created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
 
     def headers(self) -> dict[str, str]:
@@ -181,26 +161,24 @@ class Reply:
         row = self.answer.row
         return "length" if row is not None and row.finish_reason == "length" else "stop"
 
-    def cancel(self) -> None:
-        if self.answer.row is not None:
-            self.answer.row.cancel.set()
-
     async def whole(self, request: Request) -> dict:
+        async def watch() -> None:
+            await hung_up(request)
+            self.pieces.put_nowait(("gone", None))
+
+        watcher = asyncio.ensure_future(watch())
         text = []
         try:
             while True:
-                try:
-                    kind, value = await asyncio.wait_for(self.pieces.get(), timeout=1.0)
-                except TimeoutError:
-                    if await request.is_disconnected():  # nobody waits for this answer any more
-                        self.cancel()
-                        return {}
-                    continue
+                kind, value = await self.pieces.get()
+                if kind == "gone":  # nobody waits for this answer any more
+                    return {}
                 if kind == "end":
                     _raise(value)
                     break
                 text.append(value)
         finally:
+            watcher.cancel()
             self.cancel()
         message = {"role": "assistant", "content": "".join(text)}
         choice = {"index": 0, "message": message, "finish_reason": self.finish_reason(), "logprobs": None}
@@ -225,8 +203,8 @@ class Reply:
             if include_usage:
                 yield _sse({**self._base("chat.completion.chunk"), "choices": [], "usage": self.usage()})
             yield "data: [DONE]\n\n"
-        finally:
-            self.cancel()  # the client went away, or the answer is complete: either way, stop its row
+        finally:  # the client went away (Starlette cancels this stream at once), or the answer is complete
+            self.cancel()
 
 
 def _sse(data: dict) -> str:
@@ -265,6 +243,13 @@ def _errors(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, e: RequestValidationError) -> JSONResponse:
         first = e.errors()[0] if e.errors() else {}
+        if first.get("type") == "json_invalid":
+            where = first.get("loc", ("body", 0))[-1]
+            message = (
+                f"The request body is not valid JSON (it breaks at character {where}). Send one JSON object, "
+                'such as {"model": "...", "messages": [{"role": "user", "content": "..."}]}.'
+            )
+            return JSONResponse(error_body(message), status_code=400)
         where = ".".join(str(p) for p in first.get("loc", ())[1:]) or None
         what = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
         message = f"{where}: {what}" if where else f"The request body is not valid JSON of the right shape: {what}."
@@ -274,4 +259,5 @@ def _errors(app: FastAPI) -> None:
     async def http_error(request: Request, e: HTTPException) -> JSONResponse:
         message = "No such route. The API has GET /v1/models, POST /v1/chat/completions and POST /v1/classify."
         text = message if e.status_code == 404 else str(e.detail)
-        return JSONResponse(error_body(text, code=str(e.status_code)), status_code=e.status_code)
+        body = error_body(text, code=str(e.status_code))
+        return JSONResponse(body, status_code=e.status_code, headers=getattr(e, "headers", None))

@@ -2,8 +2,10 @@
 
 Requests wait in a queue; a worker thread per base collects them for a short window (or until the
 batch is full), then runs them as one mixed-adapter `generate`: one forward per decoding step for the
-whole batch, whatever adapters its rows use. Each row streams its own text and ends on its own; a
-cancelled row stops. Requests that arrive while a batch runs form the next one.
+whole batch, whatever adapters its rows use. Each row streams its own text and ends on its own, and its
+`on_end` is called as soon as it ends, not when the batch does. A cancelled row ends at the next
+decoding step (a waiting one at once, with `withdraw`), and a batch whose rows have all ended stops.
+Requests that arrive while a batch runs form the next one.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..catalog import Base
-from ..generation import Row, generate_rows
+from ..generation import Row, finish, generate_rows
 from ..inference import RepetitionGuard, stop_token_ids
 from .errors import Busy
 
@@ -27,6 +29,7 @@ class Pending:
     row: Row
     on_end: Callable[[BaseException | None], None]
     arrived: float = field(default_factory=time.monotonic)
+    ended: bool = False
 
 
 class Batcher:
@@ -35,7 +38,7 @@ class Batcher:
         self.stop_ids = stop_token_ids(base.tokenizer, base.model)
         self._waiting: list[Pending] = []
         self._cv = threading.Condition()
-        # How many batches ran, their rows, and the rows their callers cancelled: for tests and benchmarks.
+        # How many batches started, their rows, and the rows that ended cancelled: for tests and benchmarks.
         self.batches = self.rows = self.cancelled = 0
         self._closed = False
         threading.Thread(target=self._loop, name=f"batcher-{base.name}", daemon=True).start()
@@ -49,8 +52,21 @@ class Batcher:
         with self._cv:
             if len(self._waiting) + len(rows) > self.max_waiting:
                 raise Busy(f"The server is busy: {len(self._waiting)} requests are waiting. Retry in a moment.")
-            self._waiting += [Pending(row, on_end) for row, on_end in rows]
+            pending = [Pending(row, on_end) for row, on_end in rows]
+            for p in pending:
+                p.row.on_finish = lambda row, p=p: self._end(p, None)
+            self._waiting += pending
             self._cv.notify()
+
+    def withdraw(self, row: Row) -> bool:
+        """End a cancelled row that still waits for its batch, now; False when it is not waiting."""
+        with self._cv:
+            pending = next((p for p in self._waiting if p.row is row), None)
+            if pending is None:
+                return False
+            self._waiting.remove(pending)
+        finish(row, "cancelled")  # its on_finish ends it
+        return True
 
     @property
     def waiting(self) -> int:
@@ -80,14 +96,22 @@ class Batcher:
             error = None
             try:
                 guard = RepetitionGuard()
-                generate_rows(self.base.model, self.base.tokenizer, [p.row for p in batch], self.stop_ids, guard)
+                # Counted first: a row's caller hears of its end (and may look) before the batch ends.
                 self.batches, self.rows = self.batches + 1, self.rows + len(batch)
-                self.cancelled += sum(p.row.finish_reason == "cancelled" for p in batch)
+                generate_rows(self.base.model, self.base.tokenizer, [p.row for p in batch], self.stop_ids, guard)
             except Exception as e:  # one failed batch fails its requests, never the worker
                 log.exception("A generation batch failed")
                 error = e
-            for pending in batch:
-                try:
-                    pending.on_end(error)
-                except Exception:
-                    log.exception("A request's end callback failed")
+            for pending in batch:  # rows that ended on their way have been told already
+                self._end(pending, error)
+
+    def _end(self, pending: Pending, error: BaseException | None) -> None:
+        with self._cv:
+            if pending.ended:
+                return
+            pending.ended = True
+            self.cancelled += pending.row.finish_reason == "cancelled"
+        try:
+            pending.on_end(error)
+        except Exception:
+            log.exception("A request's end callback failed")

@@ -8,9 +8,8 @@ library folder is read on every call, so replicas sharing one folder agree.
 
 from __future__ import annotations
 
-import queue
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 
 from ..catalog import Base, position_limit
@@ -20,8 +19,10 @@ from ..generation import Row
 from ..inference import Prediction, classify, format_chat, prompt_ids
 from ..library import Entry, Library
 from ..routing import Route, decide, department_routes, saved_threshold
+from .answer import Answer, Stream
 from .batcher import Batcher
 from .errors import NotFound, WrongTask
+from .places import Places
 from .pool import ModelPool
 
 AUTO = "auto"  # the model name that asks the router
@@ -30,28 +31,19 @@ FALLBACK = "fallback"  # the model name of a fixed hand-off message
 
 @dataclass
 class Limits:
-    """What one request may ask for, and how requests are batched."""
+    """What one request may ask for, and how requests are batched. The defaults are those of a public
+    studio (studio/policy.py), so that a stand-alone server open to strangers is as bounded."""
 
-    max_prompt_chars: int = 100_000
-    max_new_tokens: int = 2048
+    max_prompt_chars: int = 4000
+    max_new_tokens: int = 512
     max_inputs: int = 256  # texts in one classify request
     max_batch: int = 32  # rows in one decoding batch
     window_s: float = 0.01  # how long the first request of a batch waits for others
     max_waiting: int = 256  # requests queued per base before the server answers 429
-    max_in_flight_per_owner: int | None = None  # HTTP chats at once per caller (public studio)
-
-
-@dataclass
-class Answer:
-    """A chat on its way: `row` generates on a batcher, or `text` is the fixed hand-off message."""
-
-    model: str
-    prompt_tokens: int
-    base: Base | None = None
-    row: Row | None = None
-    text: str | None = None
-    route: Route | None = None
-    router: str | None = None
+    # Answers in progress at once per caller (owner, or client address): each chat is one, a batch of
+    # routed messages one per message. None: no cap.
+    max_in_flight_per_owner: int | None = 8
+    max_body_bytes: int = 2**20  # an HTTP request body, refused (413) before it is read
 
 
 class Dispatcher:
@@ -70,6 +62,7 @@ class Dispatcher:
         self.router, self.fallback, self.bare_bases = router, fallback, bare_bases
         self._batchers: dict[int, Batcher] = {}
         self._lock = threading.Lock()
+        self.places = Places(self.limits)
 
     # What a caller may use --------------------------------------------------------------------------
     def models(self, owner: str | None = None) -> list[dict]:
@@ -178,13 +171,21 @@ class Dispatcher:
         ids = prompt_ids(base.tokenizer, format_chat(base.tokenizer, messages))
         row = Row(ids, adapter, self.new_tokens(base, len(ids), max_tokens), temperature, top_p, tuple(stop))
         row.cancel = cancel or row.cancel
-        return Answer(model, len(ids), base=base, row=row, route=route, router=router_name)
+        return Answer(model, len(ids), base=base, row=row, route=route, router=router_name, owner=owner)
 
     def start(
-        self, answers: Sequence[Answer], on_text: Sequence[Callable[[str], None]], on_end: Sequence[Callable]
+        self,
+        answers: Sequence[Answer],
+        on_text: Sequence[Callable[[str], None]],
+        on_end: Sequence[Callable],
+        caller: Hashable | None = None,
     ) -> None:
         """Send prepared answers on their way: text to `on_text[i]` as it is made, then `on_end[i](error)`.
-        Rows on one base are queued together, so they share a batch."""
+        Rows on one base are queued together, so they share a batch. Each row holds one of `caller`'s
+        places (default: the answers' owner) until it ends; 429 when they would pass the cap."""
+        rows = [a for a in answers if a.row is not None]
+        caller = caller if caller is not None else next((a.owner for a in answers), None)
+        self.places.take(caller, len(rows))
         by_base: dict[int, list[tuple[Row, Callable]]] = {}
         for answer, text, end in zip(answers, on_text, on_end, strict=True):
             if answer.row is None:  # the fixed hand-off message
@@ -192,9 +193,35 @@ class Dispatcher:
                 end(None)
                 continue
             answer.row.on_text = text
-            by_base.setdefault(id(answer.base), []).append((answer.row, end))
-        for answer in {id(a.base): a for a in answers if a.row is not None}.values():
-            self.batcher(answer.base).submit_many(by_base[id(answer.base)])
+            by_base.setdefault(id(answer.base), []).append((answer.row, self._released(caller, end)))
+        queued: set[int] = set()  # ids of the bases whose rows are queued
+        try:
+            for answer in {id(a.base): a for a in rows}.values():
+                self.batcher(answer.base).submit_many(by_base[id(answer.base)])
+                queued.add(id(answer.base))
+        except BaseException:
+            for answer in rows:  # all or nothing: what was queued stops, the rest gives its place back
+                if id(answer.base) in queued:
+                    self.cancel(answer)
+                else:
+                    self.places.give_back(caller)
+            raise
+
+    def _released(self, caller: Hashable, end: Callable) -> Callable:
+        def ended(error: BaseException | None) -> None:
+            self.places.give_back(caller)
+            end(error)
+
+        return ended
+
+    def cancel(self, answer: Answer) -> None:
+        """Stop an answer: at the next decoding step if it is generating, at once if it still waits."""
+        if answer.row is None or answer.row.done:
+            return
+        answer.row.cancel.set()
+        batcher = self._batchers.get(id(answer.base))
+        if batcher is not None and batcher.base is answer.base:
+            batcher.withdraw(answer.row)
 
     def start_chat(
         self,
@@ -202,11 +229,12 @@ class Dispatcher:
         messages: Sequence[dict[str, str]],
         on_text: Callable[[str], None],
         on_end: Callable[[BaseException | None], None],
+        caller: Hashable | None = None,
         **kwargs,
     ) -> Answer:
         """Start answering: `prepare`, then `start`. Keyword arguments as in `prepare`."""
         answer = self.prepare(model, messages, **kwargs)
-        self.start([answer], [on_text], [on_end])
+        self.start([answer], [on_text], [on_end], caller)
         return answer
 
     def chat(self, model: str, messages: Sequence[dict[str, str]], **kwargs) -> Stream:
@@ -258,33 +286,3 @@ class Dispatcher:
                 f"The {what} is {size:,} characters; this server takes at most {self.limits.max_prompt_chars:,}."
             )
         return list(texts)
-
-
-class Stream:
-    """An answer read piece by piece from another thread; after the last piece, `answer.row` holds the
-    whole row (its `finish_reason`, and `repeated` when the repetition guard cut a loop)."""
-
-    def __init__(self, answer: Answer):
-        self.answer = answer
-        self._pieces: queue.Queue = queue.Queue()
-        self._error: BaseException | None = None
-
-    def put(self, piece: str) -> None:
-        self._pieces.put(piece)
-
-    def end(self, error: BaseException | None) -> None:
-        self._error = error
-        self._pieces.put(None)
-
-    def __iter__(self) -> Iterator[str]:
-        while (piece := self._pieces.get()) is not None:
-            yield piece
-        if self._error is not None:
-            raise self._error
-
-    def text(self) -> str:
-        return "".join(self)
-
-    @property
-    def repeated(self) -> bool:
-        return bool(self.answer and self.answer.row and self.answer.row.repeated)

@@ -69,7 +69,9 @@ def build(ctx: Ctx) -> None:
             route_many_out = gr.Dataframe(label="Routed answers", interactive=False, wrap=True)
         with gr.Tab("API"):
             gr.Markdown("Call your adapters from code, with any OpenAI client.")
-            api_show = gr.Button("Show how (and my API key)")
+            with gr.Row():
+                api_show = gr.Button("Show how (and my API key)")
+                api_revoke = gr.Button("Revoke my key and make a new one", visible=ctx.studio.policy.public)
             api_md = gr.Markdown()
     ctx.add(cls_adapter=cls_adapter, chat_adapter=chat_adapter, router=router)
     ctx.add(cls_text=cls_text, cls_go=cls_go, cls_out=cls_out, chat_base=chat_base, chatbot=chatbot)
@@ -77,6 +79,7 @@ def build(ctx: Ctx) -> None:
     ctx.add(route_md=route_md, route_answer=route_answer, route_many_msgs=route_many_msgs)
     ctx.add(route_many_go=route_many_go, route_many_out=route_many_out)
     ctx.add(route_threshold=route_threshold, route_handoff=route_handoff, api_show=api_show, api_md=api_md)
+    ctx.add(api_revoke=api_revoke)
 
 
 def wire(ctx: Ctx) -> None:
@@ -101,7 +104,8 @@ def wire(ctx: Ctx) -> None:
             for piece in pieces:
                 history[-1]["content"] += piece
                 yield history, ""
-        finally:
+        finally:  # done, or the visitor left (gradio closes this generator): either way the row stops
+            event.set()
             stops.pop(request.session_hash, None)
         if pieces.repeated:  # the loop stays in the answer; the visitor learns what it means
             gr.Warning(REPETITION_WARNING)
@@ -132,10 +136,13 @@ def wire(ctx: Ctx) -> None:
             yield head, handoff
             return
         base = studio.fallback_base(owner) if chosen.fallback else ""
-        answer = ""
-        for piece in studio.chat(chosen.target, base, message, owner=owner):
-            answer += piece
-            yield head, answer
+        answer, stop = "", threading.Event()
+        try:
+            for piece in studio.chat(chosen.target, base, message, stop=stop, owner=owner):
+                answer += piece
+                yield head, answer
+        finally:  # the visitor left: stop the row
+            stop.set()
 
     route_settings = [ctx["route_threshold"], ctx["route_handoff"]]
     ctx["route_go"].click(
@@ -164,9 +171,16 @@ def wire(ctx: Ctx) -> None:
         friendly(calibrated), [ctx.owner, ctx["router"]], ctx["route_threshold"], api_visibility="private"
     )
 
-    def api_help(owner, request: gr.Request):
+    def origin(request: gr.Request) -> str:
         host = request.headers.get("x-forwarded-host") or request.headers.get("host", "127.0.0.1:7860")
         scheme = request.headers.get("x-forwarded-proto") or ("https" if ".hf.space" in host else "http")
-        return u.api_help(studio, who(studio, owner, request), f"{scheme}://{host}")
+        return f"{scheme}://{host}"
+
+    def api_help(owner, request: gr.Request):
+        return u.api_help(studio, who(studio, owner, request), origin(request))
+
+    def api_revoke(owner, request: gr.Request):
+        return u.revoke_and_help(studio, who(studio, owner, request), origin(request))
 
     ctx["api_show"].click(friendly(api_help), ctx.owner, ctx["api_md"], api_visibility="private")
+    ctx["api_revoke"].click(friendly(api_revoke), ctx.owner, ctx["api_md"], api_visibility="private")

@@ -13,6 +13,21 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 UNKNOWN = "unknown"
+# Where a hosting provider's own proxies live: private, shared (carrier-grade NAT), loopback, link-local.
+PROXY_NETWORKS = tuple(
+    ipaddress.ip_network(n)
+    for n in (
+        "10.0.0.0/8",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "100.64.0.0/10",
+        "127.0.0.0/8",
+        "169.254.0.0/16",
+        "::1/128",
+        "fc00::/7",
+        "fe80::/10",
+    )
+)
 
 
 class Caller(str):
@@ -71,4 +86,4 @@ def _internal(hop: str) -> bool:
         ip = ipaddress.ip_address(hop)
     except ValueError:
         return False
-    return ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_reserved
+    return any(ip in network for network in PROXY_NETWORKS if network.version == ip.version)

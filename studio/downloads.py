@@ -38,10 +38,13 @@ def download_folder(policy: Policy, owner: str | None = None) -> Path:
 
 
 def trim_downloads(policy: Policy, keep: Path) -> None:
-    """Remove the oldest folders (never `keep`'s, the one just written) while the area is over its cap."""
+    """Remove folders while the area is over its cap, never `keep`'s (the one just written): its owner's
+    older ones first, then everyone's oldest first."""
     keep = keep if keep.parent == DOWNLOADS else next((p for p in keep.parents if p.parent == DOWNLOADS), keep)
+    prefix = keep.name.split("-", 1)[0] + "-"
     folders = [(f, _bytes(f)) for f, _ in _folders()]
     total = sum(size for _, size in folders)
+    folders.sort(key=lambda pair: not pair[0].name.startswith(prefix))  # stable: oldest first within each
     for folder, size in folders:
         if total <= policy.max_downloads_bytes:
             break

@@ -17,6 +17,7 @@ place from anyone else. Everything else is Gradio's own (`max_size`, `concurrenc
 from __future__ import annotations
 
 import json
+import logging
 from collections import Counter
 from typing import Any
 
@@ -27,6 +28,7 @@ from starlette.responses import JSONResponse
 from .callers import client_address
 from .policy import Policy
 
+log = logging.getLogger("adapter_studio")
 SERVE, HEAVY = "serve", "heavy"
 SERVE_EVENTS = {"classify", "chat", "route", "route_many", "compare"}
 HEAVY_EVENTS = {
@@ -69,7 +71,7 @@ class Gate:
 
     def __init__(self, app: Any, blocks: Any, policy: Policy):
         self.app, self.blocks, self.policy = app, blocks, policy
-        self._admitting: Counter = Counter()  # joins being handed to the queue, per address
+        self._admitting: Counter = Counter()  # joins being handed to the queue: per address, and per group
         self._in_flight: Counter = Counter()  # /v1 requests, per address
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
@@ -102,16 +104,32 @@ class Gate:
         body = await _read_body(receive, MAX_JOIN_BYTES)
         if body is None:
             return await _refuse(scope, receive, send, "This request is too large.", 413)
-        address = self._address(scope)
-        fn = self._fn(scope.get("path", ""), body)
-        refusal = self._refusal(address, _session(body), getattr(fn, "concurrency_id", None))
+        address, session = self._address(scope), _session(body)
+        group = getattr(self._fn(scope.get("path", ""), body), "concurrency_id", None)
+        refusal = self._refusal(address, session, group)
         if refusal:
+            log.info("Refused a queue join from %s: %s", address, refusal)
             return await _refuse(scope, receive, send, refusal, 429)
-        self._admitting[address] += 1
+        # Until Gradio has queued the event (it answers once it has), it is counted here instead.
+        keys = [(address, None), (address, group), (session, group)]
+        self._admitting.update(keys)
+        admitted = False
+
+        async def answer(message: dict) -> None:
+            nonlocal admitted
+            if not admitted and message["type"] == "http.response.start":
+                admitted = True
+                self._admitting.subtract(keys)
+            await send(message)
+
         try:
-            await self.app(scope, _replay(body, receive), send)
+            await self.app(scope, _replay(body, receive), answer)
         finally:
-            self._release(self._admitting, address)
+            if not admitted:
+                self._admitting.subtract(keys)
+            for key in keys:
+                if self._admitting[key] <= 0:
+                    del self._admitting[key]
 
     def _refusal(self, address: str, session: str | None, group: str | None) -> str | None:
         """Why this address or session may not add an event now, if it may not."""
@@ -119,7 +137,7 @@ class Gate:
         held = self._held()
         mine = [e for e in held if e[0] == address]
         queue_share = policy.share(policy.queue_size)
-        if len(mine) + self._admitting[address] >= queue_share:
+        if len(mine) + self._admitting[(address, None)] >= queue_share:
             return (
                 f"Your network has {len(mine)} requests waiting or running in this studio (a fair share is "
                 f"{queue_share}); wait for them to finish."
@@ -128,8 +146,9 @@ class Gate:
         if slots is None:
             return None
         share = policy.share(slots)
-        by_address = sum(1 for e in mine if e[2] == group)
-        by_session = sum(1 for e in held if e[1] == session and e[2] == group) if session else 0
+        by_address = sum(1 for e in mine if e[2] == group) + self._admitting[(address, group)]
+        by_session = sum(1 for e in held if e[1] == session and e[2] == group) + self._admitting[(session, group)]
+        by_session = by_session if session else 0
         if max(by_address, by_session) >= share:
             what = "answers" if group == SERVE else "data, evaluation, training or library requests"
             return (

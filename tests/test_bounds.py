@@ -14,14 +14,13 @@ from pathlib import Path
 
 import huggingface_hub
 import pytest
-from helpers import quick, wait_for
+from helpers import held_train, quick, wait_for
 from huggingface_hub.file_download import DryRunFileInfo
 from share_fixtures import folder_files, tiny_adapter
 from studio_fixtures import publish_random
 
 from adapter_core import OWNER_FILE, AdapterError, load_base
 from adapter_core.engine import JobManager, RunStore
-from adapter_core.engine.train import TrainResult
 from studio import data_view as dv
 from studio import downloads
 from studio import sharing as sh
@@ -34,13 +33,6 @@ from studio.service import Studio
 SAMPLE = str(SAMPLES_DIR / "support_routing.csv")
 LABELS = ["billing", "orders", "tech"]
 COMMIT = "c0ffee" * 6 + "beef"
-
-
-def held_train(config, out_dir, on_event=lambda e: None, should_stop=lambda: False, base=None, resume=False):
-    """Stands in for `train`: holds the trainer until the run is stopped."""
-    while not should_stop():
-        time.sleep(0.02)
-    return TrainResult("stopped", Path(out_dir) / "adapter", {}, 0, 0.0, 0.0)
 
 
 @pytest.fixture

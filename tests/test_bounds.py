@@ -12,6 +12,7 @@ import time
 import zipfile
 from pathlib import Path
 
+import httpx
 import huggingface_hub
 import pytest
 from helpers import held_train, quick, wait_for
@@ -335,3 +336,46 @@ def test_libraries_of_the_earlier_layout_move_into_namespaces_with_their_owners(
     assert (root / "dup").is_dir() and lib.get("dup", "hf:bob").path.parent == lib.home("hf:bob")  # kept aside
     assert lib.names(owner="hf:bob") == ["dup", "shared"]
     assert lib.names() == ["dup", "mine", "shared"]  # local mode sees everything
+
+
+# The gate on /v1, and keys ----------------------------------------------------------------------------------------
+def test_v1_requests_in_flight_are_a_fair_share_per_address():
+    """The gate in front of /v1 (httpx over ASGI): one address holds at most a quarter of the 64 places,
+    however many keys it has; another address is not held up."""
+    import asyncio
+
+    from studio.gate import Gate
+
+    started, release = [], asyncio.Event()
+
+    async def slow_api(scope, receive, send):
+        started.append(scope["path"])
+        await release.wait()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    gate = Gate(slow_api, blocks=None, policy=Policy(public=True, trust_forwarded=True))
+
+    async def flood():
+        transport = httpx.ASGITransport(app=gate)
+        async with httpx.AsyncClient(transport=transport, base_url="http://studio") as client:
+            post = lambda who: client.post("/v1/chat/completions", headers={"X-Forwarded-For": who})  # noqa: E731
+            held = [asyncio.create_task(post("203.0.113.7")) for _ in range(16)]
+            await asyncio.sleep(0.2)
+            refused = await post("203.0.113.7")
+            other = asyncio.create_task(post("198.51.100.2"))
+            await asyncio.sleep(0.2)
+            release.set()
+            return refused, await asyncio.gather(*held), await other
+
+    refused, held, other = asyncio.run(flood())
+    assert refused.status_code == 429 and "Your network has 16 requests in progress" in refused.text
+    assert [r.status_code for r in held] == [200] * 16 and other.status_code == 200 and len(started) == 17
+
+
+def test_an_api_key_needs_a_sign_in_in_public_mode(public):
+    from studio import use_view
+
+    with pytest.raises(AdapterError, match="An API key needs a Hugging Face sign-in"):
+        use_view.api_help(public, "session:raw-queue-call", "http://studio")  # a free identity gets no key
+    assert "http://studio/v1" in use_view.api_help(public, "hf:alice", "http://studio")  # signed in: a key

@@ -143,8 +143,13 @@ def test_a_flood_from_one_address_does_not_stop_an_honest_visitor(app, monkeypat
     def join(i: int) -> httpx.Response:
         return httpx.post(
             f"{URL}gradio_api/queue/join",
-            json={"data": [None, "(none)", "smollm2-135m-instruct", "flood", []], "fn_index": chat,
-                  "session_hash": f"flood-{i:02d}", "event_data": None, "trigger_id": None},  # fmt: skip
+            json={
+                "data": [None, "(none)", "smollm2-135m-instruct", "flood", []],
+                "fn_index": chat,
+                "session_hash": f"flood-{i:02d}",
+                "event_data": None,
+                "trigger_id": None,
+            },  # fmt: skip
             headers={"X-Forwarded-For": ATTACKER},
             timeout=30,
         )

@@ -41,7 +41,7 @@ from .inject import (
     trainable_summary,
 )
 from .io import load_adapter, read_adapter_config, save_adapter
-from .library import OWNER_FILE, Entry, Library
+from .library import NAMESPACES, OWNER_FILE, Entry, Library, read_owner
 from .paths import path_tail, studio_home
 from .placement import ARCHITECTURES
 from .routing import Route, saved_threshold
@@ -96,6 +96,7 @@ __all__ = [
     "CONFIG_FILE",
     "CURVE_FILE",
     "MAX_CONFIG_BYTES",
+    "NAMESPACES",
     "OWNER_FILE",
     "TASK_ADAPTER",
     "WEIGHTS_FILE",
@@ -103,6 +104,7 @@ __all__ = [
     "Library",
     "Route",
     "check_weights_match",
+    "read_owner",
     "parse_layers",
     "path_tail",
     "position_limit",

@@ -2,8 +2,9 @@
 them with their model card.
 
 A pull downloads only `adapter_config.json`, `adapter_model.safetensors`, `README.md` and `curve.png`
-(at the repo's root, or one folder down for a pack of adapters), after the Hub has told their sizes; then
-every adapter is checked as an upload is: the config against the schema, the weights' header against
+(at the repo's root, or one folder down for a pack of adapters), after the Hub has told their sizes:
+each file against its cap, and, when the caller gives a `Room`, the total and the number of adapters
+against it, before anything is downloaded. Then every adapter is checked as an upload is: the config against the schema, the weights' header against
 the config, every file against a size cap. Nothing is unpickled; nothing else is fetched. With
 `HF_HUB_OFFLINE=1` (read at call time) only the cache is used, and a pull the cache cannot serve fails at
 once with a plain message, as does one that cannot reach the Hub.
@@ -38,6 +39,14 @@ DEFAULT_MAX_WEIGHTS = 2 * 2**30  # local mode's cap on one weights file, as for 
 MAX_PACK_ADAPTERS = 64
 _REPO = r"[A-Za-z0-9][\w.-]{0,95}/[\w.-]{1,96}"
 _REF = re.compile(rf"^(?P<repo>{_REPO})(?:/(?P<sub>[\w.-]{{1,96}}))?(?:@(?P<rev>[\w./-]{{1,128}}))?$")
+
+
+@dataclass(frozen=True)
+class Room:
+    """What a pull may bring: at most `adapters` adapter folders of `bytes` in all (what the Hub declares)."""
+
+    adapters: int
+    bytes: int
 
 
 @dataclass(frozen=True)
@@ -113,18 +122,29 @@ def cache_dir() -> Path:
 
 
 def pull(
-    ref: HubRef | str, token: str | bool | None = None, cache: str | Path | None = None, limits: Any = None
+    ref: HubRef | str,
+    token: str | bool | None = None,
+    cache: str | Path | None = None,
+    limits: Any = None,
+    room: Room | None = None,
 ) -> list[Path]:
     """Download (or find in the cache) the adapters of a Hub repo and check them; their folders in the
     cache's snapshot (the root for one adapter, one folder each for a pack). `limits`: a studio Policy
     (bottleneck, labels and file-size caps), or None for the local caps. `token`: None uses the machine's
-    login (HF_TOKEN, `hf auth login`); False sends none."""
-    return _pull(ref, token, cache, limits)[1]
+    login (HF_TOKEN, `hf auth login`); False sends none. `room`: refuse a repo bigger than that before
+    downloading anything."""
+    return _pull(ref, token, cache, limits, room)[1]
 
 
-def _pull(ref: HubRef | str, token: str | bool | None = None, cache: str | Path | None = None, limits: Any = None):
+def _pull(
+    ref: HubRef | str,
+    token: str | bool | None = None,
+    cache: str | Path | None = None,
+    limits: Any = None,
+    room: Room | None = None,
+):
     ref = hub_ref(ref)
-    snapshot = _download(ref, token, Path(cache) if cache else cache_dir(), limits)
+    snapshot = _download(ref, token, Path(cache) if cache else cache_dir(), limits, room)
     root = snapshot / ref.subfolder if ref.subfolder else snapshot
     folders = adapter_folders(root)
     if not folders:
@@ -135,12 +155,16 @@ def _pull(ref: HubRef | str, token: str | bool | None = None, cache: str | Path 
 
 
 def pull_named(
-    ref: HubRef | str, token: str | bool | None = None, cache: str | Path | None = None, limits: Any = None
+    ref: HubRef | str,
+    token: str | bool | None = None,
+    cache: str | Path | None = None,
+    limits: Any = None,
+    room: Room | None = None,
 ) -> list[tuple[str, Path]]:
     """The adapters of a Hub repo (never a local path), one or a pack's, each checked and with the name it
     goes by: a pack's folder names, else the subfolder's or the repository's name."""
     ref = hub_ref(ref)
-    root, folders = _pull(ref, token, cache, limits)
+    root, folders = _pull(ref, token, cache, limits, room)
     if folders == [root]:
         return [((ref.subfolder or ref.repo_id).rstrip("/").rsplit("/", 1)[-1], root)]
     return [(folder.name, folder) for folder in folders]
@@ -206,7 +230,7 @@ def _patterns(ref: HubRef) -> list[str]:
     return [*ADAPTER_FILES, *(f"*/{f}" for f in ADAPTER_FILES)]
 
 
-def _download(ref: HubRef, token: str | bool | None, cache: Path, limits: Any) -> Path:
+def _download(ref: HubRef, token: str | bool | None, cache: Path, limits: Any, room: Room | None = None) -> Path:
     """The repo's snapshot folder with the allowed files, sizes checked before any download."""
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import DryRunError
@@ -222,7 +246,7 @@ def _download(ref: HubRef, token: str | bool | None, cache: Path, limits: Any) -
                 raise e.__cause__ from None
             return Path(snapshot_download(**kwargs, allow_patterns=_patterns(ref), local_files_only=True))
         wanted = [i for i in infos if i.filename.count("/") <= 1]
-        _check_sizes(ref, wanted, limits)
+        _check_sizes(ref, wanted, limits, room)
         names = [glob.escape(i.filename) for i in wanted] or [CONFIG_FILE]
         return Path(snapshot_download(**kwargs, allow_patterns=names))
     except AdapterError:
@@ -231,11 +255,14 @@ def _download(ref: HubRef, token: str | bool | None, cache: Path, limits: Any) -
         raise _plain(ref, e) from None
 
 
-def _check_sizes(ref: HubRef, infos: list, limits: Any) -> None:
+def _check_sizes(ref: HubRef, infos: list, limits: Any, room: Room | None = None) -> None:
     max_weights = getattr(limits, "max_member_bytes", DEFAULT_MAX_WEIGHTS)
     folders = {i.filename.rpartition("/")[0] for i in infos}
     if len(folders) > MAX_PACK_ADAPTERS:
         raise AdapterError(f"{ref} holds {len(folders)} adapter folders; a pull takes at most {MAX_PACK_ADAPTERS}.")
+    if room is not None:
+        adapters = {i.filename.rpartition("/")[0] for i in infos if i.filename.rpartition("/")[2] == CONFIG_FILE}
+        _check_room(ref, infos, len(adapters), room)
     for info in infos:
         name = info.filename.rpartition("/")[2]
         cap = MAX_FILE_BYTES.get(name, max_weights)
@@ -243,6 +270,21 @@ def _check_sizes(ref: HubRef, infos: list, limits: Any) -> None:
             raise AdapterError(
                 f"{ref}: {info.filename} is {info.file_size / 2**20:,.1f} MB; the limit is {cap / 2**20:,.1f} MB."
             )
+
+
+def _check_room(ref: HubRef, infos: list, adapters: int, room: Room) -> None:
+    """The repo as the Hub declares it, against the room the caller has: nothing is downloaded yet."""
+    if adapters > room.adapters:
+        raise AdapterError(
+            f"{ref} holds {adapters} adapters; your library has room for {max(room.adapters, 0)} more. "
+            "Delete some first, or pull one adapter of the pack (owner/repo/adapter)."
+        )
+    total = sum(i.file_size or 0 for i in infos)
+    if total > room.bytes:
+        raise AdapterError(
+            f"{ref} is {total / 2**20:,.1f} MB; your library has room for {max(room.bytes, 0) / 2**20:,.1f} MB more. "
+            "Delete an adapter first."
+        )
 
 
 def _refused(e: BaseException | None) -> bool:

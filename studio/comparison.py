@@ -76,6 +76,9 @@ def compare_table(studio: Studio, owner: str | None, adapters: list[str]) -> pd.
 
 def check_compare_selection(adapters: list[str] | None, with_base: bool = False) -> list[str]:
     adapters = list(adapters or [])
+    twice = next((n for n in adapters if adapters.count(n) > 1), None)
+    if twice is not None:
+        raise AdapterError(f"{twice!r} is picked more than once; pick each adapter once.")
     count = len(adapters) + (1 if with_base else 0)
     if not 2 <= count <= 5 or len(adapters) > 4:
         raise AdapterError(f"Select 2 to 4 adapters (and the base, if you like) to compare; you chose {count}.")

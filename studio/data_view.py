@@ -10,6 +10,7 @@ from typing import Any
 
 from adapter_core import CATALOG, AdapterError
 from adapter_core.engine import (
+    MAX_BYTES,
     OPTIONAL,
     REQUIRED,
     describe_lengths,
@@ -42,16 +43,25 @@ def upload_source(studio: Studio, path: str | None) -> dict[str, str]:
 
 
 def inspect_data(
-    path: str | None, task: str, mapping: dict[str, str] | None = None, tokenizer=None, max_length: int = 128
+    path: str | None,
+    task: str,
+    mapping: dict[str, str] | None = None,
+    tokenizer=None,
+    max_length: int = 128,
+    max_bytes: int = MAX_BYTES,
+    max_rows: int | None = None,
+    sample_rows: int = 0,
 ) -> dict[str, Any]:
     """Preview, columns, detected mapping and the validation summary of a data file.
 
-    With the base's tokenizer, the summary also gives token-length percentiles and truncations.
+    With the base's tokenizer, the summary also gives token-length percentiles and truncations: from a
+    random sample of `sample_rows` rows when the file has more (0: every row). A file over `max_bytes`
+    or `max_rows` is refused before anything is validated or tokenised.
     """
     if not path:
         raise AdapterError("Upload a CSV, TSV or JSONL file, or pick a sample.")
     path = Path(path)
-    frame = read_table(path)
+    frame = read_table(path, max_bytes, max_rows=max_rows)
     try:
         columns = detect_columns(frame, task, mapping, path.name)
     except AdapterError as e:  # readable, but its columns need picking: keep it so the visitor can map them
@@ -70,10 +80,17 @@ def inspect_data(
     data = validate(frame, task, columns, path.name)
     lengths = None
     if tokenizer is not None:
-        ds = tokenize(data.frame, task, tokenizer, max_length, data.labels)
+        rows = data.frame
+        if sample_rows and len(rows) > sample_rows:  # a bounded sample tells the lengths as well as the whole
+            rows = rows.sample(n=sample_rows, random_state=0)
+        ds = tokenize(rows, task, tokenizer, max_length, data.labels)
         describe_lengths(data.summary, ds, max_length)
+        if len(rows) < len(data.frame):
+            data.summary.warnings.append(
+                f"Token lengths are from a random sample of {len(rows):,} of the {len(data.frame):,} rows."
+            )
         # Lengths past the cut too, for the histogram; capped so one huge row costs little.
-        lengths = list(tokenize(data.frame, task, tokenizer, max(4 * max_length, 512), data.labels)["length"])
+        lengths = list(tokenize(rows, task, tokenizer, max(4 * max_length, 512), data.labels)["length"])
     return {
         "preview": frame.head(20),
         "columns": list(frame.columns),
@@ -142,7 +159,17 @@ def describe_data(
     if task not in REQUIRED:
         raise AdapterError("Task must be classification or instruction.")
     path = studio.data_file(source.get("path"))
-    return inspect_data(str(path), task, mapping, studio.base(base).tokenizer, int(max_length))
+    policy = studio.policy
+    return inspect_data(
+        str(path),
+        task,
+        mapping,
+        studio.base(base).tokenizer,
+        int(max_length),
+        max_bytes=policy.max_data_bytes,
+        max_rows=policy.max_data_rows,
+        sample_rows=policy.sample_rows if policy.public else 0,
+    )
 
 
 def detected_fields(task: str) -> list[str]:

@@ -1,8 +1,11 @@
-"""The studio's adapter library: one folder per named adapter under `$ADAPTER_STUDIO_HOME/adapters`.
+"""The studio's adapter library: one folder per named adapter under `$ADAPTER_STUDIO_HOME/adapters`, the
+shared ones at its root and each visitor's in a namespace of their own (see `adapter_core.library`).
 
 Reading (listing, owners, visibility) is `adapter_core.library.Library`, shared with the server. This
 adds the writing: finished runs publish their adapter here; users rename, delete, download (zip) and
-upload them. A caller edits only its own adapters; `owner=None` (local mode) edits everything.
+upload them. A caller edits only its own adapters; `owner=None` (local mode) edits everything. Names
+are unique within what a caller sees (their own and the shared ones), never across visitors, so no
+message ever tells one visitor of another's names.
 """
 
 from __future__ import annotations
@@ -21,11 +24,13 @@ from typing import Any
 from adapter_core import (
     CONFIG_FILE,
     CURVE_FILE,
+    NAMESPACES,
     OWNER_FILE,
     WEIGHTS_FILE,
     AdapterError,
     Entry,
     read_adapter_config,
+    read_owner,
     replace_dir,
     studio_home,
     write_json_atomic,
@@ -58,6 +63,12 @@ class Library(FolderLibrary):
         own = [e for e in self.entries(owner) if e.owner == owner]
         return len(own), sum(f.stat().st_size for e in own for f in e.path.iterdir() if f.is_file())
 
+    def total_usage(self) -> tuple[int, int]:
+        """Adapter folders of every owner together, and their bytes on disk (without reading any)."""
+        homes = [self.root, *(p for p in _subfolders(self.root / NAMESPACES))]
+        folders = [f for home in homes for f in _subfolders(home)]
+        return len(folders), sum(_size(f) for f in folders)
+
     # Writing ---------------------------------------------------------------------------------------
     def publish(
         self, source: Path, name: str, owner: str | None = None, curve: Path | None = None, replaces: str | None = None
@@ -70,7 +81,11 @@ class Library(FolderLibrary):
         meta = read_adapter_config(source)
         curve = Path(curve) if curve else source / CURVE_FILE
         with self._lock:
-            name = replaces if self._owns(replaces, owner) else self._unique(safe_name(name))
+            target = self.get(replaces, owner).path if self._owns(replaces, owner) else None
+            if target is None:
+                name = self._unique(safe_name(name), owner)
+                target = self.home(owner) / name
+            name = target.name
             staging = Path(tempfile.mkdtemp(prefix=".publish.", dir=self.root))
             try:
                 shutil.copyfile(source / WEIGHTS_FILE, staging / WEIGHTS_FILE)
@@ -79,7 +94,8 @@ class Library(FolderLibrary):
                     shutil.copyfile(curve, staging / CURVE_FILE)
                 if owner is not None:
                     (staging / OWNER_FILE).write_text(owner + "\n", encoding="utf-8")
-                replace_dir(staging, self.root / name)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                replace_dir(staging, target)
             finally:
                 shutil.rmtree(staging, ignore_errors=True)
         return self.get(name, owner)
@@ -92,19 +108,21 @@ class Library(FolderLibrary):
             entry = self._editable(old, owner)
             if new == entry.name:
                 return entry
-            if (self.root / new).exists():
-                raise AdapterError(f"An adapter named {new!r} already exists; pick another name.")
-            journal = self.root / f".rename-{new}.json"
+            home = entry.path.parent  # its namespace (or the root): a rename never moves it between them
+            clash = self._clash(new, owner, home)
+            if clash:
+                raise AdapterError(clash)
+            journal = home / f".rename-{new}.json"
             write_json_atomic(journal, {"old": entry.name, "new": new})
-            os.rename(entry.path, self.root / new)
-            self._set_name(self.root / new, new)
+            os.rename(entry.path, home / new)
+            self._set_name(home / new, new)
             journal.unlink()
         return self.get(new, owner)
 
     def delete(self, name: str, owner: str | None = None) -> None:
         with self._lock:
             entry = self._editable(name, owner)
-            trash = self.root / f".trash-{uuid.uuid4().hex}"
+            trash = entry.path.parent / f".trash-{uuid.uuid4().hex}"
             os.rename(entry.path, trash)  # gone from the listing at once; a crash leaves only trash
             shutil.rmtree(trash, ignore_errors=True)
 
@@ -119,14 +137,20 @@ class Library(FolderLibrary):
         return target
 
     def upload(
-        self, files: list[str | Path], owner: str | None = None, name: str | None = None, limits: Any = None
+        self,
+        files: list[str | Path],
+        owner: str | None = None,
+        name: str | None = None,
+        limits: Any = None,
+        max_bytes: int | None = None,
     ) -> Entry:
         """Add an adapter from its two files, or from a zip holding them, for `owner`. Nothing else is
-        accepted; see `studio.uploads.stage_upload` for the checks and `limits` (a Policy, or None)."""
+        accepted; see `studio.uploads.stage_upload` for the checks, `limits` (a Policy, or None) and
+        `max_bytes` (the room left in the owner's quota, which the unpacked files must fit)."""
         chosen = check_name(name) if name and str(name).strip() else None
         staging = Path(tempfile.mkdtemp(prefix=".upload.", dir=self.root))
         try:
-            meta = stage_upload(files, staging, limits)
+            meta = stage_upload(files, staging, limits, max_bytes)
             if chosen is None:
                 try:
                     chosen = safe_name(meta.get("name") or "uploaded")
@@ -141,20 +165,44 @@ class Library(FolderLibrary):
         names of the renames it finished."""
         finished = []
         with self._lock:
-            for journal in sorted(self.root.glob(".rename-*.json")):
-                try:
-                    data = json.loads(journal.read_text(encoding="utf-8"))
-                    old, new = self._folder(data["old"]), self._folder(data["new"])
-                    if old is not None and new is not None and new.is_dir() and not old.exists():
-                        self._set_name(new, new.name)  # the folder moved; finish the rename
-                        finished.append(new.name)
-                        log.warning("Finished renaming adapter %r to %r after an interruption.", old.name, new.name)
-                    journal.unlink()  # otherwise the folder never moved: nothing to undo
-                except Exception as e:  # recovery must never stop the studio
-                    log.error("Could not recover the interrupted rename %r: %s", journal.name, e)
-            for trash in self.root.glob(".trash-*"):
-                shutil.rmtree(trash, ignore_errors=True)
+            homes = [self.root, *_subfolders(self.root / NAMESPACES)]
+            for home in homes:
+                finished += self._recover_renames(home)
+                for trash in home.glob(".trash-*"):
+                    shutil.rmtree(trash, ignore_errors=True)
+            self._migrate()
         return finished
+
+    def _recover_renames(self, home: Path) -> list[str]:
+        finished = []
+        for journal in sorted(home.glob(".rename-*.json")):
+            try:
+                data = json.loads(journal.read_text(encoding="utf-8"))
+                old, new = self._folder(data["old"], home), self._folder(data["new"], home)
+                if old is not None and new is not None and new.is_dir() and not old.exists():
+                    self._set_name(new, new.name)  # the folder moved; finish the rename
+                    finished.append(new.name)
+                    log.warning("Finished renaming adapter %r to %r after an interruption.", old.name, new.name)
+                journal.unlink()  # otherwise the folder never moved: nothing to undo
+            except Exception as e:  # recovery must never stop the studio
+                log.error("Could not recover the interrupted rename %r: %s", journal.name, e)
+        return finished
+
+    def _migrate(self) -> None:
+        """Move owned folders of the earlier layout (under the root) into their owners' namespaces. One
+        whose name the owner already holds there stays where it is (it still loads, behind theirs)."""
+        for folder in _subfolders(self.root):
+            try:
+                owner = read_owner(folder)
+                if owner is None:
+                    continue
+                home = self.home(owner)
+                if (home / folder.name).exists():
+                    continue
+                home.mkdir(parents=True, exist_ok=True)
+                os.rename(folder, home / folder.name)
+            except Exception as e:  # an unreadable folder stays as it is, skipped by the listing
+                log.warning("Could not move adapter folder %r into its owner's namespace: %s", folder.name, e)
 
     # Helpers ---------------------------------------------------------------------------------------
     def _editable(self, name: str, owner: str | None) -> Entry:
@@ -171,12 +219,30 @@ class Library(FolderLibrary):
         except AdapterError:
             return False
 
-    def _unique(self, name: str) -> str:
+    def _unique(self, name: str, owner: str | None) -> str:
+        """`name`, or `name-2`, ... : the first that `owner` does not see already (their own or a shared
+        one) and that is free in their namespace. Other visitors' names never count."""
         candidate, n = name, 1
-        while (self.root / candidate).exists():
+        while (self.home(owner) / candidate).exists() or (owner is not None and self._taken(candidate, owner)):
             n += 1
             candidate = f"{name[: MAX_NAME - len(str(n)) - 1]}-{n}"
         return candidate
+
+    def _taken(self, name: str, owner: str) -> bool:
+        """Whether `owner` already sees an adapter called `name` (their own, or a shared one)."""
+        return self._find(name, owner)[0] is not None
+
+    def _clash(self, name: str, owner: str | None, home: Path) -> str | None:
+        """Why `owner` cannot call an adapter of `home` `name`, if they cannot: a name they see already.
+        Another visitor's names are not in their view, so they never clash."""
+        if owner is None:
+            return f"An adapter named {name!r} already exists; pick another name." if (home / name).exists() else None
+        folder, folder_owner = self._find(name, owner)
+        if (home / name).exists() or (folder is not None and folder_owner == owner):
+            return f"You already have an adapter named {name!r}; pick another name."
+        if folder is not None:
+            return f"{name!r} is the name of a shared example; pick another name."
+        return None
 
     @staticmethod
     def _set_name(folder: Path, name: str) -> None:
@@ -184,6 +250,20 @@ class Library(FolderLibrary):
         if meta.get("name") != name:
             meta["name"] = name
             write_json_atomic(folder / CONFIG_FILE, meta)
+
+
+def _subfolders(folder: Path) -> list[Path]:
+    try:
+        return sorted(p for p in folder.iterdir() if not p.name.startswith(".") and p.is_dir())
+    except OSError:
+        return []
+
+
+def _size(folder: Path) -> int:
+    try:
+        return sum(f.stat().st_size for f in folder.iterdir() if f.is_file())
+    except OSError:
+        return 0
 
 
 def _check_owner(owner: str | None) -> str | None:

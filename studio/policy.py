@@ -5,10 +5,17 @@ Public mode (on when `SPACE_ID` is set, or with `ADAPTER_STUDIO_PUBLIC=1`) treat
 stranger: base models come from the catalog plus `ADAPTER_STUDIO_ALLOWED_MODELS`, server paths are
 refused, and every request is bounded. The service layer enforces this, so the browser and any API
 caller meet the same checks.
+
+Identities are free in public mode (an anonymous id is one page load away), so per-visitor limits alone
+can be multiplied. Three more layers hold (docs/hosting.md, "Identity and fairness"): heavy work needs a
+Hugging Face sign-in unless the operator opens it (`ADAPTER_STUDIO_ANONYMOUS_HEAVY=1`); every client
+address has its own limits beside the visitor's; and no identity or address holds more than
+`fair_share` of any shared queue.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 
@@ -48,6 +55,27 @@ class Policy:
     max_route_messages: int = 32
     # Resident base models (serving), least recently used evicted first
     model_budget_bytes: int = 4 * 2**30
+    # Identity and fairness (public mode)
+    anonymous_heavy: bool = False  # the operator opens heavy work to visitors who are not signed in
+    anonymous_pool: int = 2  # runs queued or running for all anonymous visitors together (bundled samples)
+    trust_forwarded: bool = False  # the client address is X-Forwarded-For's (a proxy in front: Spaces)
+    fair_share: float = 0.25  # the most of any shared queue that one identity or one address may hold
+    queue_size: int = 64  # events waiting in the Gradio queue
+    serve_slots: int = 8  # classify, chat, route and compare running at once (they share batches)
+    heavy_slots: int = 2  # data reads, evaluations, submits, library files and the Hub, at once
+    light_slots: int = 8  # every other event (status, pickers), at once
+    max_eval_rows: int = 2000  # rows of a test file, per evaluation
+    max_eval_rows_anonymous: int = 200
+    max_data_rows: int = 20_000  # rows of a data file (preview, validation, training)
+    max_data_bytes: int = 10 * 2**20
+    sample_rows: int = 2000  # token lengths are summarised from this many rows of a larger file
+    max_pulls: int = 2  # Hub pulls at once, all visitors together (and one per visitor)
+    # Studio-wide disk caps
+    max_library_bytes: int = 5 * 2**30
+    max_library_adapters: int = 5000
+    max_runs_bytes: int = 20 * 2**30
+    max_downloads_bytes: int = 2**30  # download, export and pack zips; the oldest go first
+    max_downloads_per_owner: int = 3
     extra: dict = field(default_factory=dict, compare=False)
 
     @classmethod
@@ -59,7 +87,17 @@ class Policy:
             return cls.local()
         extra = [m.strip() for m in os.environ.get("ADAPTER_STUDIO_ALLOWED_MODELS", "").split(",") if m.strip()]
         budget = float(os.environ.get("ADAPTER_STUDIO_MODEL_BUDGET_GB", "4"))
-        return cls(public=public, allowed_models=(*CATALOG, *extra), model_budget_bytes=int(budget * 2**30))
+        forwarded = os.environ.get("ADAPTER_STUDIO_TRUST_FORWARDED", "").strip().lower()
+        return cls(
+            public=public,
+            allowed_models=(*CATALOG, *extra),
+            model_budget_bytes=int(budget * 2**30),
+            anonymous_heavy=_env_flag("ADAPTER_STUDIO_ANONYMOUS_HEAVY"),
+            # Spaces' proxy writes the visitor's address; elsewhere only the operator knows there is a proxy.
+            trust_forwarded=_env_flag("ADAPTER_STUDIO_TRUST_FORWARDED")
+            or (bool(os.environ.get("SPACE_ID")) and forwarded not in ("0", "false")),
+            fair_share=min(1.0, max(0.01, float(os.environ.get("ADAPTER_STUDIO_FAIR_SHARE", "0.25")))),
+        )
 
     @classmethod
     def local(cls) -> Policy:
@@ -84,7 +122,41 @@ class Policy:
             max_prompt_chars=100_000,
             max_new_tokens=4096,
             max_route_messages=256,
+            anonymous_heavy=True,
+            fair_share=1.0,
+            max_eval_rows=10**7,
+            max_eval_rows_anonymous=10**7,
+            max_data_rows=10**8,
+            max_data_bytes=50 * 2**20,
+            sample_rows=0,
+            max_pulls=64,
+            max_library_bytes=2**60,
+            max_library_adapters=10**9,
+            max_runs_bytes=2**60,
+            max_downloads_bytes=2**60,
+            max_downloads_per_owner=10**6,
         )
+
+    # Fairness --------------------------------------------------------------------------------------
+    def share(self, capacity: int) -> int:
+        """The most of a shared queue of `capacity` places that one identity or one address may hold."""
+        return max(1, math.ceil(capacity * self.fair_share))
+
+    def signed_in(self, owner: str | None) -> bool:
+        """Whether `owner` may do heavy work: anyone in local mode or when the operator opened it, else
+        a visitor signed in with Hugging Face."""
+        return not self.public or self.anonymous_heavy or str(owner or "").startswith("hf:")
+
+    def check_heavy(self, owner: str | None, what: str) -> None:
+        """Refuse heavy work (`what`, e.g. "Pulling from the Hub") to a visitor who is not signed in."""
+        if not self.signed_in(owner):
+            raise AdapterError(
+                f"{what} needs a Hugging Face sign-in in this public studio (the Sign in button at the top). "
+                "Without one you can train on the bundled samples, and use and compare adapters."
+            )
+
+    def max_eval_rows_for(self, owner: str | None) -> int:
+        return self.max_eval_rows if self.signed_in(owner) else self.max_eval_rows_anonymous
 
     # Checks ----------------------------------------------------------------------------------------
     def serve_limits(self) -> Limits:

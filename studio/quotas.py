@@ -1,20 +1,27 @@
 """The checks a training request meets before it is queued: its settings, its data, and its owner's share.
 
-Kept apart from the service so each quota reads as one rule with one message.
+Kept apart from the service so each quota reads as one rule with one message. The shares of the queue:
+each owner's runs, each client address's (a `policy.share` of the queue, so free identities from one
+address add up to no more), the small pool that visitors who are not signed in share, and the studio's
+disk for runs and adapters.
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from adapter_core import AdapterError
 from adapter_core.engine import ACTIVE, load_data, training_settings
 
+from .callers import address_of
 from .hardware import hardware
 from .library import Library, check_name
 from .policy import Policy
 from .settings import config_value
+
+log = logging.getLogger("adapter_studio")
 
 if TYPE_CHECKING:
     from adapter_core.engine import JobManager, TrainConfig
@@ -129,7 +136,8 @@ def _shown(number: float) -> str:
 
 
 def _check_data(studio: Service, config: TrainConfig) -> None:
-    data = load_data(config.data, config.task, config.columns)  # data errors now, not in the queue
+    policy = studio.policy  # data errors now, not in the queue; a file over the limits before it is validated
+    data = load_data(config.data, config.task, config.columns, policy.max_data_bytes, max_rows=policy.max_data_rows)
     if len(data.labels or []) > studio.policy.max_labels:
         raise AdapterError(
             f"The file has {len(data.labels)} labels; this studio trains at most {studio.policy.max_labels}."
@@ -169,7 +177,65 @@ def _check_shares(studio: Service, owner: str | None, runs: int = 1, sweep: bool
             + ("; a sweep counts as one" if sweeps else "")
             + "). Wait for one to finish, or stop it."
         )
+    _check_address(studio, owner, runs)
+    _check_anonymous_pool(studio, owner, runs)
+    _check_runs_disk(studio)
     check_library_room(studio, owner)
+
+
+def _active(studio: Service) -> list:
+    return [j for j in studio.jobs.jobs() if j.status in ACTIVE]
+
+
+def _check_address(studio: Service, owner: str, runs: int) -> None:
+    """One client address holds at most a fair share of the queue, however many identities it uses."""
+    address = address_of(owner)
+    if address is None:
+        return
+    limit = studio.policy.share(studio.policy.max_queue)
+    held = sum(1 for j in _active(studio) if address_of(j.owner) == address or j.share == address)
+    if held + runs > limit:
+        raise AdapterError(
+            f"Your network already has {held} runs queued or running in this studio (the limit per address "
+            f"is {limit}, a fair share of the queue). Wait for one to finish."
+        )
+
+
+def _check_anonymous_pool(studio: Service, owner: str, runs: int) -> None:
+    """Visitors who are not signed in share a small pool of the queue, one fair share of it per address."""
+    policy = studio.policy
+    if policy.signed_in(owner):
+        return
+    pool = [j for j in _active(studio) if not policy.signed_in(j.owner)]
+    address = address_of(owner)
+    mine = [j for j in pool if address is not None and address_of(j.owner) == address]
+    if len(pool) + runs > policy.anonymous_pool or len(mine) + runs > policy.share(policy.anonymous_pool):
+        raise AdapterError(
+            f"The places for visitors who are not signed in ({policy.anonymous_pool} runs, shared) are taken. "
+            "Sign in with Hugging Face to train in the main queue, or try again in a few minutes."
+        )
+
+
+def _check_runs_disk(studio: Service) -> None:
+    policy = studio.policy
+    if policy.public and folder_bytes(studio.jobs.store.root) >= policy.max_runs_bytes:
+        log.warning("The runs folder is over its cap of %d bytes: new runs are refused.", policy.max_runs_bytes)
+        raise AdapterError(
+            f"The studio's disk for runs is full ({policy.max_runs_bytes / 2**30:.0f} GB). Try again later; "
+            "the operator has been told in the log."
+        )
+
+
+def folder_bytes(folder: Path) -> int:
+    """The bytes of every file under `folder` (links not followed)."""
+    total = 0
+    for path in Path(folder).rglob("*"):
+        try:
+            if path.is_file() and not path.is_symlink():
+                total += path.stat().st_size
+        except OSError:
+            continue
+    return total
 
 
 def owner_slots(studio: Service, owner: str) -> tuple[int, int]:
@@ -197,7 +263,24 @@ def check_library_room(studio: Service, owner: str, incoming: int = 1, adapters:
             f"more (the limit is {policy.max_adapters_per_owner}). Delete some first."
         )
     if size + incoming > policy.max_bytes_per_owner:
+        adds = f"; this adds {incoming / 2**20:.1f} MB" if incoming > 2**20 else ""
         raise AdapterError(
-            f"Your adapters take {size / 2**20:.0f} MB; the limit is {policy.max_bytes_per_owner / 2**20:.0f} MB. "
+            f"Your adapters take {size / 2**20:.0f} MB{adds}; the limit is {policy.max_bytes_per_owner / 2**20:.0f} MB. "
             "Delete one first."
         )
+    total_count, total_size = studio.library.total_usage()
+    if total_count + adapters > policy.max_library_adapters or total_size + incoming > policy.max_library_bytes:
+        log.warning(
+            "The library is at its cap (%d adapters, %d bytes): additions are refused.", total_count, total_size
+        )
+        raise AdapterError(
+            "The studio's library is full for now (all visitors' adapters together). Try again later; "
+            "the operator has been told in the log."
+        )
+
+
+def library_room(studio: Service, owner: str) -> int:
+    """The bytes `owner` may still add: their own room, within the studio's."""
+    policy = studio.policy
+    own = policy.max_bytes_per_owner - studio.library.usage(owner)[1]
+    return max(0, min(own, policy.max_library_bytes - studio.library.total_usage()[1]))

@@ -7,15 +7,14 @@ so serving never sees train-mode dropout or a half-trained adapter.
 This is the trust boundary. Every operation takes the caller's `owner` explicitly (None in local
 mode) and checks it against the `Policy`: which models load, which files are read, what a visitor
 sees and changes, and how much they may ask for. The browser and any API caller meet the same checks.
+An owner that came from a request is a `callers.Caller`, which also carries the client address that
+the limits per address count.
 """
 
 from __future__ import annotations
 
 import secrets
-import shutil
-import tempfile
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -31,20 +30,21 @@ from adapter_core import (
     saved_threshold,
     studio_home,
 )
-from adapter_core.engine import Job, JobManager, Run, RunStore, SweepRecord, evaluate_file
+from adapter_core.engine import Job, JobManager, Run, RunStore, SweepRecord, evaluate_file, read_table
 from adapter_core.serve import FALLBACK, Dispatcher, ModelPool, Stream, model_bytes
 
 from .bases import ModelInfo, model_info
+from .callers import address_of
+from .downloads import download_folder, trim_downloads
 from .library import Entry, Library, check_name
 from .policy import Policy
-from .quotas import check_library_room, check_resume, check_submit, check_sweep
+from .quotas import check_library_room, check_resume, check_submit, check_sweep, library_room
 from .report_view import run_report
 from .sample_files import SAMPLES_DIR
 from .sweeps import best_name, outcome
+from .uploads import unpacked_size
 
 USE = {"classification": "classify", "instruction": "chat"}
-DOWNLOADS = Path(tempfile.gettempdir()) / "adapter-studio-downloads"
-DOWNLOAD_TTL_S = 3600
 MAX_REMEMBERED_UPLOADS = 1000
 
 
@@ -64,8 +64,9 @@ class Studio:
             self.policy.serve_limits(),
             bare_bases=lambda: [*self.policy.allowed_models, *self.bases.names()],
         )
-        self._lock = threading.RLock()
+        self.lock = threading.RLock()  # the bookkeeping below, and `pulling`
         self._submit_lock = threading.Lock()
+        self.pulling: set[str | None] = set()  # the owners with a Hub pull in progress (see `sharing`)
         self._uploads: dict[str, tuple[str | None, str]] = {}  # token -> (owner, path); see remember_upload
 
     def owner(self, owner: str | None) -> str | None:
@@ -163,15 +164,22 @@ class Studio:
     ) -> list:
         """Serve each named adapter (None: the bare `base_name`), call `run(base, inputs, names)` once per
         base on that base's rows, and return the results in row order."""
-        bases = {n: self.base(base_name) if n is None else self.served(n, task, owner)[0] for n in dict.fromkeys(names)}
+        served = {n: self._slot(n, task, base_name, owner) for n in dict.fromkeys(names)}
         groups: dict[int, tuple[Base, list[int]]] = {}
         for i, name in enumerate(names):
-            groups.setdefault(id(bases[name]), (bases[name], []))[1].append(i)
+            groups.setdefault(id(served[name][0]), (served[name][0], []))[1].append(i)
         out: list = [None] * len(names)
         for base, rows in groups.values():
-            for i, result in zip(rows, run(base, [inputs[i] for i in rows], [names[i] for i in rows]), strict=True):
+            slots = [served[names[i]][1] for i in rows]  # the names the adapters are loaded under
+            for i, result in zip(rows, run(base, [inputs[i] for i in rows], slots), strict=True):
                 out[i] = result
         return out
+
+    def _slot(self, name: str | None, task: str, base_name: str, owner: str | None) -> tuple[Base, str | None]:
+        if name is None:
+            return self.base(base_name), None
+        base, entry = self.served(name, task, owner)
+        return base, entry.slot
 
     def chat(
         self,
@@ -236,12 +244,18 @@ class Studio:
 
     def evaluate(self, adapters: list[str], data_path: str | Path, owner: str | None = None) -> list[dict]:
         """Each adapter's scores on a labelled file; a classification adapter's row also holds its
-        per-class `report` (per-class scores, confusion matrix, misclassified rows)."""
+        per-class `report` (per-class scores, confusion matrix, misclassified rows). Each adapter once,
+        and a file within the policy's rows, checked before anything runs."""
+        owner = self.owner(owner)
+        twice = next((n for n in adapters if list(adapters).count(n) > 1), None)
+        if twice is not None:
+            raise AdapterError(f"{twice!r} is picked more than once; pick each adapter once.")
         (path,) = self.uploaded([data_path]) if self.policy.public else [Path(data_path)]
+        max_rows = self._check_eval_rows(path, owner)
         rows = []
         for name in adapters:
             base, entry = self.served(name, owner=owner)
-            metrics = dict(evaluate_file(base, entry.name, path))
+            metrics = dict(evaluate_file(base, entry.slot, path, max_rows=max_rows))
             report = metrics.pop("report", None)
             rows.append(
                 {
@@ -251,6 +265,18 @@ class Studio:
                 }
             )
         return rows
+
+    def _check_eval_rows(self, path: Path, owner: str | None) -> int:
+        """The rows an evaluation may read for this caller; a larger file is refused before any model runs."""
+        limit = self.policy.max_eval_rows_for(owner)
+        rows = len(read_table(path, self.policy.max_data_bytes))
+        if rows > limit:
+            more = "" if self.policy.signed_in(owner) else f" ({self.policy.max_eval_rows:,} when signed in)"
+            raise AdapterError(
+                f"{path.name} has {rows:,} rows; an evaluation here reads at most {limit:,}{more}. "
+                "Evaluate on a sample of it."
+            )
+        return limit
 
     def run_report(self, run_id: str, owner: str | None = None) -> dict | None:
         """The per-class report a classification run saved (report.json), if the caller may see the run."""
@@ -263,24 +289,27 @@ class Studio:
         the caller's library (by name, never a path) that the run goes on training."""
         owner = self.owner(owner)
         config.data = str(self.data_file(config.data))
+        self._check_training_data(config.data, owner)
         config.init_from = str(self.library.get(continue_from, owner=owner).path) if continue_from else None
         with self._submit_lock:
             notes = check_submit(self, config, owner)
-            return self.jobs.submit(config, owner=owner), notes
+            return self.jobs.submit(config, owner=owner, share=address_of(owner)), notes
 
     def resume(self, run_id: str, owner: str | None = None) -> Job:
         """Queue one of the caller's stopped or interrupted runs to go on from its checkpoint, within the
         quotas a new run meets."""
         owner = self.owner(owner)
         run = self.jobs.store.get(run_id, owner=owner)
+        self._check_training_data(run.train_config().data, owner)
         with self._submit_lock:
             check_resume(self, run.train_config(), owner)
-            return self.jobs.resume(run.id, owner=owner)
+            return self.jobs.resume(run.id, owner=owner, share=address_of(owner))
 
     def submit_sweep(self, configs: list, name: str, owner: str | None = None) -> tuple[SweepRecord, list[str]]:
         """Queue a sweep's runs (see `studio/sweeps.py`) for `owner` through the engine's sweep executor,
         within the quotas. When the last ends, only the best is published, as `<name>-best`."""
         owner = self.owner(owner)
+        self.policy.check_heavy(owner, "A sweep")
         if not configs:
             raise AdapterError("A sweep needs at least one bottleneck and one learning rate.")
         name = check_name(name)
@@ -288,7 +317,7 @@ class Studio:
             config.data = str(self.data_file(config.data))
         with self._submit_lock:
             notes = check_sweep(self, configs, owner)
-            return self.jobs.sweeps.submit(configs, name, owner), notes
+            return self.jobs.sweeps.submit(configs, name, owner, share=address_of(owner)), notes
 
     def _publish_best(self, sweep: SweepRecord, best: Run) -> str:
         """The sweep executor's publish step: the best run's adapter to the owner's library as `<name>-best`."""
@@ -301,6 +330,12 @@ class Studio:
         if job is not None:  # the Train tab, following the run, says where its adapter went
             job.events.append({"kind": "published", "message": outcome(sweep), "library_name": entry.name})
         return entry.name
+
+    def _check_training_data(self, data: str | Path | None, owner: str | None) -> None:
+        """Visitors who are not signed in train on the bundled samples only (in a small pool of their own,
+        see `quotas`); their own files need a sign-in."""
+        if not self.policy.signed_in(owner) and not _inside(Path(str(data)).resolve(), [SAMPLES_DIR]):
+            self.policy.check_heavy(owner, "Training on your own data")
 
     def _publish(self, job: Job) -> None:
         """A finished run's adapter goes to the library; a sweep's runs wait for the sweep's end, when
@@ -329,7 +364,7 @@ class Studio:
     def remember_upload(self, path: str | Path, owner: str | None = None) -> str:
         """A token for an uploaded data file, for the visitor's browser to keep instead of its path."""
         token = secrets.token_urlsafe(16)
-        with self._lock:
+        with self.lock:
             self._uploads[token] = (self.owner(owner), str(self.data_file(path)))
             while len(self._uploads) > MAX_REMEMBERED_UPLOADS:
                 self._uploads.pop(next(iter(self._uploads)))
@@ -337,7 +372,7 @@ class Studio:
 
     def recall_upload(self, token: str, owner: str | None = None) -> Path | None:
         """The file behind `token` if it is this visitor's and still on the server, else None."""
-        with self._lock:
+        with self.lock:
             found = self._uploads.get(token) if isinstance(token, str) else None
         if found is None or found[0] != self.owner(owner) or not Path(found[1]).is_file():
             return None
@@ -348,14 +383,28 @@ class Studio:
         """A zip of adapter `name` in a fresh folder of the downloads area; old zips are removed."""
         owner = self.owner(owner)
         self.library.get(name, owner=owner)  # visible to this caller, or a clear error
-        return self.library.zip(name, download_folder(), owner=owner)
+        return self.kept(self.library.zip(name, self.download_folder(owner), owner=owner))
+
+    def download_folder(self, owner: str | None) -> Path:
+        """A fresh folder for one of `owner`'s zips (see `downloads`)."""
+        return download_folder(self.policy, owner)
+
+    def kept(self, path: Path) -> Path:
+        """`path`, a zip just written to the downloads area, which is trimmed to its cap around it."""
+        trim_downloads(self.policy, path)
+        return path
 
     def upload(self, files: list[str | Path], owner: str | None = None) -> Entry:
+        """An adapter from uploaded files into the caller's library, counted at its unpacked size."""
         owner = self.owner(owner)
+        self.policy.check_heavy(owner, "Uploading adapters")
         paths = self.uploaded(files)
+        room = None
         if owner is not None:
-            check_library_room(self, owner, incoming=sum(p.stat().st_size for p in paths if p.is_file()))
-        return self.library.upload(paths, owner=owner, limits=self.policy)
+            incoming = unpacked_size(paths, self.policy)
+            check_library_room(self, owner, incoming=incoming)
+            room = library_room(self, owner)
+        return self.library.upload(paths, owner=owner, limits=self.policy, max_bytes=room)
 
     def rename(self, old: str, new: str, owner: str | None = None) -> Entry:
         return self.library.rename(old, new, owner=self.owner(owner))
@@ -364,25 +413,5 @@ class Studio:
         self.library.delete(name, owner=self.owner(owner))
 
 
-def download_folder() -> Path:
-    """A fresh folder in the downloads area (old ones are removed)."""
-    _clean_downloads()
-    folder = DOWNLOADS / secrets.token_hex(12)
-    folder.mkdir(parents=True)
-    return folder
-
-
 def _inside(path: Path, roots: list[Path]) -> bool:
     return any(path.is_relative_to(root.resolve()) for root in roots)
-
-
-def _clean_downloads() -> None:
-    if not DOWNLOADS.is_dir():
-        return
-    cutoff = time.time() - DOWNLOAD_TTL_S
-    for folder in DOWNLOADS.iterdir():
-        try:
-            if folder.stat().st_mtime < cutoff:
-                shutil.rmtree(folder, ignore_errors=True)
-        except OSError:
-            continue

@@ -17,6 +17,7 @@ from starlette.routing import Mount
 from . import train_view as h
 from .api import api_app
 from .comparison import library_table
+from .gate import configure_queue, gate
 from .hardware import hardware
 from .keys import browser_secret
 from .service import Studio
@@ -74,13 +75,20 @@ def header(studio: Studio) -> None:
     if hw.notice:
         gr.Markdown(hw.notice)
     if studio.policy.public:
+        policy = studio.policy
         gr.Markdown(
             "> **Public studio.** Your runs and adapters are private to you"
             + (" (sign in to keep them across browsers)" if sign_in_available(studio) else " and this browser")
-            + f". Limits: {studio.policy.max_jobs_per_owner} runs at a time, "
-            f"{studio.policy.max_adapters_per_owner} adapters, {studio.policy.max_epochs:g} epochs "
-            f"and {studio.policy.max_seconds / 60:.0f} minutes a run; a sweep is at most "
-            f"{studio.policy.max_sweep_runs} runs, counts as one run and shares one run's time."
+            + f". Limits: {policy.max_jobs_per_owner} runs at a time, "
+            f"{policy.max_adapters_per_owner} adapters, {policy.max_epochs:g} epochs "
+            f"and {policy.max_seconds / 60:.0f} minutes a run; a sweep is at most "
+            f"{policy.max_sweep_runs} runs, counts as one run and shares one run's time."
+            + (
+                ""
+                if policy.anonymous_heavy
+                else " Training on your own data, sweeps, uploads, Hub pulls and pushes, large evaluations and "
+                "API keys need a Hugging Face sign-in; without one you can train on the bundled samples."
+            )
         )
         if sign_in_available(studio):
             gr.LoginButton()
@@ -109,7 +117,8 @@ def wire_visitor(ctx: Ctx, demo: gr.Blocks):
     def on_load(token, remembered, profile: gr.OAuthProfile | None, request: gr.Request):
         owner, token = identify(studio, token, profile)
         owner = who(studio, owner, request)
-        return [owner, token, h.reattach(studio, owner, remembered), *refresh(owner)]
+        kept = str(owner) if owner is not None else None  # the id; each request brings its own address
+        return [kept, token, h.reattach(studio, owner, remembered), *refresh(owner)]
 
     outputs = [*pickers, ctx["lib_table"]]
     loaded = demo.load(
@@ -127,9 +136,16 @@ def wire_visitor(ctx: Ctx, demo: gr.Blocks):
 
 
 def launch(demo: gr.Blocks, **kwargs):
-    """Serve the studio, with the OpenAI-compatible API at /v1 over the same studio service."""
+    """Serve the studio, with the OpenAI-compatible API at /v1 over the same studio service. A public
+    studio's queue is bounded and grouped for a small machine, every request meets the gate (`gate`),
+    and no event skips the queue."""
     kwargs.setdefault("max_file_size", MAX_UPLOAD)
-    routes = [Mount("/v1", app=api_app(demo.studio))]
-    return demo.queue(default_concurrency_limit=8).launch(
-        theme=gr.themes.Soft(primary_hue="indigo"), app_kwargs={"routes": routes}, **kwargs
-    )
+    app_kwargs: dict = {"routes": [Mount("/v1", app=api_app(demo.studio))]}
+    policy = demo.studio.policy
+    if policy.public:
+        configure_queue(demo, policy)
+        demo.queue(max_size=policy.queue_size, default_concurrency_limit=policy.light_slots, api_open=False)
+        app_kwargs["middleware"] = [gate(demo, policy)]
+    else:
+        demo.queue(default_concurrency_limit=8)
+    return demo.launch(theme=gr.themes.Soft(primary_hue="indigo"), app_kwargs=app_kwargs, **kwargs)

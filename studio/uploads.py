@@ -2,7 +2,9 @@
 metadata cleaned of server paths before it is published or downloaded.
 
 A zip is read member by member in chunks, with caps on the member count, each member's size and its
-compression ratio, so a small archive can never make the server read gigabytes. The config is checked
+compression ratio, so a small archive can never make the server read gigabytes. Its unpacked size is
+what counts against a quota: read from the zip's directory before anything is extracted
+(`unpacked_size`), and held to while extracting, whatever the directory claimed. The config is checked
 against the schema and the studio's caps, and the safetensors header against the config, before the
 adapter reaches the library. Messages name uploads by their file names only.
 """
@@ -88,22 +90,21 @@ def clean_meta(meta: dict[str, Any], name: str, for_download: bool = False) -> d
     return meta
 
 
-def stage_upload(files: list[str | Path], folder: Path, limits: Any = None) -> dict[str, Any]:
+def stage_upload(
+    files: list[str | Path], folder: Path, limits: Any = None, max_bytes: int | None = None
+) -> dict[str, Any]:
     """Put the uploaded adapter's two files into `folder`, checked; return its (checked) metadata.
 
     `limits` has `max_bottleneck`, `max_labels`, `max_zip_entries`, `max_member_bytes` and
-    `max_zip_ratio` (a studio.policy.Policy); None applies only the core checks and local zip caps."""
-    files = [Path(f) for f in files or []]
-    if not files:
-        raise AdapterError("Choose the adapter's files first: adapter_config.json and adapter_model.safetensors.")
-    bad = [f.name for f in files if f.suffix.lower() not in ALLOWED_UPLOADS]
-    if bad:
-        raise AdapterError(f"Only adapter_config.json, adapter_model.safetensors or a .zip of them; got {bad}.")
+    `max_zip_ratio` (a studio.policy.Policy); None applies only the core checks and local zip caps.
+    `max_bytes`: the most the staged files may take together (the room left in a quota)."""
+    files = _checked_types(files)
     max_member = getattr(limits, "max_member_bytes", DEFAULT_MEMBER_BYTES)
+    budget = _Budget(max_bytes)
     for f in files:
         try:
             if f.suffix.lower() == ".zip":
-                extract_adapter(f, folder, limits)
+                extract_adapter(f, folder, limits, budget)
                 continue
             target = folder / (CONFIG_FILE if f.suffix.lower() == ".json" else WEIGHTS_FILE)
             _refuse_second(target, "The upload")
@@ -111,6 +112,7 @@ def stage_upload(files: list[str | Path], folder: Path, limits: Any = None) -> d
             size = f.stat().st_size
             if size > cap:
                 raise AdapterError(f"{f.name} is {_size(size)}; the limit is {_size(cap)}.")
+            budget.add(size)
             shutil.copyfile(f, target)
         except OSError as e:  # the message names the file, never the server folder it sits in
             raise AdapterError(f"{f.name} could not be read ({e.strerror or type(e).__name__}).") from None
@@ -124,6 +126,53 @@ def stage_upload(files: list[str | Path], folder: Path, limits: Any = None) -> d
     _check_caps(meta, limits)
     check_weights_match(meta, read_safetensors_header(folder / WEIGHTS_FILE))
     return meta
+
+
+def unpacked_size(files: list[str | Path], limits: Any = None) -> int:
+    """The bytes an upload puts in the library: its files, or the adapter members of a zip as its
+    directory declares them (checked against the member caps first, so a bomb is named as one)."""
+    total = 0
+    for f in _checked_types(files):
+        try:
+            if f.suffix.lower() != ".zip":
+                total += f.stat().st_size
+                continue
+            with zipfile.ZipFile(f) as z:
+                for info in _adapter_members(z, f.name, limits):
+                    _check_declared(info, _base(info.filename), limits, f.name)
+                    total += info.file_size
+        except AdapterError:
+            raise
+        except OSError as e:
+            raise AdapterError(f"{f.name} could not be read ({e.strerror or type(e).__name__}).") from None
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError):
+            raise AdapterError(f"{f.name} is not a valid zip file, or it is damaged or encrypted.") from None
+    return total
+
+
+class _Budget:
+    """Bytes written so far against a cap (None: no cap), for the quota message."""
+
+    def __init__(self, cap: int | None):
+        self.cap, self.used = cap, 0
+
+    def add(self, n: int) -> None:
+        self.used += n
+        if self.cap is not None and self.used > self.cap:
+            raise AdapterError(
+                f"This upload unpacks to more than {_size(self.cap)}, the room left in your library. "
+                "Delete an adapter first, or upload a smaller one."
+            )
+
+
+def _checked_types(files: list[str | Path] | None) -> list[Path]:
+    files = [Path(f) for f in files or []]
+    if not files:
+        raise AdapterError("Choose the adapter's files first: adapter_config.json and adapter_model.safetensors.")
+    bad = [f.name for f in files if f.suffix.lower() not in ALLOWED_UPLOADS]
+    if bad:
+        raise AdapterError(f"Only adapter_config.json, adapter_model.safetensors or a .zip of them; got {bad}.")
+    return files
 
 
 def _check_caps(meta: dict[str, Any], limits: Any) -> None:
@@ -150,54 +199,61 @@ def _refuse_second(target: Path, where: str) -> None:
         raise AdapterError(f"{where} holds two {target.name} files; upload one adapter at a time.")
 
 
-def extract_adapter(archive: Path, folder: Path, limits: Any = None) -> None:
+def extract_adapter(archive: Path, folder: Path, limits: Any = None, budget: _Budget | None = None) -> None:
     """Take the two adapter files out of a zip by their base names only: no paths, no other files,
-    each streamed in chunks and stopped past the size and ratio caps."""
-    entries = getattr(limits, "max_zip_entries", DEFAULT_ZIP_ENTRIES)
+    each streamed in chunks and stopped past the size and ratio caps (and `budget`, if given)."""
     try:
         with zipfile.ZipFile(archive) as z:
-            infos = z.infolist()
-            if len(infos) > entries:
-                raise AdapterError(f"{archive.name} holds {len(infos):,} files; the limit is {entries}.")
-            names = [i.filename for i in infos]
-            if len(set(names)) != len(names):
-                raise AdapterError(f"{archive.name} holds the same file twice; it is not a valid adapter zip.")
-            picked = [i for i in infos if not i.is_dir() and _base(i.filename) in (CONFIG_FILE, WEIGHTS_FILE)]
-            if not picked:
-                raise AdapterError(f"{archive.name} holds no adapter files: it needs {CONFIG_FILE} and {WEIGHTS_FILE}.")
-            for info in picked:
+            for info in _adapter_members(z, archive.name, limits):
                 target = folder / _base(info.filename)
                 _refuse_second(target, archive.name)
-                _copy_member(z, info, target, limits, archive.name)
+                _copy_member(z, info, target, limits, archive.name, budget or _Budget(None))
     except AdapterError:
         raise
     except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError):
         raise AdapterError(f"{archive.name} is not a valid zip file, or it is damaged or encrypted.") from None
 
 
+def _adapter_members(z: zipfile.ZipFile, where: str, limits: Any) -> list[zipfile.ZipInfo]:
+    """The zip's adapter files, after the checks on its directory: how many members, none twice."""
+    entries = getattr(limits, "max_zip_entries", DEFAULT_ZIP_ENTRIES)
+    infos = z.infolist()
+    if len(infos) > entries:
+        raise AdapterError(f"{where} holds {len(infos):,} files; the limit is {entries}.")
+    names = [i.filename for i in infos]
+    if len(set(names)) != len(names):
+        raise AdapterError(f"{where} holds the same file twice; it is not a valid adapter zip.")
+    picked = [i for i in infos if not i.is_dir() and _base(i.filename) in (CONFIG_FILE, WEIGHTS_FILE)]
+    if not picked:
+        raise AdapterError(f"{where} holds no adapter files: it needs {CONFIG_FILE} and {WEIGHTS_FILE}.")
+    return picked
+
+
 def _base(filename: str) -> str:
     return PurePosixPath(filename.replace("\\", "/")).name
 
 
-def _copy_member(z: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, limits: Any, where: str) -> None:
+def _check_declared(info: zipfile.ZipInfo, name: str, limits: Any, where: str, size: int | None = None) -> None:
+    """A member's size (as declared, or as read so far) against its cap and the compression-ratio cap."""
+    cap = MAX_CONFIG_BYTES if name == CONFIG_FILE else getattr(limits, "max_member_bytes", DEFAULT_MEMBER_BYTES)
+    ratio = getattr(limits, "max_zip_ratio", DEFAULT_ZIP_RATIO)
+    size = info.file_size if size is None else size
+    if size > RATIO_FLOOR and size > ratio * max(info.compress_size, 1):
+        raise AdapterError(f"{where}: {name} unpacks over {ratio:g} times its packed size; this looks like a zip bomb.")
+    if size > cap:
+        raise AdapterError(f"{where}: {name} is over {_size(cap)} unpacked; that is the limit.")
+
+
+def _copy_member(
+    z: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, limits: Any, where: str, budget: _Budget
+) -> None:
     if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
         raise AdapterError(f"{where}: {target.name} uses an unsupported compression; zip it with deflate.")
-    cap = MAX_CONFIG_BYTES if target.name == CONFIG_FILE else getattr(limits, "max_member_bytes", DEFAULT_MEMBER_BYTES)
-    ratio = getattr(limits, "max_zip_ratio", DEFAULT_ZIP_RATIO)
-    packed = max(info.compress_size, 1)
-
-    def check(size: int) -> None:
-        if size > RATIO_FLOOR and size > ratio * packed:
-            raise AdapterError(
-                f"{where}: {target.name} unpacks over {ratio:g} times its packed size; this looks like a zip bomb."
-            )
-        if size > cap:
-            raise AdapterError(f"{where}: {target.name} is over {_size(cap)} unpacked; that is the limit.")
-
-    check(info.file_size)  # what the zip claims; the stream below is checked as it is read, not trusted
+    _check_declared(info, target.name, limits, where)  # what the zip claims; the stream is checked as read
     size = 0
     with z.open(info) as src, open(target, "wb") as dst:
         while chunk := src.read(CHUNK):
             size += len(chunk)
-            check(size)
+            _check_declared(info, target.name, limits, where, size)
+            budget.add(len(chunk))
             dst.write(chunk)

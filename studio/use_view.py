@@ -85,7 +85,9 @@ def router_threshold(studio: Studio, owner: str | None, router: str | None) -> f
 
 def api_help(studio: Studio, owner: str | None, origin: str, key: str | None = None) -> str:
     """How to call this studio's adapters over HTTP with the official `openai` package, with the
-    caller's own key in public mode (`key`: one just made)."""
+    caller's own key in public mode (`key`: one just made). A key is an identity outside the browser, so in public mode it
+    goes to signed-in visitors only (unless the operator opened heavy work to everyone)."""
+    studio.policy.check_heavy(studio.owner(owner), "An API key")
     key = key or key_for(studio, owner)
     imports, api_key = "from openai import OpenAI\n", repr(key or "none")
     if key:

@@ -63,6 +63,16 @@ def quick(**overrides):
     return TrainConfig.from_dict({**settings, **overrides})  # from_dict: the legacy flat `dropout` goes into `adapter`
 
 
+def held_train(config, out_dir, on_event=lambda e: None, should_stop=lambda: False, base=None, resume=False):
+    """Stands in for the engine's `train`: holds the trainer until the run is stopped (a run that stays
+    active as long as a test wants). Patch it over `adapter_core.engine.jobs.train`."""
+    from adapter_core.engine.train import TrainResult
+
+    while not should_stop():
+        time.sleep(0.02)
+    return TrainResult("stopped", Path(out_dir) / "adapter", {}, 0, 0.0, 0.0)
+
+
 def cli(*args: str, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
     """`python -m adapter_core ARGS` in a subprocess from the repository root, as a user runs it."""
     return subprocess.run(

@@ -338,25 +338,27 @@ def test_sweep_quotas_in_public_mode(tmp_path, monkeypatch):
         studio.submit_sweep(
             [st.train_config("minilm", SOURCE, "classification", {}, f"x{i}", SETTINGS) for i in range(5)],
             "x",
-            "anon:a",
+            "hf:a",
         )
+    with pytest.raises(AdapterError, match="A sweep needs a Hugging Face sign-in in this public studio"):
+        studio.submit_sweep(grid(["8", "16"], ["1e-3"]), "anon", "anon:visitor")
     with pytest.raises(AdapterError, match="Learning rates are numbers"):
         grid(["16"], ["fast"])
-    sweep, notes = studio.submit_sweep(grid(["8", "16"], ["1e-3", "2e-3"]), "s", "anon:a")
+    sweep, notes = studio.submit_sweep(grid(["8", "16"], ["1e-3", "2e-3"]), "s", "hf:a")
     assert "each of its 4 runs trains at most 7.5 minutes" in " ".join(notes)
     assert all(studio.jobs.get(i).config.max_seconds == 450 for i in sweep.run_ids)
-    assert owner_slots(studio, "anon:a") == (1, 1)  # the sweep counts as one run
+    assert owner_slots(studio, "hf:a") == (1, 1)  # the sweep counts as one run
     with pytest.raises(AdapterError, match="You already have a sweep queued or running"):
-        studio.submit_sweep(grid(["8"], ["1e-3"]), "again", "anon:a")
-    job, _ = studio.submit(st.train_config("minilm", SOURCE, "classification", {}, "solo", SETTINGS), "anon:a")
+        studio.submit_sweep(grid(["8"], ["1e-3"]), "again", "hf:a")
+    job, _ = studio.submit(st.train_config("minilm", SOURCE, "classification", {}, "solo", SETTINGS), "hf:a")
     with pytest.raises(AdapterError, match=r"You already have 2 runs queued or running \(the limit is 2; a sweep co"):
-        studio.submit(st.train_config("minilm", SOURCE, "classification", {}, "more", SETTINGS), "anon:a")
+        studio.submit(st.train_config("minilm", SOURCE, "classification", {}, "more", SETTINGS), "hf:a")
     with pytest.raises(AdapterError, match="queue has room for 1 more runs; this sweep is 2"):
-        studio.submit_sweep(grid(["8", "16"], ["1e-3"]), "b", "anon:b")
+        studio.submit_sweep(grid(["8", "16"], ["1e-3"]), "b", "hf:b")
     with pytest.raises(AdapterError, match="No sweep"):
-        sw.sweep_results(studio, "anon:b", sweep.id)  # another visitor's sweep does not exist for them
-    sw.stop_sweep(studio, "anon:a", sweep.id)
-    studio.jobs.stop(job.id, owner="anon:a")
+        sw.sweep_results(studio, "hf:b", sweep.id)  # another visitor's sweep does not exist for them
+    sw.stop_sweep(studio, "hf:a", sweep.id)
+    studio.jobs.stop(job.id, owner="hf:a")
     studio.jobs.close()
 
 
@@ -366,7 +368,8 @@ def public_with_upload(tmp_path) -> tuple[Studio, Path]:
     uploads.mkdir()
     data = uploads / "routing.csv"
     data.write_bytes(Path(SAMPLE).read_bytes())
-    studio = Studio(tmp_path / "home", policy=Policy(public=True))
+    # The operator opened heavy work (training on one's own data) to visitors who are not signed in.
+    studio = Studio(tmp_path / "home", policy=Policy(public=True, anonymous_heavy=True))
     studio.upload_roots.append(uploads)
     return studio, data
 

@@ -31,7 +31,9 @@ URL = f"http://127.0.0.1:{PORT}/"
 VICTIM = "anon:victim-token-aaaaaaaaaaaaaaaaaaaaaaaa"
 LABELS = ["billing", "orders", "tech"]
 SAMPLE = "Support routing (classification, 480 rows)"
-POLICY = Policy(public=True, max_jobs_per_owner=2, max_queue=5, max_adapters_per_owner=4)
+# The operator opened heavy work (uploads, training on one's own data) to anonymous visitors, so that a
+# hostile anonymous visitor can try everything; tests/test_fairness.py holds the default policy.
+POLICY = Policy(public=True, max_jobs_per_owner=2, max_queue=5, max_adapters_per_owner=4, anonymous_heavy=True)
 
 
 @pytest.fixture(scope="module")

@@ -234,7 +234,8 @@ def test_owners_see_their_own_and_the_shared_examples_only(shared, tmp_path):
         "bob one": "bob",
         "example": None,
     }
-    assert (lib.root / "bob one" / OWNER_FILE).read_text() == "bob\n"
+    bobs = lib.get("bob one", owner="bob").path
+    assert (bobs / OWNER_FILE).read_text() == "bob\n" and bobs.parent == lib.home("bob") != lib.root
     hidden = "No adapter named 'bob one' in your library."
     for call in (
         lambda: lib.get("bob one", owner="alice"),
@@ -272,9 +273,9 @@ def test_owners_see_their_own_and_the_shared_examples_only(shared, tmp_path):
 
 def test_usage_counts_an_owners_adapters_and_bytes(shared):
     count, size = shared.usage("alice")
-    files = [f for name in ("alice one", "alice two") for f in (shared.root / name).iterdir()]
+    files = [f for name in ("alice one", "alice two") for f in shared.get(name, owner="alice").path.iterdir()]
     assert count == 2 and size == sum(f.stat().st_size for f in files)
-    assert size > 2 * (shared.root / "alice one" / WEIGHTS_FILE).stat().st_size
+    assert size > 2 * (shared.get("alice one", owner="alice").path / WEIGHTS_FILE).stat().st_size
     assert shared.usage("bob")[0] == 1 and shared.usage("carol") == (0, 0)
 
 

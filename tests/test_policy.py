@@ -62,3 +62,23 @@ def test_messages_lose_server_paths():
     assert "/root" not in out and ".adapter_studio" not in out and "C:\\" not in out
     assert "adapter_config.json" in out and "a.csv" in out
     assert redact("No adapter named 'x' in your library.") == "No adapter named 'x' in your library."
+
+
+def test_the_operator_settings_of_identity_and_fairness(monkeypatch):
+    for key in ("ADAPTER_STUDIO_ANONYMOUS_HEAVY", "ADAPTER_STUDIO_TRUST_FORWARDED", "ADAPTER_STUDIO_FAIR_SHARE"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("ADAPTER_STUDIO_PUBLIC", "1")
+    monkeypatch.delenv("SPACE_ID", raising=False)
+    policy = Policy.from_env()
+    assert not policy.anonymous_heavy and not policy.trust_forwarded and policy.fair_share == 0.25
+    assert policy.share(20) == 5 and policy.share(2) == 1 and policy.share(64) == 16
+    assert policy.signed_in("hf:alice") and not policy.signed_in("anon:x") and not policy.signed_in("session:y")
+    with pytest.raises(AdapterError, match="A sweep needs a Hugging Face sign-in in this public studio"):
+        policy.check_heavy("anon:x", "A sweep")
+    monkeypatch.setenv("SPACE_ID", "someone/adapter-studio")  # Spaces' proxy writes X-Forwarded-For
+    monkeypatch.setenv("ADAPTER_STUDIO_ANONYMOUS_HEAVY", "1")
+    monkeypatch.setenv("ADAPTER_STUDIO_FAIR_SHARE", "0.5")
+    policy = Policy.from_env()
+    assert policy.anonymous_heavy and policy.trust_forwarded and policy.share(20) == 10
+    policy.check_heavy("anon:x", "A sweep")  # opened by the operator
+    assert Policy.local().signed_in(None) and Policy.local().share(20) == 20

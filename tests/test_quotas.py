@@ -9,7 +9,7 @@ from studio_fixtures import publish_random
 
 from adapter_core import AdapterConfig, AdapterError
 from adapter_core.engine.train import TrainConfig
-from studio import service
+from studio import downloads
 from studio import train_view as h
 from studio.policy import Policy
 from studio.sample_files import SAMPLES_DIR
@@ -107,7 +107,7 @@ def test_files_come_only_from_uploads_or_samples(public, tmp_path):
         with pytest.raises(AdapterError, match="Data files come only from your uploads"):
             public.data_file(path)
     with pytest.raises(AdapterError, match="Files come only from your uploads"):
-        public.upload([SAMPLE], "anon:a")
+        public.upload([SAMPLE], "hf:a")
     with pytest.raises(AdapterError, match="Files come only from your uploads"):
         public.evaluate(["x"], "/etc/passwd", "anon:a")
 
@@ -123,11 +123,11 @@ def test_idle_base_models_are_evicted_under_the_memory_budget(tmp_path):
 
 
 def test_downloads_are_fresh_folders_and_old_ones_are_removed(tmp_path, monkeypatch):
-    monkeypatch.setattr(service, "DOWNLOADS", tmp_path / "downloads")
+    monkeypatch.setattr(downloads, "DOWNLOADS", tmp_path / "downloads")
     studio = Studio(tmp_path / "home", policy=Policy(public=True))
     publish_random(studio, "minilm", "mine", "classification", LABELS, owner="anon:a")
     first = studio.download("mine", "anon:a")
-    old = time.time() - service.DOWNLOAD_TTL_S - 10
+    old = time.time() - downloads.DOWNLOAD_TTL_S - 10
     os.utime(first.parent, (old, old))
     second = studio.download("mine", "anon:a")
     assert second.is_file() and not first.exists() and first.parent != second.parent

@@ -187,15 +187,16 @@ def test_a_pack_holds_only_the_callers_departments(public, tmp_path):
 
 
 def test_a_whole_pack_is_pulled_all_or_nothing_within_the_quota(public, hub, tmp_path):
-    repos, _ = hub
+    repos, seen = hub
     _, router = tiny_adapter(tmp_path / "made" / "desk", name="desk", labels=("orders", "billing"))
     _, dept = tiny_adapter(tmp_path / "made" / "orders", name="orders", task="instruction")
     pack = {f"desk/{k}": v for k, v in folder_files(router).items()}
     pack |= {f"orders/{k}": v for k, v in folder_files(dept).items()} | {"README.md": b"# Hub pack"}
     repos["carol/hub"] = pack
     repos["carol/big"] = {**pack, **{f"billing/{k}": v for k, v in folder_files(dept).items()}}
-    with pytest.raises(AdapterError, match="These are 3 adapters; your library has room for 2 more"):
+    with pytest.raises(AdapterError, match="carol/big holds 3 adapters; your library has room for 2 more"):
         sv.pull(public, "carol/big", None, "hf:alice")
+    assert [s.get("dry_run") for s in seen] == [True]  # refused from the Hub's listing: nothing downloaded
     assert public.library.names(owner="hf:alice") == ["route", "shared"]  # nothing of it kept
     name, message = sv.pull(public, "carol/hub", None, "hf:alice")
     assert name == "desk" and "Pulled the pack carol/hub into your library: desk, orders" in message

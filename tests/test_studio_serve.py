@@ -7,6 +7,7 @@ import pytest
 from helpers import free_port
 from studio_fixtures import publish_fixed_router, publish_random
 
+from adapter_core import AdapterError
 from studio import use_view
 from studio.keys import KeyRing, browser_secret, owner_of, personal_key, signing_secret
 from studio.policy import Policy
@@ -99,9 +100,13 @@ def test_the_studio_s_quotas_hold_on_the_api(served):
 
 def test_the_api_help_shows_the_visitor_s_own_key_and_no_key_locally(served, tmp_path, monkeypatch):
     studio, url = served
-    text = use_view.api_help(studio, ALICE, url)
+    with pytest.raises(AdapterError, match="An API key needs a Hugging Face sign-in"):
+        use_view.api_help(studio, ALICE, url)  # an anonymous identity is free: no key for it
+    signed_in = "hf:alice"
+    studio.library.publish(studio.library.get("alice-orders", ALICE).path, "alice-orders", owner=signed_in)
+    text = use_view.api_help(studio, signed_in, url)
     key = text.split("```\n", 1)[1].split("\n", 1)[0]
-    assert KeyRing(studio.home).owner_of(key) == ALICE and f'base_url="{url}/v1"' in text
+    assert KeyRing(studio.home).owner_of(key) == signed_in and f'base_url="{url}/v1"' in text
     assert 'model="alice-orders"' in text  # her own adapter in the snippet
     monkeypatch.delenv("ADAPTER_STUDIO_API_KEY", raising=False)
     local = use_view.api_help(Studio(tmp_path), None, "http://127.0.0.1:7860")

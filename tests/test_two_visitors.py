@@ -22,7 +22,8 @@ EXAMPLE = "example-router"
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
-    studio = Studio(tmp_path_factory.mktemp("studio-two-visitors"), policy=Policy(public=True))
+    # Both visitors come from this machine's address: give each address the whole of every share.
+    studio = Studio(tmp_path_factory.mktemp("studio-two-visitors"), policy=Policy(public=True, fair_share=1.0))
     publish_random(studio, "minilm", EXAMPLE, "classification", ["billing", "orders", "tech"])  # owner None: shared
     with served(studio) as url:
         yield url, studio

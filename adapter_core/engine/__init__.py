@@ -19,6 +19,7 @@ _FACE = {
     "batches": ("tokenize",),
     "config": ("COLUMN_ROLES", "TrainConfig", "training_settings"),
     "data": (
+        "MAX_BYTES",
         "OPTIONAL",
         "REQUIRED",
         "describe_lengths",

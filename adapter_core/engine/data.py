@@ -85,19 +85,24 @@ def load_data(
     columns: dict[str, str] | None = None,
     max_bytes: int = MAX_BYTES,
     display_name: str | None = None,
+    max_rows: int | None = None,
 ) -> TaskData:
-    """Read and validate a training file for `task`; `columns` maps canonical names to file columns."""
+    """Read and validate a training file for `task`; `columns` maps canonical names to file columns.
+    A file over `max_bytes`, or over `max_rows` rows, is refused before any row is validated."""
     if task not in REQUIRED:
         raise DataError(f"task must be classification or instruction; got {task!r}.")
     path = Path(path)
     name = display_name or path.name
-    frame = read_table(path, max_bytes, name)
+    frame = read_table(path, max_bytes, name, max_rows)
     mapping = detect_columns(frame, task, columns, name)
     return validate(frame, task, mapping, name)
 
 
-def read_table(path: Path, max_bytes: int = MAX_BYTES, name: str | None = None) -> pd.DataFrame:
-    """The file as a DataFrame of strings, with clear errors for every way a file can be unreadable."""
+def read_table(
+    path: Path, max_bytes: int = MAX_BYTES, name: str | None = None, max_rows: int | None = None
+) -> pd.DataFrame:
+    """The file as a DataFrame of strings, with clear errors for every way a file can be unreadable, and
+    for a file over `max_bytes` or (when given) `max_rows` rows."""
     name = name or path.name
     if not path.is_file():
         raise DataError(f"{name}: no such file.")
@@ -145,6 +150,11 @@ def read_table(path: Path, max_bytes: int = MAX_BYTES, name: str | None = None) 
     frame.columns = [str(c).replace("\ufeff", "").strip() for c in frame.columns]
     if len(frame) == 0:
         raise DataError(f"{name} has a header ({', '.join(frame.columns)}) but no rows of data.")
+    if max_rows is not None and len(frame) > max_rows:
+        raise DataError(
+            f"{name} has {len(frame):,} rows; this studio reads at most {max_rows:,}. "
+            "Use a smaller sample of it (a few thousand rows are plenty for an adapter)."
+        )
     return frame
 
 

@@ -26,13 +26,19 @@ def load_with_base(path: str | Path, base: Base | None = None) -> tuple[Base, st
 
 
 def evaluate_file(
-    base: Base, name: str, data_path: str | Path, max_length: int = 128, columns: dict[str, str] | None = None
+    base: Base,
+    name: str,
+    data_path: str | Path,
+    max_length: int = 128,
+    columns: dict[str, str] | None = None,
+    max_rows: int | None = None,
 ) -> dict[str, Any]:
     """Metrics of adapter `name` on a labelled file: accuracy and macro-F1, or loss and perplexity, with
     the number of rows; for classification also `report`, the per-class evaluation
-    (`report.classification_report`: per-class metrics, confusion matrix, the misclassified rows)."""
+    (`report.classification_report`: per-class metrics, confusion matrix, the misclassified rows).
+    A file over `max_rows` rows is refused before anything is tokenised."""
     record = get_record(base.model, name)
-    data = load_data(data_path, record.task, columns)
+    data = load_data(data_path, record.task, columns, max_rows=max_rows)
     if record.task == "classification":
         unknown = sorted(set(data.labels) - set(record.labels))
         if unknown:

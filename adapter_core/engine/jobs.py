@@ -4,6 +4,8 @@ Callers (the studio, tests) poll `Job.events`; nothing here blocks the caller or
 Every job has an owner (None in local mode, who sees every job); an owner sees only their own jobs.
 Jobs may belong to a `group`: a sweep's runs, which `sweeps` (the sweep executor) queues, follows and
 ranks, publishing the best through `publish_best` when the last of them ends.
+The queue is fair: oldest first, except that a job whose `share` (a client address, else its owner) was
+served less recently goes before one served more recently, so no share holds the trainer turn after turn.
 The worker thread outlives any failure of a run or of its own bookkeeping (a full disk, say), and keeps
 the base it last loaded for the next adapter or head run on the same base and device.
 """
@@ -46,6 +48,7 @@ class Job:
     group: str | None = None  # the jobs queued together (a sweep), if any
     resume: bool = False  # go on from the run's checkpoint
     exception: BaseException | None = None  # what made it fail, for a caller in this process (the CLI)
+    share: str | None = None  # whose turn this run takes in the fair queue (a client address); default: owner
 
     @property
     def id(self) -> str:
@@ -71,6 +74,7 @@ class JobManager:
         self.on_event = on_event
         self._jobs: dict[str, Job] = {}
         self._queue: deque[Job] = deque()
+        self._served: dict[Any, float] = {}  # share -> when its last run started
         self._cond = threading.Condition()
         self._closed = False
         self._aborting = False
@@ -110,9 +114,11 @@ class JobManager:
         self._aborting = True
         self.close(timeout)
 
-    def submit(self, config: TrainConfig, owner: str | None = None, group: str | None = None) -> Job:
-        """Queue a run for `owner` (in `group`, if given); it starts when the device is free. Bad settings
-        fail here, not later."""
+    def submit(
+        self, config: TrainConfig, owner: str | None = None, group: str | None = None, share: str | None = None
+    ) -> Job:
+        """Queue a run for `owner` (in `group`, if given; taking `share`'s turns, if given); it starts when
+        the device is free. Bad settings fail here, not later."""
         config.check()
         if self._closed:
             raise AdapterError("The trainer has shut down; start a new JobManager to train again.")
@@ -121,9 +127,9 @@ class JobManager:
         except OSError:
             log.exception("Cannot create a run folder")
             raise AdapterError("The server could not save a new run (is its disk full?). Try again later.") from None
-        return self._queue_job(Job(config, run, owner=owner, group=group))
+        return self._queue_job(Job(config, run, owner=owner, group=group, share=share))
 
-    def resume(self, run_id: str, owner: str | None = None) -> Job:
+    def resume(self, run_id: str, owner: str | None = None, share: str | None = None) -> Job:
         """Queue a stopped or interrupted run of `owner` to go on from its checkpoint, in its own folder."""
         run = self.store.get(run_id, owner)
         if self.busy(run):
@@ -142,7 +148,8 @@ class JobManager:
         # The curve so far, up to the checkpoint: the resumed run's own events carry on from there.
         until = run.checkpoint_step or 0
         history = [e for e in run.events() if e["kind"] in ("step", "eval") and e.get("step", until + 1) <= until]
-        return self._queue_job(Job(config, run, events=history, owner=owner, group=group, resume=True))
+        job = Job(config, run, events=history, owner=owner, group=group, resume=True, share=share)
+        return self._queue_job(job)
 
     def busy(self, run: Run) -> bool:
         """Whether a job of this process is queued or training in `run`'s folder."""
@@ -189,8 +196,31 @@ class JobManager:
             return [j for j in self._jobs.values() if visible(j.owner, owner)]
 
     def queued(self, owner: str | None = None) -> list[Job]:
+        """Queued jobs in the order they will start."""
         with self._cond:
-            return [j for j in self._queue if visible(j.owner, owner)]
+            return [j for j in self._in_turn() if visible(j.owner, owner)]
+
+    def _in_turn(self) -> list[Job]:
+        """The queue in the order it will run: the job whose share was served longest ago (never, first),
+        and among equals the oldest."""
+        served, waiting, order = dict(self._served), list(self._queue), []
+        clock = max(served.values(), default=0.0)
+        while waiting:
+            job = min(waiting, key=lambda j: served.get(_share(j), -1.0))  # min keeps the first of equals
+            waiting.remove(job)
+            order.append(job)
+            clock += 1.0
+            served[_share(job)] = clock
+        return order
+
+    def _next(self) -> Job:
+        job = self._in_turn()[0]
+        self._queue.remove(job)
+        self._served[_share(job)] = time.monotonic()
+        if len(self._served) > 4 * KEEP_FINISHED:  # forget shares with nothing queued
+            waiting = {_share(j) for j in self._queue}
+            self._served = {k: v for k, v in self._served.items() if k in waiting or k == _share(job)}
+        return job
 
     def running(self, owner: str | None = None) -> Job | None:
         with self._cond:
@@ -216,7 +246,7 @@ class JobManager:
                     self._cond.wait()
                 if self._closed:
                     return
-                job = self._queue.popleft()
+                job = self._next()
                 job.status = "loading"
             try:
                 self._run(job)
@@ -308,3 +338,7 @@ class JobManager:
             except Exception:
                 log.exception("Run %s: its sweep's bookkeeping failed", job.id)
         job.finished.set()
+
+
+def _share(job: Job) -> Any:
+    return job.share if job.share is not None else job.owner

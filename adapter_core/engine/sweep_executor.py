@@ -40,7 +40,9 @@ class Jobs(Protocol):
 
     store: RunStore
 
-    def submit(self, config: TrainConfig, owner: str | None = None, group: str | None = None) -> Any: ...
+    def submit(
+        self, config: TrainConfig, owner: str | None = None, group: str | None = None, share: str | None = None
+    ) -> Any: ...
     def stop(self, job_id: str, owner: str | None = None) -> None: ...
     def find(self, job_id: str) -> Any: ...
 
@@ -59,10 +61,16 @@ class SweepExecutor:
 
     # Starting and stopping -----------------------------------------------------------------------------
     def submit(
-        self, configs: list[TrainConfig], name: str, owner: str | None = None, stop_on_failure: bool = False
+        self,
+        configs: list[TrainConfig],
+        name: str,
+        owner: str | None = None,
+        stop_on_failure: bool = False,
+        share: str | None = None,
     ) -> SweepRecord:
-        """Queue `configs` (see `sweep.sweep_configs`) for `owner` as one sweep named `name`. With
-        `stop_on_failure`, a run that fails cancels the rest. Bad settings fail here, before any run."""
+        """Queue `configs` (see `sweep.sweep_configs`) for `owner` as one sweep named `name`, its runs taking
+        `share`'s turns in the fair queue (see `jobs`). With `stop_on_failure`, a run that fails cancels the
+        rest. Bad settings fail here, before any run."""
         if not configs:
             raise AdapterError("The sweep has no runs.")
         bases, tasks = {c.base for c in configs}, {c.task for c in configs}
@@ -83,7 +91,7 @@ class SweepExecutor:
         self._save(record)
         try:
             for config in configs:
-                record.run_ids.append(self.jobs.submit(config, owner=owner, group=record.id).id)
+                record.run_ids.append(self.jobs.submit(config, owner=owner, group=record.id, share=share).id)
         except BaseException:  # the sweep is what was queued, and that is cancelled
             record.expected = len(record.run_ids)
             self._halt(record)

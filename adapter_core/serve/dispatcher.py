@@ -102,7 +102,8 @@ class Dispatcher:
             if base.family != "decoder":
                 raise WrongTask(f"{model!r} is an encoder model: it classifies and cannot chat.") from None
             return base, None
-        return self.pool.serve(self.entry(entry.name, owner, "instruction")), entry.name
+        entry = self.entry(entry.name, owner, "instruction")
+        return self.pool.serve(entry), entry.slot
 
     # Classifying and routing --------------------------------------------------------------------------
     def classify(self, model: str, texts: Sequence[str], owner: str | None = None) -> tuple[list[Prediction], Entry]:
@@ -110,7 +111,7 @@ class Dispatcher:
         texts = self.check_texts(texts)
         entry = self.entry(model, owner, "classification")
         base = self.pool.serve(entry)
-        return classify(base.model, base.tokenizer, texts, entry.name), entry
+        return classify(base.model, base.tokenizer, texts, entry.slot), entry
 
     def route(
         self,

@@ -54,12 +54,12 @@ class ModelPool:
     def serve(self, entry: Entry) -> Base:
         """The base of library `entry`, with the entry's adapter loaded at its current version."""
         base = self.get(entry.base)
-        key = (entry.base, entry.name)
+        key = (entry.base, entry.slot)  # two visitors' adapters of one name have slots of their own
         with self._lock:
             if self._served.get(key) != entry.version:
-                if entry.name in list_adapters(base.model):
-                    remove_adapter(base.model, entry.name)
-                load_adapter(base.model, entry.path, name=entry.name)
+                if entry.slot in list_adapters(base.model):
+                    remove_adapter(base.model, entry.slot)
+                load_adapter(base.model, entry.path, name=entry.slot)
                 self._served[key] = entry.version
         return base
 

@@ -16,13 +16,14 @@ from ..adapterhub_format import export_problems, is_adapterhub_dir
 from ..adapterhub_read import read_adapterhub
 from ..card import model_card, write_card
 from ..public import md, public_meta
-from ..pull import HubRef, adapter_folders, parse_ref, pull, pull_named
+from ..pull import HubRef, Room, adapter_folders, parse_ref, pull, pull_named
 from .adapterhub_export import export_adapterhub
 from .packs import pack
 from .push import folder_card, push_adapter, push_files, push_operations
 
 __all__ = [
     "HubRef",
+    "Room",
     "adapter_folders",
     "export_adapterhub",
     "export_problems",

@@ -16,6 +16,7 @@ import gradio as gr
 from adapter_core import AdapterError
 from adapter_core.engine import COLUMN_ROLES
 
+from ..callers import Caller, request_address
 from ..service import Studio
 from ..text import redact
 
@@ -45,17 +46,19 @@ class Ctx:
         self.components.update(components)
 
 
-def who(studio: Studio, owner: str | None, request: gr.Request | None) -> str | None:
+def who(studio: Studio, owner: str | None, request: gr.Request | None) -> Caller | None:
     """The caller's owner id: None in local mode; the signed-in or browser identity resolved at page load;
-    else, for an API client that never loads the page, its own session."""
+    else, for an API client that never loads the page, its own session. It carries the request's client
+    address, for the limits per address."""
     if not studio.policy.public:
         return None
-    if owner:
-        return owner
-    session = getattr(request, "session_hash", None)
-    if not session:
-        raise AdapterError("This request has no session; reload the page and try again.")
-    return f"session:{session}"
+    if not owner:
+        session = getattr(request, "session_hash", None)
+        if not session:
+            raise AdapterError("This request has no session; reload the page and try again.")
+        owner = f"session:{session}"
+    address = request_address(request, studio.policy.trust_forwarded) if request is not None else None
+    return Caller(str(owner), address)
 
 
 def identify(studio: Studio, token: str | None, profile: gr.OAuthProfile | None) -> tuple[str | None, str | None]:

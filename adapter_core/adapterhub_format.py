@@ -12,7 +12,9 @@ and layer norm (`original_ln_before=False`, `original_ln_after=True`): exactly o
 parallel adapter reads the sub-layer's input, as ours does. Their classification head reads the first
 token ([CLS]): our pooling `cls`.
 
-Pickles (`pytorch_adapter.bin`, `pytorch_model_head.bin`) are refused, never unpickled: see `PICKLE_HELP`.
+Pickles (`pytorch_adapter.bin`, `pytorch_model_head.bin`, their default save): local use reads them with
+`torch.load(weights_only=True)`, the loader that accepts only tensors (safe since torch 2.6), and says
+safetensors is preferred; a public studio never opens them (see `pickles_allowed` and `PICKLE_HELP`).
 
 This module is the format itself: its file names, where each model type keeps its adapters, and which
 configurations map each way. Reading a folder is `adapterhub_read`; writing one (an export) is
@@ -21,6 +23,7 @@ configurations map each way. Reading a folder is `adapterhub_read`; writing one 
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,11 +41,17 @@ HEAD_WEIGHTS = "model_head.safetensors"
 HEAD_PICKLE = "pytorch_model_head.bin"
 # Their loader renames "gelu" to the tanh approximation in configs without a version; ours is exact.
 FORMAT_VERSION = "adapters.1.3.0"
+SAVE_SAFETENSORS = "model.save_adapter(folder, name, use_safetensors=True)"
 PICKLE_HELP = (
-    "is a pickle file, which Adapter Studio never opens: unpickling can run code, and even "
-    "torch.load(weights_only=True) has had escapes (CVE-2025-32434). Save the adapter again as safetensors "
-    "in AdapterHub: model.save_adapter(folder, name, use_safetensors=True)."
+    "is a pickle file, which Adapter Studio reads only on your own machine (with torch 2.6 or later), never in "
+    f"a public studio: unpickling can run code. Save the adapter again as safetensors in AdapterHub: {SAVE_SAFETENSORS}."
 )
+PICKLE_NOTE = (
+    "read with torch.load(weights_only=True), which accepts tensors only; safetensors is preferred: save it "
+    f"again in AdapterHub with {SAVE_SAFETENSORS}, or convert it once with "
+    "`python -m adapter_core export --adapter FOLDER --format adapter_core --out OUT`."
+)
+SAFE_TORCH = (2, 6)  # torch.load(weights_only=True) before 2.6 had escapes (CVE-2025-32434)
 _ACTIVATIONS_IN = {"gelu_orig": "gelu", "relu": "relu", "tanh": "tanh", "swish": "swish", "silu": "swish"}
 _INITS_IN = {"bert": "normal", "mam_adapter": "kaiming", "houlsby": "houlsby"}
 
@@ -201,9 +210,34 @@ def read_json(path: Path, what: str) -> dict[str, Any]:
     return value
 
 
-def weights_file(folder: Path, safe: str, pickle: str) -> Path:
+def public_mode() -> bool:
+    """Whether this process is a public studio (the rule of `studio.policy.Policy.from_env`): on a Space or
+    with ADAPTER_STUDIO_PUBLIC=1, unless ADAPTER_STUDIO_PUBLIC=0. A second guard under the studio's own."""
+    flag = os.environ.get("ADAPTER_STUDIO_PUBLIC", "").strip().lower()
+    if flag in ("1", "true", "yes", "on"):
+        return True
+    return bool(os.environ.get("SPACE_ID")) and flag not in ("0", "false")
+
+
+def pickles_allowed(allow: bool = True) -> bool:
+    """Whether a pickled AdapterHub file may be read here: asked for, never in a public studio, and only
+    with a torch whose weights_only loader is safe."""
+    return allow and not public_mode() and _torch_version() >= SAFE_TORCH
+
+
+def _torch_version() -> tuple[int, int]:
+    import torch
+
+    major, minor = torch.__version__.split(".")[:2]
+    return int(major), int("".join(c for c in minor if c.isdigit()) or 0)
+
+
+def weights_file(folder: Path, safe: str, pickle: str, allow_pickle: bool = False) -> Path:
+    """The safetensors file when there is one, else the pickle when `allow_pickle`; else a refusal."""
     if (folder / safe).is_file():
         return folder / safe
+    if allow_pickle and (folder / pickle).is_file():
+        return folder / pickle
     raise AdapterError(f"{folder.name}/{pickle} {PICKLE_HELP}")
 
 

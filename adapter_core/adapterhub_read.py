@@ -3,12 +3,17 @@
 `read_adapterhub` turns their folder into our metadata plus a map from their tensor names to ours, from
 the configs and the safetensors headers alone (no tensor read, nothing allocated); `load_tensors` then
 reads the tensors. `load_adapter` and `read_adapter_config` (in `io`) take such a folder through here.
+
+A pickled folder (`pytorch_adapter.bin`, AdapterHub's default save) is read, where `pickles_allowed`,
+with `torch.load(weights_only=True)`, which rebuilds tensors and refuses any other object; its tensors are
+kept in `Imported.pickled`, so the file is unpickled once.
 """
 
 from __future__ import annotations
 
+import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +28,10 @@ from .adapterhub_format import (
     HEAD_CONFIG,
     HEAD_PICKLE,
     HEAD_WEIGHTS,
+    PICKLE_NOTE,
     layout,
     our_config,
+    pickles_allowed,
     read_json,
     their_head,
     weights_file,
@@ -35,23 +42,28 @@ from .placement import ARCHITECTURES
 from .schema import CONFIG_FILE, read_safetensors_header, validate_meta
 
 _PARTS = {"adapter_down.0": "down", "adapter_up": "up"}
+_DTYPES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16"}
+log = logging.getLogger("adapter_core")
 
 
 @dataclass
 class Imported:
     meta: dict[str, Any]  # ours, checked by the schema
-    files: list[tuple[Path, dict[str, str]]]  # each safetensors file, and its tensor names -> ours
+    files: list[tuple[Path, dict[str, str]]]  # each weights file, and its tensor names -> ours
+    pickled: dict[Path, dict[str, torch.Tensor]] = field(default_factory=dict)  # pickles' tensors, read once
 
 
-def read_adapterhub(folder: str | Path, num_layers: int | None = None) -> Imported:
+def read_adapterhub(folder: str | Path, num_layers: int | None = None, allow_pickle: bool = True) -> Imported:
     """Our view of an AdapterHub folder. `num_layers`: the base's depth, when known (else inferred from
-    the deepest layer holding the adapter). Raises AdapterError naming what does not map."""
+    the deepest layer holding the adapter). `allow_pickle=False` refuses `.bin` weights (a public studio
+    always does). Raises AdapterError naming what does not map."""
     folder = Path(folder)
     cfg = read_json(folder / CONFIG_FILE, f"{folder.name}/{CONFIG_FILE}")
     model_type, hidden, name = cfg["model_type"], cfg["hidden_size"], cfg["name"]
     lay, stack = layout(model_type), ARCHITECTURES[model_type].stacks[0].layers
-    path = weights_file(folder, ADAPTER_WEIGHTS, ADAPTER_PICKLE)
-    header = read_safetensors_header(path)
+    allow, pickled = pickles_allowed(allow_pickle), {}
+    path = weights_file(folder, ADAPTER_WEIGHTS, ADAPTER_PICKLE, allow)
+    header = _header(path, pickled)
     pattern = re.compile(
         rf"^(?:{re.escape(lay.prefix)}\.)?{re.escape(stack)}\.(\d+)\.({re.escape(lay.attn)}|{re.escape(lay.ffn)})"
         rf"\.adapters\.{re.escape(name)}\.(adapter_down\.0|adapter_up)\.(weight|bias)$"
@@ -94,11 +106,43 @@ def read_adapterhub(folder: str | Path, num_layers: int | None = None) -> Import
     }
     files = [(path, mapping)]
     if (folder / HEAD_CONFIG).is_file():
-        files.append(_read_head(folder, meta, hidden))
+        files.append(_read_head(folder, meta, hidden, allow, pickled))
     elif (folder / HEAD_WEIGHTS).exists() or (folder / HEAD_PICKLE).exists():
         raise AdapterError(f"{folder.name} has head weights but no {HEAD_CONFIG}; it is incomplete.")
     validate_meta(meta, f"{folder.name}/{CONFIG_FILE}")
-    return Imported(meta, files)
+    if pickled:
+        log.warning("%s: %s %s", folder.name, " and ".join(p.name for p in pickled), PICKLE_NOTE)
+    return Imported(meta, files, pickled)
+
+
+def _header(path: Path, pickled: dict[Path, dict[str, torch.Tensor]]) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """Tensor name -> (dtype, shape): a safetensors header, or a pickle's tensors (kept in `pickled`)."""
+    if path.suffix == ".safetensors":
+        return read_safetensors_header(path)
+    pickled[path] = tensors = _unpickle(path)
+    return {key: (_DTYPES[t.dtype], tuple(t.shape)) for key, t in tensors.items()}
+
+
+def _unpickle(path: Path) -> dict[str, torch.Tensor]:
+    """A pickled state dict through the weights-only loader: tensors and plain containers, nothing else."""
+    try:
+        value = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # UnpicklingError for a forbidden object; RuntimeError, EOFError... for damage
+        raise AdapterError(
+            f"{path.name} is not a PyTorch file of tensors that torch.load(weights_only=True) accepts "
+            f"({type(e).__name__})."
+        ) from None
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in value.items()
+    ):
+        raise AdapterError(f"{path.name} does not hold tensor names and tensors (a state dict).")
+    odd = next((k for k, v in value.items() if v.dtype not in _DTYPES), None)
+    if odd is not None:
+        raise AdapterError(
+            f"{path.name}: tensor {odd[:80]!r} is {value[odd].dtype}; adapters hold only float32, float16 or "
+            "bfloat16 tensors."
+        )
+    return value
 
 
 def _bottleneck(header: dict, hidden: int, what: str) -> int:
@@ -130,11 +174,13 @@ def _check_slots(config, model_type, slots, depth, header, mapping, hidden, r, w
         raise AdapterError(f"{what}: some adapter slots lack a weight or a bias.")
 
 
-def _read_head(folder: Path, meta: dict[str, Any], hidden: int) -> tuple[Path, dict[str, str]]:
+def _read_head(
+    folder: Path, meta: dict[str, Any], hidden: int, allow_pickle: bool, pickled: dict
+) -> tuple[Path, dict[str, str]]:
     head = read_json(folder / HEAD_CONFIG, f"{folder.name}/{HEAD_CONFIG}")
     spec, labels, out = their_head(head, f"{folder.name}/{HEAD_CONFIG}")
-    path = weights_file(folder, HEAD_WEIGHTS, HEAD_PICKLE)
-    header = read_safetensors_header(path)
+    path = weights_file(folder, HEAD_WEIGHTS, HEAD_PICKLE, allow_pickle)
+    header = _header(path, pickled)
     base = f"heads.{head['name']}"
     ours = {f"{base}.1.weight": "head.weight", f"{base}.1.bias": "head.bias"}
     if spec is not None:
@@ -154,8 +200,9 @@ def load_tensors(imported: Imported) -> dict[str, torch.Tensor]:
     """The tensors under our names. Call after `read_adapterhub` has checked the headers."""
     out = {}
     for path, mapping in imported.files:
+        tensors = imported.pickled.get(path)
         try:
-            tensors = load_file(path)
+            tensors = load_file(path) if tensors is None else tensors
         except (SafetensorError, OSError):
             raise AdapterError(f"{path.name} is not a readable safetensors file.") from None
         out |= {mapping[k]: v for k, v in tensors.items()}

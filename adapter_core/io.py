@@ -134,16 +134,17 @@ def adapter_path(path: str | os.PathLike) -> Path:
     return path
 
 
-def read_adapter_config(directory: str | os.PathLike) -> dict[str, Any]:
+def read_adapter_config(directory: str | os.PathLike, allow_pickle: bool = True) -> dict[str, Any]:
     """The saved metadata of an adapter directory, checked, with a clear error when it is not one. A
-    folder in AdapterHub's format reads as the metadata it imports as; a Hub reference is pulled first."""
+    folder in AdapterHub's format reads as the metadata it imports as (`allow_pickle`: as `load_adapter`);
+    a Hub reference is pulled first."""
     path = resolve_source(directory)
     if not path.is_dir():
         raise AdapterError(
             f"{_label(path)!r} is not a folder. An adapter is a folder holding {CONFIG_FILE} and {WEIGHTS_FILE}."
         )
     if is_adapterhub_dir(path):
-        return read_adapterhub(path).meta
+        return read_adapterhub(path, allow_pickle=allow_pickle).meta
     for f in (CONFIG_FILE, WEIGHTS_FILE):
         if not (path / f).is_file():
             raise AdapterError(f"{_label(path)!r} is not an adapter: {f} is missing.")
@@ -194,16 +195,22 @@ def _check_header(model: nn.Module, meta: dict[str, Any], header: dict, label: s
 
 
 def load_adapter(
-    model: nn.Module, directory: str | os.PathLike, name: str | None = None, trainable: bool = False
+    model: nn.Module,
+    directory: str | os.PathLike,
+    name: str | None = None,
+    trainable: bool = False,
+    allow_pickle: bool = True,
 ) -> str:
     """Load a saved adapter onto `model` under `name` (default: its saved name). Returns the name.
 
     `directory`: an adapter folder, a folder in AdapterHub's format, or a Hub reference (`hf://owner/repo`
-    or `owner/repo`), pulled into the Hugging Face cache and checked like an upload."""
+    or `owner/repo`), pulled into the Hugging Face cache and checked like an upload. An AdapterHub folder
+    saved as a pickle (`pytorch_adapter.bin`) loads through `torch.load(weights_only=True)` unless
+    `allow_pickle=False` or the process is a public studio, where it is refused."""
     directory = resolve_source(directory)
     label = _label(directory)
     if is_adapterhub_dir(directory):
-        imported = read_adapterhub(directory, num_layers=model.config.num_hidden_layers)
+        imported = read_adapterhub(directory, num_layers=model.config.num_hidden_layers, allow_pickle=allow_pickle)
         meta = imported.meta
         check_compatible(model, meta, source=f"The AdapterHub adapter {label!r}")
         tensors = load_tensors(imported)

@@ -8,11 +8,13 @@ bench/adapterhub.py's `ensure_venv`), ours in this environment (transformers 5.x
 all-MiniLM-L6-v2 with the same token ids (tokenised once, here). Every adapter and head gets random
 non-zero weights. Imports: Houlsby (`DoubleSeqBnConfig`) with their default two-layer head; Pfeiffer
 (`SeqBnConfig(original_ln_before=False)`) headless (hidden states); parallel (`ParBnConfig`) with a
-one-layer head; and Houlsby with their two-layer head on tiny random RoBERTa, XLM-R and ELECTRA bases.
-Exports: Houlsby with our linear head, Pfeiffer headless, parallel with leave_out, and every imported
-adapter with a head saved by us and exported again. Refusals: `SeqBnConfig`'s default
-`original_ln_before=True`, and a pickled `pytorch_adapter.bin`. Prints one line per case with the largest
-absolute difference (logits or hidden states), then one JSON line. Exit status 1 if a case misses.
+one-layer head; Houlsby with their two-layer head on tiny random RoBERTa, XLM-R and ELECTRA bases; and
+Houlsby with a head in their default save (`pytorch_adapter.bin` + `pytorch_model_head.bin`), which loads
+locally through `torch.load(weights_only=True)`. Exports: Houlsby with our linear head, Pfeiffer
+headless, parallel with leave_out, and every imported adapter with a head saved by us and exported again.
+Refusals: `SeqBnConfig`'s default `original_ln_before=True`, and the pickled save where pickles are not
+allowed (a public studio). Prints one line per case with the largest absolute difference (logits or
+hidden states), then one JSON line. Exit status 1 if a case misses.
 """
 
 from __future__ import annotations
@@ -90,8 +92,8 @@ if phase == "make":
     m.save_adapter(str(work / "theirs" / n), n, use_safetensors=True)
     m, n, _ = headless(SeqBnConfig(reduction_factor=16), "pfeiffer_default")
     m.save_adapter(str(work / "theirs" / n), n, use_safetensors=True)
-    m, n, _ = headless(DoubleSeqBnConfig(), "pickled")
-    m.save_adapter(str(work / "theirs" / n), n)  # their default: pytorch_adapter.bin
+    m, n, out["pickled"] = with_head(DoubleSeqBnConfig(reduction_factor=16), "pickled", 2)
+    m.save_adapter(str(work / "theirs" / n), n)  # their default: pytorch_adapter.bin, pytorch_model_head.bin
     for arch in sorted((work / "arch").iterdir()):  # tiny random RoBERTa, XLM-R, ELECTRA
         model_path, x = str(arch), tiny
         m, n, out[f"arch_{arch.name}"] = with_head(DoubleSeqBnConfig(reduction_factor=4), "tiny_task", 2)
@@ -193,7 +195,8 @@ def main() -> None:
         with torch.no_grad():
             base_diff = (base.model(**x).last_hidden_state - theirs["base"]).abs().max().item()
         # Import: their folders onto our base.
-        for name, logits in (("houlsby_head2", True), ("pfeiffer_headless", False), ("parallel_head1", True)):
+        imports = (("houlsby_head2", True), ("pfeiffer_headless", False), ("parallel_head1", True), ("pickled", True))
+        for name, logits in imports:
             loaded = load_adapter(base.model, work / "theirs" / name)
             diff = (outputs(base, loaded, x, logits) - theirs[name]).abs().max().item()
             rows.append({"case": f"import {name}", "max_abs_diff": diff, "adapter_effect": effect(base, loaded, x)})
@@ -214,9 +217,12 @@ def main() -> None:
                 }
             )
             save_adapter(model, loaded, work / "saved" / name)
-        for name in ("pfeiffer_default", "pickled"):
+        for name, folder, allow in (
+            ("pfeiffer_default", "pfeiffer_default", True),
+            ("pickled_public", "pickled", False),
+        ):
             try:
-                load_adapter(base.model, work / "theirs" / name)
+                load_adapter(base.model, work / "theirs" / folder, name=f"refused_{name}", allow_pickle=allow)
                 refusals[name] = None
             except AdapterError as e:
                 refusals[name] = str(e)

@@ -185,11 +185,93 @@ def test_an_unversioned_gelu_is_their_tanh_approximation_and_refused(tmp_path):
         load_adapter(tiny_model("bert", head="base"), tmp_path / "theirs")
 
 
-def test_a_pickle_is_refused_and_never_unpickled(tmp_path, monkeypatch):
-    write_theirs(tmp_path / "theirs", HOULSBY, prefix="")
-    os.replace(tmp_path / "theirs" / "adapter.safetensors", tmp_path / "theirs" / "pytorch_adapter.bin")
+def pickle_folder(folder: Path) -> None:
+    """Their default save: the same tensors, under the same names, as `torch.save` pickles."""
+    for safe, pickle in (
+        ("adapter.safetensors", "pytorch_adapter.bin"),
+        ("model_head.safetensors", "pytorch_model_head.bin"),
+    ):
+        if (folder / safe).exists():
+            torch.save(load_file(folder / safe), folder / pickle)
+            (folder / safe).unlink()
+
+
+def test_a_pickle_loads_locally_with_the_safe_loader_and_the_same_outputs(tmp_path, batch, monkeypatch, caplog):
+    monkeypatch.delenv("ADAPTER_STUDIO_PUBLIC", raising=False)
+    monkeypatch.delenv("SPACE_ID", raising=False)
+    ids, mask = batch
+    tensors = write_theirs(tmp_path / "theirs", HOULSBY, head_layers=2)
+    pickle_folder(tmp_path / "theirs")
+    assert sorted(f.name for f in (tmp_path / "theirs").iterdir() if f.suffix == ".bin") == [
+        "pytorch_adapter.bin",
+        "pytorch_model_head.bin",
+    ]
+    calls, real_load = [], torch.load
+    monkeypatch.setattr(torch, "load", lambda *a, **k: calls.append(k) or real_load(*a, **k))
+    model = tiny_model("bert", head="base")
+    want = reference(model, HOULSBY, tensors, ids, mask)
+    name = load_adapter(model, tmp_path / "theirs")
+    assert calls and all(k.get("weights_only") is True for k in calls)
+    assert len(calls) == 2  # each pickle read once, not once for its shapes and again for its tensors
+    with torch.no_grad(), use_adapter(model, name):
+        assert torch.allclose(model(input_ids=ids, attention_mask=mask).last_hidden_state, want, atol=1e-6)
+        logits = classification_logits(model, name, ids, mask)
+    assert torch.allclose(logits, head_reference(want, tensors, 2), atol=1e-6)
+    assert "safetensors is preferred" in caplog.text and "use_safetensors=True" in caplog.text
+    assert read_adapter_config(tmp_path / "theirs")["labels"] == ["a", "b", "c"]
+
+
+class Payload:
+    def __reduce__(self):
+        return (os.system, ("touch PWNED",))
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (lambda t: {**t, "extra": Payload()}, "torch.load\(weights_only=True\) accepts"),
+        (lambda t: list(t.values()), "does not hold tensor names and tensors"),
+        (lambda t: {k: v.double() for k, v in t.items()}, "only float32, float16 or bfloat16"),
+    ],
+    ids=["code-in-the-pickle", "not-a-state-dict", "float64"],
+)
+def test_a_pickle_of_anything_but_float_tensors_is_refused(tmp_path, monkeypatch, content, message):
+    monkeypatch.delenv("ADAPTER_STUDIO_PUBLIC", raising=False)
+    monkeypatch.chdir(tmp_path)
+    tensors = write_theirs(tmp_path / "theirs", HOULSBY, prefix="")
+    (tmp_path / "theirs" / "adapter.safetensors").unlink()
+    torch.save(content(tensors), tmp_path / "theirs" / "pytorch_adapter.bin")
+    with pytest.raises(AdapterError, match=message) as err:
+        load_adapter(tiny_model("bert", head="base"), tmp_path / "theirs")
+    assert not (tmp_path / "PWNED").exists() and str(tmp_path) not in str(err.value)
+
+
+@pytest.mark.parametrize("how", ["public-studio", "space", "allow_pickle=False"])
+def test_a_pickle_is_refused_in_public_mode_and_never_unpickled(tmp_path, monkeypatch, how):
+    monkeypatch.delenv("ADAPTER_STUDIO_PUBLIC", raising=False)
+    monkeypatch.delenv("SPACE_ID", raising=False)
+    if how == "public-studio":
+        monkeypatch.setenv("ADAPTER_STUDIO_PUBLIC", "1")
+    elif how == "space":
+        monkeypatch.setenv("SPACE_ID", "someone/studio")
+    write_theirs(tmp_path / "theirs", HOULSBY, prefix="", head_layers=2)
+    pickle_folder(tmp_path / "theirs")
     monkeypatch.setattr(torch, "load", lambda *a, **k: pytest.fail("torch.load was called"))
+    kwargs = {"allow_pickle": False} if how == "allow_pickle=False" else {}
     with pytest.raises(AdapterError, match=r"pytorch_adapter.bin is a pickle file.*use_safetensors=True"):
+        load_adapter(tiny_model("bert", head="base"), tmp_path / "theirs", **kwargs)
+    with pytest.raises(AdapterError, match="never in a public studio"):
+        read_adapter_config(tmp_path / "theirs", **kwargs)
+
+
+def test_a_pickled_head_beside_safetensors_weights_is_refused_in_public_mode(tmp_path, monkeypatch):
+    monkeypatch.setenv("ADAPTER_STUDIO_PUBLIC", "1")
+    write_theirs(tmp_path / "theirs", HOULSBY, prefix="", head_layers=1)
+    head = tmp_path / "theirs" / "model_head.safetensors"
+    torch.save(load_file(head), tmp_path / "theirs" / "pytorch_model_head.bin")
+    head.unlink()
+    monkeypatch.setattr(torch, "load", lambda *a, **k: pytest.fail("torch.load was called"))
+    with pytest.raises(AdapterError, match=r"pytorch_model_head.bin is a pickle file"):
         load_adapter(tiny_model("bert", head="base"), tmp_path / "theirs")
 
 
@@ -319,10 +401,15 @@ VENV = ROOT / "bench" / ".venv-adapterhub"
 )
 def test_round_trip_against_the_real_adapters_package():
     done = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "adapterhub_roundtrip.py")], capture_output=True, text=True, cwd=ROOT
+        [sys.executable, str(ROOT / "bench" / "adapterhub_roundtrip.py")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},  # this checkout's adapter_core, not an installed one
     )
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert done.returncode == 0 and result["ok"], done.stdout[-2000:] + done.stderr[-2000:]
-    assert len(result["cases"]) == 13 and all(c["max_abs_diff"] <= 1e-5 for c in result["cases"])
+    assert len(result["cases"]) == 14 and all(c["max_abs_diff"] <= 1e-5 for c in result["cases"])
+    assert any(c["case"] == "import pickled" for c in result["cases"])  # their default save, loaded locally
     assert "original_ln_before=True" in result["refusals"]["pfeiffer_default"]
-    assert "use_safetensors=True" in result["refusals"]["pickled"]
+    assert "use_safetensors=True" in result["refusals"]["pickled_public"]

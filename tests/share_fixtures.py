@@ -38,10 +38,13 @@ def write_events(path: Path, events=EVENTS) -> None:
     path.write_text("\n".join(json.dumps(e) for e in events) + "\n")
 
 
-def cache_repo(cache: Path, repo_id: str, files: dict[str, bytes], commit: str = "c0ffee" * 6 + "beef") -> Path:
+def cache_repo(
+    cache: Path, repo_id: str, files: dict[str, bytes], commit: str = "c0ffee" * 6 + "beef", repo_type: str = "model"
+) -> Path:
     """Put `files` (path in repo -> bytes) into a Hugging Face cache as a download of `repo_id` at `main`
-    would: content-addressed blobs, a snapshot of relative symlinks, and refs/main. Returns the snapshot."""
-    storage = Path(cache) / repo_folder_name(repo_id=repo_id, repo_type="model")
+    would: content-addressed blobs, a snapshot of relative symlinks, and refs/main. Returns the snapshot.
+    `repo_type="dataset"`: the `datasets--OWNER--NAME` folder a dataset download makes."""
+    storage = Path(cache) / repo_folder_name(repo_id=repo_id, repo_type=repo_type)
     snapshot = storage / "snapshots" / commit
     for path, data in files.items():
         blob = storage / "blobs" / hashlib.sha256(data).hexdigest()

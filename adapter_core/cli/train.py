@@ -15,7 +15,7 @@ from .progress import TrainProgress, ctrl_c_stops, metrics_line
 def add_parser(sub) -> None:
     t = sub.add_parser(
         "train",
-        help="train an adapter from a CSV, TSV or JSONL file",
+        help="train an adapter from a CSV, TSV or JSONL file, or a Hub dataset",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     cli_args.add_settings(t, cli_args.training_settings().values(), defaults={"data": None, "name": None})
@@ -36,7 +36,10 @@ def train_config(args: argparse.Namespace):
     from ..engine.plan import PRESETS
 
     if not args.data:
-        raise AdapterError("train needs --data, the training file (or --resume to continue the run in --out).")
+        raise AdapterError(
+            "train needs --data, the training file or hf://datasets/OWNER/NAME (or --resume to continue the run "
+            "in --out)."
+        )
     values = cli_args.settings_given(args, cli_args.training_settings().values())
     values["name"] = args.name or Path(args.out).name or "adapter"
     if values["bottleneck"] is None and values["reduction_factor"] is None:

@@ -10,6 +10,7 @@ from ..config import AdapterConfig, check_known_fields
 from ..errors import AdapterError
 from ..heads import POOLINGS
 from ..inject import TASKS
+from ..paths import path_tail
 from ..settings import NOT_NEGATIVE, POSITIVE, Bounds, Setting, check_value, setting, settings_of
 from .plan import DEFAULT_PRESET, PRESETS, preset_of
 from .tracking import REPORT_TO, require_tracker
@@ -36,7 +37,17 @@ class TrainConfig:
     base: str = setting(
         "minilm", "The frozen base model: a catalog name (minilm, smollm2-135m-instruct), a Hub id or a local folder"
     )
-    data: str = setting("", "The training file: .csv, .tsv or .jsonl with a header row")
+    data: str = setting(
+        "", "The training file: .csv, .tsv or .jsonl with a header row, or a Hub dataset: hf://datasets/OWNER/NAME"
+    )
+    data_config: str | None = setting(
+        None, "A Hub dataset's configuration (subset); default: its default one", label="Configuration"
+    )
+    data_split: str | None = setting(
+        None,
+        "A Hub dataset's split to train on (default: train); its validation split, when it has one, validates",
+        label="Split",
+    )
     task: str = setting(
         "classification", "classification: (text, label) columns; instruction: (instruction, response)", choices=TASKS
     )
@@ -221,6 +232,11 @@ class TrainConfig:
         if not isinstance(self.adapter, AdapterConfig):
             raise AdapterError(f"adapter must be an AdapterConfig; got {type(self.adapter).__name__}.")
         _adapter_from_dict(self.adapter.to_dict())  # validated again: a config may be changed after it is made
+        if (self.data_config or self.data_split) and not str(self.data).startswith("hf://datasets/"):
+            raise AdapterError(
+                "data_config and data_split choose within a Hub dataset (data hf://datasets/OWNER/NAME); "
+                f"{path_tail(self.data)!r} is a file."
+            )
         if self.init_from is not None and not self.init_from.strip():
             raise AdapterError(f"init_from must name an adapter folder; got {self.init_from!r}.")
         if self.init_from and self.mode == "full":

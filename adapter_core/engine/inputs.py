@@ -15,14 +15,24 @@ from ..io import adapter_path, read_adapter_config
 from .batches import drop_unanswered, tokenize
 from .config import Event, TrainConfig
 from .data import DataError, TaskData, describe_lengths, load_data, split
+from .hub_data import is_hub_data, load_hub_data
 
 
 def read_data(config: TrainConfig) -> tuple[TaskData, pd.DataFrame, pd.DataFrame]:
-    """The training file, and the (training, validation) rows: a held-out split, or the validation file's."""
-    data = load_data(config.data, config.task, config.columns)
-    if not config.val_data:
+    """The training rows, and the (training, validation) rows: the validation file's, a Hub dataset's own
+    validation split, or a held-out share."""
+    val = None
+    if is_hub_data(config.data):
+        data, val = load_hub_data(
+            config.data, config.task, config.columns, config.data_config, config.data_split,
+            validation=not config.val_data,
+        )  # fmt: skip
+    else:
+        data = load_data(config.data, config.task, config.columns)
+    if config.val_data:
+        val = load_data(config.val_data, config.task, config.columns)
+    if val is None:
         return (data, *split(data, config.val_fraction, config.seed))
-    val = load_data(config.val_data, config.task, config.columns)
     if data.labels is not None:
         unknown = sorted(set(val.labels) - set(data.labels))
         if unknown:

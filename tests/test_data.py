@@ -162,6 +162,7 @@ def test_no_prompt_token_carries_a_label():
     assert "".join(chr(i) for i in labels[prompt_len:]) == "On its way.$"  # response plus end token
 
 
+@pytest.mark.slow  # the complete tier: the real SmolLM2's chat template
 def test_chat_template_masking_on_smollm2(tmp_path):
     from adapter_core import load_base
 

@@ -131,6 +131,7 @@ def test_an_anonymous_visitors_heavy_work_is_refused_and_the_operator_opens_it(a
     studio.delete("example-router-2", f"session:{client.session_hash}")
 
 
+@pytest.mark.slow  # the complete tier: a served public studio under a flood
 def test_a_flood_from_one_address_does_not_stop_an_honest_visitor(app, monkeypatch):
     """50 session hashes from one address: 2 of their answers run (a fair share of the 8 answer slots), the
     other 48 joins are refused at once; the honest visitor's answer comes in its own time (0.5 s, under

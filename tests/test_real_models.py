@@ -142,6 +142,7 @@ def test_minilm_concurrent_requests_through_two_adapters():
     assert wrong == []
 
 
+@pytest.mark.slow  # the complete tier: the real SmolLM2 (tests/test_generation.py covers the logic on a tiny Llama)
 def test_smollm2_from_gguf_identity_save_load_and_generation(tmp_path):
     base = load_base("smollm2-135m-instruct")
     assert (model_cache() / "smollm2-135m-instruct" / "model.safetensors").is_file()
@@ -239,6 +240,7 @@ def test_minilm_mixed_classify_equals_each_adapter_alone():
         classify(base.model, base.tokenizer, TEXTS, names[:2])
 
 
+@pytest.mark.slow  # the complete tier: the real SmolLM2 (tests/test_generation.py covers the logic on a tiny Llama)
 def test_smollm2_batched_generation_with_an_adapter_per_row_equals_each_alone():
     base = load_base("smollm2-135m-instruct")
     for i, name in enumerate(["orders", "billing"]):

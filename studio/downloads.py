@@ -42,7 +42,7 @@ def trim_downloads(policy: Policy, keep: Path) -> None:
     older ones first, then everyone's oldest first."""
     keep = keep if keep.parent == DOWNLOADS else next((p for p in keep.parents if p.parent == DOWNLOADS), keep)
     prefix = keep.name.split("-", 1)[0] + "-"
-    folders = [(f, _bytes(f)) for f, _ in _folders()]
+    folders = [(f, folder_bytes(f)) for f, _ in _folders()]
     total = sum(size for _, size in folders)
     folders.sort(key=lambda pair: not pair[0].name.startswith(prefix))  # stable: oldest first within each
     for folder, size in folders:
@@ -71,9 +71,10 @@ def _folders() -> list[tuple[Path, float]]:
     return sorted(out, key=lambda pair: pair[1])
 
 
-def _bytes(folder: Path) -> int:
+def folder_bytes(folder: Path) -> int:
+    """The bytes of every file under `folder` (links not followed)."""
     total = 0
-    for path in folder.rglob("*"):
+    for path in Path(folder).rglob("*"):
         try:
             if path.is_file() and not path.is_symlink():
                 total += path.stat().st_size

@@ -16,6 +16,7 @@ from adapter_core import AdapterError
 from adapter_core.engine import ACTIVE, load_data, training_settings
 
 from .callers import address_of
+from .downloads import folder_bytes
 from .hardware import hardware
 from .library import Library, check_name
 from .policy import Policy
@@ -224,18 +225,6 @@ def _check_runs_disk(studio: Service) -> None:
             f"The studio's disk for runs is full ({policy.max_runs_bytes / 2**30:.0f} GB). Try again later; "
             "the operator has been told in the log."
         )
-
-
-def folder_bytes(folder: Path) -> int:
-    """The bytes of every file under `folder` (links not followed)."""
-    total = 0
-    for path in Path(folder).rglob("*"):
-        try:
-            if path.is_file() and not path.is_symlink():
-                total += path.stat().st_size
-        except OSError:
-            continue
-    return total
 
 
 def owner_slots(studio: Service, owner: str) -> tuple[int, int]:

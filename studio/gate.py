@@ -73,6 +73,7 @@ class Gate:
         self.app, self.blocks, self.policy = app, blocks, policy
         self._admitting: Counter = Counter()  # joins being handed to the queue: per address, and per group
         self._in_flight: Counter = Counter()  # /v1 requests, per address
+        self._warned = False
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -160,17 +161,22 @@ class Gate:
     def _held(self) -> list[tuple[str, str | None, str | None]]:
         """(address, session, group) of every event in Gradio's queue, waiting or running."""
         queue = getattr(self.blocks, "_queue", None)
-        if queue is None:
+        try:  # gradio's own bookkeeping (pinned in requirements.txt): waiting per group, and running
+            events = [e for q in list(queue.event_queue_per_concurrency_id.values()) for e in list(q.queue)]
+            events += [e for batch in list(queue.active_jobs) if batch for e in batch]
+        except AttributeError:
+            if not self._warned:
+                self._warned = True
+                log.error("Gradio's queue has changed shape: the gate counts only the joins it is admitting.")
             return []
-        events = [e for q in list(queue.event_queue_per_concurrency_id.values()) for e in list(q.queue)]
-        events += [e for batch in list(queue.active_jobs) if batch for e in batch]
         out = []
         for event in events:
             request = getattr(event, "request", None)
             headers = getattr(request, "headers", {}) or {}
             peer = getattr(getattr(request, "client", None), "host", None)
             address = client_address(headers, peer, self.policy.trust_forwarded)
-            out.append((address, event.session_hash, getattr(event.fn, "concurrency_id", None)))
+            fn = getattr(event, "fn", None)
+            out.append((address, getattr(event, "session_hash", None), getattr(fn, "concurrency_id", None)))
         return out
 
     def _fn(self, path: str, body: bytes) -> Any:

@@ -195,7 +195,7 @@ def test_one_pull_per_visitor_and_a_few_for_the_studio(public, listing):
     threads = [threading.Thread(target=pull, args=(o,)) for o in ("hf:alice", "hf:bob")]
     for t in threads:
         t.start()
-    wait_for(lambda: len(public.pulling) == 2, what="two pulls in progress")
+    wait_for(lambda: len(public.pulling) == 2 and len(calls) == 2, what="two pulls at the Hub")
     with pytest.raises(AdapterError, match="You already have a pull in progress"):
         sh.pull(public, "eve/slow", owner="hf:alice")
     with pytest.raises(AdapterError, match="The studio is pulling 2 repositories for other visitors"):

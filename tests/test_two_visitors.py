@@ -22,8 +22,11 @@ EXAMPLE = "example-router"
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
-    # Both visitors come from this machine's address: give each address the whole of every share.
-    studio = Studio(tmp_path_factory.mktemp("studio-two-visitors"), policy=Policy(public=True, fair_share=1.0))
+    # Both visitors come from this machine's address: give each address the whole of every share; they train
+    # as anonymous visitors, so the operator setting opens heavy work to them (isolation is what this tests).
+    studio = Studio(
+        tmp_path_factory.mktemp("studio-two-visitors"), policy=Policy(public=True, fair_share=1.0, anonymous_heavy=True)
+    )
     publish_random(studio, "minilm", EXAMPLE, "classification", ["billing", "orders", "tech"])  # owner None: shared
     with served(studio) as url:
         yield url, studio

@@ -41,7 +41,7 @@ def test_quick_look_on_the_orders_sample_answers_in_its_style(tmp_path):
             expect(page.get_by_text(re.compile(r"orders_sft\.csv: 140 of 140 rows used"))).to_be_visible()
 
             page.get_by_role("tab", name="3 · Adapter").click()
-            page.get_by_text("Quick look (r=16)").click()
+            page.get_by_role("radio", name="Quick look (r=16)").click()
             page.get_by_label("Adapter name").fill("quick-orders")
 
             page.get_by_role("tab", name="4 · Train").click()

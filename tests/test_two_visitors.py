@@ -221,7 +221,7 @@ def test_two_visitors_see_and_manage_only_their_own_work(app):
         delete_from_library(alice, "bob-router")
         expect_error_toast(alice, "No adapter named 'bob-router' in your library")
         assert "bob-router" in studio.library.names()
-        assert (studio.library.root / "bob-router" / "adapter_model.safetensors").is_file()
+        assert (studio.library.get("bob-router").path / "adapter_model.safetensors").is_file()
         alice.screenshot(path=ARTIFACTS / "visitor-a-6-delete-refused.png")
 
         # The shared example is read-only for both.

@@ -30,12 +30,22 @@ from adapter_core import (
     saved_threshold,
     studio_home,
 )
-from adapter_core.engine import Job, JobManager, Run, RunStore, SweepRecord, evaluate_file, read_table
+from adapter_core.engine import (
+    Job,
+    JobManager,
+    Run,
+    RunStore,
+    SliceBroker,
+    SweepRecord,
+    evaluate_file,
+    read_table,
+)
 from adapter_core.serve import FALLBACK, Dispatcher, ModelPool, Stream, model_bytes
 
 from .bases import ModelInfo, model_info
 from .callers import address_of
 from .downloads import download_folder, trim_downloads
+from .hardware import ON_ZERO_GPU
 from .library import Entry, Library, check_name
 from .policy import Policy
 from .quotas import check_library_room, check_resume, check_submit, check_sweep, library_room
@@ -54,7 +64,13 @@ class Studio:
         self.policy = policy or Policy.from_env()
         self.library = Library(self.home)
         # Sweeps an earlier process left running are finished here, and their best published.
-        self.jobs = JobManager(RunStore(self.home), on_finish=self._publish, publish_best=self._publish_best)
+        # On ZeroGPU runs train in slices that their visitors' own requests lease (studio/zerogpu.py).
+        self.jobs = JobManager(
+            RunStore(self.home),
+            on_finish=self._publish,
+            publish_best=self._publish_best,
+            leases=SliceBroker() if ON_ZERO_GPU else None,
+        )
         self.upload_roots: list[Path] = []  # where the web front end keeps visitors' uploads
         self.bases = ModelPool(self.policy.check_model, self.policy.model_budget_bytes)
         # The dispatcher serves the Use and Compare tabs and the HTTP API alike: one batch per base for all.

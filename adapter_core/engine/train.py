@@ -24,6 +24,7 @@ from .loop import RunState, run_loop, save_weights, training_meta
 from .plan import Plan, training_warnings
 from .report import REPORT_FILE, report_from
 from .setup import Recipe, TaskModel, multi_cpu, precision_for, setup
+from .sliced_loop import Lease, run_sliced_loop
 
 __all__ = ["Event", "TaskModel", "TrainConfig", "TrainResult", "multi_cpu", "precision_for", "train"]
 
@@ -42,6 +43,7 @@ class TrainResult:
     stopped_early: bool = False
     report: dict[str, Any] | None = None  # classification: the per-class evaluation on the validation split
     trainable: int = 0  # trained parameters
+    paused: str | None = None  # why a sliced run paused at its checkpoint (resumable), in words
 
 
 def train(
@@ -51,12 +53,14 @@ def train(
     should_stop: Callable[[], bool] = lambda: False,
     base: Base | None = None,
     resume: bool = False,
+    lease: Lease | None = None,
 ) -> TrainResult:
     """Train adapter `config.name` and write it (the best checkpoint by validation) to `out_dir/adapter`.
 
     With `base`, the run adds its adapter to that loaded base and takes it off again at the end, after
     saving (modes adapter and head). With `resume`, it goes on from `out_dir/checkpoint/`, where a
-    stopped or interrupted run left off, and ends as the run would have ended uninterrupted."""
+    stopped or interrupted run left off, and ends as the run would have ended uninterrupted. With `lease`,
+    the steps run in slices that `lease` runs elsewhere (a GPU lent per call: `sliced_loop`)."""
     out_dir = Path(out_dir)
     if resume and config.mode == "full":
         raise AdapterError("A full fine-tune keeps no checkpoint to resume from; start it again instead.")
@@ -64,7 +68,10 @@ def train(
     try:
         state = resume_state(r) if resume else RunState()
         announce(r, resumed_at=state.step if resume else None)
-        run_loop(r, state, should_stop)
+        if lease is not None and config.mode != "full":  # a full fine-tune's base is no slice's argument
+            run_sliced_loop(r, state, should_stop, lease)
+        else:
+            run_loop(r, state, should_stop)
         return finish(r, state)
     except torch.cuda.OutOfMemoryError:
         raise AdapterError(
@@ -141,7 +148,7 @@ def finish(r: Recipe, s: RunState) -> TrainResult:
             out_of_scope = calibrate_predictions(scores)
         report = report_from(scores, list(r.val_frame["text"]), r.labels)
         write_json_atomic(r.out_dir / REPORT_FILE, report)
-    warnings = r.warnings + ([s.early_message] if s.early_message else []) + end_warnings(r, s)
+    warnings = r.warnings + [m for m in (s.early_message, s.paused) if m] + end_warnings(r, s)
     meta = training_meta(r, s, s.status, kept_step, metrics)
     meta["training"].update(total_steps=s.step, best_step=s.best_step, stopped_early=s.stopped_early)
     save_weights(r, {**meta, **({"out_of_scope": out_of_scope} if out_of_scope else {})})
@@ -160,12 +167,15 @@ def finish(r: Recipe, s: RunState) -> TrainResult:
         stopped_early=s.stopped_early,
         report=report,
         trainable=r.trainable,
+        paused=s.paused,
     )
     info: dict[str, Any] = {
         "warnings": warnings, "stopped_early": s.stopped_early, "best_step": s.best_step, "trainable": r.trainable
     }  # fmt: skip
     if out_of_scope:
         info["out_of_scope_threshold"] = out_of_scope["threshold"]
+    if s.paused:
+        info["paused"] = s.paused
     if report:
         info["report"] = report
     r.emit(

@@ -45,6 +45,7 @@ from adapter_core.serve import FALLBACK, Dispatcher, ModelPool, Stream, model_by
 from .bases import ModelInfo, model_info
 from .callers import address_of
 from .downloads import download_folder, trim_downloads
+from .gpu_calls import classify_on_gpu
 from .hardware import ON_ZERO_GPU
 from .library import Entry, Library, check_name
 from .policy import Policy
@@ -142,16 +143,24 @@ class Studio:
     def served(self, adapter: str, task: str | None = None, owner: str | None = None) -> tuple[Base, Entry]:
         """Base and library entry for `adapter`, with the adapter loaded (reloaded if it changed).
         With `task`, the adapter must be of that task."""
+        entry = self.entry(adapter, task, owner)
+        return self.bases.serve(entry), entry
+
+    def entry(self, adapter: str, task: str | None = None, owner: str | None = None) -> Entry:
+        """The library entry of `adapter`, if this owner may use it (and it is of `task`, if given)."""
         entry = self.library.get(adapter, owner=self.owner(owner))
         if task is not None and entry.task != task:
             raise AdapterError(f"{adapter!r} is {TASK_ADAPTER[entry.task]}; pick {TASK_ADAPTER[task]} to {USE[task]}.")
-        return self.bases.serve(entry), entry
+        return entry
 
     def classify(self, adapters: str | list[str], texts: list[str], owner: str | None = None) -> list[Prediction]:
         """Label `texts` with one classification adapter, or `texts[i]` with `adapters[i]`. Rows whose
         adapters share a base run as one mixed batch."""
         texts = [self.policy.check_prompt(t, "text") for t in texts]
         names = [adapters] * len(texts) if isinstance(adapters, str) else list(adapters)
+        if ON_ZERO_GPU:  # checked here; computed in a GPU lease, from the adapters' folders
+            entries = {n: self.entry(n, "classification", owner) for n in dict.fromkeys(names)}
+            return classify_on_gpu([entries[n] for n in names], texts)
         run = lambda b, t, n: classify(b.model, b.tokenizer, t, n)  # noqa: E731
         return self._per_base(names, texts, "classification", run, owner=owner)
 

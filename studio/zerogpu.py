@@ -39,7 +39,7 @@ def run_leased(spec: SliceSpec) -> SliceResult:
         return gpu_slice(spec)
     except gr.Error as e:
         message = str(getattr(e, "message", e)).strip()
-        if "quota" in message.lower():
+        if "quota" in f"{getattr(e, 'title', '')} {message}".lower():
             raise Paused(f"ZeroGPU refused more GPU time ({message}). {QUOTA_ADVICE}") from None
         raise Paused(f"the GPU lease failed ({message}). Resume it from Past runs.") from None
 

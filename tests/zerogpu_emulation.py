@@ -6,7 +6,7 @@ package's own error with its own message, and the visitor is read from the reque
 
 What is replaced:
 - the scheduler's HTTP client (`schedule`, `allow`, `release`, `startup_report`), by `Scheduler`: a
-  per-visitor daily quota (a lease that does not fit is refused, as ZeroGPU refuses it), a ledger of
+  per-visitor daily quota charged up front (a lease that does not fit is refused, as ZeroGPU refuses it), a ledger of
   every lease (who, when, how long, asked for how long) in a JSON-lines file, and a watchdog that kills
   the worker of a lease that runs past its duration, as ZeroGPU aborts it;
 - the CUDA packing module (`spaces.zero.torch`), which needs a CUDA build of torch: here there is no GPU,
@@ -58,16 +58,21 @@ def leases(path: str | Path) -> list[dict]:
     for e in events:
         if e["event"] == "schedule" and e["token"] in ended:
             end = ended[e["token"]]
-            out.append({**e, "end": end["time"], "aborted": end["event"] == "abort", "seconds": end["time"] - e["time"]})
+            out.append(
+                {**e, "end": end["time"], "aborted": end["event"] == "abort", "seconds": end["time"] - e["time"]}
+            )
     return out
 
 
 class Scheduler:
     """Stands in for `spaces.zero.api.APIClient`: the same methods and return types, no network."""
 
-    def __init__(self, ledger: Path, quotas: dict[str, float], default_quota: float):
-        self.ledger, self.quotas, self.default_quota = ledger, dict(quotas), default_quota
+    def __init__(self, ledger: Path, quotas: Path | None, default_quota: float):
+        """`quotas`: a JSON file {visitor: {"seconds": a day's GPU, "leases": how many}}, read at each lease
+        (a test may change it)."""
+        self.ledger, self.quotas, self.default_quota = ledger, quotas, default_quota
         self.used: dict[str, float] = {}
+        self.leases: dict[str, int] = {}
         self.open: dict[str, dict] = {}
         self.lock = threading.Lock()
 
@@ -86,12 +91,18 @@ class Scheduler:
 
         visitor = jwt_payload(token).get("user", ANONYMOUS) if token else ANONYMOUS
         duration = float(duration_seconds or 60)
+        quotas = json.loads(self.quotas.read_text()) if self.quotas and self.quotas.is_file() else {}
+        quota = {"seconds": self.default_quota, "leases": None, **quotas.get(visitor, {})}
         with self.lock:
-            left = self.quotas.get(visitor, self.default_quota) - self.used.get(visitor, 0.0)
-            if duration > left:
+            left = quota["seconds"] - self.used.get(visitor, 0.0)
+            runs_left = quota["leases"] is None or self.leases.get(visitor, 0) < quota["leases"]
+            if duration > left or not runs_left:  # wait 0: the package words it as the runs limit
                 self._write(event="refused", visitor=visitor, requested=duration, left=left)
-                return QuotaInfos(left=int(left), wait=timedelta(minutes=15)), ScheduleMetadata(auth=None)
+                wait = timedelta(minutes=15) if runs_left else timedelta(0)
+                return QuotaInfos(left=int(left), wait=wait), ScheduleMetadata(auth=None)
+            self.leases[visitor] = self.leases.get(visitor, 0) + 1
             allow = uuid.uuid4().hex
+            self.used[visitor] = self.used.get(visitor, 0.0) + duration  # charged up front, as ZeroGPU does
             self.open[allow] = {"visitor": visitor, "start": time.time(), "requested": duration}
             self._write(event="schedule", token=allow, visitor=visitor, requested=duration, thread=_in_request())
         threading.Thread(target=self._watch, args=(allow, duration), daemon=True).start()
@@ -110,8 +121,6 @@ class Scheduler:
             lease = self.open.pop(allow_token, None)
             if lease is None:
                 return httpx.codes.NOT_FOUND
-            used = time.time() - lease["start"]
-            self.used[lease["visitor"]] = self.used.get(lease["visitor"], 0.0) + used
             self._write(event="release", token=allow_token, visitor=lease["visitor"], fail=fail)
         return httpx.codes.OK
 
@@ -122,7 +131,9 @@ class Scheduler:
             if allow not in self.open:
                 return
             self.open.pop(allow)
-            worker = next((e["worker"] for e in read_ledger(self.ledger) if e.get("token") == allow and "worker" in e), None)
+            worker = next(
+                (e["worker"] for e in read_ledger(self.ledger) if e.get("token") == allow and "worker" in e), None
+            )
             self._write(event="abort", token=allow)
         if worker:
             os.kill(worker, signal.SIGKILL)
@@ -135,7 +146,7 @@ def _in_request() -> bool:
     return LocalContext.request.get(None) is not None
 
 
-def install(ledger: str | Path, quotas: dict[str, float] | None = None, default_quota: float = 3600.0) -> Scheduler:
+def install(ledger: str | Path, quotas: str | Path | None = None, default_quota: float = 3600.0) -> Scheduler:
     """Make this process a ZeroGPU Space's: the real `spaces`, its scheduler and CUDA packing replaced."""
     os.environ["SPACES_ZERO_GPU"] = "true"
     os.environ["SPACES_ZERO_DEVICE_API_URL"] = API_URL
@@ -149,7 +160,7 @@ def install(ledger: str | Path, quotas: dict[str, float] | None = None, default_
     import spaces.zero
     from spaces.zero import client
 
-    scheduler = Scheduler(Path(ledger), quotas or {}, default_quota)
+    scheduler = Scheduler(Path(ledger), Path(quotas) if quotas else None, default_quota)
     client.api_client = lambda: scheduler
     spaces.zero.torch = packing
     return scheduler

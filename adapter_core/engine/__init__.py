@@ -38,7 +38,7 @@ _FACE = {
     "plan": ("DEFAULT_PRESET", "PRESETS", "plan_training", "task_lr"),
     "report": ("REPORT_FILE", "correct"),
     "runs": ("ACTIVE", "Run", "RunStore"),
-    "sliced_loop": ("Paused",),
+    "sliced_loop": ("MAX_LEASE", "Paused", "SLICE_SECONDS", "SLICED_DEVICE"),
     "slices": ("SliceResult", "SliceSpec", "run_slice"),
     "sweep": ("run_sweep", "sweep_configs"),
     "sweep_executor": ("SweepExecutor",),

@@ -39,8 +39,8 @@ class _Offer:
 
 
 class SliceBroker:
-    def __init__(self, away_seconds: float = AWAY_SECONDS):
-        self.away_seconds = away_seconds
+    def __init__(self, away_seconds: float | None = None):
+        self.away_seconds = AWAY_SECONDS if away_seconds is None else away_seconds
         self._offers: list[_Offer] = []
         self._cond = threading.Condition()
 

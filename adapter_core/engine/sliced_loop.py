@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from ..inject import adapter_parameters
+from .config import Event
 from .loop import RunState, epoch_batches, record_eval, report_step, save_checkpoint
 from .setup import Recipe
 from .slices import Batch, SliceResult, SliceSpec
@@ -29,6 +30,7 @@ SLICE_SECONDS = 20.0  # the steps of one slice, at the measured step time
 STARTUP_SECONDS = 10.0  # a fresh worker loads the base and moves it to the GPU
 HEADROOM = 1.5  # a slice's steps and evaluation may take this much longer than measured
 MAX_LEASE = 60  # seconds: ZeroGPU's default lease, charged up front to the visitor's quota
+SLICED_DEVICE = "GPU slices"  # where a sliced run's steps run, for its "training" status
 STOP_FILE = "STOP"  # in the run folder: a slice's worker, in another process, sees it between steps
 
 
@@ -180,4 +182,5 @@ def _stop(r: Recipe, s: RunState) -> None:
 
 def _pause(r: Recipe, s: RunState, reason: str) -> None:
     s.paused = f"Paused at step {s.step} of {r.total}: {reason}"
+    r.emit(Event("warning", step=s.step, message=s.paused, info={"when": "end", "paused": True}))
     _stop(r, s)

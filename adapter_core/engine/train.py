@@ -24,7 +24,7 @@ from .loop import RunState, run_loop, save_weights, training_meta
 from .plan import Plan, training_warnings
 from .report import REPORT_FILE, report_from
 from .setup import Recipe, TaskModel, multi_cpu, precision_for, setup
-from .sliced_loop import Lease, run_sliced_loop
+from .sliced_loop import SLICED_DEVICE, Lease, run_sliced_loop
 
 __all__ = ["Event", "TaskModel", "TrainConfig", "TrainResult", "multi_cpu", "precision_for", "train"]
 
@@ -67,8 +67,9 @@ def train(
     r = setup(config, out_dir, on_event, base)
     try:
         state = resume_state(r) if resume else RunState()
-        announce(r, resumed_at=state.step if resume else None)
-        if lease is not None and config.mode != "full":  # a full fine-tune's base is no slice's argument
+        sliced = lease is not None and config.mode != "full"  # a full fine-tune's base is no slice's argument
+        announce(r, resumed_at=state.step if resume else None, device=SLICED_DEVICE if sliced else None)
+        if sliced:
             run_sliced_loop(r, state, should_stop, lease)
         else:
             run_loop(r, state, should_stop)
@@ -82,11 +83,11 @@ def train(
         release(r)
 
 
-def announce(r: Recipe, resumed_at: int | None = None) -> None:
-    """The "training" status: what trains, on what, by which plan (and, resumed, from which step); then
-    the plan's warnings."""
+def announce(r: Recipe, resumed_at: int | None = None, device: str | None = None) -> None:
+    """The "training" status: what trains, on what (`device`, else the accelerator's), by which plan (and,
+    resumed, from which step); then the plan's warnings."""
     acc, plan = r.accelerator, r.plan
-    device = torch.cuda.get_device_name() if acc.device.type == "cuda" else str(acc.device)
+    device = device or (torch.cuda.get_device_name() if acc.device.type == "cuda" else str(acc.device))
     summary = trainable_summary(r.model, r.config.name)
     percent = 100 * r.trainable / summary.base_params
     info = {

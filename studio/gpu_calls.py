@@ -7,8 +7,10 @@ so an adapter trained, uploaded, renamed or deleted after the worker started is 
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Iterator
 
-from adapter_core import Entry, Prediction, classify
+from adapter_core import Entry, Prediction, RepetitionGuard, classify, stream_generate
 from adapter_core.serve import ModelPool
 
 from .hardware import gpu
@@ -43,3 +45,37 @@ def _classify(entries: list[Entry], texts: list[str]) -> list[Prediction]:
 
 
 classify_on_gpu = gpu(duration=CALL_SECONDS)(_classify)
+
+
+def _chat(entry: Entry | None, base_name: str, message: str, max_new_tokens: int) -> Iterator[str | dict]:
+    """The answer of `entry`'s instruction adapter (None: the bare `base_name`), piece by piece; last, a
+    dict saying whether the repetition guard cut a loop."""
+    pool = worker_pool()
+    base = pool.serve(entry) if entry is not None else pool.get(base_name)
+    guard = RepetitionGuard()
+    name = entry.slot if entry is not None else None
+    yield from stream_generate(base.model, base.tokenizer, message, name, max_new_tokens, guard=guard)
+    yield {"repeated": bool(guard.any)}
+
+
+chat_on_gpu = gpu(duration=CALL_SECONDS)(_chat)
+
+
+class LeasedStream:
+    """A chat answer streamed out of a GPU call. Setting `stop` (the Stop button, in this process) ends it
+    after the next piece: closing the call's generator is what reaches the forked worker, which stops."""
+
+    def __init__(self, pieces: Iterator[str | dict], stop: threading.Event | None):
+        self._pieces, self._stop, self.repeated = pieces, stop, False
+
+    def __iter__(self) -> Iterator[str]:
+        try:
+            for piece in self._pieces:
+                if isinstance(piece, dict):
+                    self.repeated = piece["repeated"]
+                    continue
+                yield piece
+                if self._stop is not None and self._stop.is_set():
+                    return
+        finally:
+            self._pieces.close()

@@ -45,7 +45,7 @@ from adapter_core.serve import FALLBACK, Dispatcher, ModelPool, Stream, model_by
 from .bases import ModelInfo, model_info
 from .callers import address_of
 from .downloads import download_folder, trim_downloads
-from .gpu_calls import classify_on_gpu
+from .gpu_calls import LeasedStream, chat_on_gpu, classify_on_gpu
 from .hardware import ON_ZERO_GPU
 from .library import Entry, Library, check_name
 from .policy import Policy
@@ -219,6 +219,12 @@ class Studio:
         `stream.repeated` tells whether a degenerate loop was cut (show a warning then)."""
         message = self.policy.check_prompt(message)
         owner = self.owner(owner)
+        if ON_ZERO_GPU:  # checked here; generated in a GPU lease, from the adapter's folder
+            entry = self.entry(adapter, "instruction", owner) if adapter else None
+            if entry is None:
+                self.policy.check_model(base_name)
+            budget = min(max_new_tokens, self.policy.serve_limits().max_new_tokens)
+            return LeasedStream(chat_on_gpu(entry, base_name, message, budget), stop)
         if not adapter:
             self.base(base_name)
         messages = [{"role": "user", "content": message}]

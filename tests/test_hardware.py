@@ -128,3 +128,29 @@ def test_zero_gpu_flag_comes_from_the_environment(monkeypatch):
     # The flag without the package: a warning, and the decorator stays the identity.
     missing = load_fresh(monkeypatch, {"SPACES_ZERO_GPU": "true"}, None)
     assert not missing.ON_ZERO_GPU and missing.gpu(len) is len
+
+
+def test_a_leased_chat_stream_closes_its_gpu_call_when_stop_is_set():
+    """On ZeroGPU the answer comes out of a GPU call's generator; Stop, set in this process, must close it
+    (which is what reaches the forked worker), after the piece in hand."""
+    import threading
+
+    from studio.gpu_calls import LeasedStream
+
+    closed = []
+
+    def pieces():
+        try:
+            yield from ["Once", " upon", " a", " time"]
+            yield {"repeated": True}
+        finally:
+            closed.append(True)
+
+    stop = threading.Event()
+    got = []
+    for piece in LeasedStream(pieces(), stop):
+        got.append(piece)
+        stop.set()
+    assert got == ["Once"] and closed == [True]
+    whole = LeasedStream(pieces(), threading.Event())
+    assert "".join(whole) == "Once upon a time" and whole.repeated

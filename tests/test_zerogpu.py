@@ -155,3 +155,18 @@ def test_a_closed_page_pauses_the_run_at_its_checkpoint(space):
     wait_for(lambda: run.status()["status"] == "stopped", timeout=60, what="the pause")
     assert "no page or API client of yours asked for its progress" in run.status()["message"]
     assert run.resumable and run.checkpoint_step > 0
+
+
+def test_cancelling_a_streaming_chat_stops_its_gpu_call(space):
+    """Stop (here: the client cancels, which closes the handler's generator) must reach the forked worker,
+    which never sees the parent's stop flag: the lease ends at once instead of after the whole answer."""
+    url, ledger, _ = space
+    dave = client(url, "dave")
+    job = dave.submit("(none)", "smollm2-135m-instruct", "Write a long story about a lighthouse.", [], api_name="/chat")
+    wait_for(lambda: job.status().code.name in ("PROCESSING", "ITERATING") and len(job.outputs()) >= 2, timeout=300,
+             what="the first pieces of the answer")  # fmt: skip
+    job.cancel()
+    cancelled = time.time()
+    lease = wait_for(lambda: next((x for x in leases(ledger) if x["visitor"] == "dave"), None), timeout=30, what="release")
+    assert lease["end"] - cancelled < 5, "the worker stopped generating soon after the cancel"
+    assert not lease["aborted"]

@@ -10,6 +10,8 @@ import os
 import threading
 from collections.abc import Iterator
 
+import torch
+
 from adapter_core import Entry, Prediction, RepetitionGuard, classify, stream_generate
 from adapter_core.serve import ModelPool
 
@@ -28,6 +30,13 @@ def worker_pool() -> ModelPool:
     return _POOL[1]
 
 
+def _on_gpu(base):
+    """The base (with its adapters) on the lent GPU; on the CPU where there is none (the emulation)."""
+    if torch.cuda.is_available():
+        base.model.to("cuda")
+    return base
+
+
 def _classify(entries: list[Entry], texts: list[str]) -> list[Prediction]:
     """`texts[i]` through `entries[i]`; rows whose adapters share a base run as one mixed batch."""
     pool, out = worker_pool(), [None] * len(texts)
@@ -37,7 +46,7 @@ def _classify(entries: list[Entry], texts: list[str]) -> list[Prediction]:
     for rows in groups.values():
         base = None
         for i in rows:
-            base = pool.serve(entries[i])
+            base = _on_gpu(pool.serve(entries[i]))
         predictions = classify(base.model, base.tokenizer, [texts[i] for i in rows], [entries[i].slot for i in rows])
         for i, prediction in zip(rows, predictions, strict=True):
             out[i] = prediction
@@ -51,7 +60,7 @@ def _chat(entry: Entry | None, base_name: str, message: str, max_new_tokens: int
     """The answer of `entry`'s instruction adapter (None: the bare `base_name`), piece by piece; last, a
     dict saying whether the repetition guard cut a loop."""
     pool = worker_pool()
-    base = pool.serve(entry) if entry is not None else pool.get(base_name)
+    base = _on_gpu(pool.serve(entry) if entry is not None else pool.get(base_name))
     guard = RepetitionGuard()
     name = entry.slot if entry is not None else None
     yield from stream_generate(base.model, base.tokenizer, message, name, max_new_tokens, guard=guard)

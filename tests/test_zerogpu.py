@@ -167,6 +167,19 @@ def test_cancelling_a_streaming_chat_stops_its_gpu_call(space):
              what="the first pieces of the answer")  # fmt: skip
     job.cancel()
     cancelled = time.time()
-    lease = wait_for(lambda: next((x for x in leases(ledger) if x["visitor"] == "dave"), None), timeout=30, what="release")
+    lease = wait_for(
+        lambda: next((x for x in leases(ledger) if x["visitor"] == "dave"), None), timeout=30, what="release"
+    )
     assert lease["end"] - cancelled < 5, "the worker stopped generating soon after the cancel"
     assert not lease["aborted"]
+
+
+def test_the_openai_compatible_api_serves_on_the_cpu_without_a_lease(space):
+    """`/v1` callers carry no visitor token, so their requests would be charged to the Space as a whole: on
+    ZeroGPU the API serves from the parent process, on the CPU, and takes no lease."""
+    url, ledger, _ = space
+    before = len(read_ledger(ledger))
+    r = requests.post(url + "v1/classify", json={"model": "zg", "input": ["I was charged twice"]}, timeout=120)
+    assert r.status_code == 200, r.text
+    assert r.json()["data"][0]["label"] in ("billing", "orders", "tech")
+    assert len(read_ledger(ledger)) == before

@@ -146,21 +146,23 @@ def _in_request() -> bool:
     return LocalContext.request.get(None) is not None
 
 
-def install(ledger: str | Path, quotas: str | Path | None = None, default_quota: float = 3600.0) -> Scheduler:
-    """Make this process a ZeroGPU Space's: the real `spaces`, its scheduler and CUDA packing replaced."""
+def install(
+    ledger: str | Path, quotas: str | Path | None = None, default_quota: float = 3600.0, real_cuda: bool = False
+) -> Scheduler:
+    """Make this process a ZeroGPU Space's: the real `spaces`, its scheduler (and, without `real_cuda`, its
+    CUDA packing) replaced. `real_cuda` keeps the package's own packing: a GPU machine's workers use CUDA."""
     os.environ["SPACES_ZERO_GPU"] = "true"
     os.environ["SPACES_ZERO_DEVICE_API_URL"] = API_URL
-    packing = types.ModuleType("spaces.zero.torch")
-    for name in ("patch", "unpatch", "init", "move", "enter_mode"):
-        setattr(packing, name, lambda *a, **k: None)
-    packing.pack = packing.size = lambda *a, **k: 0
-    packing.is_in_bad_fork = lambda *a, **k: False
-    sys.modules["spaces.zero.torch"] = packing
+    if not real_cuda:
+        packing = types.ModuleType("spaces.zero.torch")
+        for name in ("patch", "unpatch", "init", "move", "enter_mode"):
+            setattr(packing, name, lambda *a, **k: None)
+        packing.pack = packing.size = lambda *a, **k: 0
+        packing.is_in_bad_fork = lambda *a, **k: False
+        sys.modules["spaces.zero.torch"] = packing
     import spaces  # noqa: F401  (the real package, as app.py imports it first on a Space)
-    import spaces.zero
     from spaces.zero import client
 
     scheduler = Scheduler(Path(ledger), Path(quotas) if quotas else None, default_quota)
     client.api_client = lambda: scheduler
-    spaces.zero.torch = packing
     return scheduler

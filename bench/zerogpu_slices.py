@@ -75,7 +75,8 @@ def main() -> None:
                 # the sliced run's fresh worker still loads its base inside its first slice, as on a Space.
                 train(TrainConfig.from_dict({**settings, "max_steps": 1}), Path(tmp) / f"warm-{task}-{seed}")
                 times, weights = {}, {}
-                for mode in ("unsliced", "sliced"):  # one after the other, same process and settings
+                modes = ("unsliced", "sliced") if seed % 2 == 0 else ("sliced", "unsliced")  # alternate the order
+                for mode in modes:  # one after the other, same process and settings
                     out = Path(tmp) / f"{task}-{seed}-{mode}"
                     began = time.perf_counter()
                     result = train(config, out, lease=sliced if mode == "sliced" else None)

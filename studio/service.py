@@ -314,7 +314,9 @@ class Studio:
         return run_report(self.jobs.store.get(run_id, owner=self.owner(owner)))
 
     # Training ------------------------------------------------------------------------------------
-    def submit(self, config, owner: str | None = None, continue_from: str | None = None) -> tuple[Job, list[str]]:
+    def submit(
+        self, config, owner: str | None = None, continue_from: str | None = None, cpu_when_away: bool = False
+    ) -> tuple[Job, list[str]]:
         """Queue a run for `owner` within the policy's quotas. Returns the job and notes on settings the
         policy adjusted (a max length clamped to the model's limit, say). `continue_from`: an adapter of
         the caller's library (by name, never a path) that the run goes on training."""
@@ -324,9 +326,10 @@ class Studio:
         config.init_from = str(self.library.get(continue_from, owner=owner).path) if continue_from else None
         with self._submit_lock:
             notes = check_submit(self, config, owner)
-            return self.jobs.submit(config, owner=owner, share=address_of(owner)), notes
+            job = self.jobs.submit(config, owner=owner, share=address_of(owner), cpu_when_away=cpu_when_away)
+            return job, notes
 
-    def resume(self, run_id: str, owner: str | None = None) -> Job:
+    def resume(self, run_id: str, owner: str | None = None, cpu_when_away: bool = False) -> Job:
         """Queue one of the caller's stopped or interrupted runs to go on from its checkpoint, within the
         quotas a new run meets."""
         owner = self.owner(owner)
@@ -334,7 +337,7 @@ class Studio:
         self._check_training_data(run.train_config().data, owner)
         with self._submit_lock:
             check_resume(self, run.train_config(), owner)
-            return self.jobs.resume(run.id, owner=owner, share=address_of(owner))
+            return self.jobs.resume(run.id, owner=owner, share=address_of(owner), cpu_when_away=cpu_when_away)
 
     def submit_sweep(self, configs: list, name: str, owner: str | None = None) -> tuple[SweepRecord, list[str]]:
         """Queue a sweep's runs (see `studio/sweeps.py`) for `owner` through the engine's sweep executor,

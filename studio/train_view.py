@@ -165,10 +165,12 @@ def start_training(
     mapping: dict[str, str],
     name: str,
     settings: dict[str, Any],
+    cpu_when_away: bool = False,
 ) -> tuple[str, list[str]]:
-    """Queue a run on the caller's loaded data; returns its id and notes on adjusted settings."""
+    """Queue a run on the caller's loaded data; returns its id and notes on adjusted settings. On ZeroGPU,
+    `cpu_when_away` has it go on on the CPU where it would pause (its visitor gone, or out of GPU quota)."""
     config = train_config(base, source, task, mapping, name, settings)
-    job, notes = studio.submit(config, owner, continue_from=settings.get("continue_from"))
+    job, notes = studio.submit(config, owner, continue_from=settings.get("continue_from"), cpu_when_away=cpu_when_away)
     return job.id, notes
 
 
@@ -253,11 +255,11 @@ def show_past_run(studio: Studio, owner: str | None, run_id: str | None) -> dict
     }
 
 
-def resume_run(studio: Studio, owner: str | None, run_id: str | None) -> str:
+def resume_run(studio: Studio, owner: str | None, run_id: str | None, cpu_when_away: bool = False) -> str:
     """Queue a stopped or interrupted run of the caller's to go on from its checkpoint; returns its job id."""
     if not run_id:
         raise AdapterError("Pick a past run to resume.")
-    return studio.resume(run_id, owner).id
+    return studio.resume(run_id, owner, cpu_when_away=cpu_when_away).id
 
 
 def queue_text(studio: Studio, owner: str | None = None) -> str:

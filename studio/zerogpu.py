@@ -19,7 +19,7 @@ from .hardware import gpu
 DRIVE_SECONDS = 10.0  # a request's share of slices: the chart is redrawn after it
 QUOTA_ADVICE = (
     "Nothing is lost: sign in with Hugging Face for a larger daily GPU quota, wait until your quota renews, or "
-    "resume it on the CPU (Past runs → Resume, with “Go on on the CPU” ticked)."
+    "resume it on the CPU (tick “Go on on the CPU” on the Train tab, then Past runs → Resume)."
 )
 log = logging.getLogger("adapter_studio")
 

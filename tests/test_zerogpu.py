@@ -30,7 +30,7 @@ RUN = dict(base_model="minilm", bottleneck=16, auto=False, epochs=1, batch_size=
 def space(tmp_path_factory):
     home = tmp_path_factory.mktemp("zerogpu")
     ledger, quotas, port = home / "leases.jsonl", home / "quotas.json", free_port()
-    quotas.write_text(json.dumps({"bob": {"leases": 1}}))  # bob's quota covers one GPU call
+    quotas.write_text(json.dumps({"bob": {"leases": 1}, "erin": {"leases": 0}}))  # bob's covers one GPU call
     args = [sys.executable, "tests/zerogpu_studio.py", str(home / "studio"), str(port), str(ledger), str(quotas)]
     with open(home / "studio.log", "w") as log:
         proc = subprocess.Popen([*args, str(AWAY)], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
@@ -183,3 +183,13 @@ def test_the_openai_compatible_api_serves_on_the_cpu_without_a_lease(space):
     assert r.status_code == 200, r.text
     assert r.json()["data"][0]["label"] in ("billing", "orders", "tech")
     assert len(read_ledger(ledger)) == before
+
+
+def test_out_of_quota_with_the_cpu_chosen_the_run_goes_on_on_the_cpu(space):
+    url, ledger, _ = space
+    erin = client(url, "erin")  # her quota allows no lease at all
+    erin.predict(SAMPLE, "minilm", 64, api_name="/use_sample")
+    run_id = erin.predict(name="zge", **RUN, cpu_when_away=True, api_name="/start_training")[0]
+    assert ": completed" in follow(erin, run_id)
+    events = [e for e in read_ledger(ledger) if e.get("visitor") == "erin"]
+    assert events and all(e["event"] == "refused" for e in events)  # every slice asked, none was lent

@@ -50,7 +50,7 @@ class Job:
     resume: bool = False  # go on from the run's checkpoint
     exception: BaseException | None = None  # what made it fail, for a caller in this process (the CLI)
     share: str | None = None  # whose turn this run takes in the fair queue (a client address); default: owner
-    cpu_when_away: bool = False  # slices its owner's requests do not take run on the CPU instead of pausing
+    cpu_when_away: bool = False  # a slice no request of its owner runs (gone, out of quota) runs on the CPU
 
     @property
     def id(self) -> str:
@@ -119,7 +119,12 @@ class JobManager:
         self.close(timeout)
 
     def submit(
-        self, config: TrainConfig, owner: str | None = None, group: str | None = None, share: str | None = None
+        self,
+        config: TrainConfig,
+        owner: str | None = None,
+        group: str | None = None,
+        share: str | None = None,
+        cpu_when_away: bool = False,
     ) -> Job:
         """Queue a run for `owner` (in `group`, if given; taking `share`'s turns, if given); it starts when
         the device is free. Bad settings fail here, not later."""
@@ -131,9 +136,11 @@ class JobManager:
         except OSError:
             log.exception("Cannot create a run folder")
             raise AdapterError("The server could not save a new run (is its disk full?). Try again later.") from None
-        return self._queue_job(Job(config, run, owner=owner, group=group, share=share))
+        return self._queue_job(Job(config, run, owner=owner, group=group, share=share, cpu_when_away=cpu_when_away))
 
-    def resume(self, run_id: str, owner: str | None = None, share: str | None = None) -> Job:
+    def resume(
+        self, run_id: str, owner: str | None = None, share: str | None = None, cpu_when_away: bool = False
+    ) -> Job:
         """Queue a stopped or interrupted run of `owner` to go on from its checkpoint, in its own folder."""
         run = self.store.get(run_id, owner)
         if self.busy(run):
@@ -153,6 +160,7 @@ class JobManager:
         until = run.checkpoint_step or 0
         history = [e for e in run.events() if e["kind"] in ("step", "eval") and e.get("step", until + 1) <= until]
         job = Job(config, run, events=history, owner=owner, group=group, resume=True, share=share)
+        job.cpu_when_away = cpu_when_away
         return self._queue_job(job)
 
     def busy(self, run: Run) -> bool:

@@ -5,7 +5,8 @@ inside that visitor's requests, never in the trainer's thread, which has no visi
 The trainer thread offers each slice (`lease`) and waits. A request of the same owner (the Train tab's
 timer, or an API client polling its run's status) takes it and runs it (`drive`), and hands the result
 back. When no request takes a slice for `away_seconds`, the visitor has left: the run pauses at its
-checkpoint, or, if its owner chose so before it started, the slice runs here, on the CPU.
+checkpoint, or, if its owner chose so before it started, the slice runs here, on the CPU (as it does when
+the owner's lease is refused).
 """
 
 from __future__ import annotations
@@ -67,6 +68,8 @@ class SliceBroker:
                     return run_slice(spec)
                 raise Paused(AWAY.format(seconds=self.away_seconds))
         if offer.error is not None:
+            if cpu_when_away:  # out of quota, or a failed lease: the owner chose the CPU over a pause
+                return run_slice(spec)
             raise offer.error if isinstance(offer.error, Paused) else Paused(f"the GPU worker failed ({offer.error}).")
         assert offer.result is not None
         return offer.result

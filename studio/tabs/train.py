@@ -9,8 +9,11 @@ from .. import report_view as rv
 from .. import settings as st
 from .. import train_view as h
 from .. import zerogpu
+from ..hardware import hardware
 from . import inputs, sweep
 from .common import Ctx, friendly, who
+
+CPU_WHEN_AWAY = "Go on on the CPU (slower) instead of pausing when I leave or my GPU quota runs out"
 
 
 def build(ctx: Ctx) -> None:
@@ -19,6 +22,13 @@ def build(ctx: Ctx) -> None:
         with gr.Row():
             start = gr.Button("Start training", variant="primary", interactive=False)
             stop = gr.Button("Stop", variant="stop")
+        cpu_when_away = gr.Checkbox(
+            False,
+            label=CPU_WHEN_AWAY,
+            info="ZeroGPU lends its GPU only to your own requests: without this, a run pauses when you leave "
+            "or your daily GPU quota runs out, and Past runs → Resume goes on later.",
+            visible=hardware().kind == "zero-gpu",
+        )
         action_md = gr.Markdown()  # what Stop did; the status line below stays the run's own
         status_md = gr.Markdown("No run yet: start one above.")
         plot = gr.Plot(label="Training curve")
@@ -62,6 +72,7 @@ def build(ctx: Ctx) -> None:
                 )
     ctx.add(
         run_md=run_md,
+        cpu_when_away=cpu_when_away,
         start=start,
         stop=stop,
         status_md=status_md,
@@ -96,13 +107,15 @@ def wire(ctx: Ctx) -> None:
     studio = ctx.studio
 
     def start_training(owner, source, base_model: str, task: str, name: str, request: gr.Request = None, **form):
+        cpu = bool(form.pop("cpu_when_away", False))
         settings, mapping = inputs.split_form(form)
         owner = who(studio, owner, request)
-        job, notes = h.start_training(studio, owner, base_model, source, task, mapping, name, settings)
+        job, notes = h.start_training(studio, owner, base_model, source, task, mapping, name, settings, cpu)
         gr.Info(" ".join([*notes, "Training started; it runs in the background, so you can leave and come back."]))
         return job, job, None, f"Queued run `{job}`.", ""
 
     params = inputs.form_params(list(st.form_settings()))
+    params["cpu_when_away"] = f"ZeroGPU only: {CPU_WHEN_AWAY[0].lower()}{CPU_WHEN_AWAY[1:]} (default: pause)"
     inputs.takes_settings(
         start_training,
         params,
@@ -196,16 +209,17 @@ def wire(ctx: Ctx) -> None:
     shown = [ctx[k] for k in ("past_md", "past_plot", "past_resume", "past_report", "past_confusion", "past_per_class")]
     ctx["past_show"].click(friendly(show_run), [ctx.owner, ctx["past"]], shown, api_name="show_run")
 
-    def resume_run(owner, run_id, request: gr.Request = None):
+    def resume_run(owner, run_id, cpu_when_away: bool = False, request: gr.Request = None):
         """Go on with one of the caller's stopped or interrupted runs from its last checkpoint (optimizer,
-        schedule, data order and step); its live curve shows above like a new run's."""
-        job = h.resume_run(studio, who(studio, owner, request), run_id)
+        schedule, data order and step); its live curve shows above like a new run's. On ZeroGPU,
+        `cpu_when_away` has it go on on the CPU where it would pause (you gone, or out of GPU quota)."""
+        job = h.resume_run(studio, who(studio, owner, request), run_id, bool(cpu_when_away))
         gr.Info("Resumed: the run goes on from its last checkpoint, in the background.")
         return job, job, None, f"Resuming run `{job}`.", "", gr.update(interactive=False)
 
     ctx["past_resume"].click(
         friendly(resume_run),
-        [ctx.owner, ctx["past"]],
+        [ctx.owner, ctx["past"], ctx["cpu_when_away"]],
         [ctx.job_id, ctx.remembered_job, ctx["seen_done"], ctx["status_md"], ctx["action_md"], ctx["past_resume"]],
         api_name="resume_run",
     )

@@ -110,9 +110,9 @@ def run_sliced_loop(r: Recipe, s: RunState, should_stop: Callable[[], bool], lea
                     result = lease(_spec(r, s, [], per_step, eval_seconds, stop_file))
                 except Paused as e:
                     return _pause(r, s, str(e))
-            record_eval(r, s, result.metrics, result.samples, stop=False, last=last)
+            record_eval(r, s, result.metrics, result.samples, stop=False, last=last)  # saves its checkpoint
             s.finished = last or s.stopped_early
-        if not s.finished:
+        elif not s.finished:
             save_checkpoint(r, s)
     stop_file.unlink(missing_ok=True)
 

@@ -22,7 +22,7 @@ from zerogpu_emulation import ip_token, leases, read_ledger
 
 pytestmark = pytest.mark.slow  # real training in forked workers
 SAMPLE = "Support routing (classification, 480 rows)"
-AWAY = 6  # seconds without a request of the visitor before their run pauses (30 on a Space)
+AWAY = 15  # seconds without a request of the visitor before their run pauses (30 on a Space)
 RUN = dict(base_model="minilm", bottleneck=16, auto=False, epochs=1, batch_size=16, max_length=32, seed=5)
 
 

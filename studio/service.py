@@ -45,6 +45,7 @@ from .sweeps import best_name, outcome
 from .uploads import unpacked_size
 
 USE = {"classification": "classify", "instruction": "chat"}
+HUB_DATA = "hub-data"  # under the home: Hub datasets' splits kept as data files (see `hub_view`)
 MAX_REMEMBERED_UPLOADS = 1000
 
 
@@ -103,12 +104,12 @@ class Studio:
 
     # Files from visitors ---------------------------------------------------------------------------
     def data_file(self, path: str | Path | None) -> Path:
-        """A data file a visitor may use: a bundled sample or one of the uploads. In public mode any other
-        server path is refused, whoever asks."""
+        """A data file a visitor may use: a bundled sample, one of the uploads or a Hub dataset's split the
+        studio kept. In public mode any other server path is refused, whoever asks."""
         if not path:
             raise AdapterError("Load a data file first: upload a CSV, TSV or JSONL file, or pick a sample.")
         resolved = Path(path).resolve()
-        if self.policy.public and not _inside(resolved, [SAMPLES_DIR, *self.upload_roots]):
+        if self.policy.public and not _inside(resolved, [SAMPLES_DIR, self.home / HUB_DATA, *self.upload_roots]):
             raise AdapterError("Data files come only from your uploads or the bundled samples. Upload the file.")
         return resolved
 
@@ -289,6 +290,7 @@ class Studio:
         the caller's library (by name, never a path) that the run goes on training."""
         owner = self.owner(owner)
         config.data = str(self.data_file(config.data))
+        config.val_data = str(self.data_file(config.val_data)) if config.val_data else None
         self._check_training_data(config.data, owner)
         config.init_from = str(self.library.get(continue_from, owner=owner).path) if continue_from else None
         with self._submit_lock:
@@ -315,6 +317,7 @@ class Studio:
         name = check_name(name)
         for config in configs:
             config.data = str(self.data_file(config.data))
+            config.val_data = str(self.data_file(config.val_data)) if config.val_data else None
         with self._submit_lock:
             notes = check_sweep(self, configs, owner)
             return self.jobs.sweeps.submit(configs, name, owner, share=address_of(owner)), notes

@@ -30,7 +30,7 @@ _FACE = {
         "validate",
     ),
     "evaluation": ("evaluate_file",),
-    "hub_data": ("dataset_ref", "hub_tables", "is_hub_data"),
+    "hub_data": ("dataset_ref", "describe_dataset", "hub_tables", "is_hub_data"),
     "jobs": ("Job", "JobManager"),
     "memory_fit": ("check_fit", "estimate_memory", "gib"),
     "metrics": ("rank_key",),

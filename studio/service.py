@@ -30,7 +30,17 @@ from adapter_core import (
     saved_threshold,
     studio_home,
 )
-from adapter_core.engine import Job, JobManager, Run, RunStore, SweepRecord, evaluate_file, read_table
+from adapter_core.engine import (
+    Job,
+    JobManager,
+    Run,
+    RunStore,
+    ScoreSettings,
+    SweepRecord,
+    evaluate_file,
+    read_table,
+    score_file,
+)
 from adapter_core.serve import FALLBACK, Dispatcher, ModelPool, Stream, model_bytes
 
 from .bases import ModelInfo, model_info
@@ -266,6 +276,30 @@ class Studio:
                 }
             )
         return rows
+
+    def score_answers(self, adapters: list[str], data_path: str | Path, owner: str | None = None) -> dict:
+        """Instruction adapters' answers to a test file of (instruction, response) pairs, scored beside
+        their base's bare answers: {"scores": [one row per adapter, then one per base], "settings"}. The
+        adapters of one base and that base answer in one mixed batch. The file is bounded as an
+        evaluation's, the pairs answered and the answers' tokens by the policy, before anything runs."""
+        owner = self.owner(owner)
+        (path,) = self.uploaded([data_path]) if self.policy.public else [Path(data_path)]
+        max_rows = self._check_eval_rows(path, owner)
+        groups: dict[str, tuple[Base, dict[str | None, str]]] = {}
+        for name in adapters:
+            base, entry = self.served(name, "instruction", owner)
+            groups.setdefault(base.name, (base, {}))[1][entry.slot] = name
+        settings = ScoreSettings(
+            max_new_tokens=self.policy.clamp_new_tokens(ScoreSettings.max_new_tokens),
+            max_pairs=self.policy.max_scored_pairs,
+        )
+        scores, said = [], {}
+        for base, labels in groups.values():
+            labels[None] = f"base: {base.name}"
+            result = score_file(base, list(labels), path, settings, max_rows=max_rows, labels=labels)
+            scores += result["scores"]
+            said = result["settings"]
+        return {"scores": scores, "settings": said}
 
     def _check_eval_rows(self, path: Path, owner: str | None) -> int:
         """The rows an evaluation may read for this caller; a larger file is refused before any model runs."""

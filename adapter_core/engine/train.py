@@ -18,6 +18,7 @@ from ..catalog import Base
 from ..errors import AdapterError
 from ..inject import list_adapters, remove_adapter, trainable_summary
 from . import checkpoint
+from .answer_scores import ANSWER_SCORES_FILE, END_OF_RUN_TOKENS, ScoreSettings, score_pairs
 from .calibration import calibrate_predictions, predictions
 from .config import Event, TrainConfig
 from .loop import RunState, run_loop, save_weights, training_meta
@@ -42,6 +43,7 @@ class TrainResult:
     stopped_early: bool = False
     report: dict[str, Any] | None = None  # classification: the per-class evaluation on the validation split
     trainable: int = 0  # trained parameters
+    answer_scores: dict[str, Any] | None = None  # instruction: validation answers scored, beside the base's
 
 
 def train(
@@ -141,9 +143,11 @@ def finish(r: Recipe, s: RunState) -> TrainResult:
             out_of_scope = calibrate_predictions(scores)
         report = report_from(scores, list(r.val_frame["text"]), r.labels)
         write_json_atomic(r.out_dir / REPORT_FILE, report)
+    scores = end_of_run_scores(r)
     warnings = r.warnings + ([s.early_message] if s.early_message else []) + end_warnings(r, s)
     meta = training_meta(r, s, s.status, kept_step, metrics)
     meta["training"].update(total_steps=s.step, best_step=s.best_step, stopped_early=s.stopped_early)
+    meta.update({"answer_scores": scores} if scores else {})
     save_weights(r, {**meta, **({"out_of_scope": out_of_scope} if out_of_scope else {})})
     if r.main and s.status == "completed":
         checkpoint.remove(r.out_dir)  # nothing left to resume
@@ -160,6 +164,7 @@ def finish(r: Recipe, s: RunState) -> TrainResult:
         stopped_early=s.stopped_early,
         report=report,
         trainable=r.trainable,
+        answer_scores=scores,
     )
     info: dict[str, Any] = {
         "warnings": warnings, "stopped_early": s.stopped_early, "best_step": s.best_step, "trainable": r.trainable
@@ -168,6 +173,8 @@ def finish(r: Recipe, s: RunState) -> TrainResult:
         info["out_of_scope_threshold"] = out_of_scope["threshold"]
     if report:
         info["report"] = report
+    if scores:
+        info["answer_scores"] = scores
     r.emit(
         Event(
             "done",
@@ -181,6 +188,19 @@ def finish(r: Recipe, s: RunState) -> TrainResult:
         )
     )
     return result
+
+
+def end_of_run_scores(r: Recipe) -> dict[str, Any] | None:
+    """An instruction adapter's answers to the first `score_pairs` validation pairs, and the bare base's,
+    scored (`answer_scores`) in one mixed batch with a short budget, so a CPU run stays quick. The answers
+    go to the run's answer_scores.json; the scores and their settings are returned."""
+    c = r.config
+    if not (r.main and c.task == "instruction" and c.mode != "full" and c.score_pairs):
+        return None
+    settings = ScoreSettings(max_new_tokens=END_OF_RUN_TOKENS, max_pairs=c.score_pairs)
+    result = score_pairs(r.model, r.base.tokenizer, r.val_frame, [c.name, None], settings)
+    write_json_atomic(r.out_dir / ANSWER_SCORES_FILE, result)
+    return {k: v for k, v in result.items() if k != "answers"}
 
 
 def end_warnings(r: Recipe, s: RunState) -> list[str]:

@@ -196,3 +196,24 @@ def test_an_instruction_run_ends_with_its_scores_in_the_report_the_card_and_eval
     assert got["settings"]["pairs"] == 2 and got["settings"]["max_new_tokens"] == 4
     assert main(args[:-1] + ["--score-pairs", "1", "--max-new-tokens", "3"]) == 0
     assert "Answer scores on 1 pairs (the first of 24), greedy decoding" in capsys.readouterr().out
+
+
+@pytest.mark.slow  # the real SmolLM2: its chat template, end-of-turn token and padding in a mixed batch
+def test_smollm2_scores_its_own_answers_perfectly_beside_an_adapter(tmp_path):
+    from adapter_core import generate
+
+    base = load_base("smollm2-135m-instruct")
+    add_adapter(base.model, "noisy", AdapterConfig(bottleneck=16), task="instruction")
+    with torch.no_grad():
+        g = torch.Generator().manual_seed(0)
+        for p in adapter_parameters(base.model, "noisy").values():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.5)
+    prompts = ["Where is my parcel?", "Say hello in French.", "What is two plus two?"]
+    own = [generate(base.model, base.tokenizer, p, None, 16, guard=False) for p in prompts]  # alone, one by one
+    pd.DataFrame({"instruction": prompts, "response": own}).to_csv(tmp_path / "own.csv", index=False)
+    result = a.score_file(base, ["noisy", None], tmp_path / "own.csv", a.ScoreSettings(max_new_tokens=16))
+    scores = {s["adapter"]: s for s in result["scores"]}
+    assert result["answers"][a.BASE] == own  # padded beside the adapter's rows, the base answers as alone
+    assert scores[a.BASE]["rouge_l"] == 1.0 and scores[a.BASE]["chrf"] == 100.0
+    assert scores[a.BASE]["exact_match"] == 1.0
+    assert scores["noisy"]["rouge_l"] < 1.0 and scores["noisy"]["exact_match"] < 1.0

@@ -7,6 +7,7 @@ Checks before anything is fetched: the dataset's files and declared size against
 limit, script-based datasets refused (their code never runs). A visitor's request never carries the
 server's Hugging Face credentials (`token=False` in public mode): only public datasets load there.
 Offline (HF_HUB_OFFLINE=1), a dataset in the Hugging Face cache loads, and a missing one is said at once.
+In public mode it needs a Hugging Face sign-in, as a Hub pull does.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ def _token(studio: Studio) -> bool | None:
 def hub_lookup(studio: Studio, dataset_id: str, config: str | None = None, owner: str | None = None) -> dict[str, Any]:
     """What the Hub (or the cache) says of a dataset before any of its data is fetched: its
     configurations, the one read, and each split's download size in bytes (None: not said)."""
-    studio.owner(owner)
+    _check_caller(studio, owner)
     info = describe_dataset(dataset_ref(dataset_id), config or None, _token(studio))
     return {
         "repo": info.ref.repo_id,
@@ -54,7 +55,7 @@ def hub_source(
     """A Hub dataset's split as a data source of the Data tab: {"path", "name", "hub"}. The split (and the
     dataset's validation split, kept beside it as `val_path`) is refused over the policy's bytes before
     any download and over its rows before anything is written."""
-    studio.owner(owner)
+    _check_caller(studio, owner)
     policy = studio.policy
     tables = hub_tables(
         dataset_ref(dataset_id), config or None, split or None, max_bytes=policy.max_data_bytes, token=_token(studio)
@@ -83,6 +84,12 @@ def hub_source(
         source["val_path"] = str(_write(tables.val, folder / f"{stem}-{tables.val_split}.jsonl"))
         source["hub"]["validation"] = tables.val_split
     return source
+
+
+def _check_caller(studio: Studio, owner: str | None) -> None:
+    """In public mode the Hub is asked, and its files cached, for signed-in visitors only (as for pulls):
+    a visitor without a sign-in trains on the bundled samples anyway."""
+    studio.policy.check_heavy(studio.owner(owner), "Loading a dataset from the Hub")
 
 
 def hub_note(source: dict) -> str:

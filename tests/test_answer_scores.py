@@ -122,6 +122,12 @@ def test_the_model_card_and_past_runs_show_the_scores_beside_the_base(tmp_path):
     assert text.startswith("**Answer scores on validation pairs") and "| (base model) | 0.100 |" in text
     done = {"info": {"answer_scores": {**RESULT, "scores": RESULT["scores"][:1]}}}
     assert len(rv.run_answer_scores(run, done)["scores"]) == 1  # the done event's, when there is one
+    from studio.tabs.train import run_outputs  # the Train tab once an instruction run has ended
+
+    info = {"task": "instruction", "samples": [], "done": True, "report": None, "answer_scores": RESULT}
+    shown = run_outputs(info)[-1]
+    assert shown["visible"] and "| orders\\|x | 0.612 |" in shown["value"]
+    assert not run_outputs({**info, "done": False, "answer_scores": None})[-1]["visible"]
 
 
 @pytest.mark.slow  # SmolLM2 in a studio: two adapters published, evaluated and scored

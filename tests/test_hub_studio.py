@@ -72,6 +72,10 @@ def test_public_mode_refuses_a_dataset_over_the_limit_before_anything_is_fetched
     assert hub.downloads == [] and not hf_home.exists() and hub.tokens == [False]  # never the server's token
     with pytest.raises(AdapterError, match="no visitor identity"):
         hv.hub_source(studio, "me/tickets")
+    for call in (hv.hub_lookup, hv.hub_source):  # no sign-in: the Hub is not asked
+        with pytest.raises(AdapterError, match="Loading a dataset from the Hub needs a Hugging Face sign-in"):
+            call(studio, "me/tickets", owner="anon:x")
+    assert hub.calls == ["me/tickets"]
 
 
 def test_public_mode_loads_a_small_dataset_and_refuses_one_over_the_rows(hf_home, monkeypatch, tmp_path):

@@ -35,6 +35,7 @@ HEAVY_EVENTS = {
     "load_data",
     "load_hub_data",
     "look_up_hub",
+    "hub_dataset_info",
     "use_bundled_sample",
     "reread",
     "remap",

@@ -13,7 +13,10 @@ In public mode it needs a Hugging Face sign-in, as a Hub pull does.
 from __future__ import annotations
 
 import hashlib
+import re
+import secrets
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +42,8 @@ def hub_lookup(studio: Studio, dataset_id: str, config: str | None = None, owner
     """What the Hub (or the cache) says of a dataset before any of its data is fetched: its
     configurations, the one read, and each split's download size in bytes (None: not said)."""
     _check_caller(studio, owner)
-    info = describe_dataset(dataset_ref(dataset_id), config or None, _token(studio))
+    with _studio_words():
+        info = describe_dataset(dataset_ref(dataset_id), config or None, _token(studio), any_config=True)
     return {
         "repo": info.ref.repo_id,
         "revision": info.revision,
@@ -57,9 +61,14 @@ def hub_source(
     any download and over its rows before anything is written."""
     _check_caller(studio, owner)
     policy = studio.policy
-    tables = hub_tables(
-        dataset_ref(dataset_id), config or None, split or None, max_bytes=policy.max_data_bytes, token=_token(studio)
-    )
+    with _studio_words():
+        tables = hub_tables(
+            dataset_ref(dataset_id),
+            config or None,
+            split or None,
+            max_bytes=policy.max_data_bytes,
+            token=_token(studio),
+        )
     info = tables.info
     for frame, name in ((tables.train, tables.split), (tables.val, tables.val_split)):
         if frame is not None and len(frame) > policy.max_data_rows:
@@ -84,6 +93,16 @@ def hub_source(
         source["val_path"] = str(_write(tables.val, folder / f"{stem}-{tables.val_split}.jsonl"))
         source["hub"]["validation"] = tables.val_split
     return source
+
+
+@contextmanager
+def _studio_words():
+    """The engine's messages name the CLI's flag and the studio's box; a studio message names the box."""
+    try:
+        yield
+    except AdapterError as e:
+        text = re.sub(r"\(--data-(config|split) in the CLI, (the \w+ box) in the studio\)", r"(\2)", str(e))
+        raise type(e)(text) from None
 
 
 def _check_caller(studio: Studio, owner: str | None) -> None:
@@ -121,7 +140,7 @@ def _folder(studio: Studio, key: str) -> Path:
 
 def _write(frame, path: Path) -> Path:
     """The split as JSON lines, written whole before it is visible under its name."""
-    partial = path.with_suffix(".partial")
+    partial = path.with_name(f".{path.name}.{secrets.token_hex(6)}.partial")  # two visitors may write it at once
     frame.to_json(partial, orient="records", lines=True, force_ascii=False)
     partial.replace(path)
     return path

@@ -5,7 +5,7 @@ test is online (test_hub_data's FakeHub)."""
 import pytest
 from helpers import free_port
 from share_fixtures import cache_repo
-from test_hub_data import COMMIT, LABELS, FakeHub, card, tickets
+from test_hub_data import COMMIT, LABELS, FakeHub, card, readme, tickets
 
 from adapter_core import AdapterError
 from studio import data_view as dv
@@ -54,6 +54,18 @@ def test_a_cached_dataset_loads_offline_as_a_data_file_with_its_validation_split
     assert "me/tickets (default) train" in hv.hub_note(source) and COMMIT[:12] in hv.hub_note(source)
     chat = hv.hub_source(studio, "hf://datasets/me/tickets", config="chat")
     assert "val_path" not in chat and dv.inspect_data(chat["path"], "instruction")["rows"] == 3
+
+
+def test_a_dataset_with_several_configurations_and_no_default_lists_them_and_names_the_box(offline, tmp_path):
+    two = {"configs": [{"config_name": n, "data_files": f"{n}.csv"} for n in ("faq", "chat")]}
+    files = {"README.md": readme(two), "faq.csv": b"text,label\nhi,a\nyo,b\n", "chat.csv": b"prompt,completion\nx,y\n"}
+    cache_repo(offline, "me/two", files, commit=COMMIT, repo_type="dataset")
+    studio = Studio(tmp_path / "home")
+    found = hv.hub_lookup(studio, "me/two")  # the look-up shows the first, to fill the boxes
+    assert found["configs"] == ["faq", "chat"] and found["config"] == "faq" and list(found["splits"]) == ["train"]
+    with pytest.raises(AdapterError, match=r"2 configurations \(faq, chat\); pick one \(the Configuration box\)\.$"):
+        hv.hub_source(studio, "me/two")
+    assert hv.hub_source(studio, "me/two", config="chat")["name"] == "two-train.jsonl"
 
 
 def test_a_dataset_missing_from_the_cache_is_said_at_once_offline(offline, tmp_path):
@@ -110,7 +122,7 @@ def test_load_hub_data_over_http(offline, tmp_path):
     launch(demo, prevent_thread_lock=True, server_port=port, quiet=True)
     try:
         client = Client(f"http://127.0.0.1:{port}/", verbose=False)
-        config, split, note = client.predict("me/tickets", None, api_name="/hub_dataset_info")
+        config, split, note = client.predict("me/tickets", api_name="/hub_dataset_info")
         assert "train" in str(split) and "me/tickets" in note
         out = client.predict("me/tickets", "default", "test", "classification", "minilm", 64, api_name="/load_hub_data")
         assert out[0] == "tickets-test.jsonl" and "6 of 6 rows used" in out[2] and "From the Hub" in out[2]

@@ -144,6 +144,10 @@ def wire(ctx: Ctx) -> None:
             hv.lookup_note(found),
         )
 
+    def hub_dataset_info(owner, dataset_id: str, request: gr.Request):
+        """A Hub dataset's configurations, the splits of its default one (or its first) with their sizes."""
+        return look_up_hub(owner, dataset_id, None, request)
+
     def load_hub_data(owner, dataset_id, config, split, task_, base_model, max_length, request: gr.Request):
         try:
             owner = who(studio, owner, request)
@@ -168,8 +172,16 @@ def wire(ctx: Ctx) -> None:
     ctx["upload"].upload(load_data, [ctx.owner, ctx["upload"], task, base, max_length], outputs, api_name="load_data")
     hub_in = [ctx.owner, ctx["hub_id"], ctx["hub_config"]]
     hub_out = [ctx["hub_config"], ctx["hub_split"], ctx["hub_md"]]
-    ctx["hub_look"].click(look_up_hub, hub_in, hub_out, api_name="hub_dataset_info")
-    ctx["hub_id"].submit(look_up_hub, hub_in, hub_out, api_visibility="private")
+    ctx["hub_look"].click(hub_dataset_info, hub_in[:2], hub_out, api_name="hub_dataset_info")
+    ctx["hub_id"].submit(hub_dataset_info, hub_in[:2], hub_out, api_visibility="private")
+    ctx["hub_config"].input(look_up_hub, hub_in, hub_out, api_visibility="private")  # its own splits
+    ctx["hub_id"].input(  # another dataset: the last one's configuration and split no longer apply
+        lambda: (gr.update(value=None, choices=[]), gr.update(value=None, choices=[])),
+        None,
+        [ctx["hub_config"], ctx["hub_split"]],
+        api_visibility="private",
+        show_progress="hidden",
+    )
     ctx["hub_load"].click(
         load_hub_data,
         [ctx.owner, ctx["hub_id"], ctx["hub_config"], ctx["hub_split"], task, base, max_length],

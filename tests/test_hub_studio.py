@@ -52,6 +52,12 @@ def test_a_cached_dataset_loads_offline_as_a_data_file_with_its_validation_split
     config = train_config("minilm", {**source, "ready": True}, "classification", {}, "", {})
     assert config.val_data == source["val_path"] and config.name.startswith("tickets-train-r")
     assert "me/tickets (default) train" in hv.hub_note(source) and COMMIT[:12] in hv.hub_note(source)
+    from studio.tabs.wizard import _source  # a reload restores it from the browser's reference, from the cache
+
+    ref = {"hub": source["hub"]["dataset"], "config": "default", "split": "train"}
+    restored = _source(studio, ref, None)
+    assert restored["path"] == source["path"] and restored["ref"] == ref and restored["val_path"]
+    assert _source(studio, {**ref, "hub": "hf://datasets/me/absent"}, None) is None
     chat = hv.hub_source(studio, "hf://datasets/me/tickets", config="chat")
     assert "val_path" not in chat and dv.inspect_data(chat["path"], "instruction")["rows"] == 3
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pandas as pd
 
 from adapter_core import AdapterError
-from adapter_core.engine import scores_settings_line
+from adapter_core.engine import SCORE_NAMES, scores_settings_line
 
 from . import charts
 from .report_view import confusion_figure, per_class_table
@@ -139,10 +139,6 @@ def compare_evaluation(studio: Studio, owner: str | None, adapters: list[str], p
     }
 
 
-SCORE_COLUMNS = {"rouge_l": "ROUGE-L", "chrf": "chrF", "exact_match": "exact match", "loop_rate": "loops",
-                 "cut_rate": "cut at limit"}  # fmt: skip
-
-
 def with_answer_scores(
     studio: Studio, owner: str | None, adapters: list[str], path: str, rows: list[dict]
 ) -> tuple[list[dict], str]:
@@ -153,8 +149,12 @@ def with_answer_scores(
     if not chat:
         return rows, ""
     result = studio.score_answers(chat, path, owner)
-    by_name = {s["adapter"]: {SCORE_COLUMNS[k]: s[k] for k in SCORE_COLUMNS} for s in result["scores"]}
+    by_name = {s["adapter"]: {SCORE_NAMES[k]: s[k] for k in SCORE_NAMES} for s in result["scores"]}
     out = [{**r, **by_name.pop(r["adapter"], {})} for r in rows]
     out += [{"adapter": name, **scores} for name, scores in by_name.items()]  # the bare bases
-    note = f"Instruction adapters' answers scored against the file's responses: {scores_settings_line(result['settings'])}, "
-    return out, note + "each base's bare answers beside them in one batch."
+    how = scores_settings_line(result["settings"])
+    return (
+        out,
+        f"Instruction adapters' answers scored against the file's responses: {how}, each base's bare "
+        "answers beside them in one batch.",
+    )

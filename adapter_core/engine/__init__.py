@@ -16,7 +16,14 @@ from typing import Any
 
 # module -> the names it gives the face
 _FACE = {
-    "answer_scores": ("ANSWER_SCORES_FILE", "ScoreSettings", "score_file", "scores_markdown", "scores_settings_line"),
+    "answer_scores": (
+        "ANSWER_SCORES_FILE",
+        "SCORE_NAMES",
+        "ScoreSettings",
+        "score_file",
+        "scores_markdown",
+        "scores_settings_line",
+    ),
     "batches": ("tokenize",),
     "config": ("COLUMN_ROLES", "TrainConfig", "training_settings"),
     "data": (

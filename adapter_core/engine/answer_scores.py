@@ -24,6 +24,7 @@ import pandas as pd
 from torch import nn
 
 from ..card import answer_scores_lines
+from ..errors import AdapterError
 from ..generation import Row, generate_rows
 from ..inference import RepetitionGuard, format_prompt, prompt_ids, stop_token_ids
 from .data import load_data
@@ -32,11 +33,10 @@ from .sample_answers import sample_prompts
 
 ANSWER_SCORES_FILE = "answer_scores.json"  # in a run's folder: the end-of-run scores and the answers
 BASE = "(base model)"  # how the bare base is named beside the adapters
-SCORE_KEYS = ("rouge_l", "chrf", "exact_match", "loop_rate", "cut_rate")
 SCORE_NAMES = {"rouge_l": "ROUGE-L", "chrf": "chrF", "exact_match": "exact match", "loop_rate": "loops",
                "cut_rate": "cut at limit"}  # fmt: skip
-END_OF_RUN_PAIRS = 32  # validation pairs scored when an instruction run ends: seconds on a CPU
-END_OF_RUN_TOKENS = 64
+SCORE_KEYS = tuple(SCORE_NAMES)
+END_OF_RUN_TOKENS = 64  # an answer's budget when a run ends (its `score_pairs` pairs): short, for a CPU
 
 
 @dataclass(frozen=True)
@@ -145,7 +145,7 @@ def score_pairs(
     settings = settings or ScoreSettings()
     rows = frame if settings.max_pairs is None else frame.head(settings.max_pairs)
     if not len(rows):
-        raise ValueError("no pairs to score")
+        raise AdapterError("There are no (instruction, response) pairs to score.")
     prompts = sample_prompts(rows, len(rows))
     references = [str(r) for r in rows["response"]]
     answers = generate_answers(model, tokenizer, prompts, list(names), settings)
@@ -159,7 +159,7 @@ def score_pairs(
                 **{k: round(v, 4) for k, v in row_scores(answers[name], references).items()},
             }
             for name in names
-        ],  # fmt: skip
+        ],
         "answers": {labels[name]: [r.text for r in answers[name]] for name in names},
     }
 

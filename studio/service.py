@@ -36,6 +36,7 @@ from adapter_core.engine import (
     Run,
     RunStore,
     ScoreSettings,
+    SliceBroker,
     SweepRecord,
     evaluate_file,
     read_table,
@@ -46,6 +47,8 @@ from adapter_core.serve import FALLBACK, Dispatcher, ModelPool, Stream, model_by
 from .bases import ModelInfo, model_info
 from .callers import address_of
 from .downloads import download_folder, trim_downloads
+from .gpu_calls import LeasedStream, chat_on_gpu, classify_on_gpu
+from .hardware import ON_ZERO_GPU
 from .library import Entry, Library, check_name
 from .policy import Policy
 from .quotas import check_library_room, check_resume, check_submit, check_sweep, library_room
@@ -65,7 +68,13 @@ class Studio:
         self.policy = policy or Policy.from_env()
         self.library = Library(self.home)
         # Sweeps an earlier process left running are finished here, and their best published.
-        self.jobs = JobManager(RunStore(self.home), on_finish=self._publish, publish_best=self._publish_best)
+        # On ZeroGPU runs train in slices that their visitors' own requests lease (studio/zerogpu.py).
+        self.jobs = JobManager(
+            RunStore(self.home),
+            on_finish=self._publish,
+            publish_best=self._publish_best,
+            leases=SliceBroker() if ON_ZERO_GPU else None,
+        )
         self.upload_roots: list[Path] = []  # where the web front end keeps visitors' uploads
         self.bases = ModelPool(self.policy.check_model, self.policy.model_budget_bytes)
         # The dispatcher serves the Use and Compare tabs and the HTTP API alike: one batch per base for all.
@@ -137,16 +146,24 @@ class Studio:
     def served(self, adapter: str, task: str | None = None, owner: str | None = None) -> tuple[Base, Entry]:
         """Base and library entry for `adapter`, with the adapter loaded (reloaded if it changed).
         With `task`, the adapter must be of that task."""
+        entry = self.entry(adapter, task, owner)
+        return self.bases.serve(entry), entry
+
+    def entry(self, adapter: str, task: str | None = None, owner: str | None = None) -> Entry:
+        """The library entry of `adapter`, if this owner may use it (and it is of `task`, if given)."""
         entry = self.library.get(adapter, owner=self.owner(owner))
         if task is not None and entry.task != task:
             raise AdapterError(f"{adapter!r} is {TASK_ADAPTER[entry.task]}; pick {TASK_ADAPTER[task]} to {USE[task]}.")
-        return self.bases.serve(entry), entry
+        return entry
 
     def classify(self, adapters: str | list[str], texts: list[str], owner: str | None = None) -> list[Prediction]:
         """Label `texts` with one classification adapter, or `texts[i]` with `adapters[i]`. Rows whose
         adapters share a base run as one mixed batch."""
         texts = [self.policy.check_prompt(t, "text") for t in texts]
         names = [adapters] * len(texts) if isinstance(adapters, str) else list(adapters)
+        if ON_ZERO_GPU:  # checked here; computed in a GPU lease, from the adapters' folders
+            entries = {n: self.entry(n, "classification", owner) for n in dict.fromkeys(names)}
+            return classify_on_gpu([entries[n] for n in names], texts)
         run = lambda b, t, n: classify(b.model, b.tokenizer, t, n)  # noqa: E731
         return self._per_base(names, texts, "classification", run, owner=owner)
 
@@ -205,6 +222,12 @@ class Studio:
         `stream.repeated` tells whether a degenerate loop was cut (show a warning then)."""
         message = self.policy.check_prompt(message)
         owner = self.owner(owner)
+        if ON_ZERO_GPU:  # checked here; generated in a GPU lease, from the adapter's folder
+            entry = self.entry(adapter, "instruction", owner) if adapter else None
+            if entry is None:
+                self.policy.check_model(base_name)
+            budget = min(max_new_tokens, self.policy.serve_limits().max_new_tokens)
+            return LeasedStream(chat_on_gpu(entry, base_name, message, budget), stop)
         if not adapter:
             self.base(base_name)
         messages = [{"role": "user", "content": message}]

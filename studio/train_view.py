@@ -12,8 +12,8 @@ from typing import Any
 
 from adapter_core import AdapterError
 from adapter_core.engine import DEFAULT_PRESET as ENGINE_DEFAULT
+from adapter_core.engine import MAX_LEASE, SLICE_SECONDS, TrainConfig, plan_training
 from adapter_core.engine import PRESETS as ENGINE_PRESETS
-from adapter_core.engine import TrainConfig, plan_training
 
 from . import charts
 from .fit_view import fit_before_start, fit_line
@@ -40,8 +40,7 @@ def describe_model(studio: Studio, name: str) -> str:
     return (
         f"**{md(info.name)}** loaded: `{info.architecture}` ({info.model_type}, {info.family}), "
         f"{info.parameters / 1e6:.1f}M parameters, hidden size {info.hidden_size}, {info.layers} layers{limit}.  \n"
-        f"Suits: {', '.join(info.tasks)}. Training runs on: {hw.training_device}."
-        + (f"\n\n{hw.notice}" if hw.notice else "")
+        f"Suits: {', '.join(info.tasks)}. Training runs on: {hw.training_device} (more at the top of the page)."
     )
 
 
@@ -123,6 +122,12 @@ def run_summary(studio: Studio, base: str, source: dict | None, settings: dict[s
         f"Run: {run.describe()}"
         + (f", about {run.estimated_seconds / 60:.0f} min on this CPU." if run.estimated_seconds else "."),
     ]
+    if hardware().kind == "zero-gpu":
+        lines.append(
+            f"Trains on ZeroGPU in slices of up to {SLICE_SECONDS:.0f} s of steps while this page is open; each "
+            f"slice asks your daily GPU quota for at most {MAX_LEASE} s (its steps with headroom, and about 10 s "
+            "to load the model)."
+        )
     fit = fit_before_start(studio, base, task, len(labels), settings, run)
     if settings.get("continue_from"):
         lines.append(

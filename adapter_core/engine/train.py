@@ -25,6 +25,7 @@ from .loop import RunState, run_loop, save_weights, training_meta
 from .plan import Plan, training_warnings
 from .report import REPORT_FILE, report_from
 from .setup import Recipe, TaskModel, multi_cpu, precision_for, setup
+from .sliced_loop import SLICED_DEVICE, Lease, run_sliced_loop
 
 __all__ = ["Event", "TaskModel", "TrainConfig", "TrainResult", "multi_cpu", "precision_for", "train"]
 
@@ -43,6 +44,7 @@ class TrainResult:
     stopped_early: bool = False
     report: dict[str, Any] | None = None  # classification: the per-class evaluation on the validation split
     trainable: int = 0  # trained parameters
+    paused: str | None = None  # why a sliced run paused at its checkpoint (resumable), in words
     answer_scores: dict[str, Any] | None = None  # instruction: validation answers scored, beside the base's
 
 
@@ -53,20 +55,26 @@ def train(
     should_stop: Callable[[], bool] = lambda: False,
     base: Base | None = None,
     resume: bool = False,
+    lease: Lease | None = None,
 ) -> TrainResult:
     """Train adapter `config.name` and write it (the best checkpoint by validation) to `out_dir/adapter`.
 
     With `base`, the run adds its adapter to that loaded base and takes it off again at the end, after
     saving (modes adapter and head). With `resume`, it goes on from `out_dir/checkpoint/`, where a
-    stopped or interrupted run left off, and ends as the run would have ended uninterrupted."""
+    stopped or interrupted run left off, and ends as the run would have ended uninterrupted. With `lease`,
+    the steps run in slices that `lease` runs elsewhere (a GPU lent per call: `sliced_loop`)."""
     out_dir = Path(out_dir)
     if resume and config.mode == "full":
         raise AdapterError("A full fine-tune keeps no checkpoint to resume from; start it again instead.")
     r = setup(config, out_dir, on_event, base)
     try:
         state = resume_state(r) if resume else RunState()
-        announce(r, resumed_at=state.step if resume else None)
-        run_loop(r, state, should_stop)
+        sliced = lease is not None and config.mode != "full"  # a full fine-tune's base is no slice's argument
+        announce(r, resumed_at=state.step if resume else None, device=SLICED_DEVICE if sliced else None)
+        if sliced:
+            run_sliced_loop(r, state, should_stop, lease)
+        else:
+            run_loop(r, state, should_stop)
         return finish(r, state)
     except torch.cuda.OutOfMemoryError:
         raise AdapterError(
@@ -77,11 +85,11 @@ def train(
         release(r)
 
 
-def announce(r: Recipe, resumed_at: int | None = None) -> None:
-    """The "training" status: what trains, on what, by which plan (and, resumed, from which step); then
-    the plan's warnings."""
+def announce(r: Recipe, resumed_at: int | None = None, device: str | None = None) -> None:
+    """The "training" status: what trains, on what (`device`, else the accelerator's), by which plan (and,
+    resumed, from which step); then the plan's warnings."""
     acc, plan = r.accelerator, r.plan
-    device = torch.cuda.get_device_name() if acc.device.type == "cuda" else str(acc.device)
+    device = device or (torch.cuda.get_device_name() if acc.device.type == "cuda" else str(acc.device))
     summary = trainable_summary(r.model, r.config.name)
     percent = 100 * r.trainable / summary.base_params
     info = {
@@ -143,8 +151,8 @@ def finish(r: Recipe, s: RunState) -> TrainResult:
             out_of_scope = calibrate_predictions(scores)
         report = report_from(scores, list(r.val_frame["text"]), r.labels)
         write_json_atomic(r.out_dir / REPORT_FILE, report)
-    scores = end_of_run_scores(r)
-    warnings = r.warnings + ([s.early_message] if s.early_message else []) + end_warnings(r, s)
+    scores = None if s.paused else end_of_run_scores(r)  # a paused run is scored when it ends
+    warnings = r.warnings + [m for m in (s.early_message, s.paused) if m] + end_warnings(r, s)
     meta = training_meta(r, s, s.status, kept_step, metrics)
     meta["training"].update(total_steps=s.step, best_step=s.best_step, stopped_early=s.stopped_early)
     meta.update({"answer_scores": scores} if scores else {})
@@ -164,6 +172,7 @@ def finish(r: Recipe, s: RunState) -> TrainResult:
         stopped_early=s.stopped_early,
         report=report,
         trainable=r.trainable,
+        paused=s.paused,
         answer_scores=scores,
     )
     info: dict[str, Any] = {
@@ -171,6 +180,8 @@ def finish(r: Recipe, s: RunState) -> TrainResult:
     }  # fmt: skip
     if out_of_scope:
         info["out_of_scope_threshold"] = out_of_scope["threshold"]
+    if s.paused:
+        info["paused"] = s.paused
     if report:
         info["report"] = report
     if scores:

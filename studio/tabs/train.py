@@ -8,6 +8,7 @@ import gradio as gr
 from .. import report_view as rv
 from .. import settings as st
 from .. import train_view as h
+from .. import zerogpu
 from . import inputs, sweep
 from .common import Ctx, friendly, who
 
@@ -145,6 +146,7 @@ def wire(ctx: Ctx) -> None:
     def training_status(job_id: str = "", request: gr.Request = None) -> str:
         """The progress line of one of the caller's runs (default: their latest), for API clients."""
         owner = who(studio, None, request)
+        zerogpu.drive(studio.jobs.leases, owner)  # on ZeroGPU, a polling client's run goes on in its requests
         return h.progress(studio, owner, job_id or h.reattach(studio, owner, None))["status"]
 
     gr.api(friendly(training_status), api_name="training_status")
@@ -155,6 +157,7 @@ def wire(ctx: Ctx) -> None:
 
     def tick(owner, job_id, seen, changed, request: gr.Request):
         owner = who(studio, owner, request)
+        zerogpu.drive(studio.jobs.leases, owner)  # on ZeroGPU, an open page's run goes on in its ticks
         if job_id is None or job_id == seen:  # nothing new to draw: only the queue may have moved
             return [gr.update(), gr.update(), h.queue_text(studio, owner), seen, changed] + [gr.update()] * 7
         info = h.progress(studio, owner, job_id)

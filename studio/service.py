@@ -35,10 +35,12 @@ from adapter_core.engine import (
     JobManager,
     Run,
     RunStore,
+    ScoreSettings,
     SliceBroker,
     SweepRecord,
     evaluate_file,
     read_table,
+    score_file,
 )
 from adapter_core.serve import FALLBACK, Dispatcher, ModelPool, Stream, model_bytes
 
@@ -56,6 +58,7 @@ from .sweeps import best_name, outcome
 from .uploads import unpacked_size
 
 USE = {"classification": "classify", "instruction": "chat"}
+HUB_DATA = "hub-data"  # under the home: Hub datasets' splits kept as data files (see `hub_view`)
 MAX_REMEMBERED_UPLOADS = 1000
 
 
@@ -120,12 +123,12 @@ class Studio:
 
     # Files from visitors ---------------------------------------------------------------------------
     def data_file(self, path: str | Path | None) -> Path:
-        """A data file a visitor may use: a bundled sample or one of the uploads. In public mode any other
-        server path is refused, whoever asks."""
+        """A data file a visitor may use: a bundled sample, one of the uploads or a Hub dataset's split the
+        studio kept. In public mode any other server path is refused, whoever asks."""
         if not path:
             raise AdapterError("Load a data file first: upload a CSV, TSV or JSONL file, or pick a sample.")
         resolved = Path(path).resolve()
-        if self.policy.public and not _inside(resolved, [SAMPLES_DIR, *self.upload_roots]):
+        if self.policy.public and not _inside(resolved, [SAMPLES_DIR, self.home / HUB_DATA, *self.upload_roots]):
             raise AdapterError("Data files come only from your uploads or the bundled samples. Upload the file.")
         return resolved
 
@@ -297,6 +300,30 @@ class Studio:
             )
         return rows
 
+    def score_answers(self, adapters: list[str], data_path: str | Path, owner: str | None = None) -> dict:
+        """Instruction adapters' answers to a test file of (instruction, response) pairs, scored beside
+        their base's bare answers: {"scores": [one row per adapter, then one per base], "settings"}. The
+        adapters of one base and that base answer in one mixed batch. The file is bounded as an
+        evaluation's, the pairs answered and the answers' tokens by the policy, before anything runs."""
+        owner = self.owner(owner)
+        (path,) = self.uploaded([data_path]) if self.policy.public else [Path(data_path)]
+        max_rows = self._check_eval_rows(path, owner)
+        groups: dict[str, tuple[Base, dict[str | None, str]]] = {}
+        for name in adapters:
+            base, entry = self.served(name, "instruction", owner)
+            groups.setdefault(base.name, (base, {}))[1][entry.slot] = name
+        settings = ScoreSettings(
+            max_new_tokens=self.policy.clamp_new_tokens(ScoreSettings.max_new_tokens),
+            max_pairs=self.policy.max_scored_pairs,
+        )
+        scores, said = [], {}
+        for base, labels in groups.values():
+            labels[None] = f"base: {base.name}"
+            result = score_file(base, list(labels), path, settings, max_rows=max_rows, labels=labels)
+            scores += result["scores"]
+            said = result["settings"]
+        return {"scores": scores, "settings": said}
+
     def _check_eval_rows(self, path: Path, owner: str | None) -> int:
         """The rows an evaluation may read for this caller; a larger file is refused before any model runs."""
         limit = self.policy.max_eval_rows_for(owner)
@@ -322,6 +349,7 @@ class Studio:
         the caller's library (by name, never a path) that the run goes on training."""
         owner = self.owner(owner)
         config.data = str(self.data_file(config.data))
+        config.val_data = str(self.data_file(config.val_data)) if config.val_data else None
         self._check_training_data(config.data, owner)
         config.init_from = str(self.library.get(continue_from, owner=owner).path) if continue_from else None
         with self._submit_lock:
@@ -349,6 +377,7 @@ class Studio:
         name = check_name(name)
         for config in configs:
             config.data = str(self.data_file(config.data))
+            config.val_data = str(self.data_file(config.val_data)) if config.val_data else None
         with self._submit_lock:
             notes = check_sweep(self, configs, owner)
             return self.jobs.sweeps.submit(configs, name, owner, share=address_of(owner)), notes

@@ -18,7 +18,7 @@ from adapter_core.engine import PRESETS as ENGINE_PRESETS
 from . import charts
 from .fit_view import fit_before_start, fit_line
 from .hardware import device_label, hardware
-from .report_view import run_report
+from .report_view import run_answer_scores, run_report
 from .service import Studio
 from .settings import adapter_config, config_values, mode_value, train_config
 from .text import md
@@ -221,6 +221,7 @@ def progress(studio: Studio, owner: str | None, job_id: str | None) -> dict[str,
         "task": job.config.task,
         "report": run_report(job.run, done),
         "samples": (last_eval or {}).get("info", {}).get("samples") or [],
+        "answer_scores": run_answer_scores(job.run, done) if done else None,
     }
 
 
@@ -251,6 +252,7 @@ def show_past_run(studio: Studio, owner: str | None, run_id: str | None) -> dict
         "figure": charts.training_curve(run.events(), run_id),
         "text": text,
         "report": run_report(run) if status.get("status") in ("completed", "stopped") else None,
+        "answer_scores": run_answer_scores(run) if status.get("status") in ("completed", "stopped") else None,
         "resumable": resumable,
     }
 

@@ -13,16 +13,24 @@ from .errors import OK, one_line
 def add_parsers(sub) -> None:
     e = sub.add_parser(
         "evaluate",
-        help="accuracy, macro-F1 and per-class metrics (or loss and perplexity) on a labelled file",
+        help="accuracy, macro-F1 and per-class metrics (or loss, perplexity and answer scores) on a labelled file",
         description="Evaluate an adapter on a labelled file. For classification: accuracy, macro-F1, "
         "precision, recall and F1 per class, and the most confident mistakes (--json adds the confusion "
-        "matrix, with an order of the classes that puts the biggest confusions first).",
+        "matrix, with an order of the classes that puts the biggest confusions first). For instruction "
+        "adapters: loss and perplexity, and the answers to the file's instructions, the adapter's beside the "
+        "bare base's, scored against its responses (ROUGE-L, chrF, exact match, loops, cut answers).",
     )
     e.add_argument("--adapter", required=True, help="adapter folder, or a run folder")
     e.add_argument("--data", required=True)
     e.add_argument("--max-length", type=int, default=128)
     e.add_argument("--show-mistakes", type=int, default=10, help="how many misclassified rows to print")
     e.add_argument("--json", action="store_true", help="print one JSON object (with the per-class report)")
+    e.add_argument(
+        "--max-new-tokens", type=int, default=128, help="instruction adapters: the answers' token limit (greedy)"
+    )
+    e.add_argument(
+        "--score-pairs", type=int, default=None, help="instruction adapters: score the first N pairs (default: all)"
+    )
     e.set_defaults(command_fn=cmd_evaluate)
 
     pr = sub.add_parser("predict", help="label a text with a classification adapter")
@@ -45,12 +53,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     base, name = load_with_base(args.adapter)
     metrics = evaluate_file(base, name, args.data, args.max_length)
+    scores = answer_scores(base, name, args)
     if args.json:
-        print(json.dumps(metrics))
+        print(json.dumps({**metrics, **({"answer_scores": scores} if scores else {})}))
         return OK
     report = metrics.pop("report", None)
     for k, v in metrics.items():
         print(f"{k:>12}: {v:.4f}" if isinstance(v, float) else f"{k:>12}: {v}")
+    if scores:
+        from ..engine.answer_scores import scores_text
+
+        print("\n" + scores_text(scores))
     if report:
         print("\n" + format_per_class(report))
         mistakes = report["misclassified"][: args.show_mistakes]
@@ -60,6 +73,21 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             text = one_line(m["text"])[:100]
             print(f"  {m['confidence']:.3f}  true {m['true']}, predicted {m['predicted']}: {text}")
     return OK
+
+
+def answer_scores(base, name: str, args: argparse.Namespace) -> dict | None:
+    """An instruction adapter's answers to the file's pairs scored beside the bare base's (one mixed batch),
+    without the answers themselves; None for other adapters."""
+    from ..engine.answer_scores import ScoreSettings, score_file
+    from ..inject import get_record
+
+    if get_record(base.model, name).task != "instruction":
+        return None
+    if args.max_new_tokens < 1 or (args.score_pairs is not None and args.score_pairs < 1):
+        raise AdapterError("--max-new-tokens and --score-pairs must be at least 1.")
+    settings = ScoreSettings(max_new_tokens=args.max_new_tokens, max_pairs=args.score_pairs)
+    result = score_file(base, [name, None], args.data, settings)
+    return {k: v for k, v in result.items() if k != "answers"}
 
 
 def cmd_predict(args: argparse.Namespace) -> int:

@@ -16,6 +16,14 @@ from typing import Any
 
 # module -> the names it gives the face
 _FACE = {
+    "answer_scores": (
+        "ANSWER_SCORES_FILE",
+        "SCORE_NAMES",
+        "ScoreSettings",
+        "score_file",
+        "scores_markdown",
+        "scores_settings_line",
+    ),
     "batches": ("tokenize",),
     "config": ("COLUMN_ROLES", "TrainConfig", "training_settings"),
     "data": (
@@ -30,7 +38,7 @@ _FACE = {
         "validate",
     ),
     "evaluation": ("evaluate_file",),
-    "hub_data": ("dataset_ref", "hub_tables", "is_hub_data"),
+    "hub_data": ("dataset_ref", "describe_dataset", "hub_tables", "is_hub_data"),
     "jobs": ("Job", "JobManager"),
     "leases": ("SliceBroker",),
     "memory_fit": ("check_fit", "estimate_memory", "gib"),

@@ -18,6 +18,7 @@ from ..catalog import Base
 from ..errors import AdapterError
 from ..inject import list_adapters, remove_adapter, trainable_summary
 from . import checkpoint
+from .answer_scores import ANSWER_SCORES_FILE, END_OF_RUN_TOKENS, ScoreSettings, score_pairs
 from .calibration import calibrate_predictions, predictions
 from .config import Event, TrainConfig
 from .loop import RunState, run_loop, save_weights, training_meta
@@ -44,6 +45,7 @@ class TrainResult:
     report: dict[str, Any] | None = None  # classification: the per-class evaluation on the validation split
     trainable: int = 0  # trained parameters
     paused: str | None = None  # why a sliced run paused at its checkpoint (resumable), in words
+    answer_scores: dict[str, Any] | None = None  # instruction: validation answers scored, beside the base's
 
 
 def train(
@@ -149,9 +151,11 @@ def finish(r: Recipe, s: RunState) -> TrainResult:
             out_of_scope = calibrate_predictions(scores)
         report = report_from(scores, list(r.val_frame["text"]), r.labels)
         write_json_atomic(r.out_dir / REPORT_FILE, report)
+    scores = None if s.paused else end_of_run_scores(r)  # a paused run is scored when it ends
     warnings = r.warnings + [m for m in (s.early_message, s.paused) if m] + end_warnings(r, s)
     meta = training_meta(r, s, s.status, kept_step, metrics)
     meta["training"].update(total_steps=s.step, best_step=s.best_step, stopped_early=s.stopped_early)
+    meta.update({"answer_scores": scores} if scores else {})
     save_weights(r, {**meta, **({"out_of_scope": out_of_scope} if out_of_scope else {})})
     if r.main and s.status == "completed":
         checkpoint.remove(r.out_dir)  # nothing left to resume
@@ -169,6 +173,7 @@ def finish(r: Recipe, s: RunState) -> TrainResult:
         report=report,
         trainable=r.trainable,
         paused=s.paused,
+        answer_scores=scores,
     )
     info: dict[str, Any] = {
         "warnings": warnings, "stopped_early": s.stopped_early, "best_step": s.best_step, "trainable": r.trainable
@@ -179,6 +184,8 @@ def finish(r: Recipe, s: RunState) -> TrainResult:
         info["paused"] = s.paused
     if report:
         info["report"] = report
+    if scores:
+        info["answer_scores"] = scores
     r.emit(
         Event(
             "done",
@@ -192,6 +199,19 @@ def finish(r: Recipe, s: RunState) -> TrainResult:
         )
     )
     return result
+
+
+def end_of_run_scores(r: Recipe) -> dict[str, Any] | None:
+    """An instruction adapter's answers to the first `score_pairs` validation pairs, and the bare base's,
+    scored (`answer_scores`) in one mixed batch with a short budget, so a CPU run stays quick. The answers
+    go to the run's answer_scores.json; the scores and their settings are returned."""
+    c = r.config
+    if not (r.main and c.task == "instruction" and c.mode != "full" and c.score_pairs):
+        return None
+    settings = ScoreSettings(max_new_tokens=END_OF_RUN_TOKENS, max_pairs=c.score_pairs)
+    result = score_pairs(r.model, r.base.tokenizer, r.val_frame, [c.name, None], settings)
+    write_json_atomic(r.out_dir / ANSWER_SCORES_FILE, result)
+    return {k: v for k, v in result.items() if k != "answers"}
 
 
 def end_warnings(r: Recipe, s: RunState) -> list[str]:

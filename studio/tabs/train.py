@@ -39,6 +39,7 @@ def build(ctx: Ctx) -> None:
             wrap=True,
             visible=False,
         )
+        scores_md = gr.Markdown(visible=False)  # an instruction run's answer scores, once it has ended
         with gr.Column(visible=False) as report_box:
             report_md = gr.Markdown()
             with gr.Row():
@@ -65,6 +66,7 @@ def build(ctx: Ctx) -> None:
                 past_resume = gr.Button("Resume", scale=1, interactive=False)
             past_md = gr.Markdown()
             past_plot = gr.Plot(label="Its curve")
+            past_scores = gr.Markdown(visible=False)
             with gr.Column(visible=False) as past_report:
                 past_confusion = gr.Plot(label="Confusion matrix (validation)")
                 past_per_class = gr.Dataframe(
@@ -90,6 +92,8 @@ def build(ctx: Ctx) -> None:
         past_confusion=past_confusion,
         past_per_class=past_per_class,
         samples=samples,
+        scores_md=scores_md,
+        past_scores=past_scores,
         report_box=report_box,
         report_md=report_md,
         confusion=confusion,
@@ -160,13 +164,15 @@ def wire(ctx: Ctx) -> None:
 
     gr.api(friendly(training_status), api_name="training_status")
 
-    report_outputs = [ctx[k] for k in ("samples", "report_box", "report_md", "confusion", "per_class", "misclassified")]
+    report_outputs = [
+        ctx[k] for k in ("samples", "report_box", "report_md", "confusion", "per_class", "misclassified", "scores_md")
+    ]
 
     def tick(owner, job_id, seen, changed, request: gr.Request):
         owner = who(studio, owner, request)
         zerogpu.drive(studio.jobs.leases, owner)  # on ZeroGPU, an open page's run goes on in its ticks
         if job_id is None or job_id == seen:  # nothing new to draw: only the queue may have moved
-            return [gr.update(), gr.update(), h.queue_text(studio, owner), seen, changed] + [gr.update()] * 6
+            return [gr.update(), gr.update(), h.queue_text(studio, owner), seen, changed] + [gr.update()] * 7
         info = h.progress(studio, owner, job_id)
         shown = [info["figure"], info["status"], info["queue"]]
         if info["done"]:  # drawn once more, then left alone; the pickers learn of its adapter
@@ -204,9 +210,21 @@ def wire(ctx: Ctx) -> None:
             gr.update(visible=report is not None),
             rv.confusion_figure(report),
             rv.per_class_table(report),
+            gr.update(value=rv.answer_scores_text(shown["answer_scores"]), visible=bool(shown["answer_scores"])),
         )
 
-    shown = [ctx[k] for k in ("past_md", "past_plot", "past_resume", "past_report", "past_confusion", "past_per_class")]
+    shown = [
+        ctx[k]
+        for k in (
+            "past_md",
+            "past_plot",
+            "past_resume",
+            "past_report",
+            "past_confusion",
+            "past_per_class",
+            "past_scores",
+        )
+    ]
     ctx["past_show"].click(friendly(show_run), [ctx.owner, ctx["past"]], shown, api_name="show_run")
 
     def resume_run(owner, run_id, cpu_when_away: bool = False, request: gr.Request = None):
@@ -228,12 +246,15 @@ def wire(ctx: Ctx) -> None:
 
 def run_outputs(info: dict) -> list:
     """The samples table (instruction runs, updated at each evaluation) and, once a classification run
-    has ended, its report: summary, confusion matrix, per-class table and misclassified examples."""
+    has ended, its report: summary, confusion matrix, per-class table and misclassified examples; last,
+    an instruction run's answer scores once it has ended."""
     instruction = info["task"] == "instruction"
     samples = gr.update(value=rv.samples_table(info["samples"]), visible=instruction and bool(info["samples"]))
+    scores = info.get("answer_scores")
+    scores = gr.update(value=rv.answer_scores_text(scores), visible=bool(scores))
     report = info["report"] if info["done"] else None
     if report is None:
-        return [samples, gr.update(visible=False)] + [gr.update()] * 4
+        return [samples, gr.update(visible=False)] + [gr.update()] * 4 + [scores]
     return [
         samples,
         gr.update(visible=True),
@@ -241,4 +262,5 @@ def run_outputs(info: dict) -> list:
         rv.confusion_figure(report),
         rv.per_class_table(report),
         rv.misclassified_table(report),
+        scores,
     ]

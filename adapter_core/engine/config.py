@@ -187,7 +187,7 @@ class TrainConfig:
         bounds=Bounds(0, MAX_SAMPLE_PROMPTS),
     )
     score_pairs: int = setting(
-        32,
+        8,
         "Instruction runs: validation pairs answered at the end by the adapter and by the bare base, and scored "
         "(ROUGE-L, chrF, exact match, loops, cut answers); 0: none",
         bounds=Bounds(0, MAX_SCORE_PAIRS),

@@ -63,7 +63,9 @@ def quick(**overrides):
     return TrainConfig.from_dict({**settings, **overrides})  # from_dict: the legacy flat `dropout` goes into `adapter`
 
 
-def held_train(config, out_dir, on_event=lambda e: None, should_stop=lambda: False, base=None, resume=False):
+def held_train(
+    config, out_dir, on_event=lambda e: None, should_stop=lambda: False, base=None, resume=False, lease=None
+):
     """Stands in for the engine's `train`: holds the trainer until the run is stopped (a run that stays
     active as long as a test wants). Patch it over `adapter_core.engine.jobs.train`."""
     from adapter_core.engine.train import TrainResult

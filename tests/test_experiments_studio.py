@@ -227,7 +227,7 @@ def fake_train(accuracy: dict[int, float]):
     """Stands in for `train`: saves a small adapter with the config's shape and reports the accuracy given
     for its bottleneck (so which run is best is known), without training."""
 
-    def train(config, out_dir, on_event=lambda e: None, should_stop=lambda: False, base=None, resume=False):
+    def train(config, out_dir, on_event=lambda e: None, should_stop=lambda: False, base=None, resume=False, lease=None):
         from adapter_core.engine.train import Event
 
         base = base or load_base(config.base)
@@ -248,7 +248,9 @@ def fake_train(accuracy: dict[int, float]):
     return train
 
 
-def held_train(config, out_dir, on_event=lambda e: None, should_stop=lambda: False, base=None, resume=False):
+def held_train(
+    config, out_dir, on_event=lambda e: None, should_stop=lambda: False, base=None, resume=False, lease=None
+):
     """Stands in for `train`: holds the trainer until it is told to stop (a run that stays active)."""
     while not should_stop():
         time.sleep(0.02)

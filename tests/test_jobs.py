@@ -28,7 +28,7 @@ class FakeTrainer:
         self.release = threading.Event()
         self.started: list[str] = []
 
-    def __call__(self, config, out_dir, on_event, should_stop, base=None, resume=False):
+    def __call__(self, config, out_dir, on_event, should_stop, base=None, resume=False, lease=None):
         self.started.append(config.name)
         on_event(Event("status", status="training", message="fake"))
         while not self.release.is_set() and not should_stop():
@@ -200,7 +200,7 @@ def test_worker_survives_its_own_finish_step_failing(tmp_path, monkeypatch, fake
 
 
 def test_unexpected_failures_keep_class_names_and_paths_out_of_the_message(tmp_path, monkeypatch):
-    def explode(config, out_dir, on_event, should_stop, base=None, resume=False):
+    def explode(config, out_dir, on_event, should_stop, base=None, resume=False, lease=None):
         if config.name == "user-error":
             raise AdapterError("routing.csv has no label column.")
         raise KeyError(f"{tmp_path}/secret/thing")

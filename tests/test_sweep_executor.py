@@ -30,7 +30,7 @@ class FakeTrainer:
         self.release = threading.Event()
         self.started: list[str] = []
 
-    def __call__(self, config, out_dir, on_event, should_stop, base=None, resume=False):
+    def __call__(self, config, out_dir, on_event, should_stop, base=None, resume=False, lease=None):
         self.started.append(config.name)
         on_event(Event("status", status="training", message="fake"))
         if config.name in self.fail:

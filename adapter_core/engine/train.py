@@ -6,6 +6,7 @@ alone writes files, every rank trains on its shard of each batch.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,9 +17,10 @@ import torch
 from ..atomic import write_json_atomic
 from ..catalog import Base
 from ..errors import AdapterError
-from ..inject import list_adapters, remove_adapter, trainable_summary
+from ..inject import get_record, list_adapters, remove_adapter, trainable_summary
+from ..out_of_scope import Detector
 from . import checkpoint
-from .calibration import calibrate_predictions, predictions
+from .calibration import Predictions, calibrate, fit, oos_predictions, predictions
 from .config import Event, TrainConfig
 from .loop import RunState, run_loop, save_weights, training_meta
 from .plan import Plan, training_warnings
@@ -138,7 +140,7 @@ def finish(r: Recipe, s: RunState) -> TrainResult:
     if r.main and c.task == "classification":
         scores = predictions(r.model, c.name, r.val_ds, r.base.tokenizer.pad_token_id)  # one pass serves both
         if c.mode != "full":  # a router's threshold belongs to a saved adapter
-            out_of_scope = calibrate_predictions(scores)
+            out_of_scope = calibrate_router(r, scores)
         report = report_from(scores, list(r.val_frame["text"]), r.labels)
         write_json_atomic(r.out_dir / REPORT_FILE, report)
     warnings = r.warnings + ([s.early_message] if s.early_message else []) + end_warnings(r, s)
@@ -181,6 +183,20 @@ def finish(r: Recipe, s: RunState) -> TrainResult:
         )
     )
     return result
+
+
+def calibrate_router(r: Recipe, val: Predictions) -> dict[str, Any]:
+    """The router's out-of-scope decision: the distance scores' statistics from a pass over the training
+    rows, the threshold from the validation rows (and the out-of-scope examples, when given). The
+    decision goes on the adapter's record, so that the saved adapter carries it and `classify` uses it."""
+    c, tokenizer = r.config, r.base.tokenizer
+    start = time.perf_counter()
+    stats = fit(r.model, c.name, r.train_ds, tokenizer.pad_token_id, len(r.labels), seed=c.seed)
+    oos = oos_predictions(r.model, c.name, c.oos_data, tokenizer, c.max_length, r.labels) if c.oos_data else None
+    section = calibrate(val, stats, c.oos_score, c.false_rejection, oos)
+    section["fit_seconds"] = round(time.perf_counter() - start, 2)
+    get_record(r.model, c.name).detector = Detector(section["score"], section["threshold"], stats)
+    return section
 
 
 def end_warnings(r: Recipe, s: RunState) -> list[str]:

@@ -64,6 +64,7 @@ class Prediction:
     # trained on; None when it has no calibrated decision) and whether that is at or below its threshold.
     in_scope: bool = True
     ood_score: float | None = None
+    threshold: float | None = None  # the adapter's threshold on that score
 
 
 @torch.no_grad()
@@ -114,8 +115,10 @@ def classify(
         for n, row, score in zip(rows, probs, ood, strict=True):
             labels = records[n].labels
             best = max(range(len(row)), key=row.__getitem__)
-            in_scope = score is None or score <= records[n].detector.threshold
-            out.append(Prediction(labels[best], row[best], dict(zip(labels, row, strict=True)), in_scope, score))
+            threshold = None if score is None else records[n].detector.threshold
+            in_scope = score is None or score <= threshold
+            probabilities = dict(zip(labels, row, strict=True))
+            out.append(Prediction(labels[best], row[best], probabilities, in_scope, score, threshold))
     return out
 
 

@@ -170,9 +170,13 @@ def main() -> None:
                 flush=True,
             )
             print(table(runs[-1:]).to_string(index=False), flush=True)
-    print(f"\nMean ± std over seeds {args.seeds}, threshold for {args.false_rejection:.0%} false rejection on validation:")
+    print(
+        f"\nMean ± std over seeds {args.seeds}, threshold for {args.false_rejection:.0%} false rejection on validation:"
+    )
     print(table(runs).to_string(index=False))
-    print(json.dumps({"bench": "out_of_scope", "budget_s": args.budget, "threads": torch.get_num_threads(), "runs": runs}))
+    print(
+        json.dumps({"bench": "out_of_scope", "budget_s": args.budget, "threads": torch.get_num_threads(), "runs": runs})
+    )
 
 
 if __name__ == "__main__":

@@ -78,8 +78,7 @@ class TrainConfig:
     )
     false_rejection: float = setting(
         FALSE_REJECTION,
-        "Classification: the share of in-scope validation messages the out-of-scope threshold may send to the "
-        "fallback",
+        "Classification: the share of in-scope validation messages the out-of-scope threshold may send to the fallback",
         label="In-scope false rejection",
         bounds=Bounds(0, 0.5),
         sweep="no",

@@ -168,6 +168,9 @@ def finish(r: Recipe, s: RunState) -> TrainResult:
     }  # fmt: skip
     if out_of_scope:
         info["out_of_scope_threshold"] = out_of_scope["threshold"]
+        info["out_of_scope"] = {
+            k: out_of_scope[k] for k in ("score", "false_rejection", "oos_recall") if k in out_of_scope
+        }
     if report:
         info["report"] = report
     r.emit(

@@ -28,11 +28,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.metrics import roc_auc_score, roc_curve
 
 from adapter_core import get_record, read_adapter_config
 from adapter_core.engine.batches import tokenize
-from adapter_core.engine.calibration import FALSE_REJECTION, predictions, threshold_for
+from adapter_core.engine.calibration import FALSE_REJECTION, ood_metrics, predictions, threshold_for
 from adapter_core.engine.data import load_data, split
 from adapter_core.engine.train import TrainConfig, train
 from adapter_core.out_of_scope import SCORES, scores
@@ -59,20 +58,16 @@ def make_splits(work: Path, unseen: int, split_seed: int, seed: int, fast: bool)
     return held, paths
 
 
-def fpr_at_95_tpr(in_scope: np.ndarray, unseen: np.ndarray) -> float:
-    """The share of unseen queries accepted at the lowest threshold that accepts 95% of in-scope rows."""
-    y = np.r_[np.ones(len(in_scope)), np.zeros(len(unseen))]
-    fpr, tpr, _ = roc_curve(y, -np.r_[in_scope, unseen])
-    return float(fpr[np.argmax(tpr >= 0.95)])
-
-
-def measure(threshold: float, test: np.ndarray, unseen: np.ndarray, correct: np.ndarray) -> dict:
-    accepted = test <= threshold
+def measure(name: str, threshold: float, stats, p: dict, correct: np.ndarray) -> dict:
+    """`calibration.ood_metrics` on the in-scope test rows and the unseen queries, and the accuracy of
+    the in-scope rows the threshold accepts."""
+    m = ood_metrics(name, threshold, stats, p["test"], p["unseen"])
+    accepted = scores(name, p["test"].features, p["test"].logits, stats)[name].numpy() <= threshold
     return {
-        "auroc": float(roc_auc_score(np.r_[np.zeros(len(test)), np.ones(len(unseen))], np.r_[test, unseen])),
-        "fpr95": fpr_at_95_tpr(test, unseen),
-        "recall": float((unseen > threshold).mean()),
-        "false_rejection": float((~accepted).mean()),
+        "auroc": m["auroc"],
+        "fpr95": m["fpr_at_95_tpr"],
+        "recall": m["oos_recall"],
+        "false_rejection": m["in_scope_false_rejection"],
         "accepted_accuracy": float(correct[accepted].mean()) if accepted.any() else float("nan"),
     }
 
@@ -106,11 +101,11 @@ def one_seed(args, seed: int, work: Path) -> dict:
         on = {k: scores(name, v.features, v.logits, stats)[name].numpy() for k, v in p.items()}
         score_ms = 1000 * (time.perf_counter() - start) / sum(len(v.pred) for v in p.values())
         t = threshold_for(torch.from_numpy(on["val"]), args.false_rejection)
-        rows[name] = measure(t, on["test"], on["unseen"], correct) | {"score_ms_per_row": score_ms}
+        rows[name] = measure(name, t, stats, p, correct) | {"score_ms_per_row": score_ms}
         if name == "msp":  # the old rule: the share asked for of the correctly classified validation rows
             right = np.array(p["val"].pred) == np.array(p["val"].gold)
             t_old = threshold_for(torch.from_numpy(on["val"][right]), args.false_rejection)
-            rows["msp (before)"] = measure(t_old, on["test"], on["unseen"], correct) | {"score_ms_per_row": score_ms}
+            rows["msp (before)"] = measure(name, t_old, stats, p, correct) | {"score_ms_per_row": score_ms}
     return {
         "seed": seed,
         "held_out_intents": held,

@@ -3,6 +3,7 @@ an old adapter's fallback on its top probability, and classify()'s in_scope and 
 
 import json
 
+import pandas as pd
 import pytest
 import torch
 from helpers import tiny_model
@@ -10,10 +11,12 @@ from safetensors.torch import save_file
 from transformers import AutoTokenizer
 
 from adapter_core import AdapterConfig, AdapterError, add_adapter, classify, get_record, load_adapter, save_adapter
-from adapter_core.catalog import CATALOG, embedded_path
+from adapter_core.catalog import CATALOG, Base, embedded_path
 from adapter_core.engine.calibration import Predictions, calibrate
+from adapter_core.engine.evaluation import evaluate_file
 from adapter_core.io import CONFIG_FILE, STATS_FILE
 from adapter_core.out_of_scope import Detector, fit_stats, knn, mahalanobis, scores
+from adapter_core.placement import model_family
 from adapter_core.routing import decide
 
 LABELS = ["billing", "orders", "tech"]
@@ -157,3 +160,23 @@ def test_a_copy_without_its_statistics_falls_back_on_msp(tokenizer, tmp_path):
     assert detector.score == "msp" and detector.threshold == 0.6
     meta = json.loads((folder / CONFIG_FILE).read_text())
     assert meta["out_of_scope"]["score"] == "mahalanobis"
+
+
+def test_evaluate_reports_how_the_saved_decision_separates_out_of_scope_rows(tokenizer, tmp_path):
+    section = {"score": "mahalanobis", "threshold": 15.0, "false_rejection": 0.05}
+    model, _ = saved_router(tokenizer, tmp_path, section)
+    rows = [(t, "billing") for t in TEXTS] + [("tell me a joke", "oos"), ("what is the weather", "oos")]
+    path = tmp_path / "test.csv"
+    pd.DataFrame(rows, columns=["text", "label"]).to_csv(path, index=False)
+    base = Base("tiny", model, tokenizer, model_family(model))
+    out = evaluate_file(base, "route", path, oos_label="oos")
+    oos = out["out_of_scope"]
+    assert out["rows"] == 4 and oos["in_scope_rows"] == 4 and oos["oos_rows"] == 2
+    assert oos["score"] == "mahalanobis" and oos["threshold"] == 15.0
+    preds = classify(model, tokenizer, [t for t, _ in rows], "route")
+    inside, outside = [p.ood_score for p in preds[:4]], [p.ood_score for p in preds[4:]]
+    assert oos["oos_recall"] == pytest.approx(sum(s > 15.0 for s in outside) / 2)
+    assert oos["in_scope_false_rejection"] == pytest.approx(sum(s > 15.0 for s in inside) / 4)
+    assert oos["auroc"] == pytest.approx(sum((o > i) + 0.5 * (o == i) for o in outside for i in inside) / 8)
+    with pytest.raises(AdapterError, match="no rows labelled 'none'"):
+        evaluate_file(base, "route", path, oos_label="none")

@@ -161,3 +161,26 @@ def oos_predictions(
         raise DataError(f"{Path(path).name} holds no out-of-scope message: its {column!r} column is empty.")
     ds = tokenize(pd.DataFrame({"text": texts, "label": labels[0]}), "classification", tokenizer, max_length, labels)
     return predictions(model, name, ds, tokenizer.pad_token_id)
+
+
+def ood_metrics(score: str, threshold: float, stats: Stats | None, in_scope: Predictions, oos: Predictions) -> dict:
+    """How a score separates in-scope rows from out-of-scope ones: AUROC (out of scope as the positive
+    class), the share of out-of-scope rows accepted when 95% of in-scope rows are (FPR at 95% TPR), and,
+    at `threshold`, the out-of-scope rows caught and the in-scope rows rejected."""
+    from sklearn.metrics import roc_auc_score, roc_curve  # imported here: only evaluations need it
+
+    inside = scores(score, in_scope.features, in_scope.logits, stats)[score].double().numpy()
+    outside = scores(score, oos.features, oos.logits, stats)[score].double().numpy()
+    y = [0] * len(inside) + [1] * len(outside)
+    values = [*inside, *outside]
+    fpr, tpr, _ = roc_curve([1 - v for v in y], [-v for v in values])  # in scope as the positive class
+    return {
+        "score": score,
+        "threshold": threshold,
+        "in_scope_rows": len(inside),
+        "oos_rows": len(outside),
+        "auroc": float(roc_auc_score(y, values)),
+        "fpr_at_95_tpr": float(fpr[(tpr >= 0.95).argmax()]),
+        "oos_recall": float((outside > threshold).mean()),
+        "in_scope_false_rejection": float((inside > threshold).mean()),
+    }

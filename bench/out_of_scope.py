@@ -1,6 +1,6 @@
 """Out-of-scope scores side by side on BANKING77: a MiniLM router trained on 67 intents meets the other 10.
 
-    python bench/out_of_scope.py [--budget 600] [--fast] [--seeds 42 43 44] [--unseen 10]
+    python bench/out_of_scope.py [--budget 600] [--max-steps N] [--per-intent N] [--seeds 42 43 44]
 
 The data is sample_data/banking77/train.csv (PolyAI, CC BY 4.0). `--unseen` intents, a seeded random
 choice (`--split-seed`, printed), are held out of training entirely: their rows are the out-of-scope
@@ -40,8 +40,11 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "sample_data" / "banking77" / "train.csv"  # PolyAI, CC BY 4.0: see sample_data/README.md
 
 
-def make_splits(work: Path, unseen: int, split_seed: int, seed: int, fast: bool) -> tuple[list[str], dict[str, Path]]:
-    """The held-out intents, and train/val/test/unseen CSV files."""
+def make_splits(
+    work: Path, unseen: int, split_seed: int, seed: int, fast: bool, per_intent: int = 0
+) -> tuple[list[str], dict[str, Path]]:
+    """The held-out intents, and train/val/test/unseen CSV files. `per_intent`: a smaller run, with that
+    many training rows of each intent, a sixth as many validation rows, and 600 test and unseen rows."""
     data = load_data(DATA, "classification")
     held = sorted(np.random.default_rng(split_seed).choice(data.labels, unseen, replace=False).tolist())
     out = data.frame["label"].isin(held)
@@ -49,6 +52,14 @@ def make_splits(work: Path, unseen: int, split_seed: int, seed: int, fast: bool)
     rest, test = split(known, 0.1, seed=0)
     train_df, val_df = split(replace(known, frame=rest), 0.1, seed=seed)
     frames = {"train": train_df, "val": val_df, "test": test, "unseen": data.frame[out]}
+    if per_intent:
+        shuffled = {k: f.sample(frac=1, random_state=seed) for k, f in frames.items()}
+        frames = {
+            "train": shuffled["train"].groupby("label").head(per_intent),
+            "val": shuffled["val"].groupby("label").head(max(2, per_intent // 6)),
+            "test": shuffled["test"].head(600),
+            "unseen": shuffled["unseen"].head(600),
+        }
     if fast:
         sizes = {"train": 1500, "val": 300, "test": 300, "unseen": 300}
         frames = {k: f.sample(min(sizes[k], len(f)), random_state=0) for k, f in frames.items()}
@@ -73,11 +84,11 @@ def measure(name: str, threshold: float, stats, p: dict, correct: np.ndarray) ->
 
 
 def one_seed(args, seed: int, work: Path) -> dict:
-    held, paths = make_splits(work, args.unseen, args.split_seed, seed, args.fast)
+    held, paths = make_splits(work, args.unseen, args.split_seed, seed, args.fast, args.per_intent)
     print(f"Seed {seed}; held-out intents (split seed {args.split_seed}): {', '.join(held)}", flush=True)
     config = TrainConfig(
         base="minilm", data=str(paths["train"]), val_data=str(paths["val"]), name="b77-oos",
-        max_seconds=args.budget, seed=seed, max_steps=args.max_steps,
+        max_seconds=args.budget, seed=seed, max_steps=args.max_steps, eval_every=args.eval_every,
     )  # fmt: skip
     result = train(config, work / f"run{seed}")
     saved = read_adapter_config(result.adapter_dir)["out_of_scope"]
@@ -146,6 +157,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--budget", type=float, default=600, help="training seconds per seed (0: none)")
     ap.add_argument("--max-steps", type=int, default=0, help="optimizer steps per seed (0: the plan's)")
+    ap.add_argument("--eval-every", type=int, default=0, help="steps between evaluations (0: the default)")
+    ap.add_argument("--per-intent", type=int, default=0, help="training rows per intent (0: all); see make_splits")
     ap.add_argument("--fast", action="store_true", help="small samples and a 60 s budget, to try the script")
     ap.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44], help="one trained adapter per seed")
     ap.add_argument("--split-seed", type=int, default=42, help="the seed choosing the held-out intents")

@@ -294,6 +294,7 @@ class Studio:
         owner = self.owner(owner)
         config.data = str(self.data_file(config.data))
         self._check_training_data(config.data, owner)
+        config.oos_data = None  # no upload of out-of-scope examples here yet; a path would read the server's files
         config.init_from = str(self.library.get(continue_from, owner=owner).path) if continue_from else None
         with self._submit_lock:
             notes = check_submit(self, config, owner)

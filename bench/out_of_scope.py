@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 import time
 from dataclasses import replace
@@ -159,14 +160,15 @@ def main() -> None:
     ap.add_argument("--max-steps", type=int, default=0, help="optimizer steps per seed (0: the plan's)")
     ap.add_argument("--eval-every", type=int, default=0, help="steps between evaluations (0: the default)")
     ap.add_argument("--per-intent", type=int, default=0, help="training rows per intent (0: all); see make_splits")
-    ap.add_argument("--fast", action="store_true", help="small samples and a 60 s budget, to try the script")
+    ap.add_argument("--fast", action="store_true", help="small samples, one seed, a 60 s budget: to try the script")
     ap.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44], help="one trained adapter per seed")
     ap.add_argument("--split-seed", type=int, default=42, help="the seed choosing the held-out intents")
     ap.add_argument("--unseen", type=int, default=10, help="intents held out of training")
     ap.add_argument("--false-rejection", type=float, default=FALSE_REJECTION, help="in-scope share rejected")
     args = ap.parse_args()
-    if args.fast:
+    if args.fast:  # one seed unless told
         args.budget = min(60, args.budget or 60)
+        args.seeds = args.seeds[:1] if "--seeds" not in sys.argv else args.seeds
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
         for seed in args.seeds:

@@ -60,14 +60,20 @@ def decide(prediction: Prediction, routes: dict[str, str], threshold: float | No
     """Where one message goes: its label's department, unless the router judges it out of scope (by its
     own calibrated threshold, or by `threshold` in its score's units) or no department covers the label."""
     p, score = prediction, prediction.ood_score
-    in_scope = p.in_scope if threshold is None or score is None else score <= threshold
-    threshold = p.threshold if threshold is None else threshold
+    in_scope, threshold = judged(p, threshold)
     if not in_scope:
         reason = f"its out-of-scope score {score:.3g} is above the router's threshold {threshold:.3g}"
         return Route(p.label, p.confidence, threshold, None, reason, score, False)
     target = routes.get(p.label)
     reason = "" if target else f"no instruction adapter covers the label {p.label!r}"
     return Route(p.label, p.confidence, threshold, target, reason, score, True)
+
+
+def judged(prediction: Prediction, threshold: float | None = None) -> tuple[bool, float | None]:
+    """(in scope, by which threshold): the prediction's own decision, or its score against `threshold`."""
+    if threshold is None or prediction.ood_score is None:
+        return prediction.in_scope, prediction.threshold if threshold is None else threshold
+    return prediction.ood_score <= threshold, threshold
 
 
 def out_of_scope_rule(meta: dict[str, Any]) -> dict[str, Any] | None:

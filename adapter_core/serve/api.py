@@ -27,7 +27,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException
 
 from ..errors import AdapterError
-from ..routing import out_of_scope_rule, score_for_json, threshold_at
+from ..routing import judged, out_of_scope_rule, score_for_json, threshold_at
 from .answer import Answer
 from .bounds import BodyLimit, hung_up
 from .dispatcher import Dispatcher
@@ -77,10 +77,10 @@ def create_app(dispatcher: Dispatcher, authorize: Authorize | None = None) -> Fa
         predictions, entry = await run_in_threadpool(dispatcher.classify, body.model, body.texts(), owner)
         rule = out_of_scope_rule(entry.meta)
         override = None if body.false_rejection is None else threshold_at(entry.meta, body.false_rejection)
-        threshold = override if override is not None else (predictions[0].threshold if predictions else None)
+        threshold = None
         data = []
         for i, p in enumerate(predictions):
-            in_scope = p.in_scope if override is None or p.ood_score is None else p.ood_score <= override
+            in_scope, threshold = judged(p, override)
             data.append(
                 {
                     "object": "classification",

@@ -258,7 +258,7 @@ def read_detector(directory: Path, meta: dict[str, Any], hidden: int, label: str
         except AdapterError as e:
             raise AdapterError(f"{label}: {e}") from None
         stats = Stats(**_read_tensors(path, label))
-    if score in STATS_SCORES and stats is None:
+    if score in STATS_SCORES and (stats is None or not stats.supports(score)):
         fallback = section.get("msp_threshold")
         log.warning("%s has no %s: it decides out of scope on msp instead of %s.", label, STATS_FILE, score)
         return Detector("msp", fallback) if fallback is not None else None

@@ -7,10 +7,13 @@ to the fallback.
 - `mahalanobis`: the distance of the pooled features to the nearest class mean under one covariance
   shared by the classes (Lee et al. 2018; Podolskiy et al. 2021), fitted on the training rows at the end
   of training with Ledoit-Wolf shrinkage so that it is invertible however few the rows.
+- `relative_mahalanobis`: that distance minus the distance to one Gaussian fitted on all training rows
+  (Ren et al. 2021), which removes what the features of every in-scope message share, and so tells
+  near out-of-scope messages (close to a trained intent) apart better.
 - `knn`: 1 - the cosine similarity to the k-th nearest training row (Sun et al. 2022), over a bounded
   bank of the training rows' L2-normalised features.
 
-What the last two need (`Stats`: class means, precision matrix, feature bank) is saved beside the
+What the last three need (`Stats`: class means, precision matrices, feature bank) is saved beside the
 adapter's weights as `STATS_FILE` (io.py); the schema check of that file is `schema.check_stats`.
 """
 
@@ -21,8 +24,8 @@ from dataclasses import dataclass
 import torch
 from torch.nn import functional as F
 
-SCORES = ("msp", "energy", "mahalanobis", "knn")
-STATS_SCORES = ("mahalanobis", "knn")  # the scores that need `Stats`
+SCORES = ("msp", "energy", "mahalanobis", "relative_mahalanobis", "knn")
+STATS_SCORES = ("mahalanobis", "relative_mahalanobis", "knn")  # the scores that need `Stats`
 DEFAULT_SCORE = "mahalanobis"
 FALSE_REJECTION = 0.05  # the share of in-scope messages the threshold may send to the fallback
 LEGACY_SCORE = "msp"  # what an adapter saved without a score name used
@@ -38,9 +41,15 @@ class Stats:
     means: torch.Tensor  # (labels, hidden): each class's mean pooled feature
     precision: torch.Tensor  # (hidden, hidden): the inverse of the shared covariance
     bank: torch.Tensor  # (rows, hidden): L2-normalised pooled features of up to MAX_BANK training rows
+    # One Gaussian over all training rows, for relative_mahalanobis (None in a file saved without it)
+    background_mean: torch.Tensor | None = None  # (hidden,)
+    background_precision: torch.Tensor | None = None  # (hidden, hidden)
 
     def tensors(self) -> dict[str, torch.Tensor]:
-        return {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in vars(self).items()}
+        return {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in vars(self).items() if v is not None}
+
+    def supports(self, score: str) -> bool:
+        return score != "relative_mahalanobis" or self.background_precision is not None
 
 
 @dataclass
@@ -65,9 +74,16 @@ def fit_stats(features: torch.Tensor, labels: torch.Tensor, num_labels: int, see
     means = torch.where(counts[:, None] > 0, sums / counts.clamp(min=1)[:, None], x.mean(0))
     centered = (x - means[y]).numpy()
     lw = LedoitWolf(assume_centered=True).fit(centered)
+    background = LedoitWolf().fit(x.numpy())
     keep = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:MAX_BANK]
     bank = F.normalize(x[keep], dim=-1)
-    return Stats(means.float(), torch.from_numpy(lw.precision_).float(), bank.float())
+    return Stats(
+        means.float(),
+        torch.from_numpy(lw.precision_).float(),
+        bank.float(),
+        torch.from_numpy(background.location_).float(),
+        torch.from_numpy(background.precision_).float(),
+    )
 
 
 def scores(
@@ -84,22 +100,34 @@ def scores(
         elif name == "energy":
             out[name] = -torch.logsumexp(logits, -1)
         elif name in STATS_SCORES:
-            if stats is None:
+            if stats is None or not stats.supports(name):
                 raise ValueError(f"The {name} score needs the training statistics; none were given.")
-            out[name] = mahalanobis(features, stats) if name == "mahalanobis" else knn(features, stats)
+            out[name] = {"mahalanobis": mahalanobis, "relative_mahalanobis": relative_mahalanobis, "knn": knn}[name](
+                features, stats
+            )
         else:
             raise ValueError(f"Unknown out-of-scope score {name!r}; choose one of {', '.join(SCORES)}.")
     return {k: torch.nan_to_num(v, nan=float("inf")) for k, v in out.items()}  # NaN logits: out of scope
 
 
 def mahalanobis(features: torch.Tensor, stats: Stats) -> torch.Tensor:
-    """min over classes c of (x - mean_c)^T P (x - mean_c), expanded so that no (rows, labels, hidden)
-    tensor is built."""
-    x = features.to(stats.precision.device, torch.float32)
-    xp = x @ stats.precision
-    mp = stats.means @ stats.precision
-    d = (xp * x).sum(-1, keepdim=True) - 2 * xp @ stats.means.T + (mp * stats.means).sum(-1)
-    return d.min(-1).values.clamp(min=0)
+    """min over classes c of (x - mean_c)^T P (x - mean_c)."""
+    return _distances(features, stats.means, stats.precision).min(-1).values
+
+
+def relative_mahalanobis(features: torch.Tensor, stats: Stats) -> torch.Tensor:
+    """The Mahalanobis distance to the nearest class minus the one to the background Gaussian."""
+    background = _distances(features, stats.background_mean[None], stats.background_precision)[:, 0]
+    return mahalanobis(features, stats) - background
+
+
+def _distances(features: torch.Tensor, means: torch.Tensor, precision: torch.Tensor) -> torch.Tensor:
+    """(rows, means) squared Mahalanobis distances under `precision`, expanded so that no
+    (rows, means, hidden) tensor is built."""
+    x = features.to(precision.device, torch.float32)
+    xp = x @ precision
+    mp = means @ precision
+    return ((xp * x).sum(-1, keepdim=True) - 2 * xp @ means.T + (mp * means).sum(-1)).clamp(min=0)
 
 
 def knn(features: torch.Tensor, stats: Stats, k: int = KNN_K) -> torch.Tensor:

@@ -146,6 +146,8 @@ def check_stats(header: dict[str, tuple[str, tuple[int, ...]]], hidden: int, num
     """A router's `STATS_FILE` must hold exactly the class means, the precision matrix and a bank of at
     most MAX_BANK rows, at the adapter's width and label count (checked before any tensor is read)."""
     want = {"means": (num_labels, hidden), "precision": (hidden, hidden)}
+    if "background_mean" in header or "background_precision" in header:  # for relative_mahalanobis
+        want |= {"background_mean": (hidden,), "background_precision": (hidden, hidden)}
     bank = header.get("bank", (None, ()))[1]
     ok = set(header) == {*want, "bank"} and all(header[k][1] == v for k, v in want.items())
     if not ok or len(bank) != 2 or not 1 <= bank[0] <= MAX_BANK or bank[1] != hidden:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -32,8 +33,9 @@ import torch
 
 from adapter_core import get_record, read_adapter_config
 from adapter_core.engine.batches import tokenize
-from adapter_core.engine.calibration import FALSE_REJECTION, ood_metrics, predictions, threshold_for
+from adapter_core.engine.calibration import FALSE_REJECTION, fit, ood_metrics, predictions, threshold_for
 from adapter_core.engine.data import load_data, split
+from adapter_core.engine.evaluation import load_with_base
 from adapter_core.engine.train import TrainConfig, train
 from adapter_core.out_of_scope import SCORES, scores
 
@@ -91,11 +93,21 @@ def one_seed(args, seed: int, work: Path) -> dict:
         base="minilm", data=str(paths["train"]), val_data=str(paths["val"]), name="b77-oos",
         max_seconds=args.budget, seed=seed, max_steps=args.max_steps, eval_every=args.eval_every,
     )  # fmt: skip
-    result = train(config, work / f"run{seed}")
-    saved = read_adapter_config(result.adapter_dir)["out_of_scope"]
-    model, tokenizer = result.base.model, result.base.tokenizer
+    if args.adapters:  # rescoring an adapter this bench trained before: its statistics fitted again
+        model, tokenizer, stats, run = rescore(args.adapters[args.seeds.index(seed)], paths["train"], seed)
+    else:
+        result = train(config, work / f"run{seed}")
+        if args.keep:
+            shutil.copytree(result.adapter_dir, Path(args.keep) / f"run{seed}", dirs_exist_ok=True)
+        saved = read_adapter_config(result.adapter_dir)["out_of_scope"]
+        model, tokenizer = result.base.model, result.base.tokenizer
+        stats = get_record(model, config.name).detector.stats
+        run = {
+            "train_rows": result.plan.rows, "steps": result.steps, "planned_steps": result.plan.total_steps,
+            "train_seconds": round(result.train_seconds, 1), "fit_seconds": saved["fit_seconds"],
+            "saved_score": saved["score"],
+        }  # fmt: skip
     record = get_record(model, config.name)
-    stats = record.detector.stats
     p = {}
     for part in ("val", "test", "unseen"):
         frame = load_data(paths[part], "classification").frame
@@ -121,16 +133,27 @@ def one_seed(args, seed: int, work: Path) -> dict:
     return {
         "seed": seed,
         "held_out_intents": held,
-        "rows": {"train": result.plan.rows, **{k: len(v.pred) for k, v in p.items()}},
-        "steps": result.steps,
-        "planned_steps": result.plan.total_steps,
-        "train_seconds": round(result.train_seconds, 1),
-        "fit_seconds": saved["fit_seconds"],
+        "rows": {k: len(v.pred) for k, v in p.items()},
+        **run,
         "forward_ms_per_row": round(forward_ms, 3),
         "in_scope_accuracy": float(correct.mean()),
-        "saved_score": saved["score"],
         "scores": rows,
     }
+
+
+def rescore(folder: str, train_csv: Path, seed: int):
+    """(model, tokenizer, statistics, run facts) of a saved bench adapter, its statistics fitted again on
+    the seed's training rows as the end of training fits them (`calibration.fit`)."""
+    base, name = load_with_base(folder)
+    record = get_record(base.model, name)
+    ds = tokenize(load_data(train_csv, "classification").frame, "classification", base.tokenizer, 128, record.labels)
+    start = time.perf_counter()
+    stats = fit(base.model, name, ds, base.tokenizer.pad_token_id, len(record.labels), seed=seed)
+    training = read_adapter_config(folder)["training"]
+    run = {"train_rows": len(ds), "steps": training["step"], "planned_steps": training.get("total_steps"),
+           "train_seconds": training.get("train_seconds"), "fit_seconds": round(time.perf_counter() - start, 2),
+           "saved_score": read_adapter_config(folder)["out_of_scope"]["score"], "rescored": folder}  # fmt: skip
+    return base.model, base.tokenizer, stats, run
 
 
 def table(runs: list[dict]) -> pd.DataFrame:
@@ -160,6 +183,8 @@ def main() -> None:
     ap.add_argument("--max-steps", type=int, default=0, help="optimizer steps per seed (0: the plan's)")
     ap.add_argument("--eval-every", type=int, default=0, help="steps between evaluations (0: the default)")
     ap.add_argument("--per-intent", type=int, default=0, help="training rows per intent (0: all); see make_splits")
+    ap.add_argument("--keep", help="a folder to copy each seed's trained adapter to (run<seed>/)")
+    ap.add_argument("--adapters", nargs="+", help="adapters kept by --keep, one per seed: score them, no training")
     ap.add_argument("--fast", action="store_true", help="small samples, one seed, a 60 s budget: to try the script")
     ap.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44], help="one trained adapter per seed")
     ap.add_argument("--split-seed", type=int, default=42, help="the seed choosing the held-out intents")

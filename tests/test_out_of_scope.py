@@ -15,7 +15,7 @@ from adapter_core.catalog import CATALOG, Base, embedded_path
 from adapter_core.engine.calibration import Predictions, calibrate
 from adapter_core.engine.evaluation import evaluate_file
 from adapter_core.io import CONFIG_FILE, STATS_FILE
-from adapter_core.out_of_scope import Detector, fit_stats, knn, mahalanobis, scores
+from adapter_core.out_of_scope import Detector, fit_stats, knn, mahalanobis, relative_mahalanobis, scores
 from adapter_core.placement import model_family
 from adapter_core.routing import decide
 
@@ -46,6 +46,17 @@ def test_mahalanobis_separates_a_far_point_and_matches_the_formula():
     diff = far[None, None] - stats.means[None]
     plain = torch.einsum("rch,hk,rck->rc", diff, stats.precision, diff).min(-1).values
     assert d_far.item() == pytest.approx(plain.item(), rel=1e-4)
+
+
+def test_relative_mahalanobis_subtracts_the_background_distance():
+    x, y, centres = clusters()
+    stats = fit_stats(x, y, 3)
+    points = torch.cat([centres, centres.mean(0, keepdim=True) * 5])
+    d = points.double() - stats.background_mean.double()
+    background = torch.einsum("rh,hk,rk->r", d, stats.background_precision.double(), d)
+    expected = mahalanobis(points, stats).double() - background
+    assert torch.allclose(relative_mahalanobis(points, stats).double(), expected, rtol=1e-4, atol=1e-3)
+    assert torch.allclose(stats.background_mean, x.mean(0), atol=1e-5)
 
 
 def test_knn_and_the_logit_scores():

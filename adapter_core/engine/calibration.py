@@ -22,7 +22,7 @@ from torch.nn import functional as F
 
 from ..errors import AdapterError
 from ..inference import classification_outputs
-from ..out_of_scope import DEFAULT_SCORE, FALSE_REJECTION, MAX_FIT_ROWS, SCORES, Stats, fit_stats, scores
+from ..out_of_scope import DEFAULT_SCORE, FALSE_REJECTION, MAX_FIT_ROWS, SCORES, STATS_SCORES, Stats, fit_stats, scores
 from .batches import tokenize
 from .data import ALIASES, DataError, read_table
 from .metrics import eval_batches, eval_mode
@@ -109,7 +109,7 @@ def calibrate(
         raise AdapterError(f"Unknown out-of-scope score {score!r}; choose one of {', '.join(SCORES)}.")
     if val.features is None:
         raise AdapterError("No validation rows to calibrate the out-of-scope threshold on.")
-    usable = SCORES if stats is not None else ("msp", "energy")
+    usable = tuple(s for s in SCORES if s not in STATS_SCORES or (stats is not None and stats.supports(s)))
     on_val = scores(usable, val.features, val.logits, stats)
     on_oos = scores(usable, oos.features, oos.logits, stats) if oos is not None and oos.features is not None else None
     recall = {}

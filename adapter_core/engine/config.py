@@ -71,7 +71,8 @@ class TrainConfig:
     oos_score: str = setting(
         DEFAULT_SCORE,
         "Classification: how the router scores a message as out of scope (mahalanobis: distance to the nearest "
-        "class in the adapter's features; knn: to the nearest training rows; energy and msp: from the logits)",
+        "class in the adapter's features; relative_mahalanobis: that, less the distance to all training rows; "
+        "knn: to the nearest training rows; energy and msp: from the logits)",
         label="Out-of-scope score",
         choices=SCORES,
         sweep="no",

@@ -144,6 +144,10 @@ def one_seed(args, seed: int, work: Path) -> dict:
 def rescore(folder: str, train_csv: Path, seed: int):
     """(model, tokenizer, statistics, run facts) of a saved bench adapter, its statistics fitted again on
     the seed's training rows as the end of training fits them (`calibration.fit`)."""
+    for _ in range(720):  # a training run with --keep may still be making it: wait up to an hour
+        if (Path(folder) / "out_of_scope.safetensors").is_file():
+            break
+        time.sleep(5)
     base, name = load_with_base(folder)
     record = get_record(base.model, name)
     ds = tokenize(load_data(train_csv, "classification").frame, "classification", base.tokenizer, 128, record.labels)

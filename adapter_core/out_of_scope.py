@@ -26,7 +26,7 @@ from torch.nn import functional as F
 
 SCORES = ("msp", "energy", "mahalanobis", "relative_mahalanobis", "knn")
 STATS_SCORES = ("mahalanobis", "relative_mahalanobis", "knn")  # the scores that need `Stats`
-DEFAULT_SCORE = "mahalanobis"
+DEFAULT_SCORE = "relative_mahalanobis"  # the best measured on BANKING77 (bench/RESULTS.md)
 FALSE_REJECTION = 0.05  # the share of in-scope messages the threshold may send to the fallback
 LEGACY_SCORE = "msp"  # what an adapter saved without a score name used
 MAX_BANK = 8192  # training rows kept for kNN: 12 MB of float32 at MiniLM's width

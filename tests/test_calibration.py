@@ -95,7 +95,7 @@ def test_training_saves_a_valid_decision_with_the_adapter(tiny_base, tmp_path, s
     folder = tmp_path / "adapter"
     meta = json.loads((folder / CONFIG_FILE).read_text())
     section = meta["out_of_scope"]
-    assert section["score"] == DEFAULT_SCORE == "mahalanobis" and section["false_rejection"] == FALSE_REJECTION
+    assert section["score"] == DEFAULT_SCORE == "relative_mahalanobis" and section["false_rejection"] == FALSE_REJECTION
     assert section["validation_rows"] == 48  # 10% of 480
     assert len(section["curve"]["threshold"]) == len(section["curve"]["false_rejection"]) == 51
     assert 0 <= section["msp_threshold"] <= 1 and (folder / STATS_FILE).is_file()
@@ -103,9 +103,9 @@ def test_training_saves_a_valid_decision_with_the_adapter(tiny_base, tmp_path, s
     validate_meta(meta)
     assert read_adapter_config(folder) == meta
     record = get_record(result.base.model, "route")
-    assert record.detector.score == "mahalanobis" and record.detector.threshold == section["threshold"]
+    assert record.detector.score == DEFAULT_SCORE and record.detector.threshold == section["threshold"]
     done = events[-1]
-    assert done.kind == "done" and done.info["out_of_scope"]["score"] == "mahalanobis"
+    assert done.kind == "done" and done.info["out_of_scope"]["score"] == DEFAULT_SCORE
 
 
 def test_full_fine_tuning_saves_no_adapter_to_calibrate(tiny_base, tmp_path):

@@ -27,7 +27,6 @@ from .batches import tokenize
 from .data import ALIASES, DataError, read_table
 from .metrics import eval_batches, eval_mode
 
-IN_SCOPE_RECALL = 1 - FALSE_REJECTION  # the share of in-scope rows kept, the older name of the setting
 CURVE_RATES = tuple(i / 100 for i in range(51))  # the false-rejection rates the saved curve lists
 
 

@@ -27,8 +27,9 @@ app: setup
 	$(BIN)/python app.py
 
 # Both tiers run on every core (pytest-xdist), each test file on one worker so that its module fixtures
-# (a served studio, a loaded model) are built once.
-PYTEST := $(BIN)/python -m pytest -n auto --dist loadfile
+# (a served studio, a loaded model) are built once; tests/conftest.py makes the groups (each notebook its
+# own) and sends the heaviest files first.
+PYTEST := $(BIN)/python -m pytest -n auto --dist loadgroup
 
 test: setup
 	$(BIN)/python -m ruff check .

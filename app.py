@@ -5,7 +5,10 @@ Hugging Face Spaces runs this file too (README front matter: app_file: app.py).
 
 import os
 
-from studio.ui import build_app, launch
+if os.environ.get("SPACES_ZERO_GPU"):  # a ZeroGPU Space: `spaces` patches torch, so it goes first
+    import spaces  # noqa: F401
+
+from studio.ui import build_app, launch  # noqa: E402
 
 demo = build_app()
 

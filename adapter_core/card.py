@@ -155,6 +155,7 @@ def model_card(
         lines += ["Instruction following: the adapter steers the base model's own language-model head.", ""]
     lines += _adapter_section(meta, config, r, params)
     lines += _training_section(meta, events, has_curve)
+    lines += _answer_scores_section(meta.get("answer_scores"))
     lines += usage_section(meta, repo_id, adapterhub)
     return "\n".join(lines).rstrip() + "\n"
 
@@ -198,6 +199,33 @@ def _training_section(meta: dict[str, Any], events: list[dict[str, Any]], has_cu
     if has_curve:
         lines += ["", f"![Training curve]({CURVE_PNG})"]
     return lines + [""]
+
+
+_SCORE_COLUMNS = {"rouge_l": ("ROUGE-L", "{:.3f}"), "chrf": ("chrF", "{:.1f}"), "exact_match": ("exact match", "{:.0%}"),
+                  "loop_rate": ("loops", "{:.0%}"), "cut_rate": ("cut at limit", "{:.0%}")}  # fmt: skip
+
+
+def _answer_scores_section(scores: Any) -> list[str]:
+    lines = answer_scores_lines(scores)
+    return ["## Answer scores", "", *lines, ""] if lines else []
+
+
+def answer_scores_lines(scores: Any) -> list[str]:
+    """An instruction adapter's answers scored beside the bare base's (the engine's `answer_scores`, saved
+    with the adapter) as Markdown: how they were generated, then a table, one row per model."""
+    if not isinstance(scores, dict) or not isinstance(scores.get("scores"), list):
+        return []
+    how = scores.get("settings") or {}
+    said = f"{how.get('pairs', '?')} held-out pairs, {how.get('decoding', 'greedy')} decoding, at most "
+    said += f"{how.get('max_new_tokens', '?')} new tokens, all models in one batch"
+    lines = [f"Answers scored against the reference responses ({md(said)}):", ""]
+    lines += ["| model | " + " | ".join(n for n, _ in _SCORE_COLUMNS.values()) + " |"]
+    lines += ["|---" * (len(_SCORE_COLUMNS) + 1) + "|"]
+    for row in scores["scores"]:
+        if isinstance(row, dict):
+            cells = [f.format(row[k]) if _num(row.get(k)) else "" for k, (_, f) in _SCORE_COLUMNS.items()]
+            lines.append(f"| {md(row.get('adapter'))} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def write_card(folder: str | Path, meta: dict[str, Any], adapterhub: bool = False, **kwargs: Any) -> Path:

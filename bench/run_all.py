@@ -1,12 +1,14 @@
 """Run every benchmark in turn (`make bench`); each prints its figures last as one JSON line.
 
-    python bench/run_all.py [--quick | --gpu]
+    python bench/run_all.py [--quick | --gpu [--dry-run]]
 
 --quick trims repeats and budgets to check the scripts, not to quote numbers. --gpu is issue 6's GPU
 check in one go (training step cost under bf16 with SmolLM2 tokens/s, inference overhead, mixed
 batches, the response-only loss's time and memory, and the server under 32 clients, whose models stay
-on the CPU for now); each script picks CUDA by itself. Results go
-to bench/results.jsonl; copy the figures you quote into bench/RESULTS.md.
+on the CPU for now), and training in ZeroGPU slices with real CUDA in the workers; each script picks CUDA
+by itself. GPU time is rare, so `--gpu --dry-run` runs the same scripts with tiny settings on whatever is
+here (the CPU) first, to prove the script before a GPU is lent. Results go to bench/results.jsonl; copy
+the figures you quote into bench/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ BENCHES = {
     "adapterhub_roundtrip": ([], []),
     "defaults": (["--quick"], ["--datasets", "routing"]),
     "serve": ([], ["--fast"]),
+    "zerogpu_slices": (["--seeds", "0", "1", "2"], ["--fast"]),
 }
 GPU = {
     "step_cost": ["--bf16", "--repeats", "10"],
@@ -39,6 +42,7 @@ GPU = {
     "mixed_batch": [],
     "response_loss": [],
     "serve": ["--rounds", "1"],
+    "zerogpu_slices": ["--gpu", "--seeds", "0"],
 }
 
 
@@ -47,13 +51,18 @@ def main() -> None:
     mode = ap.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true")
     mode.add_argument("--gpu", action="store_true")
+    ap.add_argument("--dry-run", action="store_true", help="with --gpu: every GPU script, tiny, on this machine")
     ap.add_argument("--only", help="comma-separated benchmark names")
     args = ap.parse_args()
+    if args.dry_run and not args.gpu:
+        ap.error("--dry-run goes with --gpu")
     names = args.only.split(",") if args.only else list(GPU if args.gpu else BENCHES)
-    with open(HERE / "results.jsonl", "a") as log:
+    with open(HERE / ("dry-run.jsonl" if args.dry_run else "results.jsonl"), "a") as log:
         for name in names:
             full, quick = BENCHES[name]
-            extra = GPU.get(name, full) if args.gpu else quick if args.quick else full
+            extra = (
+                GPU.get(name, full) if args.gpu and not args.dry_run else quick if args.quick or args.dry_run else full
+            )
             cmd = [sys.executable, str(HERE / f"{name}.py"), *extra]
             print(f"== {name}", flush=True)
             out = subprocess.run(cmd, capture_output=True, text=True)

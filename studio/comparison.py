@@ -8,6 +8,7 @@ from __future__ import annotations
 import pandas as pd
 
 from adapter_core import AdapterError
+from adapter_core.engine import SCORE_NAMES, scores_settings_line
 
 from . import charts
 from .report_view import confusion_figure, per_class_table
@@ -129,8 +130,31 @@ def compare_evaluation(studio: Studio, owner: str | None, adapters: list[str], p
     rows = studio.evaluate(adapters, path, owner)
     reports = {r["adapter"]: r.pop("report") for r in rows if r.get("report")}
     per_class = [per_class_table(report, adapter=name) for name, report in reports.items()]
+    rows, note = with_answer_scores(studio, owner, adapters, path, rows)
     return {
         "scores": pd.DataFrame(rows),
+        "answer_note": note,
         "matrices": [confusion_figure(r, f"{name}: confusion matrix (test file)") for name, r in reports.items()],
         "per_class": pd.concat(per_class, ignore_index=True) if per_class else per_class_table(None, adapter=""),
     }
+
+
+def with_answer_scores(
+    studio: Studio, owner: str | None, adapters: list[str], path: str, rows: list[dict]
+) -> tuple[list[dict], str]:
+    """The evaluation's rows with a score column for each instruction adapter's answers to the test file's
+    pairs, and a row for each bare base beside them (`Studio.score_answers`: one mixed batch per base);
+    and how the answers were made, in words. Rows of other adapters are left as they are."""
+    chat = [n for n in adapters if studio.library.get(n, owner=studio.owner(owner)).task == "instruction"]
+    if not chat:
+        return rows, ""
+    result = studio.score_answers(chat, path, owner)
+    by_name = {s["adapter"]: {SCORE_NAMES[k]: s[k] for k in SCORE_NAMES} for s in result["scores"]}
+    out = [{**r, **by_name.pop(r["adapter"], {})} for r in rows]
+    out += [{"adapter": name, **scores} for name, scores in by_name.items()]  # the bare bases
+    how = scores_settings_line(result["settings"])
+    return (
+        out,
+        f"Instruction adapters' answers scored against the file's responses: {how}, each base's bare "
+        "answers beside them in one batch.",
+    )

@@ -33,6 +33,9 @@ SERVE, HEAVY = "serve", "heavy"
 SERVE_EVENTS = {"classify", "chat", "route", "route_many", "compare"}
 HEAVY_EVENTS = {
     "load_data",
+    "load_hub_data",
+    "look_up_hub",
+    "hub_dataset_info",
     "use_bundled_sample",
     "reread",
     "remap",

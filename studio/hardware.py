@@ -4,9 +4,9 @@ On a Space (`SPACE_ID` or `SYSTEM=spaces` set) there are three cases:
 
 - CPU hardware (CPU basic, the free tier): everything runs on the CPU.
 - a dedicated GPU tier: training and serving run on that GPU.
-- ZeroGPU (`SPACES_ZERO_GPU=true`): the GPU is lent only inside short `@spaces.GPU` requests. Classify,
-  chat and compare run inside one, so they use the GPU; training runs in a background thread outside
-  any request, so it trains on the CPU.
+- ZeroGPU (`SPACES_ZERO_GPU=true`): the GPU is lent only inside short `@spaces.GPU` requests, each
+  charged to the quota of the visitor whose request it is. Training runs in slices, each one such
+  request of the run's own visitor (studio/zerogpu.py); classify, chat and compare run inside one too.
 
 `gpu` is `spaces.GPU` on ZeroGPU and the identity everywhere else.
 """
@@ -50,6 +50,8 @@ if not ON_ZERO_GPU:
 
 import torch  # noqa: E402  (after `spaces`, which must patch it first on ZeroGPU)
 
+from adapter_core.engine import SLICE_SECONDS, SLICED_DEVICE  # noqa: E402
+
 
 @dataclass(frozen=True)
 class Hardware:
@@ -60,7 +62,7 @@ class Hardware:
 
     @property
     def trains_on_cpu(self) -> bool:
-        return self.kind in ("local-cpu", "space-cpu", "zero-gpu")
+        return self.kind in ("local-cpu", "space-cpu")
 
 
 def _cpu_name() -> str:
@@ -82,13 +84,17 @@ def hardware() -> Hardware:
     if on_zero_gpu():
         return Hardware(
             "zero-gpu",
-            training_device=_cpu_name(),
+            training_device="ZeroGPU, in slices",
             serving_device="ZeroGPU (a GPU lent for each request)",
             notice=(
-                f"> **Training runs on the CPU** ({torch.get_num_threads()} threads) on this ZeroGPU Space: ZeroGPU lends its GPU only inside "
-                "short requests, and a training run is one long background job. MiniLM adapters still take only a "
-                "minute or two; SmolLM2 instruction runs take several minutes. Classify, chat and compare do run on "
-                "the GPU. To train on a GPU, duplicate the Space with a dedicated GPU hardware tier."
+                "> **Training runs on ZeroGPU, in slices.** This Space's GPU is lent only inside short requests, "
+                "each charged to the daily GPU quota of the visitor who makes it (a few minutes a day without a "
+                "Hugging Face sign-in, more with one). So a run trains in slices of up to "
+                f"{SLICE_SECONDS:.0f} s of steps, each leased by your open page (or by your API client while it "
+                "polls the run's status), and keeps a checkpoint after each. Close the page and the run pauses; "
+                "run out of quota and it pauses with the reason; Past runs → Resume goes on. Classify, chat, "
+                "route and compare run in GPU requests too. To train without a quota, duplicate the Space with a "
+                "dedicated GPU."
             ),
         )
     cuda = torch.cuda.is_available()
@@ -126,6 +132,8 @@ def hardware() -> Hardware:
 
 def device_label(device: str) -> str:
     """A training device as the engine names it ("cpu", "mps", a GPU's name), in the page's words."""
+    if device == SLICED_DEVICE:
+        return "ZeroGPU, in slices leased by your requests"
     if device == "cpu":
         return _cpu_name()
     if device.startswith("mps"):
@@ -137,10 +145,10 @@ def device_summary() -> str:
     """The device training runs on, in a few words."""
     hw = hardware()
     if hw.kind == "zero-gpu":
-        return f"{hw.training_device} for training; ZeroGPU for classify and chat"
+        return "ZeroGPU: training in slices, classify and chat in GPU requests"
     return hw.training_device
 
 
 def on_cpu() -> bool:
-    """Training runs on the CPU (so on ZeroGPU too: its GPU serves requests, not the training thread)."""
+    """Training runs on the CPU (not on ZeroGPU: its runs train in GPU slices)."""
     return hardware().trains_on_cpu

@@ -66,6 +66,7 @@ class Policy:
     light_slots: int = 8  # every other event (status, pickers), at once
     max_eval_rows: int = 2000  # rows of a test file, per evaluation
     max_eval_rows_anonymous: int = 200
+    max_scored_pairs: int = 64  # test pairs an instruction adapter answers for its scores (the first ones)
     max_data_rows: int = 20_000  # rows of a data file (preview, validation, training)
     max_data_bytes: int = 10 * 2**20
     sample_rows: int = 2000  # token lengths are summarised from this many rows of a larger file
@@ -126,6 +127,7 @@ class Policy:
             fair_share=1.0,
             max_eval_rows=10**7,
             max_eval_rows_anonymous=10**7,
+            max_scored_pairs=10**7,
             max_data_rows=10**8,
             max_data_bytes=50 * 2**20,
             sample_rows=0,

@@ -110,7 +110,7 @@ def check_config(studio: Service, config: TrainConfig) -> list[str]:
     if policy.public:  # every public run ends by itself, whatever it asked for
         config.max_steps = config.max_steps or policy.max_steps
         config.max_seconds = min(config.max_seconds or policy.max_seconds, policy.max_seconds)
-    if hardware().kind == "zero-gpu":  # ZeroGPU lends its GPU inside requests only; a run is no request
+    if hardware().kind == "zero-gpu":  # the trainer's own steps stay on the CPU; its slices lease the GPU
         config.device = "cpu"
     return notes
 

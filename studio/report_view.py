@@ -1,5 +1,6 @@
 """What a finished run learned, as tables and a figure: per-class scores, the confusion matrix, the
-misclassified validation examples, and (instruction runs) sample answers beside the bare base's.
+misclassified validation examples, and (instruction runs) sample answers and answer scores beside the
+bare base's.
 
 The numbers come from the engine (`adapter_core.engine.report.classification_report`, saved by the
 run as `report.json` and sent in its `done` event); nothing here computes a metric.
@@ -12,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from adapter_core.engine import REPORT_FILE, Run, correct
+from adapter_core.engine import ANSWER_SCORES_FILE, REPORT_FILE, Run, correct, scores_markdown
 
 from . import charts
 
@@ -83,6 +84,27 @@ def report_summary(report: dict[str, Any] | None) -> str:
         f"**Validation: {rows - wrong} of {rows} right, {wrong} wrong.** Rows of the matrix are the true labels, "
         "columns the predicted ones; labels are sorted so the biggest confusions come first."
     )
+
+
+def run_answer_scores(run: Run, done: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """An instruction run's answer scores (adapter and bare base) and their settings: from its `done`
+    event, else from answer_scores.json in its folder."""
+    scores = ((done or {}).get("info") or {}).get("answer_scores")
+    if not isinstance(scores, dict):
+        try:
+            scores = json.loads((run.dir / ANSWER_SCORES_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+    if not isinstance(scores, dict) or not isinstance(scores.get("scores"), list):
+        return None
+    return {"settings": scores.get("settings") or {}, "scores": scores["scores"]}
+
+
+def answer_scores_text(scores: dict[str, Any] | None) -> str:
+    """The answer scores as Markdown, under a heading; empty without scores."""
+    if not scores:
+        return ""
+    return "**Answer scores on validation pairs: the adapter beside the bare base model**\n\n" + scores_markdown(scores)
 
 
 def samples_table(samples: list[dict[str, Any]] | None) -> pd.DataFrame:

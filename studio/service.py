@@ -29,12 +29,25 @@ from adapter_core import (
     count_adapter_params,
     studio_home,
 )
-from adapter_core.engine import Job, JobManager, Run, RunStore, SweepRecord, evaluate_file, read_table
+from adapter_core.engine import (
+    Job,
+    JobManager,
+    Run,
+    RunStore,
+    ScoreSettings,
+    SliceBroker,
+    SweepRecord,
+    evaluate_file,
+    read_table,
+    score_file,
+)
 from adapter_core.serve import FALLBACK, Dispatcher, ModelPool, Stream, model_bytes
 
 from .bases import ModelInfo, model_info
 from .callers import address_of
 from .downloads import download_folder, trim_downloads
+from .gpu_calls import LeasedStream, chat_on_gpu, classify_on_gpu
+from .hardware import ON_ZERO_GPU
 from .library import Entry, Library, check_name
 from .policy import Policy
 from .quotas import check_library_room, check_resume, check_submit, check_sweep, library_room
@@ -44,6 +57,7 @@ from .sweeps import best_name, outcome
 from .uploads import unpacked_size
 
 USE = {"classification": "classify", "instruction": "chat"}
+HUB_DATA = "hub-data"  # under the home: Hub datasets' splits kept as data files (see `hub_view`)
 MAX_REMEMBERED_UPLOADS = 1000
 
 
@@ -53,7 +67,13 @@ class Studio:
         self.policy = policy or Policy.from_env()
         self.library = Library(self.home)
         # Sweeps an earlier process left running are finished here, and their best published.
-        self.jobs = JobManager(RunStore(self.home), on_finish=self._publish, publish_best=self._publish_best)
+        # On ZeroGPU runs train in slices that their visitors' own requests lease (studio/zerogpu.py).
+        self.jobs = JobManager(
+            RunStore(self.home),
+            on_finish=self._publish,
+            publish_best=self._publish_best,
+            leases=SliceBroker() if ON_ZERO_GPU else None,
+        )
         self.upload_roots: list[Path] = []  # where the web front end keeps visitors' uploads
         self.bases = ModelPool(self.policy.check_model, self.policy.model_budget_bytes)
         # The dispatcher serves the Use and Compare tabs and the HTTP API alike: one batch per base for all.
@@ -102,12 +122,12 @@ class Studio:
 
     # Files from visitors ---------------------------------------------------------------------------
     def data_file(self, path: str | Path | None) -> Path:
-        """A data file a visitor may use: a bundled sample or one of the uploads. In public mode any other
-        server path is refused, whoever asks."""
+        """A data file a visitor may use: a bundled sample, one of the uploads or a Hub dataset's split the
+        studio kept. In public mode any other server path is refused, whoever asks."""
         if not path:
             raise AdapterError("Load a data file first: upload a CSV, TSV or JSONL file, or pick a sample.")
         resolved = Path(path).resolve()
-        if self.policy.public and not _inside(resolved, [SAMPLES_DIR, *self.upload_roots]):
+        if self.policy.public and not _inside(resolved, [SAMPLES_DIR, self.home / HUB_DATA, *self.upload_roots]):
             raise AdapterError("Data files come only from your uploads or the bundled samples. Upload the file.")
         return resolved
 
@@ -125,16 +145,24 @@ class Studio:
     def served(self, adapter: str, task: str | None = None, owner: str | None = None) -> tuple[Base, Entry]:
         """Base and library entry for `adapter`, with the adapter loaded (reloaded if it changed).
         With `task`, the adapter must be of that task."""
+        entry = self.entry(adapter, task, owner)
+        return self.bases.serve(entry), entry
+
+    def entry(self, adapter: str, task: str | None = None, owner: str | None = None) -> Entry:
+        """The library entry of `adapter`, if this owner may use it (and it is of `task`, if given)."""
         entry = self.library.get(adapter, owner=self.owner(owner))
         if task is not None and entry.task != task:
             raise AdapterError(f"{adapter!r} is {TASK_ADAPTER[entry.task]}; pick {TASK_ADAPTER[task]} to {USE[task]}.")
-        return self.bases.serve(entry), entry
+        return entry
 
     def classify(self, adapters: str | list[str], texts: list[str], owner: str | None = None) -> list[Prediction]:
         """Label `texts` with one classification adapter, or `texts[i]` with `adapters[i]`. Rows whose
         adapters share a base run as one mixed batch."""
         texts = [self.policy.check_prompt(t, "text") for t in texts]
         names = [adapters] * len(texts) if isinstance(adapters, str) else list(adapters)
+        if ON_ZERO_GPU:  # checked here; computed in a GPU lease, from the adapters' folders
+            entries = {n: self.entry(n, "classification", owner) for n in dict.fromkeys(names)}
+            return classify_on_gpu([entries[n] for n in names], texts)
         run = lambda b, t, n: classify(b.model, b.tokenizer, t, n)  # noqa: E731
         return self._per_base(names, texts, "classification", run, owner=owner)
 
@@ -193,6 +221,12 @@ class Studio:
         `stream.repeated` tells whether a degenerate loop was cut (show a warning then)."""
         message = self.policy.check_prompt(message)
         owner = self.owner(owner)
+        if ON_ZERO_GPU:  # checked here; generated in a GPU lease, from the adapter's folder
+            entry = self.entry(adapter, "instruction", owner) if adapter else None
+            if entry is None:
+                self.policy.check_model(base_name)
+            budget = min(max_new_tokens, self.policy.serve_limits().max_new_tokens)
+            return LeasedStream(chat_on_gpu(entry, base_name, message, budget), stop)
         if not adapter:
             self.base(base_name)
         messages = [{"role": "user", "content": message}]
@@ -270,6 +304,30 @@ class Studio:
             )
         return rows
 
+    def score_answers(self, adapters: list[str], data_path: str | Path, owner: str | None = None) -> dict:
+        """Instruction adapters' answers to a test file of (instruction, response) pairs, scored beside
+        their base's bare answers: {"scores": [one row per adapter, then one per base], "settings"}. The
+        adapters of one base and that base answer in one mixed batch. The file is bounded as an
+        evaluation's, the pairs answered and the answers' tokens by the policy, before anything runs."""
+        owner = self.owner(owner)
+        (path,) = self.uploaded([data_path]) if self.policy.public else [Path(data_path)]
+        max_rows = self._check_eval_rows(path, owner)
+        groups: dict[str, tuple[Base, dict[str | None, str]]] = {}
+        for name in adapters:
+            base, entry = self.served(name, "instruction", owner)
+            groups.setdefault(base.name, (base, {}))[1][entry.slot] = name
+        settings = ScoreSettings(
+            max_new_tokens=self.policy.clamp_new_tokens(ScoreSettings.max_new_tokens),
+            max_pairs=self.policy.max_scored_pairs,
+        )
+        scores, said = [], {}
+        for base, labels in groups.values():
+            labels[None] = f"base: {base.name}"
+            result = score_file(base, list(labels), path, settings, max_rows=max_rows, labels=labels)
+            scores += result["scores"]
+            said = result["settings"]
+        return {"scores": scores, "settings": said}
+
     def _check_eval_rows(self, path: Path, owner: str | None) -> int:
         """The rows an evaluation may read for this caller; a larger file is refused before any model runs."""
         limit = self.policy.max_eval_rows_for(owner)
@@ -287,20 +345,24 @@ class Studio:
         return run_report(self.jobs.store.get(run_id, owner=self.owner(owner)))
 
     # Training ------------------------------------------------------------------------------------
-    def submit(self, config, owner: str | None = None, continue_from: str | None = None) -> tuple[Job, list[str]]:
+    def submit(
+        self, config, owner: str | None = None, continue_from: str | None = None, cpu_when_away: bool = False
+    ) -> tuple[Job, list[str]]:
         """Queue a run for `owner` within the policy's quotas. Returns the job and notes on settings the
         policy adjusted (a max length clamped to the model's limit, say). `continue_from`: an adapter of
         the caller's library (by name, never a path) that the run goes on training."""
         owner = self.owner(owner)
         config.data = str(self.data_file(config.data))
+        config.val_data = str(self.data_file(config.val_data)) if config.val_data else None
         self._check_training_data(config.data, owner)
         config.oos_data = None  # no upload of out-of-scope examples here yet; a path would read the server's files
         config.init_from = str(self.library.get(continue_from, owner=owner).path) if continue_from else None
         with self._submit_lock:
             notes = check_submit(self, config, owner)
-            return self.jobs.submit(config, owner=owner, share=address_of(owner)), notes
+            job = self.jobs.submit(config, owner=owner, share=address_of(owner), cpu_when_away=cpu_when_away)
+            return job, notes
 
-    def resume(self, run_id: str, owner: str | None = None) -> Job:
+    def resume(self, run_id: str, owner: str | None = None, cpu_when_away: bool = False) -> Job:
         """Queue one of the caller's stopped or interrupted runs to go on from its checkpoint, within the
         quotas a new run meets."""
         owner = self.owner(owner)
@@ -308,7 +370,7 @@ class Studio:
         self._check_training_data(run.train_config().data, owner)
         with self._submit_lock:
             check_resume(self, run.train_config(), owner)
-            return self.jobs.resume(run.id, owner=owner, share=address_of(owner))
+            return self.jobs.resume(run.id, owner=owner, share=address_of(owner), cpu_when_away=cpu_when_away)
 
     def submit_sweep(self, configs: list, name: str, owner: str | None = None) -> tuple[SweepRecord, list[str]]:
         """Queue a sweep's runs (see `studio/sweeps.py`) for `owner` through the engine's sweep executor,
@@ -320,6 +382,7 @@ class Studio:
         name = check_name(name)
         for config in configs:
             config.data = str(self.data_file(config.data))
+            config.val_data = str(self.data_file(config.val_data)) if config.val_data else None
         with self._submit_lock:
             notes = check_sweep(self, configs, owner)
             return self.jobs.sweeps.submit(configs, name, owner, share=address_of(owner)), notes

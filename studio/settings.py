@@ -141,6 +141,8 @@ def train_config(
         raise AdapterError(f"Pick the columns of {source['name']} first (step 2).")
     columns = {k: v for k, v in mapping.items() if v}
     given = {"base": base, "data": source["path"], "task": task, "columns": columns, "name": (name or "").strip()}
+    if source.get("val_path"):  # a Hub dataset's own validation split
+        given["val_data"] = source["val_path"]
     config = TrainConfig.from_settings({**config_values(settings), **given, "name": given["name"] or "adapter"})
     config.name = given["name"] or f"{Path(source['name']).stem}-r{config.adapter.bottleneck}"
     return config

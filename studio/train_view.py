@@ -12,13 +12,13 @@ from typing import Any
 
 from adapter_core import AdapterError
 from adapter_core.engine import DEFAULT_PRESET as ENGINE_DEFAULT
+from adapter_core.engine import MAX_LEASE, SLICE_SECONDS, TrainConfig, plan_training
 from adapter_core.engine import PRESETS as ENGINE_PRESETS
-from adapter_core.engine import TrainConfig, plan_training
 
 from . import charts
 from .fit_view import fit_before_start, fit_line
 from .hardware import device_label, hardware
-from .report_view import run_report
+from .report_view import run_answer_scores, run_report
 from .service import Studio
 from .settings import adapter_config, config_values, mode_value, train_config
 from .text import md
@@ -40,8 +40,7 @@ def describe_model(studio: Studio, name: str) -> str:
     return (
         f"**{md(info.name)}** loaded: `{info.architecture}` ({info.model_type}, {info.family}), "
         f"{info.parameters / 1e6:.1f}M parameters, hidden size {info.hidden_size}, {info.layers} layers{limit}.  \n"
-        f"Suits: {', '.join(info.tasks)}. Training runs on: {hw.training_device}."
-        + (f"\n\n{hw.notice}" if hw.notice else "")
+        f"Suits: {', '.join(info.tasks)}. Training runs on: {hw.training_device} (more at the top of the page)."
     )
 
 
@@ -123,6 +122,12 @@ def run_summary(studio: Studio, base: str, source: dict | None, settings: dict[s
         f"Run: {run.describe()}"
         + (f", about {run.estimated_seconds / 60:.0f} min on this CPU." if run.estimated_seconds else "."),
     ]
+    if hardware().kind == "zero-gpu":
+        lines.append(
+            f"Trains on ZeroGPU in slices of up to {SLICE_SECONDS:.0f} s of steps while this page is open; each "
+            f"slice asks your daily GPU quota for at most {MAX_LEASE} s (its steps with headroom, and about 10 s "
+            "to load the model)."
+        )
     fit = fit_before_start(studio, base, task, len(labels), settings, run)
     if settings.get("continue_from"):
         lines.append(
@@ -160,10 +165,12 @@ def start_training(
     mapping: dict[str, str],
     name: str,
     settings: dict[str, Any],
+    cpu_when_away: bool = False,
 ) -> tuple[str, list[str]]:
-    """Queue a run on the caller's loaded data; returns its id and notes on adjusted settings."""
+    """Queue a run on the caller's loaded data; returns its id and notes on adjusted settings. On ZeroGPU,
+    `cpu_when_away` has it go on on the CPU where it would pause (its visitor gone, or out of GPU quota)."""
     config = train_config(base, source, task, mapping, name, settings)
-    job, notes = studio.submit(config, owner, continue_from=settings.get("continue_from"))
+    job, notes = studio.submit(config, owner, continue_from=settings.get("continue_from"), cpu_when_away=cpu_when_away)
     return job.id, notes
 
 
@@ -222,6 +229,7 @@ def progress(studio: Studio, owner: str | None, job_id: str | None) -> dict[str,
         "task": job.config.task,
         "report": run_report(job.run, done),
         "samples": (last_eval or {}).get("info", {}).get("samples") or [],
+        "answer_scores": run_answer_scores(job.run, done) if done else None,
     }
 
 
@@ -252,15 +260,16 @@ def show_past_run(studio: Studio, owner: str | None, run_id: str | None) -> dict
         "figure": charts.training_curve(run.events(), run_id),
         "text": text,
         "report": run_report(run) if status.get("status") in ("completed", "stopped") else None,
+        "answer_scores": run_answer_scores(run) if status.get("status") in ("completed", "stopped") else None,
         "resumable": resumable,
     }
 
 
-def resume_run(studio: Studio, owner: str | None, run_id: str | None) -> str:
+def resume_run(studio: Studio, owner: str | None, run_id: str | None, cpu_when_away: bool = False) -> str:
     """Queue a stopped or interrupted run of the caller's to go on from its checkpoint; returns its job id."""
     if not run_id:
         raise AdapterError("Pick a past run to resume.")
-    return studio.resume(run_id, owner).id
+    return studio.resume(run_id, owner, cpu_when_away=cpu_when_away).id
 
 
 def queue_text(studio: Studio, owner: str | None = None) -> str:

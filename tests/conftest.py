@@ -10,6 +10,29 @@ os.environ.setdefault("ADAPTER_STUDIO_HOME", str(ROOT / ".cache" / "home"))
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
+# The heaviest test files (minutes each on two cores), longest first: pytest-xdist hands out work in
+# collection order, and a heavy file started last keeps one worker busy while the other idles.
+HEAVY_FIRST = (
+    "test_notebooks.py",
+    "test_defaults.py",
+    "test_presets_browser.py",
+    "test_engine.py",
+    "test_zerogpu.py",
+    "test_two_visitors.py",
+    "test_studio_api.py",
+)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """Each test file is one xdist group (its module fixtures, a served studio, a loaded model, are built
+    once), except the notebooks, each its own; the heaviest files go first."""
+    for item in items:
+        file = item.path.name
+        item.add_marker(pytest.mark.xdist_group(item.nodeid if file == "test_notebooks.py" else file))
+    rank = {name: i for i, name in enumerate(HEAVY_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(HEAVY_FIRST)))
+
 
 @pytest.fixture
 def ids():

@@ -73,7 +73,7 @@ def test_dedicated_gpu_space_names_its_gpu(machine):
 
 
 @pytest.mark.parametrize("cuda", [False, True])  # the `spaces` package may report CUDA in the main process
-def test_zero_gpu_says_training_runs_on_the_cpu(machine, cuda):
+def test_zero_gpu_says_training_runs_in_gpu_slices_charged_to_the_visitor(machine, cuda):
     machine.setenv("SPACE_ID", "someone/adapter-studio")
     machine.setenv("SPACES_ZERO_GPU", "true")
     if cuda:
@@ -81,13 +81,14 @@ def test_zero_gpu_says_training_runs_on_the_cpu(machine, cuda):
         machine.setattr(torch.cuda, "get_device_properties", lambda i=0: pytest.fail("no GPU outside a request"))
     found = hw.hardware()
     assert found.kind == "zero-gpu" and hw.on_zero_gpu()
-    assert found.training_device.startswith("CPU") and "ZeroGPU" in found.serving_device
+    assert found.training_device == "ZeroGPU, in slices" and "ZeroGPU" in found.serving_device
     notice = found.notice
-    assert "Training runs on the CPU" in notice
-    assert "ZeroGPU lends its GPU only inside short requests" in notice
-    assert "Classify, chat and compare do run on the GPU" in notice
-    assert "dedicated GPU hardware tier" in notice
-    assert hw.on_cpu()  # training does
+    assert "Training runs on ZeroGPU, in slices" in notice
+    assert "charged to the daily GPU quota of the visitor" in notice
+    assert "Close the page and the run pauses" in notice and "Past runs → Resume" in notice
+    assert "duplicate the Space with a dedicated GPU" in notice
+    assert not hw.on_cpu()  # the trainer's slices lease the GPU
+    assert hw.device_label("GPU slices") == "ZeroGPU, in slices leased by your requests"
     assert "ZeroGPU" in hw.device_summary()
 
 
@@ -127,3 +128,29 @@ def test_zero_gpu_flag_comes_from_the_environment(monkeypatch):
     # The flag without the package: a warning, and the decorator stays the identity.
     missing = load_fresh(monkeypatch, {"SPACES_ZERO_GPU": "true"}, None)
     assert not missing.ON_ZERO_GPU and missing.gpu(len) is len
+
+
+def test_a_leased_chat_stream_closes_its_gpu_call_when_stop_is_set():
+    """On ZeroGPU the answer comes out of a GPU call's generator; Stop, set in this process, must close it
+    (which is what reaches the forked worker), after the piece in hand."""
+    import threading
+
+    from studio.gpu_calls import LeasedStream
+
+    closed = []
+
+    def pieces():
+        try:
+            yield from ["Once", " upon", " a", " time"]
+            yield {"repeated": True}
+        finally:
+            closed.append(True)
+
+    stop = threading.Event()
+    got = []
+    for piece in LeasedStream(pieces(), stop):
+        got.append(piece)
+        stop.set()
+    assert got == ["Once"] and closed == [True]
+    whole = LeasedStream(pieces(), threading.Event())
+    assert "".join(whole) == "Once upon a time" and whole.repeated

@@ -56,6 +56,7 @@ def test_parameter_counter_matches_the_closed_form(studio):
 def test_model_description_and_unknown_model(studio, monkeypatch):
     text = h.describe_model(studio, "minilm")
     assert "BertModel" in text and "22.7M parameters" in text and "classification" in text
+    assert "more at the top of the page" in text and "A GPU is much faster" not in text  # the notice once, above
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(AdapterError, match="Could not load base model 'no-org/no-model'"):
         h.describe_model(studio, "no-org/no-model")

@@ -321,6 +321,7 @@ def test_instruction_evaluations_carry_adapter_and_base_answers(monkeypatch, tmp
         eval_every=1,
         batch_size=8,
         sample_prompts=2,
+        score_pairs=0,  # the end-of-run scores have their own tests (test_answer_scores.py)
     )
     hook = None
 

@@ -13,10 +13,12 @@ from .errors import OK, one_line
 def add_parsers(sub) -> None:
     e = sub.add_parser(
         "evaluate",
-        help="accuracy, macro-F1 and per-class metrics (or loss and perplexity) on a labelled file",
+        help="accuracy, macro-F1 and per-class metrics (or loss, perplexity and answer scores) on a labelled file",
         description="Evaluate an adapter on a labelled file. For classification: accuracy, macro-F1, "
         "precision, recall and F1 per class, and the most confident mistakes (--json adds the confusion "
-        "matrix, with an order of the classes that puts the biggest confusions first).",
+        "matrix, with an order of the classes that puts the biggest confusions first). For instruction "
+        "adapters: loss and perplexity, and the answers to the file's instructions, the adapter's beside the "
+        "bare base's, scored against its responses (ROUGE-L, chrF, exact match, loops, cut answers).",
     )
     e.add_argument("--adapter", required=True, help="adapter folder, or a run folder")
     e.add_argument("--data", required=True)
@@ -27,6 +29,12 @@ def add_parsers(sub) -> None:
         "--oos-label",
         help="the label of the file's out-of-scope rows: adds AUROC, FPR at 95%% TPR, and the out-of-scope recall "
         "and in-scope false rejection at the router's saved threshold",
+    )
+    e.add_argument(
+        "--max-new-tokens", type=int, default=128, help="instruction adapters: the answers' token limit (greedy)"
+    )
+    e.add_argument(
+        "--score-pairs", type=int, default=None, help="instruction adapters: score the first N pairs (default: all)"
     )
     e.set_defaults(command_fn=cmd_evaluate)
 
@@ -50,8 +58,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     base, name = load_with_base(args.adapter)
     metrics = evaluate_file(base, name, args.data, args.max_length, oos_label=args.oos_label)
+    scores = answer_scores(base, name, args)
     if args.json:
-        print(json.dumps(metrics))
+        print(json.dumps({**metrics, **({"answer_scores": scores} if scores else {})}))
         return OK
     report = metrics.pop("report", None)
     oos = metrics.pop("out_of_scope", None)
@@ -63,6 +72,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             f"FPR at 95% TPR {oos['fpr_at_95_tpr']:.2%}; at the saved threshold it catches {oos['oos_recall']:.2%} "
             f"and rejects {oos['in_scope_false_rejection']:.2%} of the {oos['in_scope_rows']} in-scope rows"
         )
+    if scores:
+        from ..engine.answer_scores import scores_text
+
+        print("\n" + scores_text(scores))
     if report:
         print("\n" + format_per_class(report))
         mistakes = report["misclassified"][: args.show_mistakes]
@@ -72,6 +85,21 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             text = one_line(m["text"])[:100]
             print(f"  {m['confidence']:.3f}  true {m['true']}, predicted {m['predicted']}: {text}")
     return OK
+
+
+def answer_scores(base, name: str, args: argparse.Namespace) -> dict | None:
+    """An instruction adapter's answers to the file's pairs scored beside the bare base's (one mixed batch),
+    without the answers themselves; None for other adapters."""
+    from ..engine.answer_scores import ScoreSettings, score_file
+    from ..inject import get_record
+
+    if get_record(base.model, name).task != "instruction":
+        return None
+    if args.max_new_tokens < 1 or (args.score_pairs is not None and args.score_pairs < 1):
+        raise AdapterError("--max-new-tokens and --score-pairs must be at least 1.")
+    settings = ScoreSettings(max_new_tokens=args.max_new_tokens, max_pairs=args.score_pairs)
+    result = score_file(base, [name, None], args.data, settings)
+    return {k: v for k, v in result.items() if k != "answers"}
 
 
 def cmd_predict(args: argparse.Namespace) -> int:

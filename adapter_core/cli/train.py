@@ -51,6 +51,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from accelerate import PartialState
 
     from ..atomic import write_json_atomic
+    from ..engine.answer_scores import scores_text
     from ..engine.runs import Run, RunRecorder
     from ..engine.train import multi_cpu, train
 
@@ -97,6 +98,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"{result.train_seconds:.0f}s ({result.examples_per_sec:.1f} examples/s); adapter in {result.adapter_dir}"
     )
     print(metrics_line(result.metrics))
+    if result.answer_scores:
+        print(scores_text(result.answer_scores))
     if result.status == "stopped":
         print(f"Resume it with: python -m adapter_core train --resume --out {args.out}")
     return OK

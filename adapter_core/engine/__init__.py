@@ -16,6 +16,14 @@ from typing import Any
 
 # module -> the names it gives the face
 _FACE = {
+    "answer_scores": (
+        "ANSWER_SCORES_FILE",
+        "SCORE_NAMES",
+        "ScoreSettings",
+        "score_file",
+        "scores_markdown",
+        "scores_settings_line",
+    ),
     "batches": ("tokenize",),
     "config": ("COLUMN_ROLES", "TrainConfig", "training_settings"),
     "data": (
@@ -30,13 +38,16 @@ _FACE = {
         "validate",
     ),
     "evaluation": ("evaluate_file",),
-    "hub_data": ("dataset_ref", "hub_tables", "is_hub_data"),
+    "hub_data": ("dataset_ref", "describe_dataset", "hub_tables", "is_hub_data"),
     "jobs": ("Job", "JobManager"),
+    "leases": ("SliceBroker",),
     "memory_fit": ("check_fit", "estimate_memory", "gib"),
     "metrics": ("rank_key",),
     "plan": ("DEFAULT_PRESET", "PRESETS", "plan_training", "task_lr"),
     "report": ("REPORT_FILE", "correct"),
     "runs": ("ACTIVE", "Run", "RunStore"),
+    "sliced_loop": ("MAX_LEASE", "Paused", "SLICE_SECONDS", "SLICED_DEVICE"),
+    "slices": ("SliceResult", "SliceSpec", "run_slice"),
     "sweep": ("run_sweep", "sweep_configs"),
     "sweep_executor": ("SweepExecutor",),
     "sweep_store": ("SweepRecord",),

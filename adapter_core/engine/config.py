@@ -20,6 +20,7 @@ from .tracking import REPORT_TO, require_tracker
 # states still read.
 LEGACY_ADAPTER_KEYS = ("bottleneck", "placement", "activation", "dropout")
 MAX_SAMPLE_PROMPTS = 10
+MAX_SCORE_PAIRS = 256
 MAX_PATIENCE = 100  # evaluations without improvement: more is no early stopping at all
 COLUMN_ROLES = ("text", "label", "instruction", "response", "input", "system")  # what --<role>-column maps
 
@@ -207,6 +208,12 @@ class TrainConfig:
         3,
         "Instruction runs: validation prompts answered at each evaluation, beside the base's answers",
         bounds=Bounds(0, MAX_SAMPLE_PROMPTS),
+    )
+    score_pairs: int = setting(
+        8,
+        "Instruction runs: validation pairs answered at the end by the adapter and by the bare base, and scored "
+        "(ROUGE-L, chrF, exact match, loops, cut answers); 0: none",
+        bounds=Bounds(0, MAX_SCORE_PAIRS),
     )
 
     def __post_init__(self) -> None:

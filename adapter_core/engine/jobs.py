@@ -24,6 +24,7 @@ from typing import Any
 
 from ..catalog import Base, load_base
 from ..errors import AdapterError
+from .leases import SliceBroker
 from .runs import ACTIVE, Run, RunRecorder, RunStore, visible
 from .sweep_executor import Publish, SweepExecutor
 from .train import Event, TrainConfig, train
@@ -49,6 +50,7 @@ class Job:
     resume: bool = False  # go on from the run's checkpoint
     exception: BaseException | None = None  # what made it fail, for a caller in this process (the CLI)
     share: str | None = None  # whose turn this run takes in the fair queue (a client address); default: owner
+    cpu_when_away: bool = False  # a slice no request of its owner runs (gone, out of quota) runs on the CPU
 
     @property
     def id(self) -> str:
@@ -65,6 +67,7 @@ class JobManager:
         on_finish: Callable[[Job], None] | None = None,
         on_event: Callable[[Job, Event], None] | None = None,
         publish_best: Publish | None = None,
+        leases: SliceBroker | None = None,
     ):
         """`on_finish`: called as each run ends; `on_event`: each event of each run, as it happens;
         `publish_best`: a sweep's publish step (see `sweep_executor`). Sweeps an earlier process left
@@ -72,6 +75,7 @@ class JobManager:
         self.store = store or RunStore()
         self.on_finish = on_finish
         self.on_event = on_event
+        self.leases = leases  # set: runs train in slices that their owners' requests run (ZeroGPU)
         self._jobs: dict[str, Job] = {}
         self._queue: deque[Job] = deque()
         self._served: dict[Any, float] = {}  # share -> when its last run started
@@ -115,7 +119,12 @@ class JobManager:
         self.close(timeout)
 
     def submit(
-        self, config: TrainConfig, owner: str | None = None, group: str | None = None, share: str | None = None
+        self,
+        config: TrainConfig,
+        owner: str | None = None,
+        group: str | None = None,
+        share: str | None = None,
+        cpu_when_away: bool = False,
     ) -> Job:
         """Queue a run for `owner` (in `group`, if given; taking `share`'s turns, if given); it starts when
         the device is free. Bad settings fail here, not later."""
@@ -127,9 +136,11 @@ class JobManager:
         except OSError:
             log.exception("Cannot create a run folder")
             raise AdapterError("The server could not save a new run (is its disk full?). Try again later.") from None
-        return self._queue_job(Job(config, run, owner=owner, group=group, share=share))
+        return self._queue_job(Job(config, run, owner=owner, group=group, share=share, cpu_when_away=cpu_when_away))
 
-    def resume(self, run_id: str, owner: str | None = None, share: str | None = None) -> Job:
+    def resume(
+        self, run_id: str, owner: str | None = None, share: str | None = None, cpu_when_away: bool = False
+    ) -> Job:
         """Queue a stopped or interrupted run of `owner` to go on from its checkpoint, in its own folder."""
         run = self.store.get(run_id, owner)
         if self.busy(run):
@@ -149,6 +160,7 @@ class JobManager:
         until = run.checkpoint_step or 0
         history = [e for e in run.events() if e["kind"] in ("step", "eval") and e.get("step", until + 1) <= until]
         job = Job(config, run, events=history, owner=owner, group=group, resume=True, share=share)
+        job.cpu_when_away = cpu_when_away
         return self._queue_job(job)
 
     def busy(self, run: Run) -> bool:
@@ -282,7 +294,11 @@ class JobManager:
         try:
             job.run.set_status("loading", started=time.time())
             base = self._shared_base(job.config)
-            result = train(job.config, job.run.dir, on_event, should_stop, base=base, resume=job.resume)
+            lease = None
+            if self.leases is not None:
+                broker = self.leases
+                lease = lambda spec: broker.lease(job.owner, spec, should_stop, job.cpu_when_away)  # noqa: E731
+            result = train(job.config, job.run.dir, on_event, should_stop, base=base, resume=job.resume, lease=lease)
         except AdapterError as e:
             status, message, job.exception = "failed", str(e), e
         except Exception as e:  # any other failure is the server's: the details go to error.log, not to the user
@@ -296,7 +312,7 @@ class JobManager:
                 log.exception("Run %s: cannot write error.log", job.id)
                 message = UNEXPECTED_UNLOGGED
         else:
-            status, message = result.status, None
+            status, message = result.status, result.paused
             fields = dict(
                 metrics=result.metrics,
                 steps=result.steps,

@@ -38,6 +38,7 @@ class RunState:
     best_step: int = 0
     best_state: list[torch.Tensor] | None = None  # the best weights, in the order of Recipe.params
     bad_evals: int = 0  # evaluations since the best one
+    paused: str | None = None  # why the run paused (its GPU lease was refused, its visitor left), in words
     evals: list[dict[str, float]] = field(default_factory=list)
     last: dict[str, float] | None = None  # the latest evaluation's metrics
     losses: list[float] = field(default_factory=list)  # since the last step event
@@ -105,8 +106,11 @@ def train_step(r: Recipe, batch: dict[str, torch.Tensor]) -> float:
     return float(loss.detach())
 
 
-def report_step(r: Recipe, s: RunState) -> None:
-    loss, lr = sum(s.losses) / len(s.losses), r.scheduler.get_last_lr()[0]
+def report_step(r: Recipe, s: RunState, lr: float | None = None) -> None:
+    """The step event of step `s.step` (with `lr`: the rate it trained at, where the scheduler here has
+    moved on, as after a GPU slice)."""
+    loss = sum(s.losses) / len(s.losses)
+    lr = r.scheduler.get_last_lr()[0] if lr is None else lr
     s.losses = []
     r.emit(
         Event(
@@ -132,12 +136,18 @@ def evaluate_step(r: Recipe, s: RunState, stop: bool, last: bool) -> None:
     c = r.config
     pad_id = r.base.tokenizer.pad_token_id
     metrics = evaluate(r.model, c.name, c.task, r.val_ds, pad_id, num_labels=len(r.labels or []))
-    s.last, info = metrics, None
+    samples = None
     if c.task == "instruction" and c.sample_prompts and r.main:
         samples, s.base_answers = answer_samples(
             r.model, r.base.tokenizer, c.name, r.val_frame, c.sample_prompts, s.base_answers
         )
-        info = {"samples": samples}
+    record_eval(r, s, metrics, samples, stop=stop, last=last)
+
+
+def record_eval(r: Recipe, s: RunState, metrics: dict[str, float], samples, stop: bool, last: bool) -> None:
+    """An evaluation's consequences, wherever it was computed: the event, the best weights, early
+    stopping, the saved adapter and the checkpoint."""
+    s.last, info = metrics, ({"samples": samples} if samples is not None else None)
     epoch = s.step / r.steps_per_epoch
     r.emit(Event("eval", step=s.step, total_steps=r.total, epoch=epoch, metrics=metrics, info=info))
     log_metrics(r.accelerator, {f"eval/{k}": v for k, v in metrics.items()}, s.step)

@@ -20,12 +20,14 @@ from ..errors import AdapterError
 from ..inject import get_record, list_adapters, remove_adapter, trainable_summary
 from ..out_of_scope import Detector
 from . import checkpoint
+from .answer_scores import ANSWER_SCORES_FILE, END_OF_RUN_TOKENS, ScoreSettings, score_pairs
 from .calibration import Predictions, calibrate, fit, oos_predictions, predictions
 from .config import Event, TrainConfig
 from .loop import RunState, run_loop, save_weights, training_meta
 from .plan import Plan, training_warnings
 from .report import REPORT_FILE, report_from
 from .setup import Recipe, TaskModel, multi_cpu, precision_for, setup
+from .sliced_loop import SLICED_DEVICE, Lease, run_sliced_loop
 
 __all__ = ["Event", "TaskModel", "TrainConfig", "TrainResult", "multi_cpu", "precision_for", "train"]
 
@@ -44,6 +46,8 @@ class TrainResult:
     stopped_early: bool = False
     report: dict[str, Any] | None = None  # classification: the per-class evaluation on the validation split
     trainable: int = 0  # trained parameters
+    paused: str | None = None  # why a sliced run paused at its checkpoint (resumable), in words
+    answer_scores: dict[str, Any] | None = None  # instruction: validation answers scored, beside the base's
 
 
 def train(
@@ -53,20 +57,26 @@ def train(
     should_stop: Callable[[], bool] = lambda: False,
     base: Base | None = None,
     resume: bool = False,
+    lease: Lease | None = None,
 ) -> TrainResult:
     """Train adapter `config.name` and write it (the best checkpoint by validation) to `out_dir/adapter`.
 
     With `base`, the run adds its adapter to that loaded base and takes it off again at the end, after
     saving (modes adapter and head). With `resume`, it goes on from `out_dir/checkpoint/`, where a
-    stopped or interrupted run left off, and ends as the run would have ended uninterrupted."""
+    stopped or interrupted run left off, and ends as the run would have ended uninterrupted. With `lease`,
+    the steps run in slices that `lease` runs elsewhere (a GPU lent per call: `sliced_loop`)."""
     out_dir = Path(out_dir)
     if resume and config.mode == "full":
         raise AdapterError("A full fine-tune keeps no checkpoint to resume from; start it again instead.")
     r = setup(config, out_dir, on_event, base)
     try:
         state = resume_state(r) if resume else RunState()
-        announce(r, resumed_at=state.step if resume else None)
-        run_loop(r, state, should_stop)
+        sliced = lease is not None and config.mode != "full"  # a full fine-tune's base is no slice's argument
+        announce(r, resumed_at=state.step if resume else None, device=SLICED_DEVICE if sliced else None)
+        if sliced:
+            run_sliced_loop(r, state, should_stop, lease)
+        else:
+            run_loop(r, state, should_stop)
         return finish(r, state)
     except torch.cuda.OutOfMemoryError:
         raise AdapterError(
@@ -77,11 +87,11 @@ def train(
         release(r)
 
 
-def announce(r: Recipe, resumed_at: int | None = None) -> None:
-    """The "training" status: what trains, on what, by which plan (and, resumed, from which step); then
-    the plan's warnings."""
+def announce(r: Recipe, resumed_at: int | None = None, device: str | None = None) -> None:
+    """The "training" status: what trains, on what (`device`, else the accelerator's), by which plan (and,
+    resumed, from which step); then the plan's warnings."""
     acc, plan = r.accelerator, r.plan
-    device = torch.cuda.get_device_name() if acc.device.type == "cuda" else str(acc.device)
+    device = device or (torch.cuda.get_device_name() if acc.device.type == "cuda" else str(acc.device))
     summary = trainable_summary(r.model, r.config.name)
     percent = 100 * r.trainable / summary.base_params
     info = {
@@ -139,13 +149,15 @@ def finish(r: Recipe, s: RunState) -> TrainResult:
     out_of_scope = report = None
     if r.main and c.task == "classification":
         scores = predictions(r.model, c.name, r.val_ds, r.base.tokenizer.pad_token_id)  # one pass serves both
-        if c.mode != "full":  # a router's threshold belongs to a saved adapter
+        if c.mode != "full" and not s.paused:  # a saved adapter's; a paused run calibrates when it ends
             out_of_scope = calibrate_router(r, scores)
         report = report_from(scores, list(r.val_frame["text"]), r.labels)
         write_json_atomic(r.out_dir / REPORT_FILE, report)
-    warnings = r.warnings + ([s.early_message] if s.early_message else []) + end_warnings(r, s)
+    scores = None if s.paused else end_of_run_scores(r)  # a paused run is scored when it ends
+    warnings = r.warnings + [m for m in (s.early_message, s.paused) if m] + end_warnings(r, s)
     meta = training_meta(r, s, s.status, kept_step, metrics)
     meta["training"].update(total_steps=s.step, best_step=s.best_step, stopped_early=s.stopped_early)
+    meta.update({"answer_scores": scores} if scores else {})
     save_weights(r, {**meta, **({"out_of_scope": out_of_scope} if out_of_scope else {})})
     if r.main and s.status == "completed":
         checkpoint.remove(r.out_dir)  # nothing left to resume
@@ -162,6 +174,8 @@ def finish(r: Recipe, s: RunState) -> TrainResult:
         stopped_early=s.stopped_early,
         report=report,
         trainable=r.trainable,
+        paused=s.paused,
+        answer_scores=scores,
     )
     info: dict[str, Any] = {
         "warnings": warnings, "stopped_early": s.stopped_early, "best_step": s.best_step, "trainable": r.trainable
@@ -171,8 +185,12 @@ def finish(r: Recipe, s: RunState) -> TrainResult:
         info["out_of_scope"] = {
             k: out_of_scope[k] for k in ("score", "false_rejection", "oos_recall") if k in out_of_scope
         }
+    if s.paused:
+        info["paused"] = s.paused
     if report:
         info["report"] = report
+    if scores:
+        info["answer_scores"] = scores
     r.emit(
         Event(
             "done",
@@ -200,6 +218,19 @@ def calibrate_router(r: Recipe, val: Predictions) -> dict[str, Any]:
     section["fit_seconds"] = round(time.perf_counter() - start, 2)
     get_record(r.model, c.name).detector = Detector(section["score"], section["threshold"], stats)
     return section
+
+
+def end_of_run_scores(r: Recipe) -> dict[str, Any] | None:
+    """An instruction adapter's answers to the first `score_pairs` validation pairs, and the bare base's,
+    scored (`answer_scores`) in one mixed batch with a short budget, so a CPU run stays quick. The answers
+    go to the run's answer_scores.json; the scores and their settings are returned."""
+    c = r.config
+    if not (r.main and c.task == "instruction" and c.mode != "full" and c.score_pairs):
+        return None
+    settings = ScoreSettings(max_new_tokens=END_OF_RUN_TOKENS, max_pairs=c.score_pairs)
+    result = score_pairs(r.model, r.base.tokenizer, r.val_frame, [c.name, None], settings)
+    write_json_atomic(r.out_dir / ANSWER_SCORES_FILE, result)
+    return {k: v for k, v in result.items() if k != "answers"}
 
 
 def end_warnings(r: Recipe, s: RunState) -> list[str]:

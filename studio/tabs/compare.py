@@ -35,6 +35,7 @@ def build(ctx: Ctx) -> None:
             interactive=False,
             wrap=True,
         )
+        cmp_answer_note = gr.Markdown()  # instruction adapters: how their answers were made and scored
         with gr.Row():
             cmp_matrices = [gr.Plot(visible=False, label="Confusion matrix") for _ in range(MAX_MATRICES)]
         cmp_per_class = gr.Dataframe(
@@ -59,7 +60,7 @@ def build(ctx: Ctx) -> None:
             )
             runs_pick = gr.Dropdown([], multiselect=True, label="Runs to overlay (up to 8)")
             runs_curves = gr.Plot(label="Their loss curves")
-    ctx.add(cmp_matrices=cmp_matrices, cmp_per_class=cmp_per_class, compare_tab=tab)
+    ctx.add(cmp_matrices=cmp_matrices, cmp_per_class=cmp_per_class, compare_tab=tab, cmp_answer_note=cmp_answer_note)
     ctx.add(runs_refresh=runs_refresh, runs_tradeoff=runs_tradeoff, runs_timing=runs_timing)
     ctx.add(runs_table=runs_table, runs_pick=runs_pick, runs_curves=runs_curves)
     ctx.add(cmp_sel=cmp_sel, cmp_base=cmp_base, cmp_text=cmp_text, cmp_go=cmp_go, cmp_cols=cmp_cols)
@@ -95,18 +96,20 @@ def wire(ctx: Ctx) -> None:
     @gpu
     def evaluate(owner, adapters: list[str], test_file: str, request: gr.Request):
         """The selected adapters on a labelled test file: scores; for classification adapters also one
-        confusion matrix each and their per-class precision, recall, F1 and support."""
+        confusion matrix each and their per-class precision, recall, F1 and support; for instruction
+        adapters also their answers' scores (ROUGE-L, chrF, exact match, loops, cut answers) beside the
+        bare base's, and how the answers were made."""
         result = c.compare_evaluation(studio, who(studio, owner, request), adapters, test_file)
         figures = result["matrices"]
         plots = [gr.update(value=figures[i], visible=True) if i < len(figures) else gr.update(visible=False, value=None)
                  for i in range(MAX_MATRICES)]  # fmt: skip
         per_class = gr.update(value=result["per_class"], visible=bool(figures))
-        return [result["scores"], per_class, *plots]
+        return [result["scores"], per_class, *plots, result["answer_note"]]
 
     ctx["cmp_eval"].click(
         friendly(evaluate),
         [ctx.owner, ctx["cmp_sel"], ctx["cmp_file"]],
-        [ctx["cmp_scores"], ctx["cmp_per_class"], *ctx["cmp_matrices"]],
+        [ctx["cmp_scores"], ctx["cmp_per_class"], *ctx["cmp_matrices"], ctx["cmp_answer_note"]],
         api_name="evaluate",
     )
 

@@ -1,4 +1,4 @@
-"""Tab 2, Data: a bundled sample or an upload, its column mapping, preview and validation summary, and for
+"""Tab 2, Data: a bundled sample, an upload or a Hub dataset (`hub_view`), its column mapping, preview and validation summary, and for
 instruction data one training example token by token (what the model reads, what carries the loss, what
 max length cuts).
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 import gradio as gr
 
 from .. import data_view as dv
+from .. import hub_view as hv
 from ..text import md
 from .common import COLUMNS, Ctx, message_of, who
 
@@ -26,9 +27,26 @@ def build(ctx: Ctx) -> None:
         with gr.Row():
             sample = gr.Dropdown(list(dv.SAMPLES), value=list(dv.SAMPLES)[0], label="Bundled sample", scale=3)
             use_sample = gr.Button("Use this sample", scale=1)
-        upload = gr.File(
-            label="…or upload CSV / TSV / JSONL (50 MB max)", file_types=[".csv", ".tsv", ".jsonl"], type="filepath"
-        )
+        with gr.Row():
+            upload = gr.File(
+                label="…or upload CSV / TSV / JSONL (50 MB max)",
+                file_types=[".csv", ".tsv", ".jsonl"],
+                type="filepath",
+                scale=1,
+            )
+            with gr.Group():
+                hub_id = gr.Textbox(
+                    label="…or from the Hub: a dataset id",
+                    placeholder="PolyAI/banking77",
+                    info="Public parquet, CSV or JSON datasets; its size is checked before anything is fetched.",
+                )
+                with gr.Row():
+                    hub_config = gr.Dropdown([], label="Configuration", allow_custom_value=True)
+                    hub_split = gr.Dropdown([], label="Split", allow_custom_value=True)
+                with gr.Row():
+                    hub_look = gr.Button("Look up", size="sm")
+                    hub_load = gr.Button("Load from the Hub", size="sm", variant="primary")
+                hub_md = gr.Markdown()
         data_name = gr.Textbox(label="Data file", interactive=False)
         with gr.Row():
             column_boxes = {
@@ -50,6 +68,8 @@ def build(ctx: Ctx) -> None:
             label="Preview (first 20 rows)", interactive=False, max_height=360, wrap=True, visible=False
         )
     ctx.add(tokens=tokens)
+    ctx.add(hub_id=hub_id, hub_config=hub_config, hub_split=hub_split, hub_look=hub_look, hub_load=hub_load)
+    ctx.add(hub_md=hub_md)
     ctx.add(task=task, columns=column_boxes, sample=sample, use_sample=use_sample, upload=upload)
     ctx.add(data_name=data_name, data_md=data_md, preview=preview, label_plot=label_plot, length_plot=length_plot)
 
@@ -73,8 +93,9 @@ def show(studio, source: dict | None, task: str, base_model: str, max_length: in
     boxes = [gr.update(choices=info["columns"], value=info["mapping"].get(c), visible=c in fields) for c in COLUMNS]
     plot = lambda fig: gr.update(value=fig, visible=fig is not None)  # noqa: E731
     source = {**source, "rows": info["rows"], "task": task, "labels": info["labels"], "ready": info["ready"]}
+    summary = "  \n".join(filter(None, [hv.hub_note(source), info["summary"]]))
     return [
-        source, source["name"], task, info["summary"], gr.update(value=info["preview"], visible=True), info["labels"],
+        source, source["name"], task, summary, gr.update(value=info["preview"], visible=True), info["labels"],
         plot(info["label_chart"]), plot(info["length_chart"]), *boxes,
         gr.update(value=info["tokens"], visible=bool(info["tokens"])),
     ]  # fmt: skip
@@ -111,6 +132,31 @@ def wire(ctx: Ctx) -> None:
             return cleared(task_, message_of(e, "load data"))
         return show(studio, source, task_, base_model, max_length, {})
 
+    def look_up_hub(owner, dataset_id: str, config: str | None, request: gr.Request):
+        try:
+            found = hv.hub_lookup(studio, dataset_id, config, who(studio, owner, request))
+        except Exception as e:
+            return gr.update(), gr.update(), f"**Could not look it up:** {message_of(e, 'look up a dataset')}"
+        split = "train" if "train" in found["splits"] else next(iter(found["splits"]))
+        return (
+            gr.update(choices=found["configs"], value=found["config"]),
+            gr.update(choices=list(found["splits"]), value=split),
+            hv.lookup_note(found),
+        )
+
+    def hub_dataset_info(owner, dataset_id: str, request: gr.Request):
+        """A Hub dataset's configurations, the splits of its default one (or its first) with their sizes."""
+        return look_up_hub(owner, dataset_id, None, request)
+
+    def load_hub_data(owner, dataset_id, config, split, task_, base_model, max_length, request: gr.Request):
+        try:
+            owner = who(studio, owner, request)
+            source = hv.hub_source(studio, dataset_id, config, split, owner)
+        except Exception as e:
+            return cleared(task_, message_of(e, "load a Hub dataset"), (dataset_id or "").strip()[:100] or None)
+        source["ref"] = {"hub": source["hub"]["dataset"], "config": source["hub"]["config"], "split": split}
+        return show(studio, source, task_, base_model, max_length, {})
+
     def reread(source, task_, base_model, max_length):
         if not source:
             return [gr.update()] * len(outputs)
@@ -124,6 +170,24 @@ def wire(ctx: Ctx) -> None:
         use_bundled_sample, [ctx["sample"], base, max_length], [*outputs, ctx["upload"], base], api_name="use_sample"
     )
     ctx["upload"].upload(load_data, [ctx.owner, ctx["upload"], task, base, max_length], outputs, api_name="load_data")
+    hub_in = [ctx.owner, ctx["hub_id"], ctx["hub_config"]]
+    hub_out = [ctx["hub_config"], ctx["hub_split"], ctx["hub_md"]]
+    ctx["hub_look"].click(hub_dataset_info, hub_in[:2], hub_out, api_name="hub_dataset_info")
+    ctx["hub_id"].submit(hub_dataset_info, hub_in[:2], hub_out, api_visibility="private")
+    ctx["hub_config"].input(look_up_hub, hub_in, hub_out, api_visibility="private")  # its own splits
+    ctx["hub_id"].input(  # another dataset: the last one's configuration and split no longer apply
+        lambda: (gr.update(value=None, choices=[]), gr.update(value=None, choices=[])),
+        None,
+        [ctx["hub_config"], ctx["hub_split"]],
+        api_visibility="private",
+        show_progress="hidden",
+    )
+    ctx["hub_load"].click(
+        load_hub_data,
+        [ctx.owner, ctx["hub_id"], ctx["hub_config"], ctx["hub_split"], task, base, max_length],
+        outputs,
+        api_name="load_hub_data",
+    )
     for trigger in (task.input, max_length.release, ctx["load"].click):
         trigger(reread, [ctx.source, task, base, max_length], outputs, api_visibility="private")
     for box in column_boxes.values():

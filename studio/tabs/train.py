@@ -8,8 +8,12 @@ import gradio as gr
 from .. import report_view as rv
 from .. import settings as st
 from .. import train_view as h
+from .. import zerogpu
+from ..hardware import hardware
 from . import inputs, sweep
 from .common import Ctx, friendly, who
+
+CPU_WHEN_AWAY = "Go on on the CPU (slower) instead of pausing when I leave or my GPU quota runs out"
 
 
 def build(ctx: Ctx) -> None:
@@ -18,6 +22,13 @@ def build(ctx: Ctx) -> None:
         with gr.Row():
             start = gr.Button("Start training", variant="primary", interactive=False)
             stop = gr.Button("Stop", variant="stop")
+        cpu_when_away = gr.Checkbox(
+            False,
+            label=CPU_WHEN_AWAY,
+            info="ZeroGPU lends its GPU only to your own requests: without this, a run pauses when you leave "
+            "or your daily GPU quota runs out, and Past runs → Resume goes on later.",
+            visible=hardware().kind == "zero-gpu",
+        )
         action_md = gr.Markdown()  # what Stop did; the status line below stays the run's own
         status_md = gr.Markdown("No run yet: start one above.")
         plot = gr.Plot(label="Training curve")
@@ -28,6 +39,7 @@ def build(ctx: Ctx) -> None:
             wrap=True,
             visible=False,
         )
+        scores_md = gr.Markdown(visible=False)  # an instruction run's answer scores, once it has ended
         with gr.Column(visible=False) as report_box:
             report_md = gr.Markdown()
             with gr.Row():
@@ -54,6 +66,7 @@ def build(ctx: Ctx) -> None:
                 past_resume = gr.Button("Resume", scale=1, interactive=False)
             past_md = gr.Markdown()
             past_plot = gr.Plot(label="Its curve")
+            past_scores = gr.Markdown(visible=False)
             with gr.Column(visible=False) as past_report:
                 past_confusion = gr.Plot(label="Confusion matrix (validation)")
                 past_per_class = gr.Dataframe(
@@ -61,6 +74,7 @@ def build(ctx: Ctx) -> None:
                 )
     ctx.add(
         run_md=run_md,
+        cpu_when_away=cpu_when_away,
         start=start,
         stop=stop,
         status_md=status_md,
@@ -78,6 +92,8 @@ def build(ctx: Ctx) -> None:
         past_confusion=past_confusion,
         past_per_class=past_per_class,
         samples=samples,
+        scores_md=scores_md,
+        past_scores=past_scores,
         report_box=report_box,
         report_md=report_md,
         confusion=confusion,
@@ -95,13 +111,15 @@ def wire(ctx: Ctx) -> None:
     studio = ctx.studio
 
     def start_training(owner, source, base_model: str, task: str, name: str, request: gr.Request = None, **form):
+        cpu = bool(form.pop("cpu_when_away", False))
         settings, mapping = inputs.split_form(form)
         owner = who(studio, owner, request)
-        job, notes = h.start_training(studio, owner, base_model, source, task, mapping, name, settings)
+        job, notes = h.start_training(studio, owner, base_model, source, task, mapping, name, settings, cpu)
         gr.Info(" ".join([*notes, "Training started; it runs in the background, so you can leave and come back."]))
         return job, job, None, f"Queued run `{job}`.", ""
 
     params = inputs.form_params(list(st.form_settings()))
+    params["cpu_when_away"] = f"ZeroGPU only: {CPU_WHEN_AWAY[0].lower()}{CPU_WHEN_AWAY[1:]} (default: pause)"
     inputs.takes_settings(
         start_training,
         params,
@@ -141,16 +159,20 @@ def wire(ctx: Ctx) -> None:
     def training_status(job_id: str = "", request: gr.Request = None) -> str:
         """The progress line of one of the caller's runs (default: their latest), for API clients."""
         owner = who(studio, None, request)
+        zerogpu.drive(studio.jobs.leases, owner)  # on ZeroGPU, a polling client's run goes on in its requests
         return h.progress(studio, owner, job_id or h.reattach(studio, owner, None))["status"]
 
     gr.api(friendly(training_status), api_name="training_status")
 
-    report_outputs = [ctx[k] for k in ("samples", "report_box", "report_md", "confusion", "per_class", "misclassified")]
+    report_outputs = [
+        ctx[k] for k in ("samples", "report_box", "report_md", "confusion", "per_class", "misclassified", "scores_md")
+    ]
 
     def tick(owner, job_id, seen, changed, request: gr.Request):
         owner = who(studio, owner, request)
+        zerogpu.drive(studio.jobs.leases, owner)  # on ZeroGPU, an open page's run goes on in its ticks
         if job_id is None or job_id == seen:  # nothing new to draw: only the queue may have moved
-            return [gr.update(), gr.update(), h.queue_text(studio, owner), seen, changed] + [gr.update()] * 6
+            return [gr.update(), gr.update(), h.queue_text(studio, owner), seen, changed] + [gr.update()] * 7
         info = h.progress(studio, owner, job_id)
         shown = [info["figure"], info["status"], info["queue"]]
         if info["done"]:  # drawn once more, then left alone; the pickers learn of its adapter
@@ -188,21 +210,34 @@ def wire(ctx: Ctx) -> None:
             gr.update(visible=report is not None),
             rv.confusion_figure(report),
             rv.per_class_table(report),
+            gr.update(value=rv.answer_scores_text(shown["answer_scores"]), visible=bool(shown["answer_scores"])),
         )
 
-    shown = [ctx[k] for k in ("past_md", "past_plot", "past_resume", "past_report", "past_confusion", "past_per_class")]
+    shown = [
+        ctx[k]
+        for k in (
+            "past_md",
+            "past_plot",
+            "past_resume",
+            "past_report",
+            "past_confusion",
+            "past_per_class",
+            "past_scores",
+        )
+    ]
     ctx["past_show"].click(friendly(show_run), [ctx.owner, ctx["past"]], shown, api_name="show_run")
 
-    def resume_run(owner, run_id, request: gr.Request = None):
+    def resume_run(owner, run_id, cpu_when_away: bool = False, request: gr.Request = None):
         """Go on with one of the caller's stopped or interrupted runs from its last checkpoint (optimizer,
-        schedule, data order and step); its live curve shows above like a new run's."""
-        job = h.resume_run(studio, who(studio, owner, request), run_id)
+        schedule, data order and step); its live curve shows above like a new run's. On ZeroGPU,
+        `cpu_when_away` has it go on on the CPU where it would pause (you gone, or out of GPU quota)."""
+        job = h.resume_run(studio, who(studio, owner, request), run_id, bool(cpu_when_away))
         gr.Info("Resumed: the run goes on from its last checkpoint, in the background.")
         return job, job, None, f"Resuming run `{job}`.", "", gr.update(interactive=False)
 
     ctx["past_resume"].click(
         friendly(resume_run),
-        [ctx.owner, ctx["past"]],
+        [ctx.owner, ctx["past"], ctx["cpu_when_away"]],
         [ctx.job_id, ctx.remembered_job, ctx["seen_done"], ctx["status_md"], ctx["action_md"], ctx["past_resume"]],
         api_name="resume_run",
     )
@@ -211,12 +246,15 @@ def wire(ctx: Ctx) -> None:
 
 def run_outputs(info: dict) -> list:
     """The samples table (instruction runs, updated at each evaluation) and, once a classification run
-    has ended, its report: summary, confusion matrix, per-class table and misclassified examples."""
+    has ended, its report: summary, confusion matrix, per-class table and misclassified examples; last,
+    an instruction run's answer scores once it has ended."""
     instruction = info["task"] == "instruction"
     samples = gr.update(value=rv.samples_table(info["samples"]), visible=instruction and bool(info["samples"]))
+    scores = info.get("answer_scores")
+    scores = gr.update(value=rv.answer_scores_text(scores), visible=bool(scores))
     report = info["report"] if info["done"] else None
     if report is None:
-        return [samples, gr.update(visible=False)] + [gr.update()] * 4
+        return [samples, gr.update(visible=False)] + [gr.update()] * 4 + [scores]
     return [
         samples,
         gr.update(visible=True),
@@ -224,4 +262,5 @@ def run_outputs(info: dict) -> list:
         rv.confusion_figure(report),
         rv.per_class_table(report),
         rv.misclassified_table(report),
+        scores,
     ]

@@ -100,7 +100,6 @@ def wire(ctx: Ctx) -> None:
     ctx["cls_go"].click(friendly(classify), cls_inputs, ctx["cls_out"], api_name="classify")
     ctx["cls_text"].submit(friendly(classify), cls_inputs, ctx["cls_out"], api_visibility="private")
 
-    @gpu
     def chat(owner, adapter: str, base_model: str, message: str, history: list, request: gr.Request):
         owner = who(studio, owner, request)
         stops[request.session_hash] = event = threading.Event()

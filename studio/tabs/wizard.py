@@ -9,6 +9,7 @@ from typing import Any
 import gradio as gr
 
 from .. import data_view as dv
+from .. import hub_view as hv
 from .. import settings as st
 from .. import train_view as h
 from .common import COLUMNS, Ctx, who
@@ -93,6 +94,11 @@ def _source(studio, ref: Any, owner: str | None) -> dict | None:
         return None
     if ref.get("sample") in dv.SAMPLES:
         return {**dv.sample_source(ref["sample"]), "ref": {"sample": ref["sample"]}}
+    if isinstance(ref.get("hub"), str):  # pinned to a commit: read again from the Hugging Face cache
+        try:
+            return {**hv.hub_source(studio, ref["hub"], ref.get("config"), ref.get("split"), owner), "ref": ref}
+        except Exception:
+            return None
     path = studio.recall_upload(ref.get("upload"), owner)
     if path is None:
         return None

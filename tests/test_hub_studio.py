@@ -1,0 +1,136 @@
+"""The Data tab's Hub source through the studio's own functions (and once over HTTP): a dataset read from
+a Hugging Face cache filled by hand in huggingface_hub's layout, the Hub's answers mocked only where a
+test is online (test_hub_data's FakeHub)."""
+
+import pytest
+from helpers import free_port
+from share_fixtures import cache_repo
+from test_hub_data import COMMIT, LABELS, FakeHub, card, readme, tickets
+
+from adapter_core import AdapterError
+from studio import data_view as dv
+from studio import hub_view as hv
+from studio.policy import Policy
+from studio.service import Studio
+from studio.settings import train_config
+
+OWNER = "hf:alice"
+
+
+@pytest.fixture
+def hf_home(monkeypatch, tmp_path):
+    """A fresh HF_HOME, online unless a test says otherwise (as in test_hub_data)."""
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    return tmp_path / "hf" / "hub"
+
+
+@pytest.fixture
+def offline(monkeypatch, hf_home):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return hf_home
+
+
+def test_a_cached_dataset_loads_offline_as_a_data_file_with_its_validation_split(offline, tmp_path):
+    cache_repo(offline, "me/tickets", tickets(), commit=COMMIT, repo_type="dataset")
+    studio = Studio(tmp_path / "home")
+    found = hv.hub_lookup(studio, "me/tickets")
+    assert found["configs"] == ["default", "chat"] and list(found["splits"]) == ["train", "validation", "test"]
+    assert all(isinstance(n, int) and n > 0 for n in found["splits"].values())
+    source = hv.hub_source(studio, "me/tickets", split="train")
+    assert source["hub"] == {
+        "dataset": f"hf://datasets/me/tickets@{COMMIT}",
+        "config": "default",
+        "split": "train",
+        "label": "me/tickets (default) train",
+        "validation": "validation",
+    }
+    info = dv.inspect_data(source["path"], "classification")  # what the Data tab shows of a file
+    assert info["mapping"] == {"text": "text", "label": "label"} and info["labels"] == LABELS
+    assert "30 of 30 rows used" in info["summary"] and info["label_chart"] is not None
+    config = train_config("minilm", {**source, "ready": True}, "classification", {}, "", {})
+    assert config.val_data == source["val_path"] and config.name.startswith("tickets-train-r")
+    assert "me/tickets (default) train" in hv.hub_note(source) and COMMIT[:12] in hv.hub_note(source)
+    from studio.tabs.wizard import _source  # a reload restores it from the browser's reference, from the cache
+
+    ref = {"hub": source["hub"]["dataset"], "config": "default", "split": "train"}
+    restored = _source(studio, ref, None)
+    assert restored["path"] == source["path"] and restored["ref"] == ref and restored["val_path"]
+    assert _source(studio, {**ref, "hub": "hf://datasets/me/absent"}, None) is None
+    chat = hv.hub_source(studio, "hf://datasets/me/tickets", config="chat")
+    assert "val_path" not in chat and dv.inspect_data(chat["path"], "instruction")["rows"] == 3
+
+
+def test_a_dataset_with_several_configurations_and_no_default_lists_them_and_names_the_box(offline, tmp_path):
+    two = {"configs": [{"config_name": n, "data_files": f"{n}.csv"} for n in ("faq", "chat")]}
+    files = {"README.md": readme(two), "faq.csv": b"text,label\nhi,a\nyo,b\n", "chat.csv": b"prompt,completion\nx,y\n"}
+    cache_repo(offline, "me/two", files, commit=COMMIT, repo_type="dataset")
+    studio = Studio(tmp_path / "home")
+    found = hv.hub_lookup(studio, "me/two")  # the look-up shows the first, to fill the boxes
+    assert found["configs"] == ["faq", "chat"] and found["config"] == "faq" and list(found["splits"]) == ["train"]
+    with pytest.raises(AdapterError, match=r"2 configurations \(faq, chat\); pick one \(the Configuration box\)\.$"):
+        hv.hub_source(studio, "me/two")
+    assert hv.hub_source(studio, "me/two", config="chat")["name"] == "two-train.jsonl"
+
+
+def test_a_dataset_missing_from_the_cache_is_said_at_once_offline(offline, tmp_path):
+    studio = Studio(tmp_path / "home")
+    for call in (hv.hub_lookup, hv.hub_source):
+        with pytest.raises(AdapterError, match="HF_HUB_OFFLINE=1 is set, and it is not in the local Hugging Face"):
+            call(studio, "me/absent")
+    assert not (tmp_path / "home" / "hub-data").exists()
+
+
+def test_public_mode_refuses_a_dataset_over_the_limit_before_anything_is_fetched(hf_home, monkeypatch, tmp_path):
+    hub = FakeHub(monkeypatch, hf_home, tickets(card({"train": 900_000, "validation": 1, "test": 1})))
+    studio = Studio(tmp_path / "home", Policy(public=True, max_data_bytes=2**19))
+    with pytest.raises(AdapterError, match=r"declares \(its card's dataset_info\) 0.9 MB; this studio takes at most"):
+        hv.hub_source(studio, "me/tickets", owner=OWNER)
+    assert hub.downloads == [] and not hf_home.exists() and hub.tokens == [False]  # never the server's token
+    with pytest.raises(AdapterError, match="no visitor identity"):
+        hv.hub_source(studio, "me/tickets")
+    for call in (hv.hub_lookup, hv.hub_source):  # no sign-in: the Hub is not asked
+        with pytest.raises(AdapterError, match="Loading a dataset from the Hub needs a Hugging Face sign-in"):
+            call(studio, "me/tickets", owner="anon:x")
+    assert hub.calls == ["me/tickets"]
+
+
+def test_public_mode_loads_a_small_dataset_and_refuses_one_over_the_rows(hf_home, monkeypatch, tmp_path):
+    hub = FakeHub(monkeypatch, hf_home, tickets())
+    studio = Studio(tmp_path / "home", Policy(public=True))
+    source = hv.hub_source(studio, "me/tickets", owner=OWNER)
+    assert hub.tokens == [False] and len(hub.downloads) == 1
+    assert studio.data_file(source["path"]) == studio.data_file(source["val_path"]).parent / "tickets-train.jsonl"
+    with pytest.raises(AdapterError, match="Data files come only from your uploads"):
+        studio.data_file(tmp_path / "elsewhere.csv")
+    small = Studio(tmp_path / "home2", Policy(public=True, max_data_rows=20))
+    with pytest.raises(AdapterError, match="has 30 rows; this studio reads at most 20"):
+        hv.hub_source(small, "me/tickets", owner=OWNER)
+
+
+def test_a_script_based_dataset_is_refused_in_the_studio(hf_home, monkeypatch, tmp_path):
+    hub = FakeHub(monkeypatch, hf_home, {"tickets.py": b"raise SystemExit\n"}, meta={})
+    with pytest.raises(AdapterError, match="script-based dataset"):
+        hv.hub_lookup(Studio(tmp_path / "home", Policy(public=True)), "me/tickets", owner=OWNER)
+    assert hub.downloads == []
+
+
+@pytest.mark.slow
+def test_load_hub_data_over_http(offline, tmp_path):
+    from gradio_client import Client
+
+    from studio.ui import build_app, launch
+
+    cache_repo(offline, "me/tickets", tickets(), commit=COMMIT, repo_type="dataset")
+    demo = build_app(Studio(tmp_path / "home"))
+    port = free_port()
+    launch(demo, prevent_thread_lock=True, server_port=port, quiet=True)
+    try:
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        config, split, note = client.predict("me/tickets", api_name="/hub_dataset_info")
+        assert "train" in str(split) and "me/tickets" in note
+        out = client.predict("me/tickets", "default", "test", "classification", "minilm", 64, api_name="/load_hub_data")
+        assert out[0] == "tickets-test.jsonl" and "6 of 6 rows used" in out[2] and "From the Hub" in out[2]
+    finally:
+        demo.close()

@@ -1,0 +1,168 @@
+"""ZeroGPU, emulated on the real `spaces` package: only what needs Hugging Face's infrastructure is replaced.
+
+What is real: `spaces.GPU`'s wrappers, so each decorated call really forks a worker process (reused
+while idle), its arguments, results and each yield really cross as pickles, a refused lease raises the
+package's own error with its own message, and the visitor is read from the request's `X-IP-Token`.
+
+What is replaced:
+- the scheduler's HTTP client (`schedule`, `allow`, `release`, `startup_report`), by `Scheduler`: a
+  per-visitor daily quota charged up front (a lease that does not fit is refused, as ZeroGPU refuses it), a ledger of
+  every lease (who, when, how long, asked for how long) in a JSON-lines file, and a watchdog that kills
+  the worker of a lease that runs past its duration, as ZeroGPU aborts it;
+- the CUDA packing module (`spaces.zero.torch`), which needs a CUDA build of torch: here there is no GPU,
+  so a worker trains on the CPU.
+
+What it cannot prove: real CUDA in the workers (the GPU bench does, when a GPU machine is lent), the
+scheduler's queueing when every GPU is busy, real JWT expiry, and Hugging Face's quota figures.
+
+Use: `install(ledger, quotas)` before anything imports torch or `studio` (as app.py's first lines do on
+a Space), in a process of its own.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import sys
+import threading
+import time
+import types
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+API_URL = "http://zerogpu.emulated"
+ANONYMOUS = "anonymous"  # the visitor of a request without a token
+
+
+def ip_token(visitor: str) -> str:
+    """An `X-IP-Token` as Spaces' proxy sets it: a JWT whose payload names the visitor (unsigned here)."""
+    part = lambda d: base64.urlsafe_b64encode(json.dumps(d).encode()).decode().rstrip("=")  # noqa: E731
+    return f"{part({'alg': 'none'})}.{part({'user': visitor, 'exp': time.time() + 180})}.sig"
+
+
+def read_ledger(path: str | Path) -> list[dict]:
+    path = Path(path)
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def leases(path: str | Path) -> list[dict]:
+    """Each lease that ran: visitor, requested seconds, start, end, and whether it was aborted."""
+    events = read_ledger(path)
+    ended = {e["token"]: e for e in events if e["event"] in ("release", "abort")}
+    out = []
+    for e in events:
+        if e["event"] == "schedule" and e["token"] in ended:
+            end = ended[e["token"]]
+            out.append(
+                {**e, "end": end["time"], "aborted": end["event"] == "abort", "seconds": end["time"] - e["time"]}
+            )
+    return out
+
+
+class Scheduler:
+    """Stands in for `spaces.zero.api.APIClient`: the same methods and return types, no network."""
+
+    def __init__(self, ledger: Path, quotas: Path | None, default_quota: float):
+        """`quotas`: a JSON file {visitor: {"seconds": a day's GPU, "leases": how many}}, read at each lease
+        (a test may change it)."""
+        self.ledger, self.quotas, self.default_quota = ledger, quotas, default_quota
+        self.used: dict[str, float] = {}
+        self.leases: dict[str, int] = {}
+        self.open: dict[str, dict] = {}
+        self.lock = threading.Lock()
+
+    def _write(self, **event) -> None:
+        with open(self.ledger, "a") as f:  # both the parent and its forked workers append
+            f.write(json.dumps({**event, "time": time.time(), "pid": os.getpid()}) + "\n")
+
+    def startup_report(self):
+        import httpx
+
+        return httpx.codes.OK
+
+    def schedule(self, cgroup_path, task_id=0, token=None, token_version=1, duration_seconds=None, **_):
+        from spaces.zero.api import QuotaInfos, ScheduleMetadata, ScheduleResponse
+        from spaces.zero.utils import jwt_payload
+
+        visitor = jwt_payload(token).get("user", ANONYMOUS) if token else ANONYMOUS
+        duration = float(duration_seconds or 60)
+        quotas = json.loads(self.quotas.read_text()) if self.quotas and self.quotas.is_file() else {}
+        quota = {"seconds": self.default_quota, "leases": None, **quotas.get(visitor, {})}
+        with self.lock:
+            left = quota["seconds"] - self.used.get(visitor, 0.0)
+            runs_left = quota["leases"] is None or self.leases.get(visitor, 0) < quota["leases"]
+            if duration > left or not runs_left:  # wait 0: the package words it as the runs limit
+                self._write(event="refused", visitor=visitor, requested=duration, left=left)
+                wait = timedelta(minutes=15) if runs_left else timedelta(0)
+                return QuotaInfos(left=int(left), wait=wait), ScheduleMetadata(auth=None)
+            self.leases[visitor] = self.leases.get(visitor, 0) + 1
+            allow = uuid.uuid4().hex
+            self.used[visitor] = self.used.get(visitor, 0.0) + duration  # charged up front, as ZeroGPU does
+            self.open[allow] = {"visitor": visitor, "start": time.time(), "requested": duration}
+            self._write(event="schedule", token=allow, visitor=visitor, requested=duration, thread=_in_request())
+        threading.Thread(target=self._watch, args=(allow, duration), daemon=True).start()
+        return ScheduleResponse(idle=True, nvidiaIndex=0, nvidiaUUID="emulated", allowToken=allow), ScheduleMetadata()
+
+    def allow(self, allow_token: str, pid: int):
+        import httpx
+
+        self._write(event="allow", token=allow_token, worker=pid)  # in the forked worker
+        return httpx.codes.OK
+
+    def release(self, allow_token: str, fail: bool = False):
+        import httpx
+
+        with self.lock:
+            lease = self.open.pop(allow_token, None)
+            if lease is None:
+                return httpx.codes.NOT_FOUND
+            self._write(event="release", token=allow_token, visitor=lease["visitor"], fail=fail)
+        return httpx.codes.OK
+
+    def _watch(self, allow: str, duration: float) -> None:
+        """ZeroGPU aborts a lease that runs past its duration: its worker dies."""
+        time.sleep(duration)
+        with self.lock:
+            if allow not in self.open:
+                return
+            self.open.pop(allow)
+            worker = next(
+                (e["worker"] for e in read_ledger(self.ledger) if e.get("token") == allow and "worker" in e), None
+            )
+            self._write(event="abort", token=allow)
+        if worker:
+            os.kill(worker, signal.SIGKILL)
+
+
+def _in_request() -> bool:
+    """Whether the current code runs inside a Gradio request (what leases a visitor's quota)."""
+    from gradio.context import LocalContext
+
+    return LocalContext.request.get(None) is not None
+
+
+def install(
+    ledger: str | Path, quotas: str | Path | None = None, default_quota: float = 3600.0, real_cuda: bool = False
+) -> Scheduler:
+    """Make this process a ZeroGPU Space's: the real `spaces`, its scheduler (and, without `real_cuda`, its
+    CUDA packing) replaced. `real_cuda` keeps the package's own packing: a GPU machine's workers use CUDA."""
+    os.environ["SPACES_ZERO_GPU"] = "true"
+    os.environ["SPACES_ZERO_DEVICE_API_URL"] = API_URL
+    if not real_cuda:
+        packing = types.ModuleType("spaces.zero.torch")
+        for name in ("patch", "unpatch", "init", "move", "enter_mode"):
+            setattr(packing, name, lambda *a, **k: None)
+        packing.pack = packing.size = lambda *a, **k: 0
+        packing.is_in_bad_fork = lambda *a, **k: False
+        sys.modules["spaces.zero.torch"] = packing
+    import spaces  # noqa: F401  (the real package, as app.py imports it first on a Space)
+    from spaces.zero import client
+
+    scheduler = Scheduler(Path(ledger), Path(quotas) if quotas else None, default_quota)
+    client.api_client = lambda: scheduler
+    return scheduler

@@ -42,9 +42,10 @@ from .inject import (
 )
 from .io import load_adapter, read_adapter_config, save_adapter
 from .library import NAMESPACES, OWNER_FILE, Entry, Library, read_owner
+from .out_of_scope import FALSE_REJECTION
 from .paths import path_tail, studio_home
 from .placement import ARCHITECTURES
-from .routing import Route, saved_threshold
+from .routing import Route, curve_point, out_of_scope_rule, threshold_at
 from .schema import (
     CONFIG_FILE,
     CURVE_FILE,
@@ -110,8 +111,11 @@ __all__ = [
     "position_limit",
     "read_meta_file",
     "read_safetensors_header",
+    "out_of_scope_rule",
+    "curve_point",
+    "FALSE_REJECTION",
+    "threshold_at",
     "replace_dir",
-    "saved_threshold",
     "Setting",
     "studio_home",
     "write_json_atomic",

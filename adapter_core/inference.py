@@ -16,6 +16,7 @@ from .errors import AdapterError
 from .generation import Row, generate_rows
 from .heads import backbone_hidden, pool
 from .inject import HEADS_ATTR, AdapterRecord, get_record
+from .out_of_scope import scores
 from .selection import thread_with_context, use_adapter
 
 
@@ -31,18 +32,27 @@ def classification_logits(
     model: nn.Module, name: str, input_ids: torch.Tensor, attention_mask: torch.Tensor
 ) -> torch.Tensor:
     """Logits of classification adapter `name` (gradients flow; wrap in no_grad to serve)."""
+    return classification_outputs(model, name, input_ids, attention_mask)[1]
+
+
+def classification_outputs(
+    model: nn.Module, name: str, input_ids: torch.Tensor, attention_mask: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(pooled features, logits) of classification adapter `name`: the head's input and its output, what
+    the out-of-scope scores read (`out_of_scope.scores`)."""
     record = _require_task(model, name, "classification", "classify")
     with use_adapter(model, name):
         hidden = backbone_hidden(model, input_ids, attention_mask)
-    return _head_logits(model, record, hidden, attention_mask)
+    return _head_outputs(model, record, hidden, attention_mask)
 
 
-def _head_logits(
+def _head_outputs(
     model: nn.Module, record: AdapterRecord, hidden: torch.Tensor, attention_mask: torch.Tensor
-) -> torch.Tensor:
-    """The adapter's head over its pooling of the backbone's hidden states."""
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The adapter's pooling of the backbone's hidden states, and its head's logits over it."""
     head = getattr(model, HEADS_ATTR)[record.name]
-    return head(pool(hidden, attention_mask, record.pooling).to(head.weight.dtype))
+    pooled = pool(hidden, attention_mask, record.pooling).to(head.weight.dtype)
+    return pooled, head(pooled)
 
 
 @dataclass
@@ -50,6 +60,11 @@ class Prediction:
     label: str
     confidence: float
     probabilities: dict[str, float]
+    # The adapter's out-of-scope decision (`out_of_scope.py`): its score (higher: further from what it was
+    # trained on; None when it has no calibrated decision) and whether that is at or below its threshold.
+    in_scope: bool = True
+    ood_score: float | None = None
+    threshold: float | None = None  # the adapter's threshold on that score
 
 
 @torch.no_grad()
@@ -87,15 +102,23 @@ def classify(
         with use_adapter(model, rows):
             hidden = backbone_hidden(model, batch["input_ids"], mask)
         probs: list[list[float] | None] = [None] * len(rows)
+        ood: list[float | None] = [None] * len(rows)
         for n in dict.fromkeys(rows):
             idx = [i for i, r in enumerate(rows) if r == n]
-            logits = _head_logits(model, records[n], hidden[idx], mask[idx])
+            pooled, logits = _head_outputs(model, records[n], hidden[idx], mask[idx])
             for i, p in zip(idx, logits.float().softmax(-1).tolist(), strict=True):
                 probs[i] = p
-        for n, row in zip(rows, probs, strict=True):
+            if (detector := records[n].detector) is not None:
+                values = scores(detector.score, pooled, logits, detector.stats)[detector.score].tolist()
+                for i, v in zip(idx, values, strict=True):
+                    ood[i] = v
+        for n, row, score in zip(rows, probs, ood, strict=True):
             labels = records[n].labels
             best = max(range(len(row)), key=row.__getitem__)
-            out.append(Prediction(labels[best], row[best], dict(zip(labels, row, strict=True))))
+            threshold = None if score is None else records[n].detector.threshold
+            in_scope = score is None or score <= threshold
+            probabilities = dict(zip(labels, row, strict=True))
+            out.append(Prediction(labels[best], row[best], probabilities, in_scope, score, threshold))
     return out
 
 

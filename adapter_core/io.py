@@ -34,6 +34,7 @@ from .config import AdapterConfig
 from .errors import AdapterError
 from .heads import head_shapes, head_spec, make_head
 from .inject import HEADS_ATTR, adapter_parameters, add_adapter, count_adapter_params, get_record, remove_adapter
+from .out_of_scope import LEGACY_SCORE, STATS_SCORES, Detector, Stats
 from .paths import path_tail
 from .pull import resolve_source
 from .schema import (
@@ -41,7 +42,9 @@ from .schema import (
     DTYPE_BYTES,
     MAX_CONFIG_BYTES,
     MAX_HEADER_BYTES,
+    STATS_FILE,
     WEIGHTS_FILE,
+    check_stats,
     read_meta_file,
     read_safetensors_header,
     validate_meta,
@@ -55,6 +58,7 @@ __all__ = [
     "DTYPE_BYTES",
     "MAX_CONFIG_BYTES",
     "MAX_HEADER_BYTES",
+    "STATS_FILE",
     "WEIGHTS_FILE",
     "base_identity",
     "check_compatible",
@@ -105,6 +109,8 @@ def save_adapter(model: nn.Module, name: str, directory: str | os.PathLike, extr
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         save_file(tensors, staging / WEIGHTS_FILE, metadata={"format": "pt"})
+        if record.detector is not None and record.detector.stats is not None:
+            save_file(record.detector.stats.tensors(), staging / STATS_FILE, metadata={"format": "pt"})
         (staging / CONFIG_FILE).write_text(json.dumps(meta, indent=2))
         _write_card(staging, target, meta)
         replace_dir(staging, target)
@@ -218,13 +224,45 @@ def load_adapter(
         meta = read_adapter_config(directory)
         check_compatible(model, meta, source=f"The adapter {label!r}")
         _check_header(model, meta, read_safetensors_header(directory / WEIGHTS_FILE), label)
+        tensors = _read_tensors(directory / WEIGHTS_FILE, label)
+    detector = read_detector(directory, meta, model.config.hidden_size, label)
+    name = _attach(model, meta, tensors, name or meta.get("name") or directory.name, trainable, label)
+    get_record(model, name).detector = detector
+    return name
+
+
+def _read_tensors(path: Path, label: str) -> dict[str, torch.Tensor]:
+    try:
+        return load_file(path)
+    except SafetensorError as e:
+        raise AdapterError(f"{label}: {path.name} is not a readable safetensors file ({e}).") from None
+    except OSError as e:
+        raise AdapterError(f"{label}: {path.name} could not be read ({e.strerror}).") from None
+
+
+def read_detector(directory: Path, meta: dict[str, Any], hidden: int, label: str) -> Detector | None:
+    """A router's out-of-scope decision from its config and `STATS_FILE` (checked before it is read).
+    An adapter saved before scores had names decides on its top-class confidence; a copy that lost its
+    statistics file falls back on the msp threshold calibrated beside its own score."""
+    section = meta.get("out_of_scope") if meta["task"] == "classification" else None
+    if not section:
+        return None
+    score = section.get("score")
+    if score is None:  # the threshold is a confidence: in scope at or above it
+        return Detector(LEGACY_SCORE, 1 - section["threshold"])
+    stats = None
+    path = directory / STATS_FILE
+    if path.is_file():
         try:
-            tensors = load_file(directory / WEIGHTS_FILE)
-        except SafetensorError as e:
-            raise AdapterError(f"{label}: {WEIGHTS_FILE} is not a readable safetensors file ({e}).") from None
-        except OSError as e:
-            raise AdapterError(f"{label}: {WEIGHTS_FILE} could not be read ({e.strerror}).") from None
-    return _attach(model, meta, tensors, name or meta.get("name") or directory.name, trainable, label)
+            check_stats(read_safetensors_header(path), hidden, len(meta["labels"]))
+        except AdapterError as e:
+            raise AdapterError(f"{label}: {e}") from None
+        stats = Stats(**_read_tensors(path, label))
+    if score in STATS_SCORES and (stats is None or not stats.supports(score)):
+        fallback = section.get("msp_threshold")
+        log.warning("%s has no %s: it decides out of scope on msp instead of %s.", label, STATS_FILE, score)
+        return Detector("msp", fallback) if fallback is not None else None
+    return Detector(score, section["threshold"], stats)
 
 
 def _attach(

@@ -24,7 +24,15 @@ from typing import Any
 
 from .errors import AdapterError
 from .io import read_adapter_config
-from .schema import CURVE_FILE, WEIGHTS_FILE, check_weights_match, read_jsonl, read_safetensors_header
+from .schema import (
+    CONFIG_FILE,
+    CURVE_FILE,
+    STATS_FILE,
+    WEIGHTS_FILE,
+    check_weights_match,
+    read_jsonl,
+    read_safetensors_header,
+)
 
 OWNER_FILE = ".owner"
 NAMESPACES = ".owners"
@@ -75,8 +83,10 @@ class Entry:
 
     @property
     def version(self) -> float:
-        """Changes whenever the weights are replaced, so a served copy knows it is stale."""
-        return (self.path / WEIGHTS_FILE).stat().st_mtime
+        """Changes whenever the weights, the config or a router's statistics are replaced, so a served
+        copy knows it is stale (its out-of-scope decision lives in the last two)."""
+        files = (self.path / f for f in (WEIGHTS_FILE, CONFIG_FILE, STATS_FILE))
+        return max(f.stat().st_mtime for f in files if f.exists())
 
 
 def read_owner(folder: Path) -> str | None:

@@ -26,14 +26,16 @@ from .schema import (
     CONFIG_FILE,
     CURVE_PNG,
     MAX_CONFIG_BYTES,
+    STATS_FILE,
     WEIGHTS_FILE,
+    check_stats,
     check_weights_match,
     read_meta_file,
     read_safetensors_header,
 )
 
 HUB_PREFIX = "hf://"
-ADAPTER_FILES = (CONFIG_FILE, WEIGHTS_FILE, CARD_FILE, CURVE_PNG)
+ADAPTER_FILES = (CONFIG_FILE, WEIGHTS_FILE, STATS_FILE, CARD_FILE, CURVE_PNG)
 MAX_FILE_BYTES = {CONFIG_FILE: MAX_CONFIG_BYTES, CARD_FILE: 2**20, CURVE_PNG: 5 * 2**20}
 DEFAULT_MAX_WEIGHTS = 2 * 2**30  # local mode's cap on one weights file, as for uploads
 MAX_PACK_ADAPTERS = 64
@@ -219,6 +221,8 @@ def check_adapter_folder(folder: Path, limits: Any = None, label: str | None = N
             raise AdapterError(f"{label}: it has {n:,} labels; this studio accepts at most {limits.max_labels:,}.")
     try:
         check_weights_match(meta, read_safetensors_header(folder / WEIGHTS_FILE))
+        if (folder / STATS_FILE).is_file() and meta["task"] == "classification":
+            check_stats(read_safetensors_header(folder / STATS_FILE), meta["base"]["hidden_size"], len(meta["labels"]))
     except AdapterError as e:
         raise AdapterError(f"{label}: {e}") from None
     return meta

@@ -18,6 +18,7 @@ from typing import Any
 from .config import TASKS, AdapterConfig
 from .errors import AdapterError
 from .heads import POOLINGS, head_shapes
+from .out_of_scope import MAX_BANK, SCORES
 
 CONFIG_FILE = "adapter_config.json"
 WEIGHTS_FILE = "adapter_model.safetensors"
@@ -25,6 +26,8 @@ WEIGHTS_FILE = "adapter_model.safetensors"
 CARD_FILE = "README.md"
 CURVE_PNG = "curve.png"
 CURVE_FILE = "metrics.jsonl"
+# A router's out-of-scope statistics (out_of_scope.Stats): class means, precision matrix, feature bank.
+STATS_FILE = "out_of_scope.safetensors"
 MAX_CONFIG_BYTES = 2**20  # an adapter config is a few KB; labels and training metadata included
 MAX_HEADER_BYTES = 4 * 2**20  # a safetensors header: about 100 bytes per tensor
 DTYPE_BYTES = {"F32": 4, "F16": 2, "BF16": 2}
@@ -109,18 +112,51 @@ def validate_meta(meta: Any, source: str = CONFIG_FILE) -> dict[str, Any]:
 
 
 def _check_out_of_scope(section: Any, need) -> None:
-    """The calibrated fallback threshold of a classification adapter (`engine/calibration.py`)."""
+    """The out-of-scope decision of a classification adapter (`engine/calibration.py`): a score and its
+    threshold. Without a score (an adapter saved before scores had names), the threshold is a top-class
+    confidence from 0 to 1; so is msp's (1 - the confidence)."""
     if section is None:
         return
     need(isinstance(section, dict), "'out_of_scope'", "must be an object with a threshold, or null", section)
+    score = section.get("score")
+    need(score is None or score in SCORES, "'out_of_scope.score'", f"must be one of {', '.join(SCORES)}", score)
     value = section.get("threshold", _MISSING)
-    ok = _is_number(value) and 0 <= value <= 1
-    need(ok, "'out_of_scope.threshold'", "must be a number from 0 to 1", value)
-    for key in ("in_scope_recall", "validation_rows"):
+    if score in (None, "msp"):
+        need(_is_number(value) and 0 <= value <= 1, "'out_of_scope.threshold'", "must be a number from 0 to 1", value)
+    else:
+        need(_is_number(value), "'out_of_scope.threshold'", "must be a number", value)
+    value = section.get("msp_threshold")
+    ok = value is None or (_is_number(value) and 0 <= value <= 1)
+    need(ok, "'out_of_scope.msp_threshold'", "must be a number from 0 to 1", value)
+    for key in ("in_scope_recall", "validation_rows", "false_rejection", "oos_rows", "oos_recall", "fit_seconds"):
         value = section.get(key)
         need(value is None or _is_number(value), f"'out_of_scope.{key}'", "must be a number", value)
     value = section.get("method")
     need(value is None or isinstance(value, str), "'out_of_scope.method'", "must be a string", value)
+    curve = section.get("curve")
+    ok = curve is None or (
+        isinstance(curve, dict)
+        and all(isinstance(v, list) and len(v) <= 101 and all(_is_number(x) for x in v) for v in curve.values())
+        and len({len(v) for v in curve.values()}) <= 1
+    )
+    need(ok, "'out_of_scope.curve'", "must map names to lists of at most 101 numbers, all of one length", curve)
+
+
+def check_stats(header: dict[str, tuple[str, tuple[int, ...]]], hidden: int, num_labels: int) -> None:
+    """A router's `STATS_FILE` must hold exactly the class means, the precision matrix and a bank of at
+    most MAX_BANK rows, at the adapter's width and label count (checked before any tensor is read)."""
+    want = {"means": (num_labels, hidden), "precision": (hidden, hidden)}
+    if "background_mean" in header or "background_precision" in header:  # for relative_mahalanobis
+        want |= {"background_mean": (hidden,), "background_precision": (hidden, hidden)}
+    bank = header.get("bank", (None, ()))[1]
+    ok = set(header) == {*want, "bank"} and all(header[k][1] == v for k, v in want.items())
+    if not ok or len(bank) != 2 or not 1 <= bank[0] <= MAX_BANK or bank[1] != hidden:
+        got = ", ".join(f"{k} {list(v[1])}" for k, v in sorted(header.items())[:4]) or "nothing"
+        raise AdapterError(
+            f"{STATS_FILE} does not match its config: it holds {got}, where {num_labels:,} labels at width "
+            f"{hidden:,} need means {list(want['means'])}, precision {list(want['precision'])} and a bank of 1 to "
+            f"{MAX_BANK:,} rows."
+        )
 
 
 def _check_config(config: Any, need, source: str) -> AdapterConfig:

@@ -11,6 +11,7 @@ from torch import nn
 
 if TYPE_CHECKING:
     from .config import AdapterConfig
+    from .out_of_scope import Detector
 
 _ATTR = "_adapter_core_state"
 _keys = itertools.count(1)
@@ -25,6 +26,8 @@ class AdapterRecord:
     pooling: str | None
     bottleneck: int
     slot_keys: list[str]
+    # A classifier's out-of-scope decision (saved in its config and beside its weights); None: none calibrated
+    detector: Detector | None = None
 
 
 @dataclass

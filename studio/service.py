@@ -27,7 +27,6 @@ from adapter_core import (
     Route,
     classify,
     count_adapter_params,
-    saved_threshold,
     studio_home,
 )
 from adapter_core.engine import (
@@ -234,20 +233,25 @@ class Studio:
         return self.dispatcher.chat(adapter or base_name, messages, owner=owner, max_tokens=max_new_tokens, cancel=stop)
 
     def route(
-        self, router: str, messages: list[str], owner: str | None = None, threshold: float | None = None
+        self, router: str, messages: list[str], owner: str | None = None, false_rejection: float | None = None
     ) -> list[Route]:
         """Where the router sends each message: its department's instruction adapter, or the fallback
-        when it is less sure than `threshold` (default: the router's calibrated one)."""
+        when it judges the message out of scope (at its threshold for the in-scope `false_rejection`
+        rate; default: its calibrated one)."""
+        if false_rejection is not None and not (
+            isinstance(false_rejection, (int, float)) and 0 <= false_rejection <= 0.5
+        ):
+            raise AdapterError(f"The false-rejection rate is a share from 0 to 0.5; got {false_rejection!r}.")
         if len(messages) > self.policy.max_route_messages:
             raise AdapterError(
                 f"Route at most {self.policy.max_route_messages} messages at a time; got {len(messages)}."
             )
         messages = [self.policy.check_prompt(m) for m in messages]
-        return self.dispatcher.route(messages, self.owner(owner), router, threshold)[0]
+        return self.dispatcher.route(messages, self.owner(owner), router, false_rejection)[0]
 
-    def router_threshold(self, router: str, owner: str | None = None) -> float | None:
-        """The out-of-scope threshold calibrated when `router` was trained, if any."""
-        return saved_threshold(self.library.get(router, owner=self.owner(owner)).meta)
+    def router_meta(self, router: str, owner: str | None = None) -> dict:
+        """The saved metadata of one of the caller's routers (its out-of-scope decision and curve)."""
+        return self.library.get(router, owner=self.owner(owner)).meta
 
     def fallback_base(self, owner: str | None = None) -> str:
         """The bare base model that answers what no department covers."""
@@ -258,14 +262,14 @@ class Studio:
         router: str,
         messages: list[str],
         owner: str | None = None,
-        threshold: float | None = None,
+        false_rejection: float | None = None,
         handoff: str | None = None,
         max_new_tokens: int = 160,
     ) -> list[tuple[Route, str, str]]:
         """Route every message, then answer them all in one batch in which each row uses its department's
         adapter: a hub's worth of traffic in one pass over the shared base. Fallback rows get the bare
         base's answer, or the fixed `handoff` message when one is given."""
-        routes = self.route(router, messages, owner, threshold)
+        routes = self.route(router, messages, owner, false_rejection)
         base = self.fallback_base(owner) if any(r.fallback for r in routes) else ""
         asked = [i for i, r in enumerate(routes) if not (r.fallback and handoff)]
         answers = self.answer(
@@ -351,6 +355,7 @@ class Studio:
         config.data = str(self.data_file(config.data))
         config.val_data = str(self.data_file(config.val_data)) if config.val_data else None
         self._check_training_data(config.data, owner)
+        config.oos_data = None  # no upload of out-of-scope examples here yet; a path would read the server's files
         config.init_from = str(self.library.get(continue_from, owner=owner).path) if continue_from else None
         with self._submit_lock:
             notes = check_submit(self, config, owner)

@@ -208,9 +208,17 @@ def progress(studio: Studio, owner: str | None, job_id: str | None) -> dict[str,
     published = job.latest("published")
     if published:
         parts.append(md(published["message"]))
-    threshold = ((job.latest("done") or {}).get("info") or {}).get("out_of_scope_threshold")
-    if threshold is not None:
-        parts.append(f"out-of-scope threshold {threshold:.3g} (routing sends less sure messages to the fallback)")
+    decision = ((job.latest("done") or {}).get("info") or {}).get("out_of_scope")
+    if decision:
+        caught = (
+            f"; it catches {decision['oos_recall']:.0%} of your out-of-scope examples"
+            if "oos_recall" in decision
+            else ""
+        )
+        parts.append(
+            f"out-of-scope detection: the {decision['score']} score, set to send "
+            f"{decision['false_rejection']:.0%} of in-scope messages to the fallback{caught}"
+        )
     parts += [f"⚠ {md(e['message'])}" for e in job.events if e["kind"] == "warning" and e.get("message")]
     done = job.latest("done") if job.finished.is_set() else None
     return {

@@ -6,7 +6,7 @@ import os
 
 import pandas as pd
 
-from adapter_core import AdapterError, Route
+from adapter_core import FALSE_REJECTION, AdapterError, Route, curve_point, out_of_scope_rule
 
 from .api import KEY_ENV, key_for, revoke_key
 from .service import Studio
@@ -35,13 +35,14 @@ def route_head(
     owner: str | None,
     router: str | None,
     message: str,
-    threshold: float | None = None,
+    false_rejection: float | None = None,
     handoff: str | None = None,
 ) -> tuple[str, Route]:
     """Route one message: the line that says where it went and why, and the route."""
     check_router(router)
-    [route] = studio.route(router, [message], owner=owner, threshold=threshold)
-    head = f"Router **{md(router)}** chose **{md(route.label)}** ({route.confidence:.1%} confident)"
+    [route] = studio.route(router, [message], owner=owner, false_rejection=false_rejection)
+    score = "" if route.ood_score is None else f", out-of-scope score {route.ood_score:.3g}"
+    head = f"Router **{md(router)}** chose **{md(route.label)}** ({route.confidence:.1%} confident{score})"
     if not route.fallback:
         return f"{head} → answered by **{md(route.target)}**", route
     who = "a hand-off message" if handoff else f"the bare base model **{md(studio.fallback_base(owner))}**"
@@ -53,7 +54,7 @@ def route_table(
     owner: str | None,
     router: str | None,
     text: str,
-    threshold: float | None = None,
+    false_rejection: float | None = None,
     handoff: str | None = None,
 ) -> pd.DataFrame:
     """Route a batch of messages (one per line) and answer each with its department's adapter (or the
@@ -62,12 +63,13 @@ def route_table(
     messages = [line.strip() for line in (text or "").splitlines() if line.strip()]
     if not messages:
         raise AdapterError("Type the customer messages, one per line.")
-    answered = studio.route_and_answer(router, messages, owner=owner, threshold=threshold, handoff=handoff)
+    answered = studio.route_and_answer(router, messages, owner=owner, false_rejection=false_rejection, handoff=handoff)
     rows = [
         {
             "message": m,
             "department": r.label,
             "confidence": round(r.confidence, 3),
+            "in scope": r.in_scope,
             "answered by": model if not r.fallback else f"fallback: {model}",
             "answer": a,
         }
@@ -76,11 +78,35 @@ def route_table(
     return pd.DataFrame(rows)
 
 
-def router_threshold(studio: Studio, owner: str | None, router: str | None) -> float:
-    """The router's calibrated out-of-scope threshold, for the slider to start on (0: none saved)."""
+def router_rate(studio: Studio, owner: str | None, router: str | None) -> float:
+    """The in-scope false-rejection rate the router was calibrated for, for the slider to start on (5%
+    for a router saved before rates were named)."""
     if not router:
-        return 0.0
-    return studio.router_threshold(router, owner) or 0.0
+        return FALSE_REJECTION
+    rule = out_of_scope_rule(studio.router_meta(router, owner))
+    return (rule or {}).get("false_rejection") or FALSE_REJECTION
+
+
+def rate_note(studio: Studio, owner: str | None, router: str | None, false_rejection: float) -> str:
+    """What the slider's rate does, on the router's validation data: the in-scope messages it sends to
+    the fallback and, when the router was trained with out-of-scope examples, the share of those caught."""
+    if not router:
+        return ""
+    meta = studio.router_meta(router, owner)
+    rule = out_of_scope_rule(meta)
+    if rule is None:
+        return "This router has no out-of-scope threshold: every message goes to its label's department."
+    point = curve_point(meta, false_rejection)
+    if point is None:
+        return (
+            "This router was trained before out-of-scope scores: it keeps its calibrated confidence threshold "
+            "whatever the slider says. Train it again to choose the rate."
+        )
+    caught = f", and catches {point['oos_recall']:.0%} of its out-of-scope examples" if "oos_recall" in point else ""
+    return (
+        f"On its validation data, the **{md(rule['score'])}** score at this setting sends "
+        f"{point['false_rejection']:.0%} of in-scope messages to the fallback{caught}."
+    )
 
 
 def api_help(studio: Studio, owner: str | None, origin: str, key: str | None = None) -> str:

@@ -4,63 +4,67 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from helpers import ROUTING, tiny_model
 from transformers import AutoTokenizer
 
 import adapter_core.engine.setup as engine
-from adapter_core import AdapterConfig, AdapterError, add_adapter, classify, save_adapter
+from adapter_core import AdapterConfig, AdapterError, add_adapter, classify, get_record, save_adapter
 from adapter_core.catalog import CATALOG, Base, embedded_path
 from adapter_core.engine.batches import tokenize
-from adapter_core.engine.calibration import IN_SCOPE_RECALL, calibrate, confidences
+from adapter_core.engine.calibration import FALSE_REJECTION, Predictions, calibrate, confidences, threshold_for
 from adapter_core.engine.data import load_data
 from adapter_core.engine.metrics import evaluate
 from adapter_core.engine.train import TrainConfig, train
-from adapter_core.io import CONFIG_FILE, read_adapter_config
+from adapter_core.io import CONFIG_FILE, STATS_FILE, read_adapter_config
+from adapter_core.out_of_scope import DEFAULT_SCORE, scores
 from adapter_core.placement import model_family
-from adapter_core.routing import saved_threshold
+from adapter_core.routing import out_of_scope_rule
 from adapter_core.schema import validate_meta
 from adapter_core.state import ensure_state
 
 
-def test_threshold_keeps_the_target_share_of_correct_rows():
-    conf = [i / 100 for i in range(1, 101)]
-    out = calibrate(conf, [True] * 100)
-    assert IN_SCOPE_RECALL == 0.95 and out["in_scope_recall"] == 0.95
-    assert 0.05 <= out["threshold"] <= 0.06
-    assert sum(c >= out["threshold"] for c in conf) >= 95  # at least the share asked for stays in scope
-    assert out["validation_rows"] == 100 and "95%" in out["method"]
-    assert calibrate(conf, [True] * 100, 0.5)["threshold"] == 0.51
-    assert calibrate(conf, [True] * 100, 1.0)["threshold"] == 0.01
+def test_threshold_keeps_the_stated_share_of_all_in_scope_rows():
+    values = torch.arange(1, 101, dtype=torch.float32) / 100  # out-of-scope scores: higher is further out
+    t = threshold_for(values)
+    assert FALSE_REJECTION == 0.05 and t == pytest.approx(0.95)
+    assert int((values <= t).sum()) == 95  # exactly the share asked for stays in scope
+    assert threshold_for(values, 0.5) == pytest.approx(0.50)
+    assert threshold_for(values, 0.0) == pytest.approx(1.0)
+    assert threshold_for(torch.tensor([0.3, 0.3, 0.3, 0.9]), 0.5) == pytest.approx(0.3)  # ties keep more
 
 
-def test_only_correct_rows_count_unless_none_is():
-    conf = [0.9, 0.8, 0.2, 0.1]
-    assert calibrate(conf, [True, True, False, False], 1.0)["threshold"] == 0.8  # the wrong rows are ignored
-    fallback = calibrate(conf, [False] * 4, 1.0)
-    assert fallback["threshold"] == 0.1 and fallback["validation_rows"] == 4
-    assert "none was classified correctly" in fallback["method"]
+def test_every_validation_row_counts_right_or_wrong():
+    """The old rule kept 95% of the correctly classified rows, rejecting more in-scope traffic than its
+    setting said: here half the rows are wrong, and those are the least confident."""
+    n = 200
+    logits = torch.zeros(n, 3)
+    logits[:, 0] = torch.linspace(0.1, 6, n)  # rising confidence in label 0
+    gold = [1] * (n // 2) + [0] * (n // 2)  # the least confident half is wrong
+    val = Predictions([0] * n, [0.0] * n, gold, [0.0] * n, torch.randn(n, 4), logits)
+    section = calibrate(val, None, "msp")
+    kept = (scores("msp", val.features, logits, None)["msp"] <= section["threshold"]).float().mean()
+    assert section["score"] == "msp" and section["validation_rows"] == n
+    assert float(kept) == pytest.approx(0.95)  # of all rows, not of the 100 right ones
 
 
-def test_threshold_is_rounded_down_so_the_boundary_row_stays_in_scope():
-    out = calibrate([0.123456, 0.99999], [True, True], 1.0)
-    assert out["threshold"] == 0.1234
-    assert calibrate([0.999999], [True])["threshold"] == 0.9999
+def test_calibrate_refuses_what_it_cannot_use():
+    with pytest.raises(AdapterError, match="No validation rows"):
+        threshold_for(torch.tensor([]))
+    with pytest.raises(AdapterError, match="false-rejection rate"):
+        threshold_for(torch.tensor([0.5]), 1.0)
+    with pytest.raises(AdapterError, match="Unknown out-of-scope score"):
+        calibrate(Predictions([0], [1.0], [0], [0.0], torch.zeros(1, 2), torch.zeros(1, 2)), None, "magic")
 
 
-@pytest.mark.parametrize(
-    "args, message",
-    [(([], []), "No validation rows"), (([0.5], [True, False]), "one per row"), (([0.5], [True], 0), "share")],
-)
-def test_calibrate_refuses_what_it_cannot_use(args, message):
-    with pytest.raises(AdapterError, match=message):
-        calibrate(*args)
-
-
-def test_saved_threshold_reads_the_metadata_or_gives_none():
-    assert saved_threshold({"out_of_scope": {"threshold": 0.42}}) == 0.42
-    assert saved_threshold({}) is None
-    assert saved_threshold({"out_of_scope": None}) is None
-    assert saved_threshold({"out_of_scope": {"threshold": "0.4"}}) is None
+def test_out_of_scope_rule_reads_the_metadata_or_gives_none():
+    legacy = out_of_scope_rule({"out_of_scope": {"threshold": 0.72}})  # saved before scores had names
+    assert legacy["score"] == "msp" and legacy["threshold"] == pytest.approx(0.28)
+    rule = out_of_scope_rule({"out_of_scope": {"score": "mahalanobis", "threshold": 412.5, "false_rejection": 0.05}})
+    assert rule == {"score": "mahalanobis", "threshold": 412.5, "false_rejection": 0.05}
+    assert out_of_scope_rule({}) is None
+    assert out_of_scope_rule({"out_of_scope": None}) is None
+    assert out_of_scope_rule({"out_of_scope": {"threshold": "0.4"}}) is None
 
 
 @pytest.fixture(scope="module")
@@ -83,20 +87,25 @@ def tiny_base(monkeypatch, tokenizer):
 
 
 @pytest.mark.parametrize("stop", [False, True])
-def test_training_saves_a_valid_threshold_in_the_adapter_config(tiny_base, tmp_path, stop):
+def test_training_saves_a_valid_decision_with_the_adapter(tiny_base, tmp_path, stop):
     config = TrainConfig(data=ROUTING, name="route", max_steps=3, batch_size=32, max_length=48)
     events = []
     result = train(config, tmp_path, events.append, should_stop=lambda: stop)
     assert result.status == ("stopped" if stop else "completed")
-    meta = json.loads((tmp_path / "adapter" / CONFIG_FILE).read_text())
+    folder = tmp_path / "adapter"
+    meta = json.loads((folder / CONFIG_FILE).read_text())
     section = meta["out_of_scope"]
-    assert 0 <= section["threshold"] <= 1 and saved_threshold(meta) == section["threshold"]
-    assert section["in_scope_recall"] == IN_SCOPE_RECALL and section["validation_rows"] == 48  # 10% of 480
+    assert section["score"] == DEFAULT_SCORE == "relative_mahalanobis" and section["false_rejection"] == FALSE_REJECTION
+    assert section["validation_rows"] == 48  # 10% of 480
+    assert len(section["curve"]["threshold"]) == len(section["curve"]["false_rejection"]) == 51
+    assert 0 <= section["msp_threshold"] <= 1 and (folder / STATS_FILE).is_file()
     assert meta["training"]["status"] == result.status
     validate_meta(meta)
-    assert read_adapter_config(tmp_path / "adapter") == meta
+    assert read_adapter_config(folder) == meta
+    record = get_record(result.base.model, "route")
+    assert record.detector.score == DEFAULT_SCORE and record.detector.threshold == section["threshold"]
     done = events[-1]
-    assert done.kind == "done" and done.info["out_of_scope_threshold"] == section["threshold"]
+    assert done.kind == "done" and done.info["out_of_scope"]["score"] == DEFAULT_SCORE
 
 
 def test_full_fine_tuning_saves_no_adapter_to_calibrate(tiny_base, tmp_path):
@@ -130,6 +139,13 @@ def test_confidences_are_per_row_in_row_order_and_agree_with_classify(tiny_base,
         ({}, "'out_of_scope.threshold' must be a number from 0 to 1; got nothing"),
         ("0.5", "'out_of_scope' must be an object with a threshold, or null"),
         ({"threshold": 0.5, "validation_rows": "many"}, "'out_of_scope.validation_rows' must be a number"),
+        (
+            {"score": "magic", "threshold": 0.5},
+            "'out_of_scope.score' must be one of msp, energy, mahalanobis, relative_mahalanobis, knn",
+        ),
+        ({"score": "mahalanobis", "threshold": "far"}, "'out_of_scope.threshold' must be a number; got \"far\""),
+        ({"score": "msp", "threshold": 3}, "'out_of_scope.threshold' must be a number from 0 to 1; got 3"),
+        ({"score": "knn", "threshold": 0.5, "curve": {"a": [1], "b": [1, 2]}}, "'out_of_scope.curve' must map"),
     ],
 )
 def test_validate_meta_refuses_a_bad_threshold(tmp_path, section, message):

@@ -9,6 +9,7 @@ import subprocess
 import threading
 import time
 import types
+from contextlib import contextmanager
 
 import httpx
 import openai
@@ -122,38 +123,63 @@ def test_auto_routes_to_the_department_and_says_so(client):
     assert reply.choices[0].message.content == ask(client, "orders", max_tokens=8).choices[0].message.content
 
 
-def test_auto_falls_back_below_the_threshold_to_the_base_or_a_message(client, server):
-    reply = ask(client, "auto", max_tokens=8, extra_body={"route_threshold": 0.999})
-    assert reply.model == BASE and reply.model_extra["route"]["fallback"] is True
-    assert "below the out-of-scope threshold" in reply.model_extra["route"]["reason"]
-    server.dispatcher.fallback = "A person from our team will answer you shortly."
+# A decision on the top probability (msp: 1 - confidence), with a curve of thresholds by false-rejection
+# rate: at 0.5, any message the router is less than 100% sure of is out of scope.
+DECISION = {
+    "score": "msp",
+    "threshold": 0.5,
+    "false_rejection": 0.05,
+    "curve": {"false_rejection": [0.0, 0.05, 0.5], "threshold": [1.0, 0.5, 0.0]},
+}
+
+
+@contextmanager
+def decision(server, section):
+    """The router's saved out-of-scope decision replaced by `section` for the block."""
+    entry = server.library.get("router")
+    meta = json.loads((entry.path / "adapter_config.json").read_text())
+    (entry.path / "adapter_config.json").write_text(json.dumps({**meta, "out_of_scope": section}))
     try:
-        reply = ask(client, "auto", extra_body={"route_threshold": 0.999})
-        streamed = list(ask(client, "auto", stream=True, extra_body={"route_threshold": 0.999}))
+        yield
     finally:
-        server.dispatcher.fallback = None
+        (entry.path / "adapter_config.json").write_text(json.dumps(meta))
+
+
+def test_auto_falls_back_out_of_scope_to_the_base_or_a_message(client, server):
+    with decision(server, DECISION):
+        assert ask(client, "auto", max_tokens=4).model_extra["route"]["fallback"] is False  # 98.7% sure
+        reply = ask(client, "auto", max_tokens=8, extra_body={"route_false_rejection": 0.5})
+        assert reply.model == BASE and reply.model_extra["route"]["fallback"] is True
+        route = reply.model_extra["route"]
+        assert route["in_scope"] is False and route["threshold"] == 0.0 and 0 < route["ood_score"] < 0.02
+        assert "out-of-scope score" in route["reason"] and "above the router's threshold" in route["reason"]
+        server.dispatcher.fallback = "A person from our team will answer you shortly."
+        try:
+            reply = ask(client, "auto", extra_body={"route_false_rejection": 0.5})
+            streamed = list(ask(client, "auto", stream=True, extra_body={"route_false_rejection": 0.5}))
+        finally:
+            server.dispatcher.fallback = None
     assert reply.model == "fallback" and reply.model_extra["route"]["fallback"] is True
     assert reply.choices[0].message.content == "A person from our team will answer you shortly."
     assert "".join(c.choices[0].delta.content or "" for c in streamed if c.choices) == reply.choices[0].message.content
 
 
-def test_a_router_s_saved_threshold_is_used(client, server):
-    entry = server.library.get("router")
-    meta = json.loads((entry.path / "adapter_config.json").read_text())
-    meta["out_of_scope"] = {"threshold": 0.999, "in_scope_recall": 0.95, "validation_rows": 10}
-    (entry.path / "adapter_config.json").write_text(json.dumps(meta))
-    try:
+def test_a_router_s_saved_decision_is_used_old_or_new(client, server):
+    auth = {"Authorization": f"Bearer {KEY}"}
+    legacy = {"threshold": 0.999, "in_scope_recall": 0.95, "validation_rows": 10}  # a confidence, before scores
+    with decision(server, legacy):
         route = ask(client, "auto", max_tokens=4).model_extra["route"]
-        assert route["threshold"] == 0.999 and route["fallback"] is True
-        out = httpx.post(
-            server.url + "/v1/classify",
-            json={"model": "router", "input": "hello"},
-            headers={"Authorization": f"Bearer {KEY}"},
+        assert route["threshold"] == pytest.approx(0.001) and route["fallback"] is True
+        out = httpx.post(server.url + "/v1/classify", json={"model": "router", "input": "hello"}, headers=auth).json()
+        assert out["score"] == "msp" and out["data"][0]["in_scope"] is False
+        assert out["data"][0]["ood_score"] == pytest.approx(1 - out["data"][0]["confidence"], abs=1e-4)
+    with decision(server, {**DECISION, "threshold": 0.0}):
+        out = httpx.post(server.url + "/v1/classify", json={"model": "router", "input": "hello"}, headers=auth).json()
+        assert out["threshold"] == 0.0 and out["false_rejection"] == 0.05 and out["data"][0]["in_scope"] is False
+        kept = httpx.post(
+            server.url + "/v1/classify", json={"model": "router", "input": "a", "false_rejection": 0}, headers=auth
         ).json()
-        assert out["threshold"] == 0.999 and out["data"][0]["in_scope"] is False
-    finally:
-        del meta["out_of_scope"]
-        (entry.path / "adapter_config.json").write_text(json.dumps(meta))
+        assert kept["threshold"] == 1.0 and kept["false_rejection"] == 0 and kept["data"][0]["in_scope"] is True
 
 
 def test_classify_over_httpx(server):
@@ -162,11 +188,12 @@ def test_classify_over_httpx(server):
     assert out["model"] == "router" and [d["index"] for d in out["data"]] == [0, 1]
     first = out["data"][0]
     assert first["label"] == "orders" and set(first["probabilities"]) == {"orders", "billing", "tech"}
-    assert abs(sum(first["probabilities"].values()) - 1) < 1e-5 and first["in_scope"] is None
-    one = httpx.post(
+    assert abs(sum(first["probabilities"].values()) - 1) < 1e-5
+    assert first["in_scope"] is True and first["ood_score"] is None and out["score"] is None  # no decision saved
+    old = httpx.post(
         server.url + "/v1/classify", json={"model": "router", "input": "a", "threshold": 0.5}, headers=auth
-    ).json()
-    assert len(one["data"]) == 1 and one["data"][0]["in_scope"] is True
+    )
+    assert old.status_code == 400 and "send false_rejection" in old.json()["error"]["message"]
     wrong = httpx.post(server.url + "/v1/classify", json={"model": "orders", "input": "a"}, headers=auth)
     assert wrong.status_code == 400 and "instruction adapter" in wrong.json()["error"]["message"]
 

@@ -1,5 +1,6 @@
 """The studio over HTTP with gradio_client, launched in-process: classify, chat, and a bounded load test."""
 
+import json
 import statistics
 import threading
 import time
@@ -142,9 +143,14 @@ def test_route_picks_a_department_and_its_adapter_answers(served):
     assert "no instruction adapter covers the label 'billing'" in head
     assert "fallback: the bare base model **smollm2-135m-instruct**" in head
     assert answer.strip() == generate(fresh.model, fresh.tokenizer, message, None, 160).strip()
-    # Less sure than the threshold: the fixed hand-off message, when one is given.
-    head, answer = client.predict("to-orders", message, 0.99, "Someone will call you.", api_name="/route")
-    assert "below the out-of-scope threshold 0.99" in head and "fallback: a hand-off message" in head
+    # Judged out of scope: the fixed hand-off message, when one is given.
+    entry = studio.library.get("to-orders")
+    meta = json.loads((entry.path / "adapter_config.json").read_text())
+    curve = {"false_rejection": [0.0, 0.05, 0.5], "threshold": [1.0, 0.5, 0.0]}  # msp: 1 - confidence
+    meta["out_of_scope"] = {"score": "msp", "threshold": 0.5, "false_rejection": 0.05, "curve": curve}
+    (entry.path / "adapter_config.json").write_text(json.dumps(meta))
+    head, answer = client.predict("to-orders", message, 0.5, "Someone will call you.", api_name="/route")
+    assert "above the router's threshold 0" in head and "fallback: a hand-off message" in head
     assert answer == "Someone will call you."
 
 

@@ -157,16 +157,27 @@ def test_route_table_messages_for_bad_input(studio):
         u.route_table(studio, None, "router", "\n".join(f"message {i}" for i in range(300)))
 
 
-def test_the_route_threshold_starts_on_the_router_s_calibrated_value(studio):
+def test_the_route_slider_moves_the_false_rejection_rate(studio):
     entry = publish_fixed_router(studio, "calibrated-router", ["orders", "billing"], "orders")
-    assert (
-        u.router_threshold(studio, None, "calibrated-router") == 0.0 and u.router_threshold(studio, None, None) == 0.0
-    )
+    assert u.router_rate(studio, None, "calibrated-router") == 0.05 and u.router_rate(studio, None, None) == 0.05
+    assert "no out-of-scope threshold" in u.rate_note(studio, None, "calibrated-router", 0.05)
     meta = json.loads((entry.path / "adapter_config.json").read_text())
-    meta["out_of_scope"] = {"threshold": 0.72, "in_scope_recall": 0.95, "validation_rows": 80}
+    meta["out_of_scope"] = {"threshold": 0.72, "in_scope_recall": 0.95, "validation_rows": 80}  # before scores
     (entry.path / "adapter_config.json").write_text(json.dumps(meta))
-    assert u.router_threshold(studio, None, "calibrated-router") == 0.72
-    [route] = studio.route("calibrated-router", ["hello"])  # 98.7% sure: above the saved threshold
-    assert route.threshold == 0.72 and route.confidence > 0.72 and "threshold" not in route.reason
-    [route] = studio.route("calibrated-router", ["hello"], threshold=0.999)  # the slider's override
-    assert route.fallback and "below the out-of-scope threshold 0.999" in route.reason
+    assert "trained before out-of-scope scores" in u.rate_note(studio, None, "calibrated-router", 0.3)
+    [route] = studio.route("calibrated-router", ["hello"], false_rejection=0.3)  # no curve: the saved threshold
+    assert route.in_scope and route.threshold == pytest.approx(0.28) and route.confidence > 0.72
+    curve = {"false_rejection": [0.0, 0.1, 0.2], "threshold": [1.0, 0.5, 0.0], "oos_recall": [0.1, 0.6, 0.9]}
+    meta["out_of_scope"] = {"score": "msp", "threshold": 0.5, "false_rejection": 0.1, "curve": curve}
+    (entry.path / "adapter_config.json").write_text(json.dumps(meta))
+    assert u.router_rate(studio, None, "calibrated-router") == 0.1
+    note = u.rate_note(studio, None, "calibrated-router", 0.19)
+    assert "sends 20% of in-scope messages" in note and "catches 90% of its out-of-scope examples" in note
+    [route] = studio.route("calibrated-router", ["hello"])  # 99.3% sure: msp score 0.0067, below 0.5
+    assert route.in_scope and route.threshold == 0.5 and "no instruction adapter" in route.reason
+    [route] = studio.route("calibrated-router", ["hello"], false_rejection=0.2)  # the slider's setting
+    assert route.fallback and not route.in_scope and "above the router's threshold 0" in route.reason
+    head, _ = u.route_head(studio, None, "calibrated-router", "hello", 0.2, handoff="We will call you.")
+    assert "out-of-scope score 0.00669" in head and "above the router's threshold 0" in head
+    with pytest.raises(AdapterError, match="share from 0 to 0.5"):
+        studio.route("calibrated-router", ["hello"], false_rejection=0.9)

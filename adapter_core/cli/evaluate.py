@@ -26,6 +26,11 @@ def add_parsers(sub) -> None:
     e.add_argument("--show-mistakes", type=int, default=10, help="how many misclassified rows to print")
     e.add_argument("--json", action="store_true", help="print one JSON object (with the per-class report)")
     e.add_argument(
+        "--oos-label",
+        help="the label of the file's out-of-scope rows: adds AUROC, FPR at 95%% TPR, and the out-of-scope recall "
+        "and in-scope false rejection at the router's saved threshold",
+    )
+    e.add_argument(
         "--max-new-tokens", type=int, default=128, help="instruction adapters: the answers' token limit (greedy)"
     )
     e.add_argument(
@@ -52,14 +57,21 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from ..engine.report import correct, format_per_class
 
     base, name = load_with_base(args.adapter)
-    metrics = evaluate_file(base, name, args.data, args.max_length)
+    metrics = evaluate_file(base, name, args.data, args.max_length, oos_label=args.oos_label)
     scores = answer_scores(base, name, args)
     if args.json:
         print(json.dumps({**metrics, **({"answer_scores": scores} if scores else {})}))
         return OK
     report = metrics.pop("report", None)
+    oos = metrics.pop("out_of_scope", None)
     for k, v in metrics.items():
         print(f"{k:>12}: {v:.4f}" if isinstance(v, float) else f"{k:>12}: {v}")
+    if oos:
+        print(
+            f"\nout of scope ({oos['score']} score, {oos['oos_rows']} rows): AUROC {oos['auroc']:.4f}, "
+            f"FPR at 95% TPR {oos['fpr_at_95_tpr']:.2%}; at the saved threshold it catches {oos['oos_recall']:.2%} "
+            f"and rejects {oos['in_scope_false_rejection']:.2%} of the {oos['in_scope_rows']} in-scope rows"
+        )
     if scores:
         from ..engine.answer_scores import scores_text
 

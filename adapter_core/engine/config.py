@@ -10,6 +10,7 @@ from ..config import AdapterConfig, check_known_fields
 from ..errors import AdapterError
 from ..heads import POOLINGS
 from ..inject import TASKS
+from ..out_of_scope import DEFAULT_SCORE, FALSE_REJECTION, SCORES
 from ..paths import path_tail
 from ..settings import NOT_NEGATIVE, POSITIVE, Bounds, Setting, check_value, setting, settings_of
 from .plan import DEFAULT_PRESET, PRESETS, preset_of
@@ -61,6 +62,28 @@ class TrainConfig:
     )
     val_fraction: float = setting(
         0.1, "The share of the training file held out for validation", bounds=Bounds(0, 0.5, True, True)
+    )
+    oos_data: str | None = setting(
+        None,
+        "Classification: a file of out-of-scope example messages (a text column; any label is ignored). They "
+        "pick the router's out-of-scope score and the run reports what share of them it catches",
+        label="Out-of-scope examples",
+    )
+    oos_score: str = setting(
+        DEFAULT_SCORE,
+        "Classification: how the router scores a message as out of scope (mahalanobis: distance to the nearest "
+        "class in the adapter's features; relative_mahalanobis: that, less the distance to all training rows; "
+        "knn: to the nearest training rows; energy and msp: from the logits)",
+        label="Out-of-scope score",
+        choices=SCORES,
+        sweep="no",
+    )
+    false_rejection: float = setting(
+        FALSE_REJECTION,
+        "Classification: the share of in-scope validation messages the out-of-scope threshold may send to the fallback",
+        label="In-scope false rejection",
+        bounds=Bounds(0, 0.5),
+        sweep="no",
     )
     adapter: AdapterConfig = field(default_factory=AdapterConfig)  # its fields are settings too
     base_dropout: bool = setting(

@@ -6,6 +6,7 @@ alone writes files, every rank trains on its shard of each batch.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,10 +17,11 @@ import torch
 from ..atomic import write_json_atomic
 from ..catalog import Base
 from ..errors import AdapterError
-from ..inject import list_adapters, remove_adapter, trainable_summary
+from ..inject import get_record, list_adapters, remove_adapter, trainable_summary
+from ..out_of_scope import Detector
 from . import checkpoint
 from .answer_scores import ANSWER_SCORES_FILE, END_OF_RUN_TOKENS, ScoreSettings, score_pairs
-from .calibration import calibrate_predictions, predictions
+from .calibration import Predictions, calibrate, fit, oos_predictions, predictions
 from .config import Event, TrainConfig
 from .loop import RunState, run_loop, save_weights, training_meta
 from .plan import Plan, training_warnings
@@ -147,8 +149,8 @@ def finish(r: Recipe, s: RunState) -> TrainResult:
     out_of_scope = report = None
     if r.main and c.task == "classification":
         scores = predictions(r.model, c.name, r.val_ds, r.base.tokenizer.pad_token_id)  # one pass serves both
-        if c.mode != "full":  # a router's threshold belongs to a saved adapter
-            out_of_scope = calibrate_predictions(scores)
+        if c.mode != "full" and not s.paused:  # a saved adapter's; a paused run calibrates when it ends
+            out_of_scope = calibrate_router(r, scores)
         report = report_from(scores, list(r.val_frame["text"]), r.labels)
         write_json_atomic(r.out_dir / REPORT_FILE, report)
     scores = None if s.paused else end_of_run_scores(r)  # a paused run is scored when it ends
@@ -180,6 +182,9 @@ def finish(r: Recipe, s: RunState) -> TrainResult:
     }  # fmt: skip
     if out_of_scope:
         info["out_of_scope_threshold"] = out_of_scope["threshold"]
+        info["out_of_scope"] = {
+            k: out_of_scope[k] for k in ("score", "false_rejection", "oos_recall") if k in out_of_scope
+        }
     if s.paused:
         info["paused"] = s.paused
     if report:
@@ -199,6 +204,20 @@ def finish(r: Recipe, s: RunState) -> TrainResult:
         )
     )
     return result
+
+
+def calibrate_router(r: Recipe, val: Predictions) -> dict[str, Any]:
+    """The router's out-of-scope decision: the distance scores' statistics from a pass over the training
+    rows, the threshold from the validation rows (and the out-of-scope examples, when given). The
+    decision goes on the adapter's record, so that the saved adapter carries it and `classify` uses it."""
+    c, tokenizer = r.config, r.base.tokenizer
+    start = time.perf_counter()
+    stats = fit(r.model, c.name, r.train_ds, tokenizer.pad_token_id, len(r.labels), seed=c.seed)
+    oos = oos_predictions(r.model, c.name, c.oos_data, tokenizer, c.max_length, r.labels) if c.oos_data else None
+    section = calibrate(val, stats, c.oos_score, c.false_rejection, oos)
+    section["fit_seconds"] = round(time.perf_counter() - start, 2)
+    get_record(r.model, c.name).detector = Detector(section["score"], section["threshold"], stats)
+    return section
 
 
 def end_of_run_scores(r: Recipe) -> dict[str, Any] | None:

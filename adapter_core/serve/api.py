@@ -27,7 +27,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException
 
 from ..errors import AdapterError
-from ..routing import saved_threshold
+from ..routing import judged, out_of_scope_rule, score_for_json, threshold_at
 from .answer import Answer
 from .bounds import BodyLimit, hung_up
 from .dispatcher import Dispatcher
@@ -75,19 +75,31 @@ def create_app(dispatcher: Dispatcher, authorize: Authorize | None = None) -> Fa
     @app.post("/classify")
     async def classify(body: ClassifyRequest, owner: str | None = Depends(caller)) -> dict:
         predictions, entry = await run_in_threadpool(dispatcher.classify, body.model, body.texts(), owner)
-        threshold = body.threshold if body.threshold is not None else saved_threshold(entry.meta)
-        data = [
-            {
-                "object": "classification",
-                "index": i,
-                "label": p.label,
-                "confidence": p.confidence,
-                "probabilities": p.probabilities,
-                "in_scope": None if threshold is None else p.confidence >= threshold,
-            }
-            for i, p in enumerate(predictions)
-        ]
-        return {"object": "list", "model": entry.name, "threshold": threshold, "data": data}
+        rule = out_of_scope_rule(entry.meta)
+        override = None if body.false_rejection is None else threshold_at(entry.meta, body.false_rejection)
+        threshold = None
+        data = []
+        for i, p in enumerate(predictions):
+            in_scope, threshold = judged(p, override)
+            data.append(
+                {
+                    "object": "classification",
+                    "index": i,
+                    "label": p.label,
+                    "confidence": p.confidence,
+                    "probabilities": p.probabilities,
+                    "in_scope": in_scope,
+                    "ood_score": score_for_json(p.ood_score),
+                }
+            )
+        return {
+            "object": "list",
+            "model": entry.name,
+            "score": rule["score"] if rule else None,
+            "threshold": score_for_json(threshold),
+            "false_rejection": body.false_rejection if override is not None else (rule or {}).get("false_rejection"),
+            "data": data,
+        }
 
     @app.post("/chat/completions")
     async def chat(body: ChatRequest, request: Request, owner: str | None = Depends(caller)):
@@ -108,7 +120,7 @@ def create_app(dispatcher: Dispatcher, authorize: Authorize | None = None) -> Fa
                 top_p=body.top_p if body.top_p is not None else 1.0,
                 stop=body.stops(),
                 router=body.router,
-                threshold=body.route_threshold,
+                false_rejection=body.route_false_rejection,
             )
         )
         reply = Reply(answer, pieces, partial(dispatcher.cancel, answer))

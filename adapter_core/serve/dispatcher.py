@@ -18,7 +18,7 @@ from ..errors import AdapterError
 from ..generation import Row
 from ..inference import Prediction, classify, format_chat, prompt_ids
 from ..library import Entry, Library
-from ..routing import Route, decide, department_routes, saved_threshold
+from ..routing import Route, decide, department_routes, threshold_at
 from .answer import Answer, Stream
 from .batcher import Batcher
 from .errors import NotFound, WrongTask
@@ -118,16 +118,17 @@ class Dispatcher:
         texts: Sequence[str],
         owner: str | None = None,
         router: str | None = None,
-        threshold: float | None = None,
+        false_rejection: float | None = None,
         routes: dict[str, str] | None = None,
     ) -> tuple[list[Route], str]:
-        """Where each text goes, and the router that decided: the request's, else the server's."""
+        """Where each text goes, and the router that decided: the request's, else the server's. Out of
+        scope by the router's calibrated threshold, or by its threshold for another in-scope
+        `false_rejection` rate (the calibrated one where it saved no curve)."""
         router = router or self.router
         if not router:
             raise AdapterError(f'model={AUTO!r} needs a router: start the server with --router NAME, or pass "router".')
         predictions, entry = self.classify(router, texts, owner)
-        if threshold is None:
-            threshold = saved_threshold(entry.meta) or 0.0
+        threshold = None if false_rejection is None else threshold_at(entry.meta, false_rejection)
         if routes is None:
             routes = department_routes(entry.meta.get("labels") or [], self.library.names("instruction", owner))
         return [decide(p, routes, threshold) for p in predictions], entry.name
@@ -154,7 +155,7 @@ class Dispatcher:
         top_p: float = 1.0,
         stop: Sequence[str] = (),
         router: str | None = None,
-        threshold: float | None = None,
+        false_rejection: float | None = None,
         cancel: threading.Event | None = None,
     ) -> Answer:
         """Everything about answering `messages` with `model` (an instruction adapter, a bare base, or
@@ -164,7 +165,7 @@ class Dispatcher:
         route, router_name = None, None
         if model == AUTO:
             user = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
-            (route,), router_name = self.route([user], owner, router, threshold)
+            (route,), router_name = self.route([user], owner, router, false_rejection)
             model = route.target or self.fallback_model(owner)
             if model is None:  # a fixed hand-off message
                 return Answer(FALLBACK, 0, text=self.fallback, route=route, router=router_name)

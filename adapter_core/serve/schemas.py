@@ -2,7 +2,9 @@
 
 Fields OpenAI clients may send that this server does not use (tools, logprobs, response_format, ...)
 are ignored, as other OpenAI-compatible servers do. Extra fields of ours: `router` and
-`route_threshold` for `model="auto"`, and `threshold` for `/v1/classify`.
+`route_false_rejection` for `model="auto"`, and `false_rejection` for `/v1/classify`: the share of
+in-scope messages the router's out-of-scope threshold may reject (its calibrated rate when not given).
+The older raw-threshold fields (`route_threshold`, `threshold`) are refused with a message saying so.
 """
 
 from __future__ import annotations
@@ -48,7 +50,13 @@ class ChatRequest(BaseModel):
     stream_options: StreamOptions | None = None
     n: int = Field(1, ge=1, le=1, description="one answer per request")
     router: str | None = Field(None, max_length=256)
-    route_threshold: float | None = Field(None, ge=0, le=1)
+    route_false_rejection: float | None = Field(None, ge=0, le=0.5)
+    route_threshold: float | None = None  # refused: see `_no_raw_threshold`
+
+    @field_validator("route_threshold")
+    @classmethod
+    def _no_route_threshold(cls, value: float | None) -> None:
+        return _no_raw_threshold(value, "route_false_rejection")
 
     @field_validator("messages")
     @classmethod
@@ -73,7 +81,22 @@ class ClassifyRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
     model: str = Field(min_length=1, max_length=256)
     input: str | list[str] = Field(min_length=1)
-    threshold: float | None = Field(None, ge=0, le=1)
+    false_rejection: float | None = Field(None, ge=0, le=0.5)
+    threshold: float | None = None  # refused: see `_no_raw_threshold`
+
+    @field_validator("threshold")
+    @classmethod
+    def _no_threshold(cls, value: float | None) -> None:
+        return _no_raw_threshold(value, "false_rejection")
 
     def texts(self) -> list[str]:
         return [self.input] if isinstance(self.input, str) else list(self.input)
+
+
+def _no_raw_threshold(value: float | None, instead: str) -> None:
+    """A raw confidence threshold meant something else before routers had out-of-scope scores."""
+    if value is not None:
+        raise ValueError(
+            f"a raw threshold is no longer accepted; send {instead}: the share of in-scope messages the "
+            "router may send to the fallback (0 to 0.5, e.g. 0.05)"
+        )

@@ -18,8 +18,8 @@ from ..card import read_curve, write_card
 from ..errors import AdapterError
 from ..library import Library
 from ..public import base_label, md, public_meta
-from ..routing import department_routes
-from ..schema import CARD_FILE, CONFIG_FILE, WEIGHTS_FILE
+from ..routing import department_routes, out_of_scope_rule
+from ..schema import CARD_FILE, CONFIG_FILE, STATS_FILE, WEIGHTS_FILE
 
 
 def pack(
@@ -60,6 +60,8 @@ def _copy(source: Path, target: Path, repo_id: str | None) -> None:
     """One adapter, fit to publish: its weights, a clean config, and a card with its curve."""
     target.mkdir()
     shutil.copyfile(source / WEIGHTS_FILE, target / WEIGHTS_FILE)
+    if (source / STATS_FILE).is_file():  # the router's out-of-scope statistics
+        shutil.copyfile(source / STATS_FILE, target / STATS_FILE)
     meta = public_meta(json.loads((source / CONFIG_FILE).read_text(encoding="utf-8")))
     (target / CONFIG_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
     write_card(target, meta, events=read_curve(source), repo_id=repo_id)
@@ -77,7 +79,7 @@ def pack_card(
     router: str, meta: dict, routes: dict[str, str], out: Path, repo_id: str | None, fallback: str | None
 ) -> str:
     labels = meta.get("labels") or []
-    threshold = (meta.get("out_of_scope") or {}).get("threshold")
+    rule = out_of_scope_rule(meta)
     rows = [f"| {md(label)} | {md(routes.get(label, 'fallback'))} |" for label in labels]
     where = "the pulled repository" if repo_id else "the folder above this pack"
     lines = [
@@ -100,9 +102,13 @@ def pack_card(
         "| --- | --- |",
         *rows,
         "",
-        "Messages whose label has no department, or on which the router is less sure than its out-of-scope "
-        + (f"threshold ({threshold:.3g}, calibrated on its validation data)" if threshold else "threshold")
-        + ", go to the fallback: "
+        "Messages whose label has no department, or which the router judges out of scope ("
+        + (
+            f"its {rule['score']} score above the threshold calibrated on its validation data"
+            if rule
+            else "none: it has no calibrated threshold"
+        )
+        + "), go to the fallback: "
         + (f"`{md(fallback)}`." if fallback else "the departments' bare base model."),
         "",
         "## Serve it",

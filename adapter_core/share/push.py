@@ -19,7 +19,7 @@ from ..errors import AdapterError
 from ..io import read_adapter_config
 from ..public import public_meta
 from ..pull import adapter_folders, check_adapter_folder, parse_ref
-from ..schema import CARD_FILE, CONFIG_FILE, CURVE_PNG, WEIGHTS_FILE
+from ..schema import CARD_FILE, CONFIG_FILE, CURVE_PNG, STATS_FILE, WEIGHTS_FILE
 
 
 def folder_card(folder: str | Path, repo_id: str | None = None, **kwargs: Any) -> str:
@@ -36,6 +36,7 @@ def adapter_files(folder: Path, repo_id: str | None = None, **card: Any) -> dict
     out: dict[str, Any] = {
         CONFIG_FILE: json.dumps(meta, indent=2).encode(),
         WEIGHTS_FILE: folder / WEIGHTS_FILE,
+        **({STATS_FILE: folder / STATS_FILE} if (folder / STATS_FILE).is_file() else {}),
     }
     with tempfile.TemporaryDirectory() as tmp:
         png = Path(tmp) / CURVE_PNG
@@ -60,7 +61,9 @@ def push_files(folder: str | Path, repo_id: str | None = None, **card: Any) -> d
     for sub in folders:  # as `pack` wrote them: their cards already name the repo
         meta = check_adapter_folder(sub)
         out[f"{sub.name}/{CONFIG_FILE}"] = json.dumps(public_meta(meta), indent=2).encode()
-        out |= {f"{sub.name}/{f}": sub / f for f in (WEIGHTS_FILE, CARD_FILE, CURVE_PNG) if (sub / f).is_file()}
+        out |= {
+            f"{sub.name}/{f}": sub / f for f in (WEIGHTS_FILE, STATS_FILE, CARD_FILE, CURVE_PNG) if (sub / f).is_file()
+        }
     if (folder / CARD_FILE).is_file():
         out[CARD_FILE] = (folder / CARD_FILE).read_bytes()
     return out

@@ -42,14 +42,14 @@ def build(ctx: Ctx) -> None:
         with gr.Tab("Route"):
             router = gr.Dropdown([], label="Router (a classification adapter)", allow_custom_value=True)
             with gr.Row():
-                route_threshold = gr.Slider(
+                route_rate = gr.Slider(
                     0,
-                    1,
-                    value=0,
+                    0.5,
+                    value=0.05,
                     step=0.01,
-                    label="Out-of-scope threshold",
-                    info="A message the router is less sure of than this goes to the fallback. Picking a router "
-                    "sets it to the value calibrated in training (95% of its validation answers pass).",
+                    label="In-scope messages sent to the fallback",
+                    info="The share of in-scope messages the out-of-scope threshold may reject: higher catches "
+                    "more out-of-scope messages. Picking a router sets it to the rate it was calibrated for.",
                 )
                 route_handoff = gr.Textbox(
                     "",
@@ -57,6 +57,7 @@ def build(ctx: Ctx) -> None:
                     placeholder=u.HANDOFF,
                     info="Empty: the bare base model answers instead.",
                 )
+            route_rate_md = gr.Markdown()
             route_msg = gr.Textbox(label="Customer message")
             route_go = gr.Button("Route and answer", variant="primary")
             route_md = gr.Markdown()
@@ -78,7 +79,13 @@ def build(ctx: Ctx) -> None:
     ctx.add(chat_msg=chat_msg, chat_send=chat_send, chat_stop=chat_stop, route_msg=route_msg, route_go=route_go)
     ctx.add(route_md=route_md, route_answer=route_answer, route_many_msgs=route_many_msgs)
     ctx.add(route_many_go=route_many_go, route_many_out=route_many_out)
-    ctx.add(route_threshold=route_threshold, route_handoff=route_handoff, api_show=api_show, api_md=api_md)
+    ctx.add(
+        route_rate=route_rate,
+        route_rate_md=route_rate_md,
+        route_handoff=route_handoff,
+        api_show=api_show,
+        api_md=api_md,
+    )
     ctx.add(api_revoke=api_revoke)
 
 
@@ -127,10 +134,10 @@ def wire(ctx: Ctx) -> None:
     ctx["chat_stop"].click(stop_chat, None, None, api_visibility="private")
 
     @gpu
-    def route(owner, router: str, message: str, threshold: float, handoff: str, request: gr.Request):
+    def route(owner, router: str, message: str, rate: float, handoff: str, request: gr.Request):
         owner = who(studio, owner, request)
         handoff = (handoff or "").strip() or None
-        head, chosen = u.route_head(studio, owner, router, message, threshold, handoff)
+        head, chosen = u.route_head(studio, owner, router, message, rate, handoff)
         if chosen.fallback and handoff:
             yield head, handoff
             return
@@ -143,7 +150,7 @@ def wire(ctx: Ctx) -> None:
         finally:  # the visitor left: stop the row
             stop.set()
 
-    route_settings = [ctx["route_threshold"], ctx["route_handoff"]]
+    route_settings = [ctx["route_rate"], ctx["route_handoff"]]
     ctx["route_go"].click(
         friendly(route),
         [ctx.owner, ctx["router"], ctx["route_msg"], *route_settings],
@@ -152,9 +159,9 @@ def wire(ctx: Ctx) -> None:
     )
 
     @gpu
-    def route_many(owner, router: str, messages: str, threshold: float, handoff: str, request: gr.Request):
+    def route_many(owner, router: str, messages: str, rate: float, handoff: str, request: gr.Request):
         owner = who(studio, owner, request)
-        return u.route_table(studio, owner, router, messages, threshold, (handoff or "").strip() or None)
+        return u.route_table(studio, owner, router, messages, rate, (handoff or "").strip() or None)
 
     ctx["route_many_go"].click(
         friendly(route_many),
@@ -164,11 +171,16 @@ def wire(ctx: Ctx) -> None:
     )
 
     def calibrated(owner, router: str, request: gr.Request):
-        return u.router_threshold(studio, who(studio, owner, request), router)
+        return u.router_rate(studio, who(studio, owner, request), router)
 
-    ctx["router"].change(
-        friendly(calibrated), [ctx.owner, ctx["router"]], ctx["route_threshold"], api_visibility="private"
-    )
+    def rate_note(owner, router: str, rate: float, request: gr.Request):
+        return u.rate_note(studio, who(studio, owner, request), router, rate)
+
+    ctx["router"].change(friendly(calibrated), [ctx.owner, ctx["router"]], ctx["route_rate"], api_visibility="private")
+    ctx["route_rate"].change(
+        friendly(rate_note), [ctx.owner, ctx["router"], ctx["route_rate"]], ctx["route_rate_md"],
+        api_visibility="private",
+    )  # fmt: skip
 
     def origin(request: gr.Request) -> str:
         host = request.headers.get("x-forwarded-host") or request.headers.get("host", "127.0.0.1:7860")

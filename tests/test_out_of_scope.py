@@ -1,0 +1,193 @@
+"""Out-of-scope scores: their maths, the statistics file beside an adapter (round trip and schema check),
+an old adapter's fallback on its top probability, and classify()'s in_scope and ood_score."""
+
+import json
+
+import pandas as pd
+import pytest
+import torch
+from helpers import tiny_model
+from safetensors.torch import save_file
+from transformers import AutoTokenizer
+
+from adapter_core import AdapterConfig, AdapterError, add_adapter, classify, get_record, load_adapter, save_adapter
+from adapter_core.catalog import CATALOG, Base, embedded_path
+from adapter_core.engine.calibration import Predictions, calibrate
+from adapter_core.engine.evaluation import evaluate_file
+from adapter_core.io import CONFIG_FILE, STATS_FILE
+from adapter_core.out_of_scope import Detector, fit_stats, knn, mahalanobis, relative_mahalanobis, scores
+from adapter_core.placement import model_family
+from adapter_core.routing import decide
+
+LABELS = ["billing", "orders", "tech"]
+
+
+def clusters(n: int = 300, dim: int = 8, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Three Gaussian clusters (fixed centres; `seed` draws the rows) with one shared, stretched
+    covariance: (features, labels, centres)."""
+    centres = torch.randn(3, dim, generator=torch.Generator().manual_seed(0)) * 4
+    scale = torch.linspace(0.2, 3, dim)  # a covariance far from the identity
+    y = torch.arange(n) % 3
+    noise = torch.randn(n, dim, generator=torch.Generator().manual_seed(seed + 1))
+    return centres[y] + noise * scale, y, centres
+
+
+def test_mahalanobis_separates_a_far_point_and_matches_the_formula():
+    x, y, centres = clusters()
+    stats = fit_stats(x, y, 3)
+    assert torch.allclose(stats.means, centres, atol=0.6)
+    inliers, _, _ = clusters(seed=1)
+    # 4 units along the thin axis (sigma 0.2) is far; along the wide one (sigma 3) it is not.
+    far, near = centres[0] + torch.eye(8)[0] * 4, centres[0] + torch.eye(8)[7] * 4
+    d_in, d_far = mahalanobis(inliers, stats), mahalanobis(far[None], stats)
+    assert d_far.item() > 4 * torch.quantile(d_in, 0.99).item()  # both lie 4 units (Euclidean) from centre 0
+    assert mahalanobis(near[None], stats).item() < torch.quantile(d_in, 0.99).item()
+    # The expanded form equals the plain one.
+    diff = far[None, None] - stats.means[None]
+    plain = torch.einsum("rch,hk,rck->rc", diff, stats.precision, diff).min(-1).values
+    assert d_far.item() == pytest.approx(plain.item(), rel=1e-4)
+
+
+def test_relative_mahalanobis_subtracts_the_background_distance():
+    x, y, centres = clusters()
+    stats = fit_stats(x, y, 3)
+    points = torch.cat([centres, centres.mean(0, keepdim=True) * 5])
+    d = points.double() - stats.background_mean.double()
+    background = torch.einsum("rh,hk,rk->r", d, stats.background_precision.double(), d)
+    expected = mahalanobis(points, stats).double() - background
+    assert torch.allclose(relative_mahalanobis(points, stats).double(), expected, rtol=1e-4, atol=1e-3)
+    assert torch.allclose(stats.background_mean, x.mean(0), atol=1e-5)
+
+
+def test_knn_and_the_logit_scores():
+    x, y, centres = clusters()
+    stats = fit_stats(x, y, 3)
+    assert stats.bank.shape == x.shape and torch.allclose(stats.bank.norm(dim=-1), torch.ones(len(x)))
+    away = -centres.mean(0, keepdim=True) * 3  # a direction no training row points to
+    assert knn(away, stats).item() > knn(centres, stats).max().item()
+    logits = torch.tensor([[10.0, 0.0, 0.0], [0.1, 0.0, 0.0]])  # sure, then unsure
+    out = scores(("msp", "energy"), torch.zeros(2, 8), logits, None)
+    assert out["msp"][0] < out["msp"][1] and out["energy"][0] < out["energy"][1]
+    with pytest.raises(ValueError, match="training statistics"):
+        scores("mahalanobis", torch.zeros(1, 8), logits[:1], None)
+
+
+def test_out_of_scope_examples_pick_the_score_that_catches_most():
+    x, y, centres = clusters()
+    stats = fit_stats(x, y, 3)
+    logits = torch.zeros(len(x), 3)  # useless logits: msp and energy cannot tell anything apart
+    val = Predictions(y.tolist(), [1 / 3] * len(x), y.tolist(), [0.0] * len(x), x, logits)
+    oos_x = centres.mean(0) + torch.randn(50, 8) * 0.1  # between the clusters
+    oos = Predictions([0] * 50, [1 / 3] * 50, [0] * 50, [0.0] * 50, oos_x, torch.zeros(50, 3))
+    section = calibrate(val, stats, "msp", 0.05, oos)
+    assert section["score"] in ("mahalanobis", "knn") and section["oos_recall"] > 0.9
+    assert len(section["curve"]["oos_recall"]) == len(section["curve"]["threshold"])
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return AutoTokenizer.from_pretrained(str(embedded_path(CATALOG["minilm"])))
+
+
+def base(tokenizer) -> torch.nn.Module:
+    model = tiny_model("bert", head="base")
+    model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+    return model
+
+
+def router(tokenizer, detector: Detector | None = None) -> torch.nn.Module:
+    model = base(tokenizer)
+    add_adapter(model, "route", AdapterConfig(bottleneck=8), labels=LABELS)
+    get_record(model, "route").detector = detector
+    return model
+
+
+def saved_router(tokenizer, tmp_path, section: dict, score: str = "mahalanobis"):
+    """A tiny router fitted on random features, saved with `section` as its out-of-scope decision."""
+    hidden = 32
+    stats = fit_stats(torch.randn(60, hidden), torch.arange(60) % 3, 3)
+    model = router(tokenizer, Detector(score, section.get("threshold", 0.0), stats))
+    folder = save_adapter(model, "route", tmp_path / "route", extra={"out_of_scope": section})
+    return model, folder
+
+
+TEXTS = ["where is my parcel", "my card does not work", "zzzz qqq", "refund please"]
+
+
+def test_the_statistics_file_round_trips_and_classify_decides_with_it(tokenizer, tmp_path):
+    section = {"score": "mahalanobis", "threshold": 40.0, "false_rejection": 0.05, "msp_threshold": 0.5}
+    model, folder = saved_router(tokenizer, tmp_path, section)
+    assert (folder / STATS_FILE).is_file()
+    fresh = base(tokenizer)
+    load_adapter(fresh, folder)
+    saved, loaded = get_record(model, "route").detector, get_record(fresh, "route").detector
+    assert loaded.score == "mahalanobis" and loaded.threshold == 40.0
+    for key, value in saved.stats.tensors().items():
+        assert torch.equal(getattr(loaded.stats, key), value)
+    preds = classify(fresh, tokenizer, TEXTS, "route")
+    assert all(p.ood_score is not None and p.in_scope == (p.ood_score <= 40.0) for p in preds)
+    assert [p.ood_score for p in preds] == pytest.approx(
+        [p.ood_score for p in classify(model, tokenizer, TEXTS, "route")]
+    )
+    # The router decides with the prediction's own decision, or with a threshold given in its units.
+    lowest = min(p.ood_score for p in preds)
+    routes = {preds[0].label: "department"}
+    assert decide(preds[0], routes, threshold=lowest / 2).fallback and not decide(preds[0], routes, 1e9).fallback
+
+
+def test_a_damaged_statistics_file_is_refused_before_it_is_read(tokenizer, tmp_path):
+    _, folder = saved_router(tokenizer, tmp_path, {"score": "knn", "threshold": 0.5})
+    save_file(
+        {"means": torch.zeros(5, 32), "precision": torch.zeros(32, 32), "bank": torch.zeros(4, 32)}, folder / STATS_FILE
+    )
+    with pytest.raises(AdapterError, match=f"route: {STATS_FILE} does not match its config") as e:
+        load_adapter(base(tokenizer), folder)
+    assert "means [5, 32]" in str(e.value) and "3 labels" in str(e.value)
+
+
+def test_an_old_adapter_keeps_deciding_on_its_top_probability(tokenizer, tmp_path):
+    """Saved before scores had names: a confidence threshold and no statistics file."""
+    model = router(tokenizer)
+    folder = save_adapter(model, "route", tmp_path / "old", extra={"out_of_scope": {"threshold": 0.34}})
+    assert not (folder / STATS_FILE).exists()
+    fresh = base(tokenizer)
+    load_adapter(fresh, folder)
+    preds = classify(fresh, tokenizer, TEXTS, "route")
+    assert [p.in_scope for p in preds] == [p.confidence >= 0.34 for p in preds]
+    assert [p.ood_score for p in preds] == pytest.approx([1 - p.confidence for p in preds])
+    # A router without any decision sends everything in scope, with no score.
+    plain = save_adapter(model, "route", tmp_path / "plain")
+    load_adapter(bare := base(tokenizer), plain)
+    assert all(p.in_scope and p.ood_score is None for p in classify(bare, tokenizer, TEXTS, "route"))
+
+
+def test_a_copy_without_its_statistics_falls_back_on_msp(tokenizer, tmp_path):
+    section = {"score": "mahalanobis", "threshold": 40.0, "msp_threshold": 0.6}
+    _, folder = saved_router(tokenizer, tmp_path, section)
+    (folder / STATS_FILE).unlink()
+    fresh = base(tokenizer)
+    load_adapter(fresh, folder)
+    detector = get_record(fresh, "route").detector
+    assert detector.score == "msp" and detector.threshold == 0.6
+    meta = json.loads((folder / CONFIG_FILE).read_text())
+    assert meta["out_of_scope"]["score"] == "mahalanobis"
+
+
+def test_evaluate_reports_how_the_saved_decision_separates_out_of_scope_rows(tokenizer, tmp_path):
+    section = {"score": "mahalanobis", "threshold": 15.0, "false_rejection": 0.05}
+    model, _ = saved_router(tokenizer, tmp_path, section)
+    rows = [(t, "billing") for t in TEXTS] + [("tell me a joke", "oos"), ("what is the weather", "oos")]
+    path = tmp_path / "test.csv"
+    pd.DataFrame(rows, columns=["text", "label"]).to_csv(path, index=False)
+    base = Base("tiny", model, tokenizer, model_family(model))
+    out = evaluate_file(base, "route", path, oos_label="oos")
+    oos = out["out_of_scope"]
+    assert out["rows"] == 4 and oos["in_scope_rows"] == 4 and oos["oos_rows"] == 2
+    assert oos["score"] == "mahalanobis" and oos["threshold"] == 15.0
+    preds = classify(model, tokenizer, [t for t, _ in rows], "route")
+    inside, outside = [p.ood_score for p in preds[:4]], [p.ood_score for p in preds[4:]]
+    assert oos["oos_recall"] == pytest.approx(sum(s > 15.0 for s in outside) / 2)
+    assert oos["in_scope_false_rejection"] == pytest.approx(sum(s > 15.0 for s in inside) / 4)
+    assert oos["auroc"] == pytest.approx(sum((o > i) + 0.5 * (o == i) for o in outside for i in inside) / 8)
+    with pytest.raises(AdapterError, match="no rows labelled 'none'"):
+        evaluate_file(base, "route", path, oos_label="none")

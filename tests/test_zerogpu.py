@@ -7,6 +7,8 @@ A studio per module, in a process of its own (the emulation must come before tor
 """
 
 import json
+import os
+import signal
 import re
 import subprocess
 import sys
@@ -33,7 +35,10 @@ def space(tmp_path_factory):
     quotas.write_text(json.dumps({"bob": {"leases": 1}, "erin": {"leases": 0}}))  # bob's covers one GPU call
     args = [sys.executable, "tests/zerogpu_studio.py", str(home / "studio"), str(port), str(ledger), str(quotas)]
     with open(home / "studio.log", "w") as log:
-        proc = subprocess.Popen([*args, str(AWAY)], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        # A session of its own: the teardown ends the studio and its forked GPU workers together.
+        proc = subprocess.Popen(
+            [*args, str(AWAY)], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         url = f"http://127.0.0.1:{port}/"
 
         def up():
@@ -44,7 +49,7 @@ def space(tmp_path_factory):
 
         wait_for(up, timeout=240, every=0.5, what="the emulated ZeroGPU studio")
         yield url, ledger, home
-        proc.terminate()
+        os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(30)
 
 

@@ -8,8 +8,8 @@ A studio per module, in a process of its own (the emulation must come before tor
 
 import json
 import os
-import signal
 import re
+import signal
 import subprocess
 import sys
 import time

@@ -28,8 +28,8 @@ app: setup
 
 # Both tiers run on every core (pytest-xdist), each test file on one worker so that its module fixtures
 # (a served studio, a loaded model) are built once; tests/conftest.py makes the groups (each notebook its
-# own) and sends the heaviest files first.
-PYTEST := $(BIN)/python -m pytest -n auto --dist loadgroup
+# own) and orders the heaviest files first, an order xdist keeps with --no-loadscope-reorder.
+PYTEST := $(BIN)/python -m pytest -n auto --dist loadgroup --no-loadscope-reorder
 
 test: setup
 	$(BIN)/python -m ruff check .

@@ -157,7 +157,7 @@ def test_a_closed_page_pauses_the_run_at_its_checkpoint(space):
     run_id = carol.predict(name="zgc", **RUN, api_name="/start_training")[0]
     wait_for(lambda: "step" in carol.predict(run_id, api_name="/training_status"), timeout=120, what="a slice")
     run = RunStore(home / "studio").get(run_id)  # read from disk: a status call would drive the run again
-    wait_for(lambda: run.status()["status"] == "stopped", timeout=60, what="the pause")
+    wait_for(lambda: run.status()["status"] == "stopped", timeout=300, what="the pause")  # then its end phase
     assert "no page or API client of yours asked for its progress" in run.status()["message"]
     assert run.resumable and run.checkpoint_step > 0
 

@@ -26,6 +26,7 @@ from adapter_core import (
     CURVE_FILE,
     NAMESPACES,
     OWNER_FILE,
+    STATS_FILE,
     WEIGHTS_FILE,
     AdapterError,
     Entry,
@@ -89,6 +90,8 @@ class Library(FolderLibrary):
             staging = Path(tempfile.mkdtemp(prefix=".publish.", dir=self.root))
             try:
                 shutil.copyfile(source / WEIGHTS_FILE, staging / WEIGHTS_FILE)
+                if (source / STATS_FILE).is_file():  # a router's out-of-scope statistics go with it
+                    shutil.copyfile(source / STATS_FILE, staging / STATS_FILE)
                 write_json_atomic(staging / CONFIG_FILE, clean_meta(meta, name))
                 if curve.is_file():
                     shutil.copyfile(curve, staging / CURVE_FILE)

@@ -191,3 +191,25 @@ def test_evaluate_reports_how_the_saved_decision_separates_out_of_scope_rows(tok
     assert oos["auroc"] == pytest.approx(sum((o > i) + 0.5 * (o == i) for o in outside for i in inside) / 8)
     with pytest.raises(AdapterError, match="no rows labelled 'none'"):
         evaluate_file(base, "route", path, oos_label="none")
+
+
+def test_the_studio_library_keeps_a_routers_statistics_when_it_publishes(tmp_path):
+    """A studio-trained router is published from its run folder: its out-of-scope statistics must go with
+    it, or the library copy silently decides on the top probability."""
+    import types
+
+    from studio_fixtures import publish_random
+
+    from adapter_core import STATS_FILE
+    from studio.library import Library
+
+    shelf = types.SimpleNamespace(home=tmp_path, library=Library(tmp_path / "lib"))
+    folder = tmp_path / "scratch" / "router"
+    original = shelf.library.publish
+    shelf.library.publish = lambda source, name, owner=None: (
+        (source / STATS_FILE).write_bytes(b"statistics"),
+        original(source, name, owner=owner),
+    )[1]  # the run folder has its statistics file beside the weights, as training writes it
+    entry = publish_random(shelf, "minilm", "router", "classification", ["a", "b"])
+    assert (entry.path / STATS_FILE).read_bytes() == b"statistics"
+    assert folder.is_dir()

@@ -156,7 +156,8 @@ def test_a_closed_page_pauses_the_run_at_its_checkpoint(space):
     carol.predict(SAMPLE, "minilm", 64, api_name="/use_sample")
     # Long enough that the one status call below (which runs slices for up to 10 s) cannot finish it.
     run_id = carol.predict(name="zgc", **{**RUN, "epochs": 8}, api_name="/start_training")[0]
-    wait_for(lambda: "step" in carol.predict(run_id, api_name="/training_status"), timeout=120, what="a slice")
+    trained = lambda: re.search(r"step [1-9]\d*/", carol.predict(run_id, api_name="/training_status"))  # noqa: E731
+    wait_for(trained, timeout=120, what="a slice")
     run = RunStore(home / "studio").get(run_id)  # read from disk: a status call would drive the run again
     wait_for(lambda: run.status()["status"] == "stopped", timeout=300, what="the pause")  # then its end phase
     assert "no page or API client of yours asked for its progress" in run.status()["message"]

@@ -38,3 +38,18 @@ def pytest_collection_modifyitems(config, items):
 def ids():
     torch.manual_seed(1)
     return torch.randint(3, 96, (3, 9))
+
+
+@pytest.fixture
+def hf_home(monkeypatch, tmp_path):
+    """A fresh HF_HOME (its hub cache read at call time), online unless a test says otherwise."""
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    return tmp_path / "hf" / "hub"
+
+
+@pytest.fixture
+def offline(monkeypatch, hf_home):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return hf_home

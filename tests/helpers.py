@@ -156,3 +156,17 @@ def run(model, ids, mask=None):
     kwargs = {"decoder_input_ids": ids} if model.config.is_encoder_decoder else {}
     out = model(input_ids=ids, attention_mask=mask, **kwargs)
     return out.logits if hasattr(out, "logits") else out.last_hidden_state
+
+
+def tiny_llama_with_adapters(tokenizer, scale: float, names=("a", "b")):
+    """A tiny Llama with instruction adapters `names`, each with its own seeded random weights × `scale`."""
+    from adapter_core import AdapterConfig, adapter_parameters, add_adapter
+
+    model = tiny_llama(tokenizer, hidden=32, layers=2)
+    for seed, name in enumerate(names):
+        add_adapter(model, name, AdapterConfig(bottleneck=8), task="instruction")
+        g = torch.Generator().manual_seed(seed + 10)
+        with torch.no_grad():
+            for p in adapter_parameters(model, name).values():
+                p.copy_(torch.randn(p.shape, generator=g) * scale)
+    return model

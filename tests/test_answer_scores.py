@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import sacrebleu
 import torch
-from helpers import tiny_llama
+from helpers import tiny_llama, tiny_llama_with_adapters
 from rouge_score import rouge_scorer
 
 from adapter_core import AdapterConfig, adapter_parameters, add_adapter, load_base
@@ -21,14 +21,7 @@ def tokenizer():
 
 @pytest.fixture(scope="module")
 def model(tokenizer):
-    model = tiny_llama(tokenizer, hidden=32, layers=2)
-    for seed, name in enumerate(("a", "b")):
-        add_adapter(model, name, AdapterConfig(bottleneck=8), task="instruction")
-        g = torch.Generator().manual_seed(seed + 10)
-        with torch.no_grad():
-            for p in adapter_parameters(model, name).values():
-                p.copy_(torch.randn(p.shape, generator=g) * 0.5)
-    return model
+    return tiny_llama_with_adapters(tokenizer, scale=0.5)
 
 
 def test_text_scores_are_rouge_score_s_and_sacrebleu_s():

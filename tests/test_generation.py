@@ -6,9 +6,9 @@ import types
 
 import pytest
 import torch
-from helpers import tiny_llama, wait_for
+from helpers import tiny_llama_with_adapters, wait_for
 
-from adapter_core import AdapterConfig, AdapterError, adapter_parameters, add_adapter, load_base
+from adapter_core import AdapterError, load_base
 from adapter_core.generation import Row, RowSampling, _partial_stop, generate_rows
 from adapter_core.inference import format_prompt, prompt_ids
 from adapter_core.serve.batcher import Batcher
@@ -22,14 +22,7 @@ def tokenizer():
 
 @pytest.fixture(scope="module")
 def model(tokenizer):
-    model = tiny_llama(tokenizer, hidden=32, layers=2)
-    for seed, name in enumerate(("a", "b")):
-        add_adapter(model, name, AdapterConfig(bottleneck=8), task="instruction")
-        g = torch.Generator().manual_seed(seed + 10)
-        with torch.no_grad():
-            for p in adapter_parameters(model, name).values():
-                p.copy_(torch.randn(p.shape, generator=g) * 0.1)
-    return model
+    return tiny_llama_with_adapters(tokenizer, scale=0.1)
 
 
 def row(tokenizer, text, adapter=None, tokens=12, **kw):

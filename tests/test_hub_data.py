@@ -87,21 +87,6 @@ def tickets(meta: dict | None = None) -> dict[str, bytes]:
     }
 
 
-@pytest.fixture
-def hf_home(monkeypatch, tmp_path):
-    """A fresh HF_HOME (its hub cache read at call time), online unless a test says otherwise."""
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    return tmp_path / "hf" / "hub"
-
-
-@pytest.fixture
-def offline(monkeypatch, hf_home):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    return hf_home
-
-
 class FakeHub:
     """The Hub's two answers: the dataset's info (files, sizes, card) and the download, which fills the
     cache exactly as huggingface_hub does (only the files asked for)."""

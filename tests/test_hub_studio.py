@@ -17,21 +17,6 @@ from studio.settings import train_config
 OWNER = "hf:alice"
 
 
-@pytest.fixture
-def hf_home(monkeypatch, tmp_path):
-    """A fresh HF_HOME, online unless a test says otherwise (as in test_hub_data)."""
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    return tmp_path / "hf" / "hub"
-
-
-@pytest.fixture
-def offline(monkeypatch, hf_home):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    return hf_home
-
-
 def test_a_cached_dataset_loads_offline_as_a_data_file_with_its_validation_split(offline, tmp_path):
     cache_repo(offline, "me/tickets", tickets(), commit=COMMIT, repo_type="dataset")
     studio = Studio(tmp_path / "home")

@@ -59,6 +59,12 @@ def client(url: str, visitor: str):
     return Client(url, headers={"X-IP-Token": ip_token(visitor)}, verbose=False)
 
 
+def start(studio, name: str, **settings) -> str:
+    """Load the routing sample and start run `name` with RUN's settings (and `settings`); its id."""
+    studio.predict(SAMPLE, "minilm", 64, api_name="/use_sample")
+    return studio.predict(name=name, **{**RUN, **settings}, api_name="/start_training")[0]
+
+
 def follow(studio, run_id: str, timeout: float = 600) -> str:
     """Poll /training_status as the README's example does (each poll is the visitor's request) until the run ends."""
     end = time.monotonic() + timeout
@@ -73,8 +79,7 @@ def follow(studio, run_id: str, timeout: float = 600) -> str:
 def test_a_run_trains_in_leased_slices_and_classify_takes_a_lease(space):
     url, ledger, _ = space
     studio = client(url, "alice")
-    studio.predict(SAMPLE, "minilm", 64, api_name="/use_sample")
-    run_id = studio.predict(name="zg", **RUN, api_name="/start_training")[0]
+    run_id = start(studio, "zg")
     status = follow(studio, run_id)
     assert ": completed" in status, status
     slices = [lease for lease in leases(ledger) if lease["visitor"] == "alice"]
@@ -127,8 +132,7 @@ def test_an_adapter_added_after_the_worker_started_classifies_through_that_worke
 def test_a_refused_lease_pauses_the_run_and_resume_ends_it_as_if_never_paused(space):
     url, ledger, home = space
     bob = client(url, "bob")
-    bob.predict(SAMPLE, "minilm", 64, api_name="/use_sample")
-    run_id = bob.predict(name="zgq", **RUN, api_name="/start_training")[0]
+    run_id = start(bob, "zgq")
     status = follow(bob, run_id)
     assert ": stopped" in status and re.search(r"Paused at step [1-9]\d* of 27", status), status
     assert "You have exceeded your ZeroGPU runs limit" in status and "sign in with Hugging Face" in status
@@ -153,9 +157,8 @@ def test_a_closed_page_pauses_the_run_at_its_checkpoint(space):
 
     url, _, home = space
     carol = client(url, "carol")
-    carol.predict(SAMPLE, "minilm", 64, api_name="/use_sample")
     # Long enough that the one status call below (which runs slices for up to 10 s) cannot finish it.
-    run_id = carol.predict(name="zgc", **{**RUN, "epochs": 8}, api_name="/start_training")[0]
+    run_id = start(carol, "zgc", epochs=8)
     trained = lambda: re.search(r"step [1-9]\d*/", carol.predict(run_id, api_name="/training_status"))  # noqa: E731
     wait_for(trained, timeout=120, what="a slice")
     run = RunStore(home / "studio").get(run_id)  # read from disk: a status call would drive the run again
@@ -195,8 +198,7 @@ def test_the_openai_compatible_api_serves_on_the_cpu_without_a_lease(space):
 def test_out_of_quota_with_the_cpu_chosen_the_run_goes_on_on_the_cpu(space):
     url, ledger, _ = space
     erin = client(url, "erin")  # her quota allows no lease at all
-    erin.predict(SAMPLE, "minilm", 64, api_name="/use_sample")
-    run_id = erin.predict(name="zge", **RUN, cpu_when_away=True, api_name="/start_training")[0]
+    run_id = start(erin, "zge", cpu_when_away=True)
     assert ": completed" in follow(erin, run_id)
     events = [e for e in read_ledger(ledger) if e.get("visitor") == "erin"]
     assert events and all(e["event"] == "refused" for e in events)  # every slice asked, none was lent

@@ -10,7 +10,8 @@ Each dataset is trained with up to four settings, in one process, on the same sp
 - new: every setting auto (TrainConfig() with the Balanced preset): the plan sizes the run in
   optimizer steps;
 - old-quick: the studio's old "Quick look" preset, r=16, 1 epoch, lr 3e-3, batch 32;
-- new-quick: the "Quick look" preset with auto settings.
+- new-quick: the "Quick look" preset with auto settings;
+- quick-b8: the same at batch 8, as it was before its budget became 2 minutes (issue 25).
 
 Quality is measured on rows no run trains on: a 10% test split (seed 0) of each bundled sample (the
 last 16 rows of house_style_sft.csv, its held-out prompts), and for BANKING77 the split of
@@ -47,6 +48,7 @@ VARIANTS = {
     "new": {"preset": "Balanced", "bottleneck": 64},
     "old-quick": {"epochs": 1.0, "batch_size": 32, "lr": 3e-3, "bottleneck": 16},
     "new-quick": {"preset": "Quick look", "bottleneck": 16},
+    "quick-b8": {"preset": "Quick look", "bottleneck": 16, "batch_size": 8},  # Quick look before its 2-min budget
 }
 STYLE = {
     "orders": r"Hello from the Orders Desk! Reference ORD-\d{5}\. .+ Happy shopping, The Orders Desk\.",
@@ -111,7 +113,7 @@ def score(name: str, result, config: TrainConfig, test_path: Path) -> dict:
     }
 
 
-def run(name: str, variant: str, train_path: Path, test_path: Path, work: Path, budget: float) -> dict:
+def run(name: str, variant: str, train_path: Path, test_path: Path, work: Path, budget: float, seed: int) -> dict:
     _, task, base = DATASETS[name]
     settings = dict(VARIANTS[variant])
     config = TrainConfig(
@@ -122,6 +124,7 @@ def run(name: str, variant: str, train_path: Path, test_path: Path, work: Path, 
         name=f"{name}-{variant}",
         max_length=64 if name == "banking77" else 128,
         max_seconds=budget,
+        seed=seed,
         **settings,
     )
     t0 = time.perf_counter()
@@ -135,6 +138,7 @@ def run(name: str, variant: str, train_path: Path, test_path: Path, work: Path, 
     row = {
         "dataset": name,
         "variant": variant,
+        "seed": seed,
         "bottleneck": config.adapter.bottleneck,
         "batch_size": plan.batch_size,
         "epochs": plan.epochs,
@@ -170,6 +174,7 @@ def main() -> None:
     ap.add_argument("--datasets", default=",".join(d for d in DATASETS if d != "banking77"))
     ap.add_argument("--variants", default=",".join(VARIANTS))
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--seed", type=int, default=42, help="the runs' seed (adapter initialisation, data order)")
     ap.add_argument("--banking77-budget", type=float, default=0, help="training seconds per BANKING77 run (0: none)")
     args = ap.parse_args()
     if args.threads:
@@ -189,7 +194,7 @@ def main() -> None:
                     row = {**twin, "variant": variant, "same_as": twin["variant"]}
                     print(json.dumps(row), flush=True)
                 else:
-                    row = run(name, variant, train_path, test_path, work, budget)
+                    row = run(name, variant, train_path, test_path, work, budget, args.seed)
                 done[variant] = row
                 rows.append(row)
     print()

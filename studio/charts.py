@@ -81,8 +81,9 @@ def overlay(curves: dict[str, list[dict[str, Any]]]) -> go.Figure:
             go.Scatter(x=[e["step"] for e in steps], y=[e["loss"] for e in steps], name=html.escape(name), mode="lines")
         )
     if not any(trace.x for trace in fig.data):
+        empty = "No training curve: these adapters were uploaded or trained elsewhere."
         fig.add_annotation(
-            text="No training curve: these adapters were uploaded or trained elsewhere.",
+            text=empty if curves else "Pick two or more above to see their training curves here.",
             showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper",
         )  # fmt: skip
     fig.update_layout(

@@ -39,7 +39,9 @@ def library_table(studio: Studio, owner: str | None = None) -> pd.DataFrame:
                 "perplexity": round(metrics["perplexity"], 3) if "perplexity" in metrics else None,
             }
         )
-    return pd.DataFrame(rows, columns=LIBRARY_COLUMNS)
+    table = pd.DataFrame(rows, columns=LIBRARY_COLUMNS)
+    # Whose adapter it is means something only where strangers share the studio.
+    return table if studio.policy.public else table.drop(columns="owner")
 
 
 METRIC_NAMES = {

@@ -59,15 +59,10 @@ def fit_before_start(
 
 
 def fit_line(info: dict[str, Any] | None) -> str:
-    """The training event's estimate: memory, and the time measured on the first steps."""
+    """The training event's memory estimate (its time is the progress line's "about N min left")."""
     info = info or {}
     parts = []
     memory = memory_text(info.get("memory"))
     if memory:
         parts.append(f"memory {memory}")
-    seconds = info.get("estimated_seconds")
-    if isinstance(seconds, (int, float)) and seconds > 0:
-        how = "measured on real steps" if info.get("seconds_per_step") else "a rough estimate"
-        took = f"{seconds / 60:.1f} min" if seconds >= 90 else f"{seconds:.0f} s"
-        parts.append(f"training time about {took} ({how})")
     return ", ".join(parts)

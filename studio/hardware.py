@@ -65,8 +65,13 @@ class Hardware:
         return self.kind in ("local-cpu", "space-cpu")
 
 
+def _threads() -> str:
+    n = torch.get_num_threads()
+    return f"{n} thread{'s' if n != 1 else ''}"
+
+
 def _cpu_name() -> str:
-    return f"CPU ({torch.get_num_threads()} threads)"
+    return f"CPU ({_threads()})"
 
 
 def _gpu_name() -> str:
@@ -108,7 +113,7 @@ def hardware() -> Hardware:
             training_device=cpu,
             serving_device=cpu,
             notice=(
-                f"> **Training runs on this Space's CPU** ({tier}, {torch.get_num_threads()} threads): MiniLM "
+                f"> **Training runs on this Space's CPU** ({tier}, {_threads()}): MiniLM "
                 "adapters take a minute or two; SmolLM2 instruction runs take several minutes. Duplicate the Space "
                 "with a GPU hardware tier to train on a GPU."
             ),
@@ -124,7 +129,7 @@ def hardware() -> Hardware:
         training_device=cpu,
         serving_device=cpu,
         notice=(
-            f"> **Running on CPU** ({torch.get_num_threads()} threads): MiniLM adapters train in a minute or two; SmolLM2 instruction runs take "
+            f"> **Running on CPU** ({_threads()}): MiniLM adapters train in a minute or two; SmolLM2 instruction runs take "
             "a few minutes. A GPU is much faster."
         ),
     )

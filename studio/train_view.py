@@ -21,7 +21,7 @@ from .hardware import device_label, hardware
 from .report_view import run_answer_scores, run_report
 from .service import Studio
 from .settings import adapter_config, config_values, mode_value, train_config
-from .text import md
+from .text import duration, md
 
 PRESETS = {p.label: p for p in ENGINE_PRESETS.values()}  # "Balanced (r=64)" -> the engine's recipe
 DEFAULT_PRESET = ENGINE_PRESETS[ENGINE_DEFAULT].label
@@ -119,8 +119,7 @@ def run_summary(studio: Studio, base: str, source: dict | None, settings: dict[s
         + (f", {len(labels)} labels" if labels else "")
         + f") on **{md(base)}**.",
         what,
-        f"Run: {run.describe()}"
-        + (f", about {run.estimated_seconds / 60:.0f} min on this CPU." if run.estimated_seconds else "."),
+        f"Run: {run.describe()}" + (f"; {time_left(run.estimated_seconds)}." if run.estimated_seconds else "."),
     ]
     if hardware().kind == "zero-gpu":
         lines.append(
@@ -187,14 +186,23 @@ def progress(studio: Studio, owner: str | None, job_id: str | None) -> dict[str,
     job = studio.jobs.get(job_id, owner=owner)
     step = job.latest("step")
     training = next((e for e in job.events if e["kind"] == "status" and e.get("status") == "training"), None)
-    parts = [f"**{md(job.config.name)}**: {job.status}"]
-    if step:
+    stopping = job.stop_requested.is_set() and not job.finished.is_set()
+    parts = [f"**{md(job.config.name)}**: {'stopping…' if stopping else job.status}"]
+    if step and stopping:
+        parts.append(f"at step {step['step']}/{step['total_steps']}; saving the adapter as it is now")
+    elif step and not job.finished.is_set():
         parts.append(
-            f"step {step['step']}/{step['total_steps']}, elapsed {_clock(step['elapsed_s'])}, "
-            f"ETA {_clock(step['eta_s'])}, {step['examples_per_sec']:.0f} examples/s"
+            f"step {step['step']}/{step['total_steps']}, {time_left(step['eta_s'])} "
+            f"(elapsed {_clock(step['elapsed_s'])}, {rate(step['examples_per_sec'])})"
         )
+    elif step:
+        ended = "stopped at" if job.status == "stopped" else "made"
+        parts.append(f"{ended} step {step['step']} of {step['total_steps']} in {_clock(step['elapsed_s'])}; saved")
     elif not job.finished.is_set():
         parts.append(md(charts.phase(job.events)))
+        planned = (training or {}).get("info", {}).get("estimated_seconds")
+        if planned:
+            parts.append(time_left(planned))
     if training:
         parts.append(md(device_label(training["info"]["device"])))
         fit = fit_line(training["info"])
@@ -292,6 +300,13 @@ def queue_text(studio: Studio, owner: str | None = None) -> str:
     return "  \n".join(lines)
 
 
+def drawn_key(studio: Studio, owner: str | None, job_id: str) -> str:
+    """What the progress of `job_id` shows depends on only this: a page redraws the chart (and the browser
+    re-renders it) when it changes, not on every tick."""
+    job = studio.jobs.get(job_id, owner=studio.owner(owner))
+    return f"{job.id}:{len(job.events)}:{job.status}:{job.stop_requested.is_set()}:{job.finished.is_set()}"
+
+
 def reattach(studio: Studio, owner: str | None, remembered: str | None) -> str | None:
     """After a reload: the job this visitor started, else their running one, else their newest."""
     owner = studio.owner(owner)
@@ -312,6 +327,15 @@ def stop_training(studio: Studio, owner: str | None, job_id: str | None) -> str:
         return f"That run already finished ({job.status})."
     studio.jobs.stop(job_id, owner=studio.owner(owner))
     return "Stopping after the current step; the adapter is kept."
+
+
+def time_left(seconds: float) -> str:
+    """The one way the studio says how long training has to go, before a run and during it."""
+    return f"about {duration(seconds)} left"
+
+
+def rate(examples_per_sec: float) -> str:
+    return f"{examples_per_sec:.1f} examples/s" if examples_per_sec < 10 else f"{examples_per_sec:.0f} examples/s"
 
 
 def _clock(seconds: float) -> str:

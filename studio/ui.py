@@ -53,7 +53,7 @@ def build_app(studio: Studio | None = None) -> gr.Blocks:
         )
         ctx.add(
             wizard=gr.BrowserState({}, storage_key="adapter-studio-wizard", secret=secret),
-            tab=gr.State("model"),
+            tab=gr.State(None),  # the tab the visitor picked (None: none yet on this page)
         )
         header(studio)
         with gr.Tabs() as tabs:

@@ -197,6 +197,34 @@ def test_an_instruction_run_ends_with_its_scores_in_the_report_the_card_and_eval
     assert "Answer scores on 1 pairs (the first of 24), greedy decoding" in capsys.readouterr().out
 
 
+def test_a_stopped_instruction_run_ends_after_its_step_without_answering(tokenizer, tmp_path, monkeypatch):
+    """Stop ends a run soon after its current step: the evaluation at the stop is the validation pass
+    alone, and the end-of-run scores wait for the run's real end (they take minutes on a CPU)."""
+    from helpers import SAMPLES
+
+    from adapter_core.engine import loop
+    from adapter_core.engine.train import TrainConfig, train
+
+    base = tmp_path / "tiny-base"
+    tiny_llama(tokenizer, hidden=32, layers=2).save_pretrained(base)
+    tokenizer.save_pretrained(base)
+    pd.read_csv(SAMPLES / "orders_sft.csv").head(24).to_csv(tmp_path / "orders.csv", index=False)
+    config = TrainConfig(
+        base=str(base), data=str(tmp_path / "orders.csv"), task="instruction", name="orders", max_steps=6,
+        batch_size=4, max_length=64, val_fraction=0.25, score_pairs=3, sample_prompts=2, eval_every=2,
+    )  # fmt: skip
+    answered = []
+    real = loop.answer_samples
+    monkeypatch.setattr(loop, "answer_samples", lambda *a: answered.append(1) or real(*a))
+    steps = []
+    result = train(config, tmp_path / "run", on_event=lambda e: steps.append(e.step) if e.kind == "step" else None,
+                   should_stop=lambda: len(steps) >= 3)  # fmt: skip
+    assert result.status == "stopped" and result.steps == 3 and steps == [1, 2, 3]
+    assert len(answered) == 1  # at step 2's evaluation; none at the stop (step 3)
+    assert result.answer_scores is None and not (tmp_path / "run" / a.ANSWER_SCORES_FILE).exists()
+    assert result.metrics and "val_loss" in result.metrics  # the stop's validation pass still ran
+
+
 @pytest.mark.slow  # the real SmolLM2: its chat template, end-of-turn token and padding in a mixed batch
 def test_smollm2_scores_its_own_answers_perfectly_beside_an_adapter(tmp_path):
     from adapter_core import generate

@@ -13,6 +13,7 @@ from torch import nn
 
 from adapter_core import REPETITION_WARNING, RepetitionGuard, generate, generate_batch, load_base, stream_generate
 from adapter_core.cli import build_parser
+from adapter_core.engine.evaluation import load_with_base
 from adapter_core.engine.plan import (
     FEW_STEPS,
     PRESETS,
@@ -77,6 +78,18 @@ def test_explicit_values_always_win_and_still_get_warnings():
     assert any("roughly" in w and "hours" in w for w in long.warnings)
     capped = plan_training(50_000, "instruction", base="smollm2-135m-instruct", epochs=4, max_seconds=600)
     assert not any("roughly" in w for w in capped.warnings)  # a time budget already bounds it
+
+
+def test_quick_look_is_sized_to_about_two_minutes_on_a_cpu():
+    """Quick look on SmolLM2 and a 126-row instruction file: batch 4 keeps its 50 steps within its 2-minute
+    budget, where batch 8 would take about 3; Balanced keeps batch 8, and MiniLM is quick at batch 8."""
+    quick = plan_training(126, "instruction", "Quick look", base="smollm2-135m-instruct")
+    assert (quick.batch_size, quick.total_steps) == (4, 50) and quick.estimated_seconds <= 120 and not quick.warnings
+    assert PRESETS["Quick look"].budget_s == 120
+    balanced = plan_training(126, "instruction", base="smollm2-135m-instruct")
+    assert (balanced.batch_size, balanced.total_steps) == (8, 100)
+    routing = plan_training(432, "classification", "Quick look", base="minilm")
+    assert routing.batch_size == 8 and routing.total_steps >= 50 and routing.estimated_seconds <= 30
 
 
 def test_presets_keep_their_meaning_and_every_sample_gets_enough_steps():
@@ -278,24 +291,35 @@ def test_generation_stops_a_loop_and_says_so(tokenizer):
 # The default run on a small file in a rigid house style ------------------------------------------------
 @pytest.mark.slow
 def test_default_run_on_80_pairs_learns_the_house_style(tmp_path):
-    """80 pairs, every setting auto: 100 steps at batch 8 (the old defaults made 9); at least 14 of the
-    16 held-out prompts are answered in the house style, the item copied from the prompt."""
+    """80 pairs, every sized setting auto: 100 steps at batch 8 (the old defaults made 9); at least 14 of
+    the 16 held-out prompts are answered in the house style, the item copied from the prompt. What the run
+    reports (sample answers at each evaluation, answer scores at the end) is off, and it evaluates every
+    25 steps: those take minutes on a CPU and are tested on their own; what it learns is the plan's."""
     rows = pd.read_csv(HOUSE)
     train_rows, held_out = rows.iloc[:80], rows.iloc[80:]
     assert len(held_out) == 16 and not set(held_out["instruction"]) & set(train_rows["instruction"])
     data = tmp_path / "house.csv"
     train_rows.to_csv(data, index=False)
-    config = TrainConfig(base="smollm2-135m-instruct", task="instruction", data=str(data), name="house")
+    config = TrainConfig(
+        base="smollm2-135m-instruct", task="instruction", data=str(data), name="house",
+        sample_prompts=0, score_pairs=0, eval_every=25,
+    )  # fmt: skip
     result = train(config, tmp_path / "run")
     assert result.status == "completed" and result.plan.batch_size == 8 and result.steps >= 100
-    assert result.warnings == []
-    model, tok = result.base.model, result.base.tokenizer
+    assert result.warnings == [] and result.metrics["perplexity"] < 3.0
+    # The saved adapter, loaded onto a fresh base as a user would, answers; the bare base has no house style.
+    loaded, name = load_with_base(tmp_path / "run")
+    assert loaded.model is not result.base.model and name == "house"
+    model, tok = loaded.model, loaded.tokenizer
+    prompts = list(held_out["instruction"])
     guard = RepetitionGuard()
-    answers = generate_batch(model, tok, list(held_out["instruction"]), "house", max_new_tokens=48, guard=guard)
+    answers = generate_batch(model, tok, prompts + prompts[:2], ["house"] * 16 + [None] * 2, 48, guard=guard)
+    answers, plain = answers[:16], answers[16:]
+    assert not any(HOUSE_STYLE.search(a) or "Repair Desk" in a for a in plain), plain
     styled = [
         a
         for a, prompt in zip(answers, held_out["instruction"], strict=True)
         if (m := HOUSE_STYLE.fullmatch(a.strip())) and m["item"] in prompt and m["action"] in HOUSE_ACTIONS
     ]
     assert len(styled) >= 14, answers
-    assert not guard.any
+    assert not any(guard.fired[:16])  # the adapter never looped (the bare base may)

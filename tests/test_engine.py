@@ -12,11 +12,11 @@ import torch
 from helpers import ROOT, ROUTING
 from helpers import quick as tiny_run
 
-from adapter_core import AdapterConfig, AdapterError, classify, load_base
+from adapter_core import AdapterError, classify, load_base
 from adapter_core.engine.evaluation import load_with_base
 from adapter_core.engine.jobs import JobManager
 from adapter_core.engine.runs import RunStore
-from adapter_core.engine.train import TrainConfig, train
+from adapter_core.engine.train import train
 from adapter_core.io import CONFIG_FILE
 
 # One epoch of the routing sample: these tests look at what a whole run leaves behind.
@@ -259,33 +259,3 @@ def test_torchrun_two_processes_train_one_adapter(tmp_path):
     ]  # no checkpoint/: a completed run has nothing to resume
     predicted = cli("predict", "--adapter", str(out), "--text", "my card was charged twice", "--json")
     assert predicted.returncode == 0, predicted.stderr[-2000:]
-
-
-@pytest.mark.slow
-def test_smollm2_instruction_adapter_learns_the_house_style(tmp_path):
-    from adapter_core import generate, load_base
-
-    data = ROOT / "sample_data" / "orders_sft.csv"
-    config = TrainConfig(
-        base="smollm2-135m-instruct",
-        data=str(data),
-        task="instruction",
-        name="orders",
-        adapter=AdapterConfig(bottleneck=32),
-        epochs=1,
-        batch_size=4,
-        max_length=128,
-        lr=2e-3,
-        max_steps=30,
-        eval_every=30,
-        val_fraction=0.05,
-    )
-    result = train(config, tmp_path)
-    assert result.status == "completed" and result.metrics["perplexity"] < 3.0
-    prompts = ["The courier lost my package with the blender in it.", "Can I change the size of the jacket I ordered?"]
-    base = load_base("smollm2-135m-instruct")
-    plain = [generate(base.model, base.tokenizer, p, None, 24) for p in prompts]
-    tuned_base, name = load_with_base(tmp_path)
-    tuned = [generate(tuned_base.model, tuned_base.tokenizer, p, name, 24) for p in prompts]
-    assert all(t.startswith("Hello from the Orders Desk! Reference ORD-") for t in tuned), tuned
-    assert not any("Orders Desk" in p for p in plain), plain

@@ -1,7 +1,7 @@
 """A new user's instruction journey in Chromium with the "Quick look" preset and every default: the
 Orders sample, Start, then Chat. The adapter must already answer in the sample's house style.
 
-Slow: it trains SmolLM2 on the CPU (a minute or two on CI's two cores).
+Slow: it trains SmolLM2 on the CPU (the preset's 2 minutes, more on a busy machine).
 """
 
 import re
@@ -48,6 +48,8 @@ def test_quick_look_on_the_orders_sample_answers_in_its_style(tmp_path):
             summary = page.get_by_text(re.compile(r"Will train: orders_sft\.csv"))
             expect(summary).to_contain_text("smollm2-135m-instruct")  # the instruction sample chose SmolLM2
             expect(summary).to_contain_text("r=16")
+            # One estimate, sized to the preset's 2 minutes, said the same way as during the run.
+            expect(summary).to_contain_text(re.compile(r"batch 4, .*; about [12] min left\."))
             page.screenshot(path=ARTIFACTS / "preset-1-summary.png")
             page.get_by_role("button", name="Start training").click()
             # The instruction run's chart shows its very first point, as a marker, on whole-number steps.
@@ -60,7 +62,14 @@ def test_quick_look_on_the_orders_sample_answers_in_its_style(tmp_path):
             job = studio.jobs.jobs()[-1]
             steps = job.latest("done")["step"]
             assert steps >= 50, f"Quick look made only {steps} optimizer steps"
-            page.screenshot(path=ARTIFACTS / "preset-2-trained.png")
+            expect(page.get_by_text(re.compile(r"quick-orders: completed · made step 50 of 50 in"))).to_be_visible()
+            # The base's and the adapter's sample answers side by side, inside a 1,280-px window.
+            table = page.get_by_role("grid", name=re.compile("Sample answers at the latest evaluation"))
+            header = table.get_by_role("columnheader", name="adapter", exact=True)
+            expect(header).to_be_visible()
+            box = header.bounding_box()
+            assert box and box["x"] + box["width"] <= 1280, box
+            page.screenshot(path=ARTIFACTS / "preset-2-trained.png", full_page=True)
 
             page.get_by_role("tab", name="5 · Use").click()
             page.get_by_role("tab", name="Chat").click()

@@ -14,6 +14,7 @@ from studio import use_view as u
 from studio.library import safe_name
 from studio.sample_files import SAMPLES_DIR
 from studio.service import Studio
+from studio.text import duration
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +75,7 @@ def test_compare_and_library_tables(studio, tmp_path):
     assert counts[0] == 153_411  # 12 x (2*384*16 + 16 + 384) + 3 x 385
     assert "val accuracy" not in table.columns or all("." in v for v in table["val accuracy"])
     lib = c.library_table(studio)
-    assert {"alpha", "beta"} <= set(lib["adapter"])
+    assert {"alpha", "beta"} <= set(lib["adapter"]) and "owner" not in lib.columns  # one user: no owner column
     estimate = h.estimate(studio, "minilm", 64, "houlsby", 3)
     outs = c.compare_outputs(studio, None, ["alpha", "beta"], "I was charged twice", False)
     assert h.estimate(studio, "minilm", 64, "houlsby", 3) == estimate  # served adapters don't move the base's count
@@ -181,3 +182,57 @@ def test_the_route_slider_moves_the_false_rejection_rate(studio):
     assert "out-of-scope score 0.00669" in head and "above the router's threshold 0" in head
     with pytest.raises(AdapterError, match="share from 0 to 0.5"):
         studio.route("calibrated-router", ["hello"], false_rejection=0.9)
+
+
+def test_one_time_estimate_a_stopping_run_and_a_stopped_one(tmp_path):
+    """The progress line says "about N min left" before the first step (the plan's figure) and during
+    the run (from real steps), "stopping…" as soon as Stop is asked for, and no time left once it ended;
+    a page redraws only when something changed."""
+    from adapter_core.engine.jobs import Job
+    from adapter_core.engine.train import TrainConfig
+
+    studio = Studio(tmp_path)
+    config = TrainConfig(data=str(SAMPLES_DIR / "support_routing.csv"), name="eta")
+    job = Job(config, studio.jobs.store.create("eta", config.to_dict()), status="training")
+    studio.jobs._jobs[job.id] = job
+    training = {"kind": "status", "status": "training", "info": {"device": "cpu", "estimated_seconds": 150.0}}
+    job.events += [{"kind": "data"}, training]
+    assert "about 2 min left" in h.progress(studio, None, job.id)["status"]
+    drawn = h.drawn_key(studio, None, job.id)
+    assert h.drawn_key(studio, None, job.id) == drawn  # nothing new: the page keeps what it shows
+    job.events.append(
+        {
+            "kind": "step",
+            "step": 3,
+            "total_steps": 10,
+            "loss": 1.0,
+            "elapsed_s": 30.0,
+            "eta_s": 70.0,
+            "examples_per_sec": 0.4,
+        }
+    )
+    status = h.progress(studio, None, job.id)["status"]
+    assert "step 3/10, about 1 min left (elapsed 00:30, 0.4 examples/s)" in status, status
+    assert "ETA" not in status and "0 examples/s" not in status and "training time" not in status
+    assert h.drawn_key(studio, None, job.id) != drawn
+    drawn = h.drawn_key(studio, None, job.id)
+    studio.jobs.stop(job.id)
+    assert h.drawn_key(studio, None, job.id) != drawn  # the next tick shows it
+    assert "eta**: stopping… · at step 3/10; saving the adapter" in h.progress(studio, None, job.id)["status"]
+    job.status = "stopped"
+    job.finished.set()
+    status = h.progress(studio, None, job.id)["status"]
+    assert "stopped · stopped at step 3 of 10 in 00:30; saved" in status and "left" not in status, status
+    assert [duration(s) for s in (2, 44, 61, 89, 3600, 7200)] == ["5 s", "45 s", "1 min", "1 min", "60 min", "2.0 h"]
+
+
+def test_compare_curves_say_why_they_are_empty():
+    from studio import charts
+
+    def note(fig):
+        return fig.layout.annotations[0].text
+
+    assert note(charts.overlay({})) == "Pick two or more above to see their training curves here."
+    assert "uploaded or trained elsewhere" in note(charts.overlay({"a": [], "b": []}))
+    drawn = charts.overlay({"a": [{"kind": "step", "step": 1, "loss": 1.0}]})
+    assert not drawn.layout.annotations and list(drawn.data[0].x) == [1]

@@ -132,12 +132,13 @@ def evaluate_step(r: Recipe, s: RunState, stop: bool, last: bool) -> None:
     """Evaluate; keep the best weights; count towards early stopping; save the adapter and checkpoint.
 
     An evaluation made only because a stop was asked for does not count: the run resumed from it then
-    ends as the run that was never stopped."""
+    ends as the run that was never stopped. It is the validation pass alone (no sample answers, which
+    take minutes on a CPU), so that a Stop ends the run soon after its current step."""
     c = r.config
     pad_id = r.base.tokenizer.pad_token_id
     metrics = evaluate(r.model, c.name, c.task, r.val_ds, pad_id, num_labels=len(r.labels or []))
     samples = None
-    if c.task == "instruction" and c.sample_prompts and r.main:
+    if c.task == "instruction" and c.sample_prompts and r.main and not stop:
         samples, s.base_answers = answer_samples(
             r.model, r.base.tokenizer, c.name, r.val_frame, c.sample_prompts, s.base_answers
         )

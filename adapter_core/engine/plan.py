@@ -4,8 +4,9 @@ A run learns per optimizer step, not per epoch. At batch 32, three epochs over 8
 too few for an adapter to pick up even a rigid house style; at batch 8 the same examples make 27
 steps in the same time. `plan_training` therefore sizes a run in steps: a file large enough to give
 the preset's step floor in the preset's epochs keeps batch 32 (and is cut to the time budget, never
-below the floor); a smaller file gets a smaller batch (16, then 8) and, where that is not enough,
-more epochs, up to `MAX_EPOCHS`. Explicit values always win; the plan then only counts and warns.
+below the floor); a smaller file gets a smaller batch (16, then 8, or 4 where the preset's time budget
+cannot pay for batch 8) and, where that is not enough, more epochs, up to `MAX_EPOCHS`. Explicit values
+always win; the plan then only counts and warns.
 
 The presets live here as data, for the studio and the CLI alike. `start_warnings` says in words when
 a run will make too few steps or is likely to be long on the device; `training_warnings` reads a
@@ -21,7 +22,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-BATCH_SIZES = (32, 16, 8)  # tried largest first; the first that reaches the step floor wins
+BATCH_SIZES = (32, 16, 8)  # tried largest first; the first that reaches the step floor within the budget wins
+SMALL_BATCHES = (8, 4)  # where none does (a small file): more epochs at 8, or at 4 where 8 is over the budget
 MAX_EPOCHS = 20.0  # the most passes a small file gets to reach the floor (the public studio's limit too)
 FEW_STEPS = 50  # fewer optimizer steps than this: warn before the run starts
 LR = {"classification": 2e-3, "instruction": 1e-3}  # the Balanced adapter's rate per task (r=64)
@@ -63,8 +65,8 @@ PRESETS: dict[str, Preset] = {
             min_steps=FEW_STEPS,
             epochs=1.0,
             lr_scale=1.5,
-            budget_s=300,
-            description="A narrow adapter and a short run, still long enough to learn a house style.",
+            budget_s=120,  # a first useful result in about 2 minutes, SmolLM2 on 2 CPU cores included
+            description="A narrow adapter and a short run (about 2 minutes), still long enough to learn a house style.",
         ),
         Preset(
             "Balanced",
@@ -177,7 +179,7 @@ def plan_training(
 
     Each of `batch_size`, `epochs` and `lr` given (not None) is kept as it is; the others are chosen:
     the largest batch of 32, 16, 8 whose steps over the preset's epochs reach its step floor, and whose
-    floor fits the preset's time budget on a CPU (else 8); epochs enough for the floor (at least the
+    floor fits the preset's time budget on a CPU (else 8, or 4 where 8 does not fit the budget); epochs enough for the floor (at least the
     preset's, at most MAX_EPOCHS), those over the floor cut to the time budget; the task's learning
     rate. `device` is "cpu" or "cuda" (no time estimate there); `tokens_per_example` (the mean
     tokenised length) sharpens the estimate; `base_params` scales it for a base not measured here.
@@ -192,13 +194,15 @@ def plan_training(
     def spe(b: int) -> int:
         return steps_for(rows, b, 1, grad_accum, processes)[0]
 
+    def affordable(b: int) -> bool:  # the step floor at batch b within the preset's time budget
+        return cost is None or p.min_steps * b * grad_accum * processes * cost <= p.budget_s
+
     def fits(b: int) -> bool:  # the floor in the preset's (or the given) epochs, and within the budget
-        reach = p.epochs if epochs is None else epochs
-        affordable = cost is None or p.min_steps * b * grad_accum * processes * cost <= p.budget_s
-        return spe(b) * reach >= p.min_steps and affordable
+        return spe(b) * (p.epochs if epochs is None else epochs) >= p.min_steps and affordable(b)
 
     if batch_size is None:
-        batch_size = next((b for b in BATCH_SIZES if fits(b)), BATCH_SIZES[-1])
+        small = next((b for b in SMALL_BATCHES if affordable(b)), SMALL_BATCHES[-1])
+        batch_size = next((b for b in BATCH_SIZES if fits(b)), small)
     if epochs is None:
         per_epoch = spe(batch_size)
         floor = p.min_steps / per_epoch  # epochs to reach the step floor

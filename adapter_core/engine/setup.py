@@ -224,11 +224,15 @@ def on_device(model: nn.Module, device: torch.device) -> bool:
     return here.type == device.type and (here.index or 0) == (device.index or 0)
 
 
-def measure_step(model: nn.Module, config: TrainConfig, train_ds, pad_id: int, accelerator, steps: int) -> float | None:
+def measure_step(
+    model: nn.Module, config: TrainConfig, train_ds, pad_id: int, accelerator, steps: int, emit
+) -> float | None:
     """Seconds per optimizer step from real passes on a typical batch, on the device and in the mode the
     run trains in (before DDP wraps the model). A run of a few steps measures itself: None."""
     if steps <= CALIBRATE_OVER_STEPS:
         return None
+    # Seconds on a CPU for a large base: a phase of its own on the chart (`emit` speaks on rank 0 only).
+    emit(Event("status", status="loading", message="Timing three training passes here, to estimate the run's length"))
     model.to(accelerator.device)
     train_mode(model, config.base_dropout or config.mode == "full")
     batch = typical_batch(train_ds, config.batch_size, pad_id)
@@ -242,7 +246,7 @@ def build(config, out_dir, accelerator, emit, base, shared, labels, train_ds, va
     params = [p for p in model.parameters() if p.requires_grad]
     sampler = LengthGroupedBatches(train_ds["length"], config.batch_size, config.seed)
     pad_id = base.tokenizer.pad_token_id
-    seconds_per_step = measure_step(model, config, train_ds, pad_id, accelerator, plan.total_steps)
+    seconds_per_step = measure_step(model, config, train_ds, pad_id, accelerator, plan.total_steps, emit)
     loader = DataLoader(train_ds, batch_sampler=sampler, collate_fn=partial(collate, pad_id=pad_id))
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     task_model, optimizer, loader = accelerator.prepare(TaskModel(model, config.name, config.task), optimizer, loader)

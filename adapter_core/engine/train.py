@@ -153,7 +153,8 @@ def finish(r: Recipe, s: RunState) -> TrainResult:
             out_of_scope = calibrate_router(r, scores)
         report = report_from(scores, list(r.val_frame["text"]), r.labels)
         write_json_atomic(r.out_dir / REPORT_FILE, report)
-    scores = None if s.paused else end_of_run_scores(r)  # a paused run is scored when it ends
+    # A paused or stopped run is scored when it ends (a Stop should not wait minutes for answers).
+    scores = None if s.paused or s.status == "stopped" else end_of_run_scores(r)
     warnings = r.warnings + [m for m in (s.early_message, s.paused) if m] + end_warnings(r, s)
     meta = training_meta(r, s, s.status, kept_step, metrics)
     meta["training"].update(total_steps=s.step, best_step=s.best_step, stopped_early=s.stopped_early)

@@ -37,6 +37,7 @@ def build(ctx: Ctx) -> None:
             label="Sample answers at the latest evaluation: the bare base model beside the adapter",
             interactive=False,
             wrap=True,
+            column_widths=["30%", "35%", "35%"],  # without them, long answers pushed the adapter's off screen
             visible=False,
         )
         scores_md = gr.Markdown(visible=False)  # an instruction run's answer scores, once it has ended
@@ -58,6 +59,7 @@ def build(ctx: Ctx) -> None:
         queue_md = gr.Markdown()
         timer = gr.Timer(1.0)
         seen_done = gr.State(None)
+        drawn = gr.State(None)  # what the chart and status last showed (train_view.drawn_key)
         sweep.build(ctx)
         with gr.Accordion("Past runs (kept across restarts)", open=False):
             with gr.Row():
@@ -83,6 +85,7 @@ def build(ctx: Ctx) -> None:
         queue_md=queue_md,
         timer=timer,
         seen_done=seen_done,
+        drawn=drawn,
         past=past,
         past_show=past_show,
         past_md=past_md,
@@ -168,21 +171,30 @@ def wire(ctx: Ctx) -> None:
         ctx[k] for k in ("samples", "report_box", "report_md", "confusion", "per_class", "misclassified", "scores_md")
     ]
 
-    def tick(owner, job_id, seen, changed, request: gr.Request):
+    def tick(owner, job_id, seen, changed, drawn, request: gr.Request):
         owner = who(studio, owner, request)
         zerogpu.drive(studio.jobs.leases, owner)  # on ZeroGPU, an open page's run goes on in its ticks
-        if job_id is None or job_id == seen:  # nothing new to draw: only the queue may have moved
-            return [gr.update(), gr.update(), h.queue_text(studio, owner), seen, changed] + [gr.update()] * 7
+        key = None if job_id is None or job_id == seen else h.drawn_key(studio, owner, job_id)
+        if key is None or key == drawn:  # nothing new to draw: only the queue may have moved
+            return [gr.update(), gr.update(), h.queue_text(studio, owner), seen, changed, drawn] + [gr.update()] * 7
         info = h.progress(studio, owner, job_id)
         shown = [info["figure"], info["status"], info["queue"]]
         if info["done"]:  # drawn once more, then left alone; the pickers learn of its adapter
-            return [*shown, job_id, (changed or 0) + 1, *run_outputs(info)]
-        return [*shown, seen, changed, *run_outputs(info)]
+            return [*shown, job_id, (changed or 0) + 1, key, *run_outputs(info)]
+        return [*shown, seen, changed, key, *run_outputs(info)]
 
     ctx["timer"].tick(
         friendly(tick),
-        [ctx.owner, ctx.job_id, ctx["seen_done"], ctx.library_changed],
-        [ctx["plot"], ctx["status_md"], ctx["queue_md"], ctx["seen_done"], ctx.library_changed, *report_outputs],
+        [ctx.owner, ctx.job_id, ctx["seen_done"], ctx.library_changed, ctx["drawn"]],
+        [
+            ctx["plot"],
+            ctx["status_md"],
+            ctx["queue_md"],
+            ctx["seen_done"],
+            ctx.library_changed,
+            ctx["drawn"],
+            *report_outputs,
+        ],  # fmt: skip
         show_progress="hidden",
         api_visibility="private",
     )

@@ -196,8 +196,9 @@ def progress(studio: Studio, owner: str | None, job_id: str | None) -> dict[str,
             f"(elapsed {_clock(step['elapsed_s'])}, {rate(step['examples_per_sec'])})"
         )
     elif step:
-        ended = "stopped at" if job.status == "stopped" else "made"
-        parts.append(f"{ended} step {step['step']} of {step['total_steps']} in {_clock(step['elapsed_s'])}; saved")
+        steps, took = f"{step['step']} of {step['total_steps']}", _clock(step["elapsed_s"])
+        ended = f"stopped at step {steps} after {took}" if job.status == "stopped" else f"{steps} steps in {took}"
+        parts.append(f"{ended}; saved")
     elif not job.finished.is_set():
         parts.append(md(charts.phase(job.events)))
         planned = (training or {}).get("info", {}).get("estimated_seconds")

@@ -62,7 +62,9 @@ def test_quick_look_on_the_orders_sample_answers_in_its_style(tmp_path):
             job = studio.jobs.jobs()[-1]
             steps = job.latest("done")["step"]
             assert steps >= 50, f"Quick look made only {steps} optimizer steps"
-            expect(page.get_by_text(re.compile(r"quick-orders: completed · made step 50 of 50 in"))).to_be_visible()
+            expect(
+                page.get_by_text(re.compile(r"quick-orders: completed · 50 of 50 steps in \d\d:\d\d; saved"))
+            ).to_be_visible()
             # The base's and the adapter's sample answers side by side, inside a 1,280-px window.
             table = page.get_by_role("grid", name=re.compile("Sample answers at the latest evaluation"))
             header = table.get_by_role("columnheader", name="adapter", exact=True)

@@ -197,8 +197,11 @@ def progress(studio: Studio, owner: str | None, job_id: str | None) -> dict[str,
         )
     elif step:
         steps, took = f"{step['step']} of {step['total_steps']}", _clock(step["elapsed_s"])
-        ended = f"stopped at step {steps} after {took}" if job.status == "stopped" else f"{steps} steps in {took}"
-        parts.append(f"{ended}; saved")
+        ended = {
+            "stopped": f"stopped at step {steps} after {took}; saved",
+            "completed": f"{steps} steps in {took}; saved",
+        }
+        parts.append(ended.get(job.status, f"after step {steps}"))
     elif not job.finished.is_set():
         parts.append(md(charts.phase(job.events)))
         planned = (training or {}).get("info", {}).get("estimated_seconds")

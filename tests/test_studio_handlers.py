@@ -223,6 +223,8 @@ def test_one_time_estimate_a_stopping_run_and_a_stopped_one(tmp_path):
     job.finished.set()
     status = h.progress(studio, None, job.id)["status"]
     assert "stopped · stopped at step 3 of 10 after 00:30; saved" in status and "left" not in status, status
+    job.status = "failed"
+    assert "failed · after step 3 of 10" in h.progress(studio, None, job.id)["status"]
     assert [duration(s) for s in (2, 44, 61, 89, 3600, 7200)] == ["5 s", "45 s", "1 min", "1 min", "60 min", "2.0 h"]
 
 

@@ -285,7 +285,7 @@ def test_tensorboard_writes_event_files_under_the_run(tiny_base, tmp_path):
 
 def test_a_missing_tracker_package_is_said_in_words(monkeypatch):
     monkeypatch.setitem(tracking._AVAILABLE, "mlflow", lambda: False)
-    with pytest.raises(AdapterError, match="--report-to mlflow needs the mlflow package: pip install mlflow"):
+    with pytest.raises(AdapterError, match="Tracking with mlflow needs the mlflow package: pip install mlflow"):
         TrainConfig(data="x.csv", report_to="mlflow").check()
 
 

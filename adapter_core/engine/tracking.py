@@ -25,7 +25,7 @@ def require_tracker(report_to: str) -> None:
     if report_to not in REPORT_TO:
         raise AdapterError(f"report_to must be one of {', '.join(REPORT_TO)}; got {report_to!r}.")
     if report_to != "none" and not _AVAILABLE[report_to]():
-        raise AdapterError(f"--report-to {report_to} needs the {report_to} package: pip install {report_to}")
+        raise AdapterError(f"Tracking with {report_to} needs the {report_to} package: pip install {report_to}")
 
 
 def accelerator_options(report_to: str, out_dir: Path) -> dict[str, Any]:

@@ -238,3 +238,12 @@ def test_compare_curves_say_why_they_are_empty():
     assert "uploaded or trained elsewhere" in note(charts.overlay({"a": [], "b": []}))
     drawn = charts.overlay({"a": [{"kind": "step", "step": 1, "loss": 1.0}]})
     assert not drawn.layout.annotations and list(drawn.data[0].x) == [1]
+
+
+def test_a_report_with_no_mistakes_hides_the_empty_misclassified_table():
+    from studio.tabs.train import misclassified
+
+    wrong = {"misclassified": [{"text": "refund?", "true": "billing", "predicted": "orders", "confidence": 0.9}]}
+    assert misclassified({"misclassified": []})["visible"] is False
+    shown = misclassified(wrong)
+    assert shown["visible"] is True and shown["value"].values.tolist() == [["refund?", "billing", "orders", 0.9]]

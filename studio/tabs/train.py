@@ -273,6 +273,12 @@ def run_outputs(info: dict) -> list:
         rv.report_summary(report),
         rv.confusion_figure(report),
         rv.per_class_table(report),
-        rv.misclassified_table(report),
+        misclassified(report),
         scores,
     ]
+
+
+def misclassified(report: dict) -> dict:
+    """The misclassified table, hidden when the model got every validation row right (only headers)."""
+    table = rv.misclassified_table(report)
+    return gr.update(value=table, visible=not table.empty)

@@ -181,8 +181,9 @@ def plan_training(
     the largest batch of 32, 16, 8 whose steps over the preset's epochs reach its step floor, and whose
     floor fits the preset's time budget on a CPU (else 8, or 4 where 8 does not fit the budget); epochs
     enough for the floor (at least the preset's, at most MAX_EPOCHS), those over the floor cut to the
-    time budget; the task's learning rate. `device` is "cpu" or "cuda" (no time estimate there); `tokens_per_example` (the mean
-    tokenised length) sharpens the estimate; `base_params` scales it for a base not measured here.
+    time budget; the task's learning rate. `device` is "cpu" or "cuda" (no time estimate there);
+    `tokens_per_example` (the mean tokenised length) sharpens the estimate; `base_params` scales it for a
+    base not measured here.
     """
     if rows < 1:
         raise ValueError(f"rows must be at least 1; got {rows!r}.")

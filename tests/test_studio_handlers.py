@@ -35,6 +35,7 @@ def test_data_tab_messages_for_bad_files(tmp_path):
     bad.write_text("text,score\nhello,1\n")
     info = dv.inspect_data(str(bad), "classification")  # readable: kept, so the visitor can pick the column
     assert not info["ready"] and info["columns"] == ["text", "score"]
+    assert info["mapping"] == {"text": "text"}  # the text column found is picked; only the label is left
     assert "bad.csv has no label column. Columns found: text, score" in info["summary"]
     with pytest.raises(AdapterError, match="Upload a CSV, TSV or JSONL file, or pick a sample"):
         dv.inspect_data(None, "classification")
@@ -198,6 +199,8 @@ def test_one_time_estimate_a_stopping_run_and_a_stopped_one(tmp_path):
     training = {"kind": "status", "status": "training", "info": {"device": "cpu", "estimated_seconds": 150.0}}
     job.events += [{"kind": "data"}, training]
     assert "about 2 min left" in h.progress(studio, None, job.id)["status"]
+    source = {"name": "support_routing.csv", "rows": 480, "task": "classification", "labels": ["a", "b"]}
+    assert h.can_start(studio, "minilm", source) and not h.can_start(studio, "minilm", source, None, job.id)
     drawn = h.drawn_key(studio, None, job.id)
     assert h.drawn_key(studio, None, job.id) == drawn  # nothing new: the page keeps what it shows
     job.events.append(
@@ -221,8 +224,12 @@ def test_one_time_estimate_a_stopping_run_and_a_stopped_one(tmp_path):
     assert "eta**: stopping… · at step 3/10; saving the adapter" in h.progress(studio, None, job.id)["status"]
     job.status = "stopped"
     job.finished.set()
+    assert h.can_start(studio, "minilm", source, None, job.id)  # the page's run ended: Start is free again
     status = h.progress(studio, None, job.id)["status"]
     assert "stopped · stopped at step 3 of 10 after 00:30; saved" in status and "left" not in status, status
+    job.events[0]["time"] = 1000.0  # with times, the whole run's: loading and evaluations, not only steps
+    job.events.append({"kind": "done", "status": "stopped", "time": 1095.0})
+    assert "stopped at step 3 of 10 after 01:35; saved" in h.progress(studio, None, job.id)["status"]
     job.status = "failed"
     assert "failed · after step 3 of 10" in h.progress(studio, None, job.id)["status"]
     assert [duration(s) for s in (2, 44, 61, 89, 3600, 7200)] == ["5 s", "45 s", "1 min", "1 min", "60 min", "2.0 h"]

@@ -208,10 +208,18 @@ def tradeoff(points: list[dict[str, Any]]) -> go.Figure:
                     opacity=0.8,
                 ),
                 name=label,
+                legendgroup=label,
+                showlegend=False,  # the legend's own marker below: the points' colours are their adapters'
                 hovertemplate="%{customdata[0]}<br>%{x:,} trainable parameters<br>accuracy %{y:.3f}"
                 "<br>trained in %{customdata[1]}<extra></extra>",
             )
         )
+        fig.add_trace(
+            go.Scatter(
+                x=[None], y=[None], mode="markers", name=label, legendgroup=label,
+                marker=dict(size=10, color="#888", symbol=MODE_SYMBOLS[mode]),
+            )
+        )  # fmt: skip
     if not points:
         fig.add_annotation(
             text="No finished classification runs yet.", showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper"
@@ -220,7 +228,7 @@ def tradeoff(points: list[dict[str, Any]]) -> go.Figure:
         title="Accuracy against trainable parameters (marker size: training time)",
         xaxis=dict(title="trainable parameters (log scale)", type="log", range=span),
         yaxis=dict(title="validation accuracy", range=[0, 1.2], tickvals=[0, 0.25, 0.5, 0.75, 1]),  # room for names
-        **_LAYOUT,
+        **{**_LAYOUT, "legend": dict(orientation="h", y=-0.3), "margin": dict(l=50, r=20, t=40, b=60)},
     )
     return fig
 

@@ -60,7 +60,7 @@ def route_head(
     base = None if handoff else studio.fallback_base(owner)
     if not handoff and base is None:
         return (
-            f"{head}, but {md(route.reason)} → fallback. No department adapter exists yet, so nothing answers: "
+            f"{head}, but {md(route.reason)} → fallback. No department adapter exists yet, so nothing answers. "
             f"{how_to_add(route.label)}",
             route,
         )

@@ -159,10 +159,15 @@ def test_compare_runs_scatter_has_one_point_per_run_on_a_log_axis(tmp_path):
     assert table.loc[table["name"] == "full", "bottleneck"].isna().all()  # no adapter shape for a baseline
     fig = view["tradeoff"]
     assert fig.layout.xaxis.type == "log"
-    points = {(n, x, y) for trace in fig.data for n, x, y in zip(trace.text, trace.x, trace.y, strict=True)}
+    drawn = [t for t in fig.data if t.text]  # the rest are the legend's markers, one per mode
+    points = {(n, x, y) for trace in drawn for n, x, y in zip(trace.text, trace.x, trace.y, strict=True)}
     assert points == {("r16", 150_000, 0.81), ("head", 1_155, 0.52), ("full", 22_700_000, 0.9)}
-    assert {trace.name for trace in fig.data} == {"adapter", "head only", "full fine-tuning"}
-    sizes = {t.name: t.marker.size[0] for t in fig.data}
+    assert {trace.name for trace in fig.data if trace.showlegend is not False} == {
+        "adapter",
+        "head only",
+        "full fine-tuning",
+    }
+    sizes = {t.name: t.marker.size[0] for t in drawn}
     assert sizes["full fine-tuning"] > sizes["adapter"] > sizes["head only"]  # marker size: training time
     assert sorted(view["timing"].data[0].x) == [4.0, 10.0, 120.0]
     curves = rs.run_curves(studio, me, view["choices"][:2])
@@ -184,7 +189,7 @@ def test_one_adapter_keeps_one_colour_on_every_compare_chart(tmp_path):
     finished_run(studio, "head", mode="head", trainable=1_155, accuracy=0.52)
     finished_run(studio, "full", mode="full", trainable=22_700_000, accuracy=0.9)
     view = rs.compare_runs(studio, None)
-    scatter = {n: col for t in view["tradeoff"].data for n, col in zip(t.text, t.marker.color, strict=True)}
+    scatter = {n: col for t in view["tradeoff"].data if t.text for n, col in zip(t.text, t.marker.color, strict=True)}
     timing = dict(zip(view["timing"].data[0].text, view["timing"].data[0].marker.color, strict=True))
     assert scatter == timing and len(set(scatter.values())) == 3, scatter  # three names, three colours
     names = {r.id: r.config()["name"] for r in studio.jobs.store.list()}
@@ -205,7 +210,7 @@ def test_the_trade_off_names_stay_inside_the_plot():
         {"name": "support_routing-full", "mode": "full", "trainable": 22_700_000, "accuracy": 0.9, "seconds": 99},
     ]
     fig = charts.tradeoff(points)
-    sides = {t.text[0]: t.textposition[0] for t in fig.data}
+    sides = {t.text[0]: t.textposition[0] for t in fig.data if t.text}
     # The leftmost name reads rightwards from its point, the rightmost leftwards: neither runs past an edge.
     assert sides == {
         "support_routing-head": "top right", "support_routing-r16": "top center", "support_routing-full": "top left"

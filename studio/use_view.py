@@ -98,10 +98,14 @@ def route_table(
     return pd.DataFrame(rows, columns=ROUTED_COLUMNS)
 
 
-def department_map(studio: Studio, owner: str | None, router: str | None) -> tuple[str, pd.DataFrame]:
+def department_map(
+    studio: Studio, owner: str | None, router: str | None, missing_ok: bool = False
+) -> tuple[str, pd.DataFrame]:
     """Which department adapter answers each of the router's labels, and which labels fall back: a line
-    in words and the table "label -> department adapter (or fallback)"."""
-    if not router:
+    in words and the table "label -> department adapter (or fallback)". With `missing_ok` (the library
+    changed under the picked router: renamed or deleted) a router no longer there shows nothing."""
+    gone = missing_ok and router not in studio.library.names("classification", owner=studio.owner(owner))
+    if not router or gone:
         return "", pd.DataFrame(columns=MAP_COLUMNS)
     departments = studio.departments(router, owner)
     base = studio.fallback_base(owner)

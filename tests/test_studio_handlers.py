@@ -179,6 +179,7 @@ def test_route_shows_its_decision_and_the_label_map_before_any_department_exists
     assert u.department_map(studio, None, None)[1].columns.tolist() == ["label", "department adapter"]
     with pytest.raises(AdapterError, match="No adapter"):
         u.department_map(studio, None, "not-a-router")
+    assert u.department_map(studio, None, "not-a-router", missing_ok=True)[0] == ""  # deleted since it was picked
 
 
 def test_the_label_map_names_each_department_and_the_fallback(tmp_path):

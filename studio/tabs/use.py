@@ -191,9 +191,12 @@ def wire(ctx: Ctx) -> None:
     def departments(owner, router: str, request: gr.Request):
         return u.department_map(studio, who(studio, owner, request), router)
 
-    for changed in (ctx["router"].change, ctx.library_changed.change):  # a new department shows at once
+    def departments_now(owner, router: str, request: gr.Request):  # a new department shows at once
+        return u.department_map(studio, who(studio, owner, request), router, missing_ok=True)
+
+    for changed, handler in ((ctx["router"].change, departments), (ctx.library_changed.change, departments_now)):
         changed(
-            friendly(departments), [ctx.owner, ctx["router"]], [ctx["route_map_md"], ctx["route_map"]],
+            friendly(handler), [ctx.owner, ctx["router"]], [ctx["route_map_md"], ctx["route_map"]],
             api_visibility="private",
         )  # fmt: skip
     ctx["route_rate"].change(

@@ -260,7 +260,9 @@ def test_a_run_ends_with_its_confusion_matrix_and_compare_plots_the_trade_off(ap
         assert more.finished.wait(120) and more.status == "completed", more.error
         assert more.config.init_from == str(studio.library.get("quick").path)
         assert "quick-more" in studio.library.names()
+        explained = time.perf_counter()
         route_explains_itself(page)
         compare_explains_itself(page, studio, test_file)
+        print(f"\nRoute and Compare explain themselves: {time.perf_counter() - explained:.1f} s")
         browser.close()
     print(f"\nexperiments in the browser: {time.perf_counter() - started:.1f} s")

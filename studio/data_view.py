@@ -78,13 +78,15 @@ def inspect_data(
             "ready": False,
         }
     data = validate(frame, task, columns, path.name)
-    lengths = None
+    lengths, token_stats = None, None
     if tokenizer is not None:
         rows = data.frame
         if sample_rows and len(rows) > sample_rows:  # a bounded sample tells the lengths as well as the whole
             rows = rows.sample(n=sample_rows, random_state=0)
         ds = tokenize(rows, task, tokenizer, max_length, data.labels)
         describe_lengths(data.summary, ds, max_length)
+        tokens = list(ds["length"])  # as training cuts them: what the time and memory estimates need
+        token_stats = {"mean": sum(tokens) / max(len(tokens), 1), "longest": max(tokens, default=0)}
         if len(rows) < len(data.frame):
             data.summary.warnings.append(
                 f"Token lengths are from a random sample of {len(rows):,} of the {len(data.frame):,} rows."
@@ -101,6 +103,7 @@ def inspect_data(
         "rows": data.summary.rows_used,
         "label_chart": charts.label_counts(data.summary.label_counts) if data.summary.label_counts else None,
         "length_chart": charts.token_lengths(lengths, max_length) if lengths is not None else None,
+        "token_stats": token_stats,
         "ready": True,
     }
 

@@ -39,14 +39,15 @@ def memory_text(memory: dict[str, Any] | None) -> str:
 
 
 def fit_before_start(
-    studio: Studio, base: str, task: str, num_labels: int, settings: dict[str, Any], plan
+    studio: Studio, base: str, task: str, num_labels: int, settings: dict[str, Any], plan, longest: int | None = None
 ) -> list[str]:
-    """[the memory line, then a warning when it will not fit], or [] when the engine cannot say."""
+    """[the memory line, then a warning when it will not fit], or [] when the engine cannot say. With the
+    data's `longest` row (tokens, at the max length), the figure is the one the run itself will report."""
     source = {"path": "", "name": "data", "ready": True}
     config = train_config(base, source, task, {}, "estimate", settings)
     config = replace(config, batch_size=plan.batch_size, epochs=plan.epochs, lr=plan.lr)
     try:
-        estimate = estimate_memory(studio.base(base).model, config, num_labels)
+        estimate = estimate_memory(studio.base(base).model, config, num_labels, length=longest or None)
         # Training loads a base of its own: its weights are still to be found room for.
         warning = check_fit(estimate, "cpu" if hardware().trains_on_cpu else "cuda", weights_loaded=False)
     except AdapterError:
@@ -54,7 +55,8 @@ def fit_before_start(
     except Exception:  # an estimate is a courtesy: it never blocks the summary
         log.exception("memory estimate failed")
         return []
-    line = f"Memory: {memory_text(estimate)} at batch {plan.batch_size} and at most {config.max_length} tokens."
+    rows = f"rows of up to {estimate['length']} tokens" if longest else f"at most {config.max_length} tokens"
+    line = f"Memory: {memory_text(estimate)} at batch {plan.batch_size} and {rows}."
     return [line] + ([warning] if warning else [])
 
 

@@ -88,6 +88,13 @@ def start_blocker(studio: Studio, base: str, source: dict | None) -> str | None:
     return None
 
 
+def sizing_note(studio: Studio, source: dict | None) -> str:
+    """What the summary says while a newly loaded file's run is being sized (Start waits for it)."""
+    if not source:
+        return start_blocker(studio, "", source)
+    return f"Sizing the run for {md(source.get('name') or 'your file')}…"
+
+
 def can_start(
     studio: Studio, base: str, source: dict | None, owner: str | None = None, job_id: str | None = None
 ) -> bool:
@@ -119,8 +126,9 @@ def run_summary(studio: Studio, base: str, source: dict | None, settings: dict[s
     labels = source.get("labels") or []
     adapter = adapter_config(settings)
     mode = mode_value(settings.get("mode"))
-    run = plan(source.get("rows") or 1, task, base, settings)
-    seconds = whole_run(run, source.get("rows") or 1, task, settings)
+    tokens = source.get("tokens") if isinstance(source.get("tokens"), dict) else {}
+    run = plan(source.get("rows") or 1, task, base, settings, tokens.get("mean"))
+    seconds = whole_run(run, source.get("rows") or 1, task, settings, tokens.get("mean"))
     if mode == "adapter":
         est = studio.estimate(base, adapter, len(labels))
         what = (
@@ -146,7 +154,7 @@ def run_summary(studio: Studio, base: str, source: dict | None, settings: dict[s
             f"slice asks your daily GPU quota for at most {MAX_LEASE} s (its steps with headroom, and about 10 s "
             "to load the model)."
         )
-    fit = fit_before_start(studio, base, task, len(labels), settings, run)
+    fit = fit_before_start(studio, base, task, len(labels), settings, run, tokens.get("longest"))
     if settings.get("continue_from"):
         lines.append(
             f"Continues your adapter {md(repr(str(settings['continue_from'])))} on this data: it keeps its own size, "
@@ -157,10 +165,11 @@ def run_summary(studio: Studio, base: str, source: dict | None, settings: dict[s
     return "  \n".join(lines + [md(line) for line in fit[:1]] + [f"⚠ {md(w)}" for w in run.warnings + fit[1:]])
 
 
-def whole_run(run, rows: int, task: str, settings: dict[str, Any]) -> float | None:
-    """The whole run's seconds on this CPU, evaluations and end-of-run answers included (None on a GPU)."""
+def whole_run(run, rows: int, task: str, settings: dict[str, Any], tokens: float | None = None) -> float | None:
+    """The whole run's seconds on this CPU, evaluations and end-of-run answers included (None on a GPU),
+    for rows of `tokens` tokens on average (the task's typical length when unknown)."""
     config = TrainConfig.from_settings({**config_values(settings), "task": task})
-    return planned_seconds(run, config, max(1, rows - run.rows))
+    return planned_seconds(run, config, max(1, rows - run.rows), tokens)
 
 
 def long_run_note(seconds: float, settings: dict[str, Any]) -> str:
@@ -170,8 +179,9 @@ def long_run_note(seconds: float, settings: dict[str, Any]) -> str:
     return f"⚠ This run takes {time_left(seconds).removesuffix(' left')} on this machine.{other}"
 
 
-def plan(rows: int, task: str, base: str, settings: dict[str, Any]):
-    """The engine's plan for `rows` rows: what auto chooses, or the user's values counted and checked."""
+def plan(rows: int, task: str, base: str, settings: dict[str, Any], tokens: float | None = None):
+    """The engine's plan for `rows` rows of `tokens` tokens on average (as the Data tab measured them;
+    the task's typical length when unknown): what auto chooses, or the user's values counted and checked."""
     values = config_values(settings)  # with auto, the sized settings are None: the plan chooses them
     train_rows = max(1, int(rows * (1 - TrainConfig.val_fraction)))
     return plan_training(
@@ -183,6 +193,7 @@ def plan(rows: int, task: str, base: str, settings: dict[str, Any]):
         epochs=values["epochs"],
         lr=values["lr"],
         device="cpu" if hardware().trains_on_cpu else "cuda",
+        tokens_per_example=tokens,
     )
 
 

@@ -260,6 +260,11 @@ def test_memory_before_start_and_the_measured_time_of_a_run(tmp_path, monkeypatc
     summary = h.run_summary(studio, "minilm", SOURCE, SETTINGS)
     assert re.search(r"Memory: about [\d.]+ MiB \(weights [\d.]+ MiB, training state", summary), summary
     assert "⚠ This run needs" not in summary
+    # With the Data tab's token counts, the figures are the run's own: its longest row, its mean length.
+    measured = h.run_summary(studio, "minilm", {**SOURCE, "tokens": {"mean": 12.0, "longest": 20}}, SETTINGS)
+    assert "and rows of up to 20 tokens." in measured and "at most 32 tokens" in summary
+    total = lambda text: float(re.search(r"Memory: about ([\d.]+) MiB", text)[1])  # noqa: E731
+    assert total(measured) < total(summary)
     monkeypatch.setattr("adapter_core.engine.memory_fit.free_bytes", lambda device: 2**20)  # 1 MiB free
     assert "⚠ This run needs about" in h.run_summary(studio, "minilm", SOURCE, SETTINGS)
     info = {"memory": {"total": 3 * 2**30, "weights": 2**30, "trainable_state": 2**29, "activations": 2**29},

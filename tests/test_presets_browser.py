@@ -49,9 +49,14 @@ def test_quick_look_on_the_orders_sample_answers_in_its_style(tmp_path):
             expect(summary).to_contain_text("smollm2-135m-instruct")  # the instruction sample chose SmolLM2
             expect(summary).to_contain_text("r=16")
             # One estimate, sized to the preset's 2 minutes, said the same way as during the run.
-            expect(summary).to_contain_text(re.compile(r"batch 4, .*; about [12] min left\."))
+            # The whole run (evaluations and end-of-run answers too), from the data's own token counts.
+            expect(summary).to_contain_text(re.compile(r"batch 4, .*; about [123] min left\."))
+            expect(summary).to_contain_text(re.compile(r"Memory: about .* at batch 4 and rows of up to \d+ tokens\."))
+            expect(summary).not_to_contain_text("This run takes")  # no long-run warning for a Quick look
             page.screenshot(path=ARTIFACTS / "preset-1-summary.png")
-            page.get_by_role("button", name="Start training").click()
+            start = page.get_by_role("button", name="Start training")
+            start.click()
+            expect(start).to_be_disabled()  # a second click would queue the same run again
             # The instruction run's chart shows its very first point, as a marker, on whole-number steps.
             page.wait_for_function(f"() => ({TRAIN_LOSS}) && ({TRAIN_LOSS}).data[0].x.length >= 1", timeout=600_000)
             first = page.evaluate(f"() => {{ const p = {TRAIN_LOSS}; return [p.data[0].mode, p.layout.xaxis.dtick]; }}")
@@ -65,6 +70,7 @@ def test_quick_look_on_the_orders_sample_answers_in_its_style(tmp_path):
             expect(
                 page.get_by_text(re.compile(r"quick-orders: completed · 50 of 50 steps in \d\d:\d\d; saved"))
             ).to_be_visible()
+            expect(start).to_be_enabled()
             # The base's and the adapter's sample answers side by side, inside a 1,280-px window.
             table = page.get_by_role("grid", name=re.compile("Sample answers at the latest evaluation"))
             header = table.get_by_role("columnheader", name="adapter", exact=True)

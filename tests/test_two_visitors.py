@@ -16,7 +16,7 @@ from studio.policy import Policy
 from studio.service import Studio
 
 pytestmark = [pytest.mark.slow, needs_chromium]  # the complete tier: Chromium
-STATUS = re.compile(r"^\S+: (queued|loading|training|completed|stopped|failed|cancelled)\b")
+STATUS = re.compile(r"^\S+: (queued|loading|training|stopping|completed|stopped|failed|cancelled)\b")
 EXAMPLE = "example-router"
 
 
@@ -234,9 +234,22 @@ def test_two_visitors_see_and_manage_only_their_own_work(app):
         assert studio.library.get(EXAMPLE).owner is None
         assert long_job.status == "training", "Bob's long run ended before the test stopped it"
 
-        step = long_job.latest("step") or {}
-        print(f"Bob's long run at step {step.get('step')}/{step.get('total_steps')} when stopped")
-        studio.jobs.stop(long_job.id, owner=b_job.owner)
+        # Bob stops his run: the page says "stopping…" on its next tick, and the run ends within a step or so
+        # (its evaluation at the stop is the validation pass alone), saved where it stopped.
+        bob.get_by_role("tab", name="4 · Train").click()
+        expect(bob.get_by_role("button", name="Start training")).to_be_disabled()  # his run is going
+        bob.get_by_role("button", name="Stop").click()
+        pressed = time.perf_counter()
+        while not long_job.stop_requested.is_set() and time.perf_counter() - pressed < 60:
+            time.sleep(0.005)
+        asked_at = (long_job.latest("step") or {}).get("step", 0)  # the step when the request reached the run
+        expect(status_line(bob)).to_contain_text("stopping…", timeout=10_000)
+        said = time.perf_counter() - pressed
         assert long_job.finished.wait(120), "Bob's long run did not stop"
+        stopped = long_job.latest("done")["step"]
+        print(f"Bob's run: 'stopping…' {said:.1f} s after Stop; stopped at step {stopped} (asked at step {asked_at})")
+        assert stopped <= asked_at + 1, (asked_at, stopped)  # the step under way ends, and no other
+        expect(status_line(bob)).to_contain_text(re.compile(rf"^bob-long: stopped · stopped at step {stopped} of \d+"))
+        expect(bob.get_by_role("button", name="Start training")).to_be_enabled()
         browser.close()
     print(f"two-visitor test: {time.perf_counter() - started:.1f} s")

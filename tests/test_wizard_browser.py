@@ -155,8 +155,13 @@ def settle(page, before: str | None, quiet: float = 1.5) -> None:
 
 
 def run_summary(page):
-    """The Train tab's 'Will train' (or 'Load a data file') paragraph block."""
-    return panel(page).get_by_test_id("markdown").filter(has_text=re.compile(r"Will train|Load a data file")).first
+    """The Train tab's 'Will train' (or 'Load a data file', or 'Sizing the run') paragraph block."""
+    return (
+        panel(page)
+        .get_by_test_id("markdown")
+        .filter(has_text=re.compile(r"Will train|Load a data file|Sizing the run"))
+        .first
+    )
 
 
 def status_line(page, name: str):
@@ -316,6 +321,9 @@ def test_failed_upload_after_a_good_one_clears_the_data_and_says_why(app, page, 
     expect(panel(page).get_by_text("Click to Upload")).to_be_visible()  # the upload box is empty again
     assert not error_badges(page).count()
     go(page, "4 · Train")
+    # Never "Load a data file" once one is loaded: while its run is sized, the summary says so.
+    shown = run_summary(page).inner_text()
+    assert "Load a data file" not in shown and ("Sizing the run" in shown or "Will train" in shown), shown
     expect(run_summary(page)).to_contain_text(f"Will train: {SAMPLE_FILE}")
     expect(page.get_by_role("button", name="Start training")).to_be_enabled()
     # ...and the upload box takes a good file after the bad one.
@@ -337,18 +345,16 @@ def test_chart_shows_a_phase_then_its_first_point_on_whole_steps(app, page):
     _, studio = app
     started = time.perf_counter()
     name = "first-point"
-    # A run already training holds the trainer, so the visitor's run waits: its phase shows for sure.
+    use_sample(page)
+    # 2 steps (27 a epoch at batch 16, 0.1 epochs): plotly's own ticks would be 0, 0.5, 1, 1.5, 2.
+    set_adapter(page, name, bottleneck=8, max_length=32, epochs=0.1, batch=16)
+    # A run already training holds the trainer, so the visitor's run waits: its phase shows for sure. It
+    # starts once the page has settled (a page that opens while a run trains re-attaches to that run, and
+    # Start then waits for it to end).
     data = str(SAMPLES_DIR / SAMPLE_FILE)
     settings = dict(adapter=AdapterConfig(bottleneck=4), epochs=4.0, lr=2e-3, batch_size=8, max_length=32)
     blocker, _ = studio.submit(TrainConfig("minilm", data, name="blocker", **settings))
     try:
-        # A page that opens while a run of this (single-user) studio trains shows the Train tab. Reload, so
-        # that this happens before the steps below rather than racing them.
-        page.reload()
-        expect(page.get_by_role("tab", selected=True)).to_have_text("4 · Train")
-        use_sample(page)
-        # 2 steps (27 a epoch at batch 16, 0.1 epochs): plotly's own ticks would be 0, 0.5, 1, 1.5, 2.
-        set_adapter(page, name, bottleneck=8, max_length=32, epochs=0.1, batch=16)
         go(page, "4 · Train")
         expect(run_summary(page)).to_contain_text("Run: 2 optimizer steps")
         page.get_by_role("button", name="Start training").click()

@@ -35,6 +35,7 @@ class RunShape:
     val_rows: int
     sample_rows: int = 0  # prompts answered at each evaluation (instruction runs)
     end_rows: int = 0  # answers made at the end: each scored pair by the adapter and by the bare base
+    end_passes: int = 0  # rows read at the end (a router's out-of-scope statistics and its report)
     timing: bool = True  # whether setup times a few passes before training
 
     @property
@@ -55,6 +56,7 @@ def shape_of(plan: Plan, config, val_rows: int, tokens: float | None = None, tot
         val_rows=val_rows,
         sample_rows=min(config.sample_prompts, val_rows) if instruction else 0,
         end_rows=2 * min(config.score_pairs, val_rows) if instruction and config.mode != "full" else 0,
+        end_passes=0 if instruction else val_rows + (plan.rows if config.mode != "full" else 0),
         timing=total > CALIBRATE_OVER_STEPS,
     )
 
@@ -82,8 +84,9 @@ def eval_tokens(shape: RunShape) -> float:
 
 
 def end_tokens(shape: RunShape) -> float:
-    """The end-of-run answer scores, in training tokens."""
-    return generate_tokens(shape.end_rows, END_OF_RUN_TOKENS)
+    """The end of a run, in training tokens: an instruction adapter's answer scores; a router's pass
+    over its training rows (the out-of-scope statistics) and its validation rows (report, threshold)."""
+    return generate_tokens(shape.end_rows, END_OF_RUN_TOKENS) + FORWARD_SHARE * shape.end_passes * shape.tokens
 
 
 def run_seconds(shape: RunShape, per_token: float) -> float:

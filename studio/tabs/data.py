@@ -93,6 +93,7 @@ def show(studio, source: dict | None, task: str, base_model: str, max_length: in
     boxes = [gr.update(choices=info["columns"], value=info["mapping"].get(c), visible=c in fields) for c in COLUMNS]
     plot = lambda fig: gr.update(value=fig, visible=fig is not None)  # noqa: E731
     source = {**source, "rows": info["rows"], "task": task, "labels": info["labels"], "ready": info["ready"]}
+    source["tokens"] = info.get("token_stats")  # mean and longest, at the max length: for the estimates
     summary = "  \n".join(filter(None, [hv.hub_note(source), info["summary"]]))
     return [
         source, source["name"], task, summary, gr.update(value=info["preview"], visible=True), info["labels"],

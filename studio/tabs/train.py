@@ -146,14 +146,18 @@ def wire(ctx: Ctx) -> None:
         return text, gr.update(interactive=ready)
 
     settings_inputs = [ctx[k] for k in summary_keys()]
-    summary_triggers = [ctx.source.change, ctx["load"].click, ctx.job_id.change] + [c.change for c in settings_inputs]
-    gr.on(
-        summary_triggers,
-        friendly(summary),
-        [ctx.owner, ctx.job_id, ctx["base"], ctx.source, *settings_inputs],
-        [ctx["run_md"], ctx["start"]],
-        api_visibility="private",
-    )
+    summary_inputs = [ctx.owner, ctx.job_id, ctx["base"], ctx.source, *settings_inputs]
+    summary_triggers = [ctx["load"].click, ctx.job_id.change] + [c.change for c in settings_inputs]
+    gr.on(summary_triggers, friendly(summary), summary_inputs, [ctx["run_md"], ctx["start"]], api_visibility="private")
+
+    # A new file: say so at once, since sizing its run may load a model first (seconds), rather than leave
+    # the last file's summary, or "Load a data file", on show meanwhile.
+    def sizing(source):
+        return h.sizing_note(studio, source), gr.update(interactive=False)
+
+    ctx.source.change(
+        sizing, ctx.source, [ctx["run_md"], ctx["start"]], api_visibility="private", show_progress="hidden"
+    ).then(friendly(summary), summary_inputs, [ctx["run_md"], ctx["start"]], api_visibility="private")
 
     def stop_training(owner, job_id, request: gr.Request) -> str:
         return h.stop_training(studio, who(studio, owner, request), job_id)

@@ -117,8 +117,9 @@ def running(studio: Studio, owner: str | None, job_id: str | None) -> bool:
         return False
 
 
-def run_summary(studio: Studio, base: str, source: dict | None, settings: dict[str, Any]) -> str:
-    """Exactly what Start will train: the file, its rows and labels, the model, the adapter and the steps."""
+def run_summary(studio: Studio, base: str, source: dict | None, settings: dict[str, Any], running: bool = False) -> str:
+    """Exactly what Start will train: the file, its rows and labels, the model, the adapter and the steps,
+    and how long it takes. While the page's run goes (`running`), its time is the progress line's alone."""
     blocker = start_blocker(studio, base, source)
     if blocker:
         return blocker
@@ -144,9 +145,9 @@ def run_summary(studio: Studio, base: str, source: dict | None, settings: dict[s
         + (f", {len(labels)} labels" if labels else "")
         + f") on **{md(base)}**.",
         what,
-        f"Run: {run.describe()}" + (f"; {time_left(seconds)}." if seconds else "."),
+        f"Run: {run.describe()}" + (f"; {time_left(seconds)}." if seconds and not running else "."),
     ]
-    if seconds and seconds > LONG_RUN:
+    if seconds and seconds > LONG_RUN and not running:
         lines.append(long_run_note(seconds, settings))
     if hardware().kind == "zero-gpu":
         lines.append(

@@ -53,19 +53,24 @@ def route_head(
     instruction adapter (and no hand-off message) the decision still shows, with how to add a department."""
     check_router(router)
     [route] = studio.route(router, [message], owner=owner, false_rejection=false_rejection)
-    score = "" if route.ood_score is None else f", out-of-scope score {route.ood_score:.3g}"
-    head = f"Router **{md(router)}** chose **{md(route.label)}** ({route.confidence:.1%} confident{score})"
+    scope = "" if route.ood_score is None or not route.in_scope else "; in scope: like the messages it learned from"
+    head = f"Router **{md(router)}** chose **{md(route.label)}** ({route.confidence:.1%} confident{scope})"
     if not route.fallback:
         return f"{head} → answered by **{md(route.target)}**", route
+    why = md(route.reason) if route.in_scope else out_of_scope_words(route)
     base = None if handoff else studio.fallback_base(owner)
-    if not handoff and base is None:
-        return (
-            f"{head}, but {md(route.reason)} → fallback. No department adapter exists yet, so nothing answers. "
-            f"{how_to_add(route.label)}",
-            route,
-        )
+    if not handoff and base is None:  # the table above says how to add a department
+        return f"{head}, but {why} → fallback; no department adapter exists yet, so nothing answers.", route
     who = "a hand-off message" if handoff else f"the bare base model **{md(base)}**"
-    return f"{head}, but {md(route.reason)} → fallback: {who}", route
+    return f"{head}, but {why} → fallback: {who}", route
+
+
+def out_of_scope_words(route: Route) -> str:
+    """Why a message was judged out of scope, in words first; the figures after, for the curious."""
+    return (
+        "it looks out of scope, unlike the messages the router learned from "
+        f"(out-of-scope score {route.ood_score:.3g}, above its threshold {route.threshold:.3g})"
+    )
 
 
 def route_table(

@@ -122,7 +122,7 @@ def route_explains_itself(page) -> None:
     page.get_by_label("Customer message").fill("Where is my parcel? It was due Monday.")
     page.get_by_role("button", name="Route and answer", exact=True).click()
     decision = page.get_by_test_id("markdown").filter(has_text="Router quick chose")
-    expect(decision).to_contain_text("No department adapter exists yet, so nothing answers")
+    expect(decision).to_contain_text("no department adapter exists yet, so nothing answers")
     expect(decision).to_contain_text(re.compile(r"chose (billing|orders|tech) \(\d+\.\d% confident"))
     page.get_by_label(re.compile("Or many messages")).fill("Where is my parcel?\nI was charged twice.")
     page.get_by_role("button", name="Route and answer all").click()

@@ -263,6 +263,8 @@ def test_memory_before_start_and_the_measured_time_of_a_run(tmp_path, monkeypatc
     # With the Data tab's token counts, the figures are the run's own: its longest row, its mean length.
     measured = h.run_summary(studio, "minilm", {**SOURCE, "tokens": {"mean": 12.0, "longest": 20}}, SETTINGS)
     assert "and rows of up to 20 tokens." in measured and "at most 32 tokens" in summary
+    assert re.search(r"; about \d+ s left\.", summary)  # the whole run's time, before Start...
+    assert " left" not in h.run_summary(studio, "minilm", SOURCE, SETTINGS, running=True)  # ...not beside the run's
     total = lambda text: float(re.search(r"Memory: about ([\d.]+) MiB", text)[1])  # noqa: E731
     assert total(measured) < total(summary)
     monkeypatch.setattr("adapter_core.engine.memory_fit.free_bytes", lambda device: 2**20)  # 1 MiB free

@@ -150,7 +150,7 @@ def test_route_picks_a_department_and_its_adapter_answers(served):
     meta["out_of_scope"] = {"score": "msp", "threshold": 0.5, "false_rejection": 0.05, "curve": curve}
     (entry.path / "adapter_config.json").write_text(json.dumps(meta))
     head, answer = client.predict("to-orders", message, 0.5, "Someone will call you.", api_name="/route")
-    assert "above the router's threshold 0" in head and "fallback: a hand-off message" in head
+    assert "it looks out of scope" in head and "fallback: a hand-off message" in head
     assert answer == "Someone will call you."
 
 

@@ -141,13 +141,16 @@ def wire(ctx: Ctx) -> None:
 
     def summary(owner, job_id, base_model, source, *values, request: gr.Request = None):
         settings = dict(zip(summary_keys(), values, strict=True))
-        text = h.run_summary(studio, base_model, source, settings)  # names what auto chooses
-        ready = h.can_start(studio, base_model, source, who(studio, owner, request), job_id)
-        return text, gr.update(interactive=ready)
+        owner = who(studio, owner, request)
+        running = h.running(studio, owner, job_id)  # its time left is the progress line's: one figure on show
+        text = h.run_summary(studio, base_model, source, settings, running)  # names what auto chooses
+        return text, gr.update(interactive=h.can_start(studio, base_model, source, owner, job_id))
 
     settings_inputs = [ctx[k] for k in summary_keys()]
     summary_inputs = [ctx.owner, ctx.job_id, ctx["base"], ctx.source, *settings_inputs]
-    summary_triggers = [ctx["load"].click, ctx.job_id.change] + [c.change for c in settings_inputs]
+    # A run started or ended (seen_done) changes what Start may do, and whose time is on show.
+    summary_triggers = [ctx["load"].click, ctx.job_id.change, ctx["seen_done"].change]
+    summary_triggers += [c.change for c in settings_inputs]
     gr.on(summary_triggers, friendly(summary), summary_inputs, [ctx["run_md"], ctx["start"]], api_visibility="private")
 
     # A new file: say so at once, since sizing its run may load a model first (seconds), rather than leave

@@ -120,7 +120,7 @@ def set_adapter(page, name: str, bottleneck: int, max_length: int, epochs=None, 
     from playwright.sync_api import expect
 
     go(page, "3 · Adapter")
-    set_number(page, "number input for Bottleneck size r", bottleneck)
+    set_number(page, "number input for Adapter size", bottleneck)
     set_number(page, "number input for Max length (tokens)", max_length)
     if epochs is not None or batch is not None:
         auto = page.get_by_label("Size the run from the data (recommended)")
@@ -207,7 +207,7 @@ def test_reload_mid_setup_restores_the_whole_wizard(page):
 
     page.reload()
     expect(page.get_by_role("tab", selected=True)).to_have_text("3 · Adapter")
-    expect(page.get_by_label("number input for Bottleneck size r")).to_have_value("24")
+    expect(page.get_by_label("number input for Adapter size")).to_have_value("24")
     expect(page.get_by_label("number input for Max length (tokens)")).to_have_value("48")
     expect(page.get_by_label("number input for Batch size")).to_have_value("16")
     expect(page.get_by_label("Adapter name")).to_have_value("restored-name")
@@ -256,7 +256,7 @@ def test_reload_mid_training_reattaches_on_the_train_tab(app, page):
         assert not job.finished.is_set(), "the run ended before the reloaded page showed it"
         page.screenshot(path=ARTIFACTS / "wizard-3-reloaded-mid-run.png")
         go(page, "3 · Adapter")
-        expect(page.get_by_label("number input for Bottleneck size r")).to_have_value("8")
+        expect(page.get_by_label("number input for Adapter size")).to_have_value("8")
         expect(page.get_by_label("number input for Max length (tokens)")).to_have_value("32")
         expect(page.get_by_label("number input for Batch size")).to_have_value("8")
         expect(page.get_by_role("spinbutton", name="Epochs")).to_have_value("3")

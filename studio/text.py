@@ -19,7 +19,7 @@ _BOTH_SURFACES = re.compile(r"\(--[\w-]+ in the CLI, (.+?) in the studio\)")
 # does not say which way is better or what it measures). Tables take the label, lines the label and gloss.
 METRICS = {
     "val_loss": ("validation loss", "lower is better"),
-    "accuracy": ("validation accuracy", ""),
+    "accuracy": ("accuracy", ""),  # validation or test: the table or line around it says which
     "macro_f1": ("F1 averaged over labels", ""),
     "perplexity": ("perplexity", "lower is better: how surprised the model is by the answers"),
 }
@@ -42,7 +42,7 @@ def metric_label(key: str) -> str:
 
 
 def metrics_line(metrics: dict) -> str:
-    """Numeric metrics in words: "validation loss 0.412 (lower is better), validation accuracy 0.912"."""
+    """Numeric metrics in words: "validation loss 0.412 (lower is better), accuracy 0.912"."""
     parts = []
     for key, value in metrics.items():
         if isinstance(value, (int, float)) and not isinstance(value, bool):

@@ -279,7 +279,7 @@ def test_a_sweep_publishes_only_its_best_adapter(tmp_path, monkeypatch):
     assert [j.run.status().get("library_name") for j in jobs] == [None, "routing-best", None]
     table, text = sw.sweep_results(studio, None, sweep.id)
     assert table["bottleneck"].tolist() == [16, 32, 8]  # best first
-    assert table["validation accuracy"].tolist() == [0.9, 0.8, 0.7]
+    assert table["accuracy"].tolist() == [0.9, 0.8, 0.7]
     assert "3 of 3 runs ended" in text and "'routing-best'" in text
     studio.jobs.close()
 

@@ -50,10 +50,10 @@ def test_the_adapter_size_is_said_in_words_with_r_beside_them():
 # Metrics -------------------------------------------------------------------------------------------------
 def test_each_metric_has_one_plain_label_and_lines_gloss_the_ones_that_need_it():
     assert metric_label("macro_f1") == "F1 averaged over labels"
-    assert metric_label("val_loss") == "validation loss" and metric_label("accuracy") == "validation accuracy"
+    assert metric_label("val_loss") == "validation loss" and metric_label("accuracy") == "accuracy"
     assert metric_label("some_new_score") == "some new score"  # never a raw key with underscores
     line = metrics_line({"val_loss": 0.4123, "accuracy": 0.9, "macro_f1": 0.85, "steps": True})
-    assert line == "validation loss 0.412 (lower is better), validation accuracy 0.900, F1 averaged over labels 0.850"
+    assert line == "validation loss 0.412 (lower is better), accuracy 0.900, F1 averaged over labels 0.850"
     assert metrics_line({"perplexity": 3.2}) == (
         "perplexity 3.200 (lower is better: how surprised the model is by the answers)"
     )
@@ -70,7 +70,7 @@ def test_past_runs_compare_runs_and_sweeps_use_the_labels(tmp_path):
         assert "macro_f1" not in text and "val_loss" not in text
         table = rs.compare_runs(studio, None)["table"]
         assert table.loc[0, "F1 averaged over labels"] == 0.75 and table.loc[0, "validation loss"] == 0.5
-        assert not set(table.columns) & set(METRICS)  # no engine key as a column
+        assert not set(table.columns) & {k for k in METRICS if "_" in k}  # no engine key as a column
     finally:
         studio.jobs.close()
     member = {"name": "s-r8", "bottleneck": 8, "lr": 1e-3, "placement": "houlsby", "status": "completed",

@@ -231,8 +231,10 @@ def test_reload_mid_setup_restores_the_whole_wizard(page):
     set_adapter(page, "restored-name", bottleneck=24, max_length=48, epochs=3, batch=16)
     expect(panel(page).get_by_text("Small adapter, r = 24.")).to_be_visible()  # the words follow r
     expect(panel(page).get_by_text("227,235")).to_be_visible()  # the estimate for r=24 and 3 labels
+    before = saved_wizard(page)
     go(page, "4 · Train")
     expect(run_summary(page)).to_contain_text(f"Will train: {SAMPLE_FILE} (480 rows")
+    settle(page, before)  # on a busy machine the Train tab's save may land late: after the Adapter tab's
     before = saved_wizard(page)
     go(page, "3 · Adapter")  # the last step before the reload: the tab itself is part of the wizard
     settle(page, before)

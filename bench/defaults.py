@@ -38,6 +38,7 @@ from adapter_core import AdapterConfig, RepetitionGuard, generate_batch, get_rec
 from adapter_core.engine.batches import tokenize
 from adapter_core.engine.data import load_data, split
 from adapter_core.engine.metrics import evaluate
+from adapter_core.engine.run_time import planned_seconds
 from adapter_core.engine.train import TrainConfig, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -127,10 +128,18 @@ def run(name: str, variant: str, train_path: Path, test_path: Path, work: Path, 
         seed=seed,
         **settings,
     )
-    t0 = time.perf_counter()
-    result = train(config, work / f"{name}-{variant}")
+    t0, started = time.perf_counter(), {}
+
+    def on_event(e) -> None:  # when training starts, and the whole run's time left then (measured steps)
+        if e.kind == "status" and e.status == "training":
+            started.update(
+                at=time.perf_counter(), estimate=e.info.get("estimated_seconds"), val_rows=e.info["val_rows"]
+            )
+
+    result = train(config, work / f"{name}-{variant}", on_event)
     wall = time.perf_counter() - t0
     plan = result.plan
+    after_start = time.perf_counter() - started["at"]
     lengths = tokenize(
         load_data(train_path, task).frame, task, result.base.tokenizer, config.max_length, result_labels(result, config)
     )["length"]
@@ -149,11 +158,21 @@ def run(name: str, variant: str, train_path: Path, test_path: Path, work: Path, 
         "examples_per_sec": round(result.examples_per_sec, 2),
         "seconds_per_token": round(1 / (result.examples_per_sec * tokens), 5),
         "estimated_seconds": None if plan.estimated_seconds is None else round(plan.estimated_seconds),
+        # One time estimate (issue 25): the whole run before Start at the plan's CPU figure, and from the
+        # training event on at the measured step time, against what it took.
+        "planned_whole_seconds": _round(planned_seconds(plan, config, started["val_rows"], tokens)),
+        "estimate_at_training": _round(started["estimate"]),
+        "after_training_event": round(after_start, 1),
+        "actual_over_estimate": round(after_start / started["estimate"], 2) if started["estimate"] else None,
         "warnings": result.warnings,
         **score(name, result, config, test_path),
     }
     print(json.dumps(row), flush=True)
     return row
+
+
+def _round(x: float | None) -> float | None:
+    return None if x is None else round(x, 1)
 
 
 def result_labels(result, config: TrainConfig) -> list[str] | None:

@@ -5,13 +5,25 @@ from __future__ import annotations
 
 import html
 import math
+from collections.abc import Iterable
 from typing import Any
 
 import plotly.graph_objects as go
+from plotly.colors import qualitative
 
 _LAYOUT = dict(
     template="plotly_white", height=340, margin=dict(l=50, r=20, t=40, b=40), legend=dict(orientation="h", y=-0.2)
 )
+
+
+# One colour per adapter on every chart: Plotly's own ten first, then more, so ten adapters look as usual.
+PALETTE = [*qualitative.Plotly, *qualitative.Dark24]
+
+
+def colour_map(names: Iterable[str]) -> dict[str, str]:
+    """One colour per name, by its place among the sorted names: charts given the same names (a visitor's
+    adapters and runs) colour each one alike, whatever each chart shows of them and in what order."""
+    return {name: PALETTE[i % len(PALETTE)] for i, name in enumerate(sorted(set(names)))}
 
 
 def training_curve(events: list[dict[str, Any]], title: str = "Training") -> go.Figure:
@@ -73,12 +85,19 @@ def phase(events: list[dict[str, Any]]) -> str:
     return latest.get("message") or f"{latest.get('status', 'working')}…"
 
 
-def overlay(curves: dict[str, list[dict[str, Any]]]) -> go.Figure:
+def overlay(curves: dict[str, list[dict[str, Any]]], colours: dict[str, str] | None = None) -> go.Figure:
+    """Training loss per step of each named run or adapter, in its colour from `colours` (`colour_map`)."""
     fig = go.Figure()
     for name, events in curves.items():
         steps = [e for e in events if e.get("kind") == "step"]
         fig.add_trace(
-            go.Scatter(x=[e["step"] for e in steps], y=[e["loss"] for e in steps], name=html.escape(name), mode="lines")
+            go.Scatter(
+                x=[e["step"] for e in steps],
+                y=[e["loss"] for e in steps],
+                name=html.escape(name),
+                mode="lines",
+                line=dict(color=(colours or {}).get(name)),
+            )
         )
     if not any(trace.x for trace in fig.data):
         empty = "No training curve: these adapters were uploaded or trained elsewhere."
@@ -160,14 +179,16 @@ def _short(label: str, limit: int = 28) -> str:
 
 
 MODE_NAMES = {"adapter": "adapter", "head": "head only", "full": "full fine-tuning", None: "uploaded"}
+MODE_SYMBOLS = {"adapter": "circle", "head": "square", "full": "diamond", None: "triangle-up"}
 
 
 def tradeoff(points: list[dict[str, Any]]) -> go.Figure:
-    """Validation accuracy against trainable parameters (log x), one point per run or adapter, the marker
-    sized by training time: Houlsby's trade-off on this data. `points`: name, mode, trainable, accuracy,
-    seconds (None when unknown)."""
+    """Validation accuracy against trainable parameters (log x), one point per run or adapter, in its
+    colour, its shape by mode, the marker sized by training time: Houlsby's trade-off on this data.
+    `points`: name, mode, trainable, accuracy, seconds (None when unknown), colour (optional)."""
     fig = go.Figure()
     longest = max([p["seconds"] or 0 for p in points] + [1])
+    span = _log_span([p["trainable"] for p in points])
     for mode, label in MODE_NAMES.items():
         group = [p for p in points if p.get("mode") == mode]
         if not group:
@@ -178,25 +199,58 @@ def tradeoff(points: list[dict[str, Any]]) -> go.Figure:
                 y=[p["accuracy"] for p in group],
                 mode="markers+text" if len(points) <= 12 else "markers",
                 text=[_short(p["name"], 20) for p in group],
-                textposition="top center",
+                textposition=[_text_side(p["trainable"], span) for p in group],
                 customdata=[[_short(p["name"], 60), _time(p["seconds"])] for p in group],
-                marker=dict(size=[10 + 20 * ((p["seconds"] or 0) / longest) ** 0.5 for p in group], opacity=0.8),
+                marker=dict(
+                    size=[10 + 20 * ((p["seconds"] or 0) / longest) ** 0.5 for p in group],
+                    color=[p.get("colour") for p in group] if all(p.get("colour") for p in group) else None,
+                    symbol=MODE_SYMBOLS[mode],
+                    opacity=0.8,
+                ),
                 name=label,
+                legendgroup=label,
+                showlegend=False,  # the legend's own marker below: the points' colours are their adapters'
                 hovertemplate="%{customdata[0]}<br>%{x:,} trainable parameters<br>accuracy %{y:.3f}"
                 "<br>trained in %{customdata[1]}<extra></extra>",
             )
         )
+        fig.add_trace(
+            go.Scatter(
+                x=[None], y=[None], mode="markers", name=label, legendgroup=label,
+                marker=dict(size=10, color="#888", symbol=MODE_SYMBOLS[mode]),
+            )
+        )  # fmt: skip
     if not points:
         fig.add_annotation(
             text="No finished classification runs yet.", showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper"
         )
     fig.update_layout(
         title="Accuracy against trainable parameters (marker size: training time)",
-        xaxis=dict(title="trainable parameters (log scale)", type="log"),
-        yaxis=dict(title="validation accuracy", range=[0, 1.12], tickvals=[0, 0.25, 0.5, 0.75, 1]),  # room for names
-        **_LAYOUT,
+        xaxis=dict(title="trainable parameters (log scale)", type="log", range=span),
+        yaxis=dict(title="validation accuracy", range=[0, 1.2], tickvals=[0, 0.25, 0.5, 0.75, 1]),  # room for names
+        **{**_LAYOUT, "legend": dict(orientation="h", y=-0.3), "margin": dict(l=50, r=20, t=40, b=60)},
     )
     return fig
+
+
+def _log_span(xs: list[float]) -> list[float] | None:
+    """The x range (in decades) with room on both sides for the biggest marker; None: plotly's own."""
+    logs = [math.log10(x) for x in xs if x and x > 0]
+    if not logs:
+        return None
+    pad = max(0.3, 0.08 * (max(logs) - min(logs)))
+    return [min(logs) - pad, max(logs) + pad]
+
+
+def _text_side(x: float, span: list[float] | None) -> str:
+    """Where a point's name goes so that it stays inside the plot: a name centred on a point near an
+    edge would run past it (and plotly cuts it there), so near the left edge it reads rightwards from
+    the point, near the right edge leftwards. A name of 20 characters is under a third of the plot's
+    width at 1,280 px."""
+    if not span or not x or x <= 0 or span[1] - span[0] <= 0:
+        return "top center"
+    place = (math.log10(x) - span[0]) / (span[1] - span[0])
+    return "top right" if place < 1 / 3 else "top left" if place > 2 / 3 else "top center"
 
 
 def accuracy_time(points: list[dict[str, Any]]) -> go.Figure:
@@ -208,7 +262,9 @@ def accuracy_time(points: list[dict[str, Any]]) -> go.Figure:
             y=[p["accuracy"] for p in timed],
             mode="markers",
             text=[_short(p["name"], 60) for p in timed],
-            marker=dict(size=9),
+            marker=dict(
+                size=9, color=[p.get("colour") for p in timed] if all(p.get("colour") for p in timed) else None
+            ),
             hovertemplate="%{text}<br>%{x:.0f} s<br>accuracy %{y:.3f}<extra></extra>",
             name="runs",
         )

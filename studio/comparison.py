@@ -10,7 +10,7 @@ import pandas as pd
 from adapter_core import AdapterError
 from adapter_core.engine import SCORE_NAMES, scores_settings_line
 
-from . import charts
+from . import charts, runs_view
 from .report_view import confusion_figure, per_class_table
 from .service import Studio
 from .text import md, metric_label
@@ -111,7 +111,9 @@ def compare_outputs(studio: Studio, owner: str | None, adapters: list[str], text
 
 
 def compare_curves(studio: Studio, owner: str | None, adapters: list[str]):
-    return charts.overlay({n: studio.library.get(n, owner=studio.owner(owner)).curve() for n in adapters})
+    """The selected adapters' training curves, each in its colour on every Compare chart."""
+    curves = {n: studio.library.get(n, owner=studio.owner(owner)).curve() for n in adapters}
+    return charts.overlay(curves, runs_view.colours(studio, owner))
 
 
 def compare_evaluate(studio: Studio, owner: str | None, adapters: list[str], path: str | None) -> pd.DataFrame:
@@ -129,11 +131,18 @@ def compare_evaluation(studio: Studio, owner: str | None, adapters: list[str], p
     per_class = [per_class_table(report, adapter=name) for name, report in reports.items()]
     rows, note = with_answer_scores(studio, owner, adapters, path, rows)
     return {
-        "scores": pd.DataFrame(rows),
+        "scores": scores_table(rows),
         "answer_note": note,
         "matrices": [confusion_figure(r, f"{name}: confusion matrix (test file)") for name, r in reports.items()],
         "per_class": pd.concat(per_class, ignore_index=True) if per_class else per_class_table(None, adapter=""),
     }
+
+
+def scores_table(rows: list[dict]) -> pd.DataFrame:
+    """The evaluation's rows as the Test scores table: figures on the test file only. The engine also
+    returns the test file's loss under the name `val_loss`, which reads as the training validation loss
+    (that one is in the Adapters table); perplexity already gives it for instruction adapters."""
+    return pd.DataFrame(rows).drop(columns=["val_loss"], errors="ignore")
 
 
 def with_answer_scores(

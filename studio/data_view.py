@@ -68,7 +68,7 @@ def inspect_data(
         return {
             "preview": frame.head(20),
             "columns": list(frame.columns),
-            "mapping": {},
+            "mapping": getattr(e, "found", {}),  # what was found (a `text` column) is picked already
             "summary": f"**Pick the columns:** {md(studio_words(str(e)))}",
             "labels": [],
             "rows": len(frame),

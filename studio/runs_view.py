@@ -105,7 +105,7 @@ def tradeoff_points(studio: Studio, owner: str | None, runs: list[dict[str, Any]
     adapter of the caller's that no listed run published (uploaded, or trained before the run store)."""
     points = [
         {"name": r["name"], "mode": r["mode"], "trainable": r["trainable"], "accuracy": r["metrics"]["accuracy"],
-         "seconds": r["seconds"], "run": r["run"]}
+         "seconds": r["seconds"], "run": r["run"], "key": adapter_name(r)}
         for r in runs
         if r["task"] == "classification" and "accuracy" in r["metrics"] and r["trainable"]
     ]  # fmt: skip
@@ -117,15 +117,28 @@ def tradeoff_points(studio: Studio, owner: str | None, runs: list[dict[str, Any]
         seconds = e.training.get("train_seconds")
         points.append(
             {"name": e.name, "mode": None, "trainable": e.parameters, "accuracy": accuracy,
-             "seconds": seconds if isinstance(seconds, (int, float)) else None, "run": None}
+             "seconds": seconds if isinstance(seconds, (int, float)) else None, "run": None, "key": e.name}
         )  # fmt: skip
     return points
+
+
+def adapter_name(run: dict[str, Any]) -> str:
+    """The name a run goes by on the charts: the adapter it published, else its own."""
+    return run["library_name"] or run["name"]
+
+
+def colours(studio: Studio, owner: str | None, runs: list[dict[str, Any]] | None = None) -> dict[str, str]:
+    """Adapter or run name -> its colour, the same on every Compare chart (`charts.colour_map` over all of
+    the caller's adapters and finished runs, whichever each chart shows)."""
+    runs = finished_runs(studio, owner) if runs is None else runs
+    return charts.colour_map([*studio.library.names(owner=studio.owner(owner)), *map(adapter_name, runs)])
 
 
 def compare_runs(studio: Studio, owner: str | None) -> dict[str, Any]:
     """Compare → Runs: the table, the trade-off scatter, accuracy against time, and the run ids to pick."""
     runs = finished_runs(studio, owner)
-    points = tradeoff_points(studio, owner, runs)
+    colour = colours(studio, owner, runs)
+    points = [{**p, "colour": colour[p["key"]]} for p in tradeoff_points(studio, owner, runs)]
     return {
         "table": runs_table(runs),
         "tradeoff": charts.tradeoff(points),
@@ -139,5 +152,9 @@ def run_curves(studio: Studio, owner: str | None, run_ids: list[str] | None):
     run_ids = list(run_ids or [])
     if len(run_ids) > 8:
         raise AdapterError(f"Pick at most 8 runs to overlay; you picked {len(run_ids)}.")
-    owner = studio.owner(owner)
-    return charts.overlay({r: studio.jobs.store.get(r, owner=owner).events() for r in run_ids})
+    picked = [studio.jobs.store.get(r, owner=studio.owner(owner)) for r in run_ids]
+    runs = finished_runs(studio, owner)
+    colour, names = colours(studio, owner, runs), {r["run"]: adapter_name(r) for r in runs}
+    return charts.overlay(
+        {run.id: run.events() for run in picked}, {run.id: colour.get(names.get(run.id, "")) for run in picked}
+    )

@@ -253,9 +253,20 @@ class Studio:
         """The saved metadata of one of the caller's routers (its out-of-scope decision and curve)."""
         return self.library.get(router, owner=self.owner(owner)).meta
 
-    def fallback_base(self, owner: str | None = None) -> str:
-        """The bare base model that answers what no department covers."""
-        return self.dispatcher.fallback_model(self.owner(owner))
+    def departments(self, router: str, owner: str | None = None) -> dict[str, str | None]:
+        """Each of the router's labels -> the caller's department (instruction) adapter that answers it,
+        None where none does (those messages fall back), as `route` decides."""
+        entry = self.entry(router, "classification", owner)
+        routes = self.dispatcher.departments(entry, self.owner(owner))
+        return {label: routes.get(label) for label in entry.meta.get("labels") or []}
+
+    def fallback_base(self, owner: str | None = None) -> str | None:
+        """The bare base model that answers what no department covers; None while the caller has no
+        instruction adapter (no base to answer with: only a hand-off message can)."""
+        owner = self.owner(owner)
+        if self.dispatcher.fallback is None and not self.library.names("instruction", owner=owner):
+            return None
+        return self.dispatcher.fallback_model(owner)
 
     def route_and_answer(
         self,
@@ -268,14 +279,14 @@ class Studio:
     ) -> list[tuple[Route, str, str]]:
         """Route every message, then answer them all in one batch in which each row uses its department's
         adapter: a hub's worth of traffic in one pass over the shared base. Fallback rows get the bare
-        base's answer, or the fixed `handoff` message when one is given."""
+        base's answer, or the fixed `handoff` message when one is given; with neither (no instruction
+        adapter yet) a row keeps its route, answered by "" with an empty answer."""
         routes = self.route(router, messages, owner, false_rejection)
         base = self.fallback_base(owner) if any(r.fallback for r in routes) else ""
-        asked = [i for i, r in enumerate(routes) if not (r.fallback and handoff)]
-        answers = self.answer(
-            [routes[i].target for i in asked], [messages[i] for i in asked], base, max_new_tokens, owner
-        )
-        out = [(r, FALLBACK, handoff or "") for r in routes]
+        asked = [i for i, r in enumerate(routes) if not r.fallback or (base and not handoff)]
+        targets, asking = [routes[i].target for i in asked], [messages[i] for i in asked]
+        answers = self.answer(targets, asking, base or "", max_new_tokens, owner) if asked else []
+        out = [(r, FALLBACK if handoff else "", handoff or "") for r in routes]  # "": nothing to answer with
         for i, answer in zip(asked, answers, strict=True):
             out[i] = (routes[i], routes[i].target or base, answer)
         return out

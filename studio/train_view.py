@@ -12,7 +12,7 @@ from typing import Any
 
 from adapter_core import AdapterError
 from adapter_core.engine import DEFAULT_PRESET as ENGINE_DEFAULT
-from adapter_core.engine import MAX_LEASE, SLICE_SECONDS, TrainConfig, plan_training
+from adapter_core.engine import MAX_LEASE, SLICE_SECONDS, TrainConfig, plan_training, planned_seconds
 from adapter_core.engine import PRESETS as ENGINE_PRESETS
 
 from . import charts
@@ -26,6 +26,7 @@ from .text import duration, md, metrics_line
 PRESETS = {p.label: p for p in ENGINE_PRESETS.values()}  # "Balanced (r=64)" -> the engine's recipe
 DEFAULT_PRESET = ENGINE_PRESETS[ENGINE_DEFAULT].label
 CUSTOM = "Custom"
+LONG_RUN = 300  # seconds: Start warns of a longer run before it starts
 NONE = "(none)"
 
 
@@ -87,10 +88,25 @@ def start_blocker(studio: Studio, base: str, source: dict | None) -> str | None:
     return None
 
 
-def can_start(studio: Studio, base: str, source: dict | None) -> bool:
+def can_start(
+    studio: Studio, base: str, source: dict | None, owner: str | None = None, job_id: str | None = None
+) -> bool:
+    """Whether Start may be pressed: the data and base are ready, and the page's own run (`job_id`) is not
+    still going (a second click would queue the same run again; Stop it, or wait)."""
     try:
-        return start_blocker(studio, base, source) is None
+        ready = start_blocker(studio, base, source) is None
     except AdapterError:  # a base model this studio does not serve
+        return False
+    return ready and not running(studio, owner, job_id)
+
+
+def running(studio: Studio, owner: str | None, job_id: str | None) -> bool:
+    """Whether the caller's run `job_id` is queued or training."""
+    if not job_id:
+        return False
+    try:
+        return not studio.jobs.get(job_id, owner=studio.owner(owner)).finished.is_set()
+    except AdapterError:  # a run of another process or visitor: not this page's to wait for
         return False
 
 
@@ -104,6 +120,7 @@ def run_summary(studio: Studio, base: str, source: dict | None, settings: dict[s
     adapter = adapter_config(settings)
     mode = mode_value(settings.get("mode"))
     run = plan(source.get("rows") or 1, task, base, settings)
+    seconds = whole_run(run, source.get("rows") or 1, task, settings)
     if mode == "adapter":
         est = studio.estimate(base, adapter, len(labels))
         what = (
@@ -119,8 +136,10 @@ def run_summary(studio: Studio, base: str, source: dict | None, settings: dict[s
         + (f", {len(labels)} labels" if labels else "")
         + f") on **{md(base)}**.",
         what,
-        f"Run: {run.describe()}" + (f"; {time_left(run.estimated_seconds)}." if run.estimated_seconds else "."),
+        f"Run: {run.describe()}" + (f"; {time_left(seconds)}." if seconds else "."),
     ]
+    if seconds and seconds > LONG_RUN:
+        lines.append(long_run_note(seconds, settings))
     if hardware().kind == "zero-gpu":
         lines.append(
             f"Trains on ZeroGPU in slices of up to {SLICE_SECONDS:.0f} s of steps while this page is open; each "
@@ -136,6 +155,19 @@ def run_summary(studio: Studio, base: str, source: dict | None, settings: dict[s
     if int(settings.get("patience") or 0):
         lines.append(f"Stops early after {int(settings['patience'])} evaluations without improvement.")
     return "  \n".join(lines + [md(line) for line in fit[:1]] + [f"⚠ {md(w)}" for w in run.warnings + fit[1:]])
+
+
+def whole_run(run, rows: int, task: str, settings: dict[str, Any]) -> float | None:
+    """The whole run's seconds on this CPU, evaluations and end-of-run answers included (None on a GPU)."""
+    config = TrainConfig.from_settings({**config_values(settings), "task": task})
+    return planned_seconds(run, config, max(1, rows - run.rows))
+
+
+def long_run_note(seconds: float, settings: dict[str, Any]) -> str:
+    """Start's warning for a run over LONG_RUN seconds here, with the figure and what is quicker."""
+    quick = ENGINE_PRESETS["Quick look"].label
+    other = f" The {quick} preset gives a first result in about 2 min." if settings.get("preset") != quick else ""
+    return f"⚠ This run takes {time_left(seconds).removesuffix(' left')} on this machine.{other}"
 
 
 def plan(rows: int, task: str, base: str, settings: dict[str, Any]):
@@ -196,7 +228,7 @@ def progress(studio: Studio, owner: str | None, job_id: str | None) -> dict[str,
             f"(elapsed {_clock(step['elapsed_s'])}, {rate(step['examples_per_sec'])})"
         )
     elif step:
-        steps, took = f"{step['step']} of {step['total_steps']}", _clock(step["elapsed_s"])
+        steps, took = f"{step['step']} of {step['total_steps']}", _clock(wall_time(job.events, step))
         ended = {
             "stopped": f"stopped at step {steps} after {took}; saved",
             "completed": f"{steps} steps in {took}; saved",
@@ -331,6 +363,15 @@ def stop_training(studio: Studio, owner: str | None, job_id: str | None) -> str:
         return f"That run already finished ({job.status})."
     studio.jobs.stop(job_id, owner=studio.owner(owner))
     return "Stopping after the current step; the adapter is kept."
+
+
+def wall_time(events: list[dict], step: dict) -> float:
+    """A finished run's whole time, loading and evaluations included (what "about N min left" counted),
+    from its first event to its end; its training time alone where the events carry no times."""
+    done = next((e for e in reversed(events) if e["kind"] == "done"), None)
+    if done and done.get("time") and events[0].get("time"):
+        return done["time"] - events[0]["time"]
+    return step["elapsed_s"]
 
 
 def time_left(seconds: float) -> str:

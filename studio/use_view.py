@@ -28,6 +28,17 @@ def check_router(router: str | None) -> None:
 
 
 HANDOFF = "A member of our team will get back to you shortly."
+ROUTED_COLUMNS = ["message", "department", "confidence", "in scope", "answered by", "answer"]
+MAP_COLUMNS = ["label", "department adapter"]
+
+
+def how_to_add(label: str) -> str:
+    """How to give a label a department, in the studio's words (a department answers the labels its
+    name contains: `adapter_core.routing.department_routes`)."""
+    return (
+        f"To add one, train an instruction adapter (Data tab: task **instruction**) whose name contains the "
+        f"label, such as **{md(label)}-help** for **{md(label)}**, or upload one in the Library."
+    )
 
 
 def route_head(
@@ -38,14 +49,22 @@ def route_head(
     false_rejection: float | None = None,
     handoff: str | None = None,
 ) -> tuple[str, Route]:
-    """Route one message: the line that says where it went and why, and the route."""
+    """Route one message: the line that says where it went and why, and the route. Without any
+    instruction adapter (and no hand-off message) the decision still shows, with how to add a department."""
     check_router(router)
     [route] = studio.route(router, [message], owner=owner, false_rejection=false_rejection)
     score = "" if route.ood_score is None else f", out-of-scope score {route.ood_score:.3g}"
     head = f"Router **{md(router)}** chose **{md(route.label)}** ({route.confidence:.1%} confident{score})"
     if not route.fallback:
         return f"{head} → answered by **{md(route.target)}**", route
-    who = "a hand-off message" if handoff else f"the bare base model **{md(studio.fallback_base(owner))}**"
+    base = None if handoff else studio.fallback_base(owner)
+    if not handoff and base is None:
+        return (
+            f"{head}, but {md(route.reason)} → fallback. No department adapter exists yet, so nothing answers. "
+            f"{how_to_add(route.label)}",
+            route,
+        )
+    who = "a hand-off message" if handoff else f"the bare base model **{md(base)}**"
     return f"{head}, but {md(route.reason)} → fallback: {who}", route
 
 
@@ -58,7 +77,8 @@ def route_table(
     handoff: str | None = None,
 ) -> pd.DataFrame:
     """Route a batch of messages (one per line) and answer each with its department's adapter (or the
-    fallback); the answers come from one mixed-adapter batch per base."""
+    fallback); the answers come from one mixed-adapter batch per base. Without any instruction adapter
+    each row still shows where it was routed."""
     check_router(router)
     messages = [line.strip() for line in (text or "").splitlines() if line.strip()]
     if not messages:
@@ -70,12 +90,42 @@ def route_table(
             "department": r.label,
             "confidence": round(r.confidence, 3),
             "in scope": r.in_scope,
-            "answered by": model if not r.fallback else f"fallback: {model}",
+            "answered by": model if not r.fallback else f"fallback: {model or 'none yet (no department adapter)'}",
             "answer": a,
         }
         for m, (r, model, a) in zip(messages, answered, strict=True)
     ]
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=ROUTED_COLUMNS)
+
+
+def department_map(
+    studio: Studio, owner: str | None, router: str | None, missing_ok: bool = False
+) -> tuple[str, pd.DataFrame]:
+    """Which department adapter answers each of the router's labels, and which labels fall back: a line
+    in words and the table "label -> department adapter (or fallback)". With `missing_ok` (the library
+    changed under the picked router: renamed or deleted) a router no longer there shows nothing."""
+    gone = missing_ok and router not in studio.library.names("classification", owner=studio.owner(owner))
+    if not router or gone:
+        return "", pd.DataFrame(columns=MAP_COLUMNS)
+    departments = studio.departments(router, owner)
+    base = studio.fallback_base(owner)
+    fallback = f"fallback: the bare base model {base}" if base else "fallback: no answer yet"
+    table = pd.DataFrame(
+        [{"label": label, "department adapter": name or fallback} for label, name in departments.items()],
+        columns=MAP_COLUMNS,
+    )
+    missing = [label for label, name in departments.items() if name is None]
+    if not missing:
+        return f"Every label of **{md(router)}** has a department adapter.", table
+    if len(missing) == len(departments) and base is None:
+        line = (
+            f"No department adapter exists yet: **{md(router)}** still shows its decision, but nothing answers. "
+            + how_to_add(missing[0])
+        )
+    else:
+        fall = f"the bare base model **{md(base)}**" if base else "no answer until a department adapter exists"
+        line = f"{len(missing)} of {len(departments)} labels have no department adapter and fall back to {fall}."
+    return line + " A hand-off message, when set, answers the fallback instead.", table
 
 
 def router_rate(studio: Studio, owner: str | None, router: str | None) -> float:

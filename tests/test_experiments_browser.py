@@ -1,6 +1,8 @@
 """Experiments in a real browser: a short classification run ends and its confusion matrix renders with the
-label names, Compare's trade-off scatter draws one point per finished run, baselines included, Train →
-Past runs shows the run's report again, and a second run continues the first one's adapter.
+label names, Compare's trade-off scatter draws one point per finished run, baselines included, with every
+name inside the plot, Train → Past runs shows the run's report again, and a second run continues the first
+one's adapter. Then, with two classifiers and no department yet, Route shows its decision and which labels
+fall back, and Compare keeps one colour per adapter and only test figures in its Test scores.
 
 Playwright drives Debian's Chromium against one in-process app in local mode. Screenshots go to
 test-artifacts/browser/experiments-*.png.
@@ -10,11 +12,13 @@ import re
 import time
 from functools import partial
 
+import pandas as pd
 import pytest
 from browser_helpers import ARTIFACTS, launch_chromium, needs_chromium, served
 from helpers import wait_for as wait
 
 from studio.policy import Policy
+from studio.sample_files import SAMPLES_DIR
 from studio.service import Studio
 
 pytestmark = [needs_chromium, pytest.mark.slow]
@@ -36,8 +40,9 @@ def baseline_run(studio: Studio, name: str, mode: str, trainable: int, accuracy:
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
     studio = Studio(tmp_path_factory.mktemp("studio-experiments"), policy=Policy.local())
-    baseline_run(studio, "head-baseline", "head", 1_155, 0.45, 3.0)
-    baseline_run(studio, "full-baseline", "full", 22_714_563, 0.93, 95.0)
+    # Long names at both ends of the log axis: centred on their points, they would run past the plot's edges.
+    baseline_run(studio, "support_routing-head", "head", 1_155, 0.45, 3.0)
+    baseline_run(studio, "support_routing-full", "full", 22_714_563, 0.93, 95.0)
     with served(studio) as url:
         yield url, studio
 
@@ -50,8 +55,8 @@ def plots(page) -> list[dict]:
         .evaluate_all(
             """ps => ps.filter(p => p.data && p.offsetParent !== null).map(p => ({
             types: p.data.map(t => t.type),
-            x: p.data.map(t => Array.from(t.x || [])),
-            y: p.data.map(t => Array.from(t.y || [])),
+            x: p.data.map(t => Array.from(t.x || []).filter(v => v !== null)),  // not the legend's markers
+            y: p.data.map(t => Array.from(t.y || []).filter(v => v !== null)),
             xtype: p.layout.xaxis && p.layout.xaxis.type,
             xticks: Array.from(p.querySelectorAll('.xtick text')).map(t => t.textContent),
             yticks: Array.from(p.querySelectorAll('.ytick text')).map(t => t.textContent),
@@ -62,16 +67,115 @@ def plots(page) -> list[dict]:
     )
 
 
+def names_outside_the_plot(page) -> list[dict]:
+    """The trade-off scatter's point names, each with whether its box lies inside the plot area (plotly
+    cuts a name where it runs past)."""
+    return (
+        page.get_by_role("tabpanel")
+        .locator(".js-plotly-plot")
+        .evaluate_all(
+            """ps => ps.filter(p => p.layout && p.layout.xaxis && p.layout.xaxis.type === 'log').flatMap(p => {
+            const area = p.querySelector('rect.nsewdrag').getBoundingClientRect();
+            return Array.from(p.querySelectorAll('.textpoint text')).map(t => {
+                const box = t.getBoundingClientRect();
+                return {name: t.textContent, left: box.left, right: box.right, top: box.top,
+                        inside: box.left >= area.left - 1 && box.right <= area.right + 1 && box.top >= area.top - 1};
+            });
+        })"""
+        )
+    )
+
+
+def chart_colours(page) -> list[dict[str, str]]:
+    """For each chart on the visible tab: its lines' colours by trace name, its named points' by name."""
+    return (
+        page.get_by_role("tabpanel")
+        .locator(".js-plotly-plot")
+        .evaluate_all(
+            """ps => ps.filter(p => p.data && p.offsetParent !== null).map(p => Object.fromEntries(p.data.flatMap(t =>
+            t.mode === 'lines' ? [[t.name, t.line && t.line.color]] :
+            Array.from(t.text || []).map((name, i) => [name, t.marker && [].concat(t.marker.color)[i]]))))"""
+        )
+    )
+
+
+def headers(grid) -> list[str]:
+    return [t.strip() for t in grid.get_by_role("columnheader").all_inner_texts()]
+
+
+def route_explains_itself(page) -> None:
+    """Two classifiers and no instruction adapter: Route still shows its decision and its label map."""
+    from playwright.sync_api import expect
+
+    page.get_by_role("tab", name="5 · Use").click()
+    page.get_by_role("tab", name="Route").click()
+    routed = page.get_by_role("grid").filter(has_text="answered by")
+    expect(routed).to_be_visible()  # real headers before anything is routed, not "1 2 3"
+    assert headers(routed)[:2] == ["message", "department"], headers(routed)
+    page.get_by_label("Router (a classification adapter)").click()
+    page.get_by_role("option", name="quick", exact=True).click()
+    labels = page.get_by_role("grid").filter(has_text="department adapter")
+    for label in LABELS:
+        expect(labels).to_contain_text(label)
+    expect(labels).to_contain_text("fallback: no answer yet")
+    expect(page.get_by_text("No department adapter exists yet: quick still shows its decision")).to_be_visible()
+    page.get_by_label("Customer message").fill("Where is my parcel? It was due Monday.")
+    page.get_by_role("button", name="Route and answer", exact=True).click()
+    decision = page.get_by_test_id("markdown").filter(has_text="Router quick chose")
+    expect(decision).to_contain_text("No department adapter exists yet, so nothing answers")
+    expect(decision).to_contain_text(re.compile(r"chose (billing|orders|tech) \(\d+\.\d% confident"))
+    page.get_by_label(re.compile("Or many messages")).fill("Where is my parcel?\nI was charged twice.")
+    page.get_by_role("button", name="Route and answer all").click()
+    expect(routed).to_contain_text("fallback: none yet (no department adapter)")
+    expect(page.get_by_test_id("toast-body")).to_have_count(0)  # said on the page, not in a toast
+    page.screenshot(path=ARTIFACTS / "experiments-4-route.png", full_page=True)
+
+
+def compare_explains_itself(page, studio: Studio, test_file) -> None:
+    """Compare: one colour per adapter on every chart, and Test scores that hold only test figures."""
+    from playwright.sync_api import expect
+
+    page.get_by_role("tab", name="6 · Compare").click()
+    picker = page.get_by_label("Adapters (2 to 4)")
+    for name in ("quick", "quick-more"):
+        picker.click()
+        page.get_by_role("option", name=name, exact=True).click()
+    page.keyboard.press("Escape")
+    adapter_of = {j.id: j.config.name for j in studio.jobs.jobs()}  # Their loss curves name the runs
+    drawn = lambda: [{adapter_of.get(k, k): c for k, c in chart.items()} for chart in chart_colours(page)]  # noqa: E731
+    # The adapters' curves, their runs' curves and their points on the scatter, each chart with both.
+    charts = wait_for(
+        lambda: (c := drawn()) and sum({"quick", "quick-more"} <= chart.keys() for chart in c) >= 3 and c,
+        what="both adapters on three charts",
+    )
+    seen: dict[str, set] = {}
+    for chart in charts:
+        for name, colour in chart.items():
+            seen.setdefault(name, set()).add(colour)
+    assert all(len(c) == 1 and None not in c for c in seen.values()), seen  # one colour per adapter everywhere
+    assert seen["quick"] != seen["quick-more"], seen
+    upload = page.get_by_role("button", name="Click to upload or drop files")  # the tables have inputs of their own
+    page.get_by_role("tabpanel").locator(upload).get_by_test_id("file-upload").set_input_files(test_file)
+    expect(page.get_by_role("tabpanel").get_by_text(test_file.name)).to_be_visible()  # uploaded
+    page.get_by_role("button", name="Evaluate all on the test file").click()
+    scores = page.get_by_role("grid").filter(has_text="macro_f1")
+    expect(scores).to_contain_text("quick-more")
+    assert headers(scores) == ["adapter", "accuracy", "macro_f1", "rows"], headers(scores)  # no val_loss
+    page.screenshot(path=ARTIFACTS / "experiments-5-compare.png", full_page=True)
+
+
 def set_number(page, label: str, value) -> None:
     box = page.get_by_label(label)
     box.fill(str(value))
     box.press("Enter")
 
 
-def test_a_run_ends_with_its_confusion_matrix_and_compare_plots_the_trade_off(app):
+def test_a_run_ends_with_its_confusion_matrix_and_compare_plots_the_trade_off(app, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
     url, studio = app
+    test_file = tmp_path / "test.csv"
+    pd.read_csv(SAMPLES_DIR / "support_routing.csv").sample(12, random_state=0).to_csv(test_file, index=False)
     started = time.perf_counter()
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     expect.set_options(timeout=TIMEOUT)
@@ -127,6 +231,9 @@ def test_a_run_ends_with_its_confusion_matrix_and_compare_plots_the_trade_off(ap
         assert trainable[0] == 1_155 and trainable[-1] == 22_714_563
         quick = studio.jobs.store.get(job.id).status()
         assert sorted(y for ys in scatter["y"] for y in ys) == sorted([0.45, 0.93, quick["metrics"]["accuracy"]])
+        drawn = names_outside_the_plot(page)
+        assert sorted(d["name"] for d in drawn) == ["quick", "support_routing-full", "support_routing-head"], drawn
+        assert all(d["inside"] for d in drawn), drawn  # every name whole, inside the plot at 1,280 px
 
         page.get_by_role("tab", name="4 · Train").click()  # Past runs: the same report, from the run store
         page.get_by_text("Past runs (kept across restarts)").click()
@@ -153,5 +260,9 @@ def test_a_run_ends_with_its_confusion_matrix_and_compare_plots_the_trade_off(ap
         assert more.finished.wait(120) and more.status == "completed", more.error
         assert more.config.init_from == str(studio.library.get("quick").path)
         assert "quick-more" in studio.library.names()
+        explained = time.perf_counter()
+        route_explains_itself(page)
+        compare_explains_itself(page, studio, test_file)
+        print(f"\nRoute and Compare explain themselves: {time.perf_counter() - explained:.1f} s")
         browser.close()
     print(f"\nexperiments in the browser: {time.perf_counter() - started:.1f} s")

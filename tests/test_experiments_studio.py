@@ -3,6 +3,7 @@ token view of an instruction example, Compare's finished runs and trade-off scat
 path with the new options, and sweeps (only the best published, and their quotas)."""
 
 import json
+import math
 import re
 import time
 from pathlib import Path
@@ -158,10 +159,15 @@ def test_compare_runs_scatter_has_one_point_per_run_on_a_log_axis(tmp_path):
     assert table.loc[table["name"] == "full", "bottleneck"].isna().all()  # no adapter shape for a baseline
     fig = view["tradeoff"]
     assert fig.layout.xaxis.type == "log"
-    points = {(n, x, y) for trace in fig.data for n, x, y in zip(trace.text, trace.x, trace.y, strict=True)}
+    drawn = [t for t in fig.data if t.text]  # the rest are the legend's markers, one per mode
+    points = {(n, x, y) for trace in drawn for n, x, y in zip(trace.text, trace.x, trace.y, strict=True)}
     assert points == {("r16", 150_000, 0.81), ("head", 1_155, 0.52), ("full", 22_700_000, 0.9)}
-    assert {trace.name for trace in fig.data} == {"adapter", "head only", "full fine-tuning"}
-    sizes = {t.name: t.marker.size[0] for t in fig.data}
+    assert {trace.name for trace in fig.data if trace.showlegend is not False} == {
+        "adapter",
+        "head only",
+        "full fine-tuning",
+    }
+    sizes = {t.name: t.marker.size[0] for t in drawn}
     assert sizes["full fine-tuning"] > sizes["adapter"] > sizes["head only"]  # marker size: training time
     assert sorted(view["timing"].data[0].x) == [4.0, 10.0, 120.0]
     curves = rs.run_curves(studio, me, view["choices"][:2])
@@ -169,6 +175,49 @@ def test_compare_runs_scatter_has_one_point_per_run_on_a_log_axis(tmp_path):
     with pytest.raises(AdapterError, match="No run"):
         rs.run_curves(studio, me, [studio.jobs.store.list()[0].id])  # the other visitor's newest run
     studio.jobs.close()
+
+
+def test_one_adapter_keeps_one_colour_on_every_compare_chart(tmp_path):
+    from studio_fixtures import publish_random
+
+    from studio import comparison as c
+
+    studio = Studio(tmp_path)
+    publish_random(studio, "minilm", "support_routing-r16", "classification", ["a", "b"], seed=1)
+    published = finished_run(studio, "r16", trainable=150_000, accuracy=0.81)
+    published.set_status("completed", library_name="support_routing-r16")  # the run that made it
+    finished_run(studio, "head", mode="head", trainable=1_155, accuracy=0.52)
+    finished_run(studio, "full", mode="full", trainable=22_700_000, accuracy=0.9)
+    view = rs.compare_runs(studio, None)
+    scatter = {n: col for t in view["tradeoff"].data if t.text for n, col in zip(t.text, t.marker.color, strict=True)}
+    timing = dict(zip(view["timing"].data[0].text, view["timing"].data[0].marker.color, strict=True))
+    assert scatter == timing and len(set(scatter.values())) == 3, scatter  # three names, three colours
+    names = {r.id: r.config()["name"] for r in studio.jobs.store.list()}
+    for order in (view["choices"], view["choices"][::-1]):  # the picked order moves no colour
+        lines = {names[t.name]: t.line.color for t in rs.run_curves(studio, None, order).data}
+        assert lines == {"head": scatter["head"], "full": scatter["full"], "r16": scatter["r16"]}, lines
+    # The run published as the library adapter: one colour for both, on the adapters' curves too.
+    assert scatter["r16"] == charts.colour_map(["full", "head", "support_routing-r16"])["support_routing-r16"]
+    [adapter] = c.compare_curves(studio, None, ["support_routing-r16"]).data
+    assert adapter.line.color == scatter["r16"]
+    studio.jobs.close()
+
+
+def test_the_trade_off_names_stay_inside_the_plot():
+    points = [
+        {"name": "support_routing-head", "mode": "head", "trainable": 1_155, "accuracy": 1.0, "seconds": 4.0},
+        {"name": "support_routing-r16", "mode": "adapter", "trainable": 150_000, "accuracy": 0.8, "seconds": 9.0},
+        {"name": "support_routing-full", "mode": "full", "trainable": 22_700_000, "accuracy": 0.9, "seconds": 99},
+    ]
+    fig = charts.tradeoff(points)
+    sides = {t.text[0]: t.textposition[0] for t in fig.data if t.text}
+    # The leftmost name reads rightwards from its point, the rightmost leftwards: neither runs past an edge.
+    assert sides == {
+        "support_routing-head": "top right", "support_routing-r16": "top center", "support_routing-full": "top left"
+    }  # fmt: skip
+    low, high = fig.layout.xaxis.range
+    assert low < math.log10(1_155) and high > math.log10(22_700_000)  # room for the biggest markers
+    assert fig.layout.yaxis.range[1] >= 1.2  # and for a name above an accuracy of 1
 
 
 # The form -> TrainConfig --------------------------------------------------------------------------------------

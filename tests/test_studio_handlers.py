@@ -4,9 +4,10 @@ import json
 import zipfile
 
 import pytest
+from helpers import tiny_model
 from studio_fixtures import publish_fixed_router, publish_random
 
-from adapter_core import AdapterError
+from adapter_core import AdapterConfig, AdapterError, add_adapter, save_adapter
 from studio import comparison as c
 from studio import data_view as dv
 from studio import train_view as h
@@ -35,6 +36,7 @@ def test_data_tab_messages_for_bad_files(tmp_path):
     bad.write_text("text,score\nhello,1\n")
     info = dv.inspect_data(str(bad), "classification")  # readable: kept, so the visitor can pick the column
     assert not info["ready"] and info["columns"] == ["text", "score"]
+    assert info["mapping"] == {"text": "text"}  # the text column found is picked; only the label is left
     assert "bad.csv has no label column. Columns found: text, score" in info["summary"]
     with pytest.raises(AdapterError, match="Upload a CSV, TSV or JSONL file, or pick a sample"):
         dv.inspect_data(None, "classification")
@@ -82,6 +84,7 @@ def test_compare_and_library_tables(studio, tmp_path):
     assert len(outs) == 2 and outs[0].startswith("### alpha")
     scores = c.compare_evaluate(studio, None, ["alpha", "beta"], str(SAMPLES_DIR / "support_routing.csv"))
     assert scores["adapter"].tolist() == ["alpha", "beta"] and scores["rows"].tolist() == [480, 480]
+    assert list(scores.columns) == ["adapter", "accuracy", "macro_f1", "rows"]  # test figures only: no val_loss
     assert all(0 <= a <= 1 for a in scores["accuracy"])
     with pytest.raises(AdapterError, match="Select 2 to 4 adapters"):
         c.check_compare_selection(["alpha"])
@@ -158,6 +161,43 @@ def test_route_table_messages_for_bad_input(studio):
         u.route_table(studio, None, "router", "\n".join(f"message {i}" for i in range(300)))
 
 
+def test_route_shows_its_decision_and_the_label_map_before_any_department_exists(tmp_path):
+    studio = Studio(tmp_path)
+    publish_fixed_router(studio, "support", ["orders", "billing"], "orders")
+    head, route = u.route_head(studio, None, "support", "Where is my parcel?")
+    assert route.fallback and route.label == "orders"
+    assert "chose **orders** (99.3% confident" in head and "no instruction adapter covers the label 'orders'" in head
+    assert "No department adapter exists yet" in head and "**orders-help**" in head  # how to make one
+    line, table = u.department_map(studio, None, "support")
+    assert "No department adapter exists yet" in line
+    assert table.values.tolist() == [["orders", "fallback: no answer yet"], ["billing", "fallback: no answer yet"]]
+    rows = u.route_table(studio, None, "support", "Where is my parcel?\nIt never came.")
+    assert rows["department"].tolist() == ["orders", "orders"] and rows["answer"].tolist() == ["", ""]
+    assert set(rows["answered by"]) == {"fallback: none yet (no department adapter)"}
+    handed = u.route_table(studio, None, "support", "Where is my parcel?", handoff="We will call you.")
+    assert handed["answer"].tolist() == ["We will call you."]
+    assert list(u.route_table(studio, None, "support", "hi").columns) == u.ROUTED_COLUMNS
+    assert u.department_map(studio, None, None)[1].columns.tolist() == ["label", "department adapter"]
+    with pytest.raises(AdapterError, match="No adapter"):
+        u.department_map(studio, None, "not-a-router")
+    assert u.department_map(studio, None, "not-a-router", missing_ok=True)[0] == ""  # deleted since it was picked
+
+
+def test_the_label_map_names_each_department_and_the_fallback(tmp_path):
+    studio = Studio(tmp_path)
+    publish_fixed_router(studio, "support", ["orders", "billing"], "orders")
+    # Which labels have a department reads only the library: a tiny decoder stands in for SmolLM2's weights.
+    model = tiny_model("llama")
+    add_adapter(model, "orders-style", AdapterConfig(bottleneck=4), task="instruction")
+    save_adapter(model, "orders-style", tmp_path / "orders-style", extra={"base_model": "smollm2-135m-instruct"})
+    studio.library.publish(tmp_path / "orders-style", "orders-style")
+    line, table = u.department_map(studio, None, "support")
+    assert table.values.tolist() == [
+        ["orders", "orders-style"], ["billing", "fallback: the bare base model smollm2-135m-instruct"]
+    ]  # fmt: skip
+    assert "1 of 2 labels have no department adapter" in line and "**smollm2-135m-instruct**" in line
+
+
 def test_the_route_slider_moves_the_false_rejection_rate(studio):
     entry = publish_fixed_router(studio, "calibrated-router", ["orders", "billing"], "orders")
     assert u.router_rate(studio, None, "calibrated-router") == 0.05 and u.router_rate(studio, None, None) == 0.05
@@ -198,6 +238,8 @@ def test_one_time_estimate_a_stopping_run_and_a_stopped_one(tmp_path):
     training = {"kind": "status", "status": "training", "info": {"device": "cpu", "estimated_seconds": 150.0}}
     job.events += [{"kind": "data"}, training]
     assert "about 2 min left" in h.progress(studio, None, job.id)["status"]
+    source = {"name": "support_routing.csv", "rows": 480, "task": "classification", "labels": ["a", "b"]}
+    assert h.can_start(studio, "minilm", source) and not h.can_start(studio, "minilm", source, None, job.id)
     drawn = h.drawn_key(studio, None, job.id)
     assert h.drawn_key(studio, None, job.id) == drawn  # nothing new: the page keeps what it shows
     job.events.append(
@@ -221,8 +263,12 @@ def test_one_time_estimate_a_stopping_run_and_a_stopped_one(tmp_path):
     assert "eta**: stopping… · at step 3/10; saving the adapter" in h.progress(studio, None, job.id)["status"]
     job.status = "stopped"
     job.finished.set()
+    assert h.can_start(studio, "minilm", source, None, job.id)  # the page's run ended: Start is free again
     status = h.progress(studio, None, job.id)["status"]
     assert "stopped · stopped at step 3 of 10 after 00:30; saved" in status and "left" not in status, status
+    job.events[0]["time"] = 1000.0  # with times, the whole run's: loading and evaluations, not only steps
+    job.events.append({"kind": "done", "status": "stopped", "time": 1095.0})
+    assert "stopped at step 3 of 10 after 01:35; saved" in h.progress(studio, None, job.id)["status"]
     job.status = "failed"
     assert "failed · after step 3 of 10" in h.progress(studio, None, job.id)["status"]
     assert [duration(s) for s in (2, 44, 61, 89, 3600, 7200)] == ["5 s", "45 s", "1 min", "1 min", "60 min", "2.0 h"]

@@ -475,7 +475,10 @@ def test_memory_estimate_measured_step_time_and_a_fit_warning(tiny_base, tmp_pat
     memory = info["memory"]
     assert memory["total"] == memory["weights"] + memory["trainable_state"] + memory["activations"] > 2**20
     assert memory["batch_size"] == 16 and memory["trainable"] == result.trainable
-    assert info["seconds_per_step"] > 0 and info["estimated_seconds"] == pytest.approx(12 * info["seconds_per_step"])
+    # Time left counts the run's evaluation as well as its steps (tests/test_run_time.py holds the model).
+    assert info["seconds_per_step"] > 0 and info["estimated_seconds"] > 12 * info["seconds_per_step"]
+    last_step = [e for e in events if e.kind == "step"][-1]
+    assert last_step.step == 12 and last_step.eta_s > 0  # its evaluation is still to come
     warning = next(e.message for e in events if e.kind == "warning" and "memory" in e.message)
     assert "only 1 MiB is free" in warning and warning in result.warnings
     short = []

@@ -264,6 +264,9 @@ def test_reload_mid_setup_restores_the_whole_wizard(page):
     expect(run_summary(page)).to_contain_text(f"Will train: {SAMPLE_FILE} (480 rows, classification, 3 labels)")
     expect(run_summary(page)).to_contain_text("r=24")
     expect(page.get_by_role("button", name="Start training")).to_be_enabled()
+    go(page, "1 · Model")  # the restored base is described, as Load model showed it
+    expect(panel(page).get_by_text(re.compile(r"minilm loaded: .*parameters"))).to_be_visible()
+    expect(panel(page).get_by_text("Pick a model and press")).to_have_count(0)
     assert not error_badges(page).count()
     print(f"\nreload mid-setup: {time.perf_counter() - started:.1f} s")
 

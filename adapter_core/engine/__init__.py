@@ -45,6 +45,7 @@ _FACE = {
     "metrics": ("rank_key",),
     "plan": ("DEFAULT_PRESET", "PRESETS", "plan_training", "task_lr"),
     "report": ("REPORT_FILE", "correct"),
+    "run_time": ("planned_seconds",),
     "runs": ("ACTIVE", "Run", "RunStore"),
     "sliced_loop": ("MAX_LEASE", "Paused", "SLICE_SECONDS", "SLICED_DEVICE"),
     "slices": ("SliceResult", "SliceSpec", "run_slice"),

@@ -35,7 +35,12 @@ OPTIONAL = {"classification": (), "instruction": ("input", "system")}
 
 
 class DataError(AdapterError):
-    """A problem with the user's data file; the message says what and where."""
+    """A problem with the user's data file; the message says what and where. `found`: the columns already
+    mapped when a mapping was incomplete (the studio pre-fills its pickers with them)."""
+
+    def __init__(self, message: str, found: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.found = dict(found or {})
 
 
 @dataclass
@@ -217,7 +222,8 @@ def detect_columns(frame: pd.DataFrame, task: str, columns: dict[str, str] | Non
         first = missing[0]
         raise DataError(
             f"{name} has no {first} column. Columns found: {', '.join(have)}. Rename one to '{first}' "
-            f"(or {', '.join(ALIASES[first][1:4])}), or map it explicitly (--{first}-column in the CLI, the dropdown in the studio)."
+            f"(or {', '.join(ALIASES[first][1:4])}), or map it explicitly (--{first}-column in the CLI, the dropdown in the studio).",
+            found=mapping,
         )
     return mapping
 

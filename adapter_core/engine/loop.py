@@ -15,6 +15,7 @@ from ..io import save_adapter
 from . import checkpoint
 from .config import Event
 from .metrics import evaluate, is_better
+from .run_time import seconds_left
 from .sample_answers import answer_samples
 from .setup import Recipe
 from .tracking import log_metrics
@@ -43,6 +44,7 @@ class RunState:
     last: dict[str, float] | None = None  # the latest evaluation's metrics
     losses: list[float] = field(default_factory=list)  # since the last step event
     base_answers: list[str] | None = None  # the bare base's answers to the sample prompts, computed once
+    eval_seconds: list[float] = field(default_factory=list)  # each evaluation's time in this process, for time left
 
     def saved(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in SAVED} | {"base_answers": self.base_answers}
@@ -122,7 +124,7 @@ def report_step(r: Recipe, s: RunState, lr: float | None = None) -> None:
             lr=lr,
             examples_per_sec=s.examples / max(s.train_time, 1e-9),
             elapsed_s=s.train_time,
-            eta_s=s.train_time / s.step * (r.total - s.step),
+            eta_s=seconds_left(r.shape, s.step, s.train_time / s.step, s.eval_seconds),
         )
     )
     log_metrics(r.accelerator, {"train/loss": loss, "train/lr": lr}, s.step)
@@ -134,7 +136,7 @@ def evaluate_step(r: Recipe, s: RunState, stop: bool, last: bool) -> None:
     An evaluation made only because a stop was asked for does not count: the run resumed from it then
     ends as the run that was never stopped. It is the validation pass alone (no sample answers, which
     take minutes on a CPU), so that a Stop ends the run soon after its current step."""
-    c = r.config
+    c, began = r.config, time.perf_counter()
     pad_id = r.base.tokenizer.pad_token_id
     metrics = evaluate(r.model, c.name, c.task, r.val_ds, pad_id, num_labels=len(r.labels or []))
     samples = None
@@ -142,6 +144,8 @@ def evaluate_step(r: Recipe, s: RunState, stop: bool, last: bool) -> None:
         samples, s.base_answers = answer_samples(
             r.model, r.base.tokenizer, c.name, r.val_frame, c.sample_prompts, s.base_answers
         )
+    if not stop:  # a stop's evaluation is the validation pass alone: not what the next ones cost
+        s.eval_seconds.append(time.perf_counter() - began)
     record_eval(r, s, metrics, samples, stop=stop, last=last)
 
 

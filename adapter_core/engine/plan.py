@@ -111,7 +111,7 @@ class Plan:
         """One line for a log or a status: the resolved settings and the step count."""
         chosen = f" (chosen automatically: {', '.join(self.auto)})" if self.auto else ""
         return (
-            f"{self.total_steps} optimizer steps: batch {self.batch_size}, {self.epochs:g} epochs "
+            f"{self.total_steps} optimizer steps: batch {self.batch_size}, {self.epochs:g} epoch{'' if self.epochs == 1 else 's'} "
             f"of {self.steps_per_epoch} steps, learning rate {self.lr:g}{chosen}"
         )
 

@@ -34,9 +34,8 @@ from .inputs import init_source, read_data, tokenize_splits
 from .losses import task_loss
 from .memory_fit import calibrate_time, check_fit, estimate_memory, typical_batch
 from .plan import Plan, plan_training
+from .run_time import CALIBRATE_OVER_STEPS, RunShape, eval_every, shape_of
 from .tracking import accelerator_options, start_tracking
-
-CALIBRATE_OVER_STEPS = 10  # a run of more optimizer steps times a few before it starts, for its ETA
 
 
 @dataclass
@@ -66,6 +65,7 @@ class Recipe:
     trainable: int
     memory: dict[str, Any]  # fit.estimate_memory's figures for this run
     seconds_per_step: float | None  # measured before training (None: a run too short to be worth it)
+    shape: RunShape  # what the run does, for its time left
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -218,6 +218,12 @@ def apply_mode(model: nn.Module, config: TrainConfig) -> None:
             p.requires_grad_(True)
 
 
+def mean_length(ds) -> float | None:
+    """The mean tokenised length of a split's rows (None for an empty one)."""
+    lengths = ds["length"]
+    return sum(lengths) / len(lengths) if len(lengths) else None
+
+
 def on_device(model: nn.Module, device: torch.device) -> bool:
     """Whether `model`'s weights already sit on `device` (a shared base, or any base on a CPU)."""
     here = next(model.parameters()).device
@@ -279,9 +285,10 @@ def build(config, out_dir, accelerator, emit, base, shared, labels, train_ds, va
         steps_per_epoch=steps_per_epoch,
         total=total,
         # Twice per epoch, and at most about ten times a run (a small file makes many short epochs).
-        eval_every=config.eval_every or max(1, steps_per_epoch // 2, total // 10),
+        eval_every=eval_every(config.eval_every, steps_per_epoch, total),
         trainable=sum(p.numel() for p in params),
         memory=memory,
         seconds_per_step=seconds_per_step,
+        shape=shape_of(plan, config, len(val_ds), mean_length(train_ds), total),
         warnings=list(plan.warnings),
     )

@@ -100,6 +100,7 @@ def run_sliced_loop(r: Recipe, s: RunState, should_stop: Callable[[], bool], lea
             per_step = result.seconds / taken
         if result.metrics is not None:
             eval_seconds = result.eval_seconds
+            s.eval_seconds.append(eval_seconds)
         if result.stopped or should_stop():
             return _stop(r, s)
         out_of_time = bool(r.config.max_seconds) and s.train_time >= r.config.max_seconds

@@ -26,6 +26,7 @@ from .config import Event, TrainConfig
 from .loop import RunState, run_loop, save_weights, training_meta
 from .plan import Plan, training_warnings
 from .report import REPORT_FILE, report_from
+from .run_time import seconds_left
 from .setup import Recipe, TaskModel, multi_cpu, precision_for, setup
 from .sliced_loop import SLICED_DEVICE, Lease, run_sliced_loop
 
@@ -114,9 +115,13 @@ def announce(r: Recipe, resumed_at: int | None = None, device: str | None = None
         "memory": r.memory,
         "warnings": list(r.warnings),
     }
-    if r.seconds_per_step is not None:  # measured: it replaces the plan's rough CPU figure
+    per_step = r.seconds_per_step  # measured: it replaces the plan's rough CPU figure
+    if per_step is None and plan.estimated_seconds:
+        per_step = plan.estimated_seconds / max(plan.total_steps, 1)
+    if r.seconds_per_step is not None:
         info["seconds_per_step"] = r.seconds_per_step
-        info["estimated_seconds"] = r.seconds_per_step * (r.total - (resumed_at or 0))
+    if per_step is not None:  # the whole run from here: steps, evaluations and end-of-run answers
+        info["estimated_seconds"] = seconds_left(r.shape, resumed_at or 0, per_step)
     resumed = ""
     if resumed_at is not None:
         info["resumed_at"] = resumed_at

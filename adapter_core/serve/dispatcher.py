@@ -130,8 +130,12 @@ class Dispatcher:
         predictions, entry = self.classify(router, texts, owner)
         threshold = None if false_rejection is None else threshold_at(entry.meta, false_rejection)
         if routes is None:
-            routes = department_routes(entry.meta.get("labels") or [], self.library.names("instruction", owner))
+            routes = self.departments(entry, owner)
         return [decide(p, routes, threshold) for p in predictions], entry.name
+
+    def departments(self, router: Entry, owner: str | None = None) -> dict[str, str]:
+        """Router label -> the caller's instruction adapter that answers it; a label missing falls back."""
+        return department_routes(router.meta.get("labels") or [], self.library.names("instruction", owner))
 
     def fallback_model(self, owner: str | None) -> str | None:
         """Where out-of-scope messages go: the configured fallback when it names a model, else the bare

@@ -25,7 +25,10 @@ def build(ctx: Ctx) -> None:
             cmp_cols = [gr.Markdown() for _ in range(5)]
         cmp_plot = gr.Plot(label="Loss curves")
         cmp_table = gr.Dataframe(
-            pd.DataFrame(columns=c.COMPARE_COLUMNS), label="Adapters", interactive=False, wrap=True
+            pd.DataFrame(columns=c.COMPARE_COLUMNS),
+            label="Adapters: sizes, and the figures of their training (val: its validation split)",
+            interactive=False,
+            wrap=True,
         )
         cmp_file = gr.File(label="Labelled test file", file_types=[".csv", ".tsv", ".jsonl"], type="filepath")
         cmp_eval = gr.Button("Evaluate all on the test file")

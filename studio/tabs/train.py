@@ -119,7 +119,7 @@ def wire(ctx: Ctx) -> None:
         owner = who(studio, owner, request)
         job, notes = h.start_training(studio, owner, base_model, source, task, mapping, name, settings, cpu)
         gr.Info(" ".join([*notes, "Training started; it runs in the background, so you can leave and come back."]))
-        return job, job, None, f"Queued run `{job}`.", ""
+        return job, job, None, f"Queued run `{job}`.", "", gr.update(interactive=False)
 
     params = inputs.form_params(list(st.form_settings()))
     params["cpu_when_away"] = f"ZeroGPU only: {CPU_WHEN_AWAY[0].lower()}{CPU_WHEN_AWAY[1:]} (default: pause)"
@@ -134,22 +134,23 @@ def wire(ctx: Ctx) -> None:
     ctx["start"].click(
         friendly(start_training),
         [ctx.owner, ctx.source, ctx["base"], ctx["task"], ctx["name"]],
-        [ctx.job_id, ctx.remembered_job, ctx["seen_done"], ctx["status_md"], ctx["action_md"]],
+        [ctx.job_id, ctx.remembered_job, ctx["seen_done"], ctx["status_md"], ctx["action_md"], ctx["start"]],
         inputs_kwargs=inputs.form_components(ctx, params),
         api_name="start_training",
     )
 
-    def summary(base_model, source, *values):
+    def summary(owner, job_id, base_model, source, *values, request: gr.Request = None):
         settings = dict(zip(summary_keys(), values, strict=True))
         text = h.run_summary(studio, base_model, source, settings)  # names what auto chooses
-        return text, gr.update(interactive=h.can_start(studio, base_model, source))
+        ready = h.can_start(studio, base_model, source, who(studio, owner, request), job_id)
+        return text, gr.update(interactive=ready)
 
     settings_inputs = [ctx[k] for k in summary_keys()]
-    summary_triggers = [ctx.source.change, ctx["load"].click] + [c.change for c in settings_inputs]
+    summary_triggers = [ctx.source.change, ctx["load"].click, ctx.job_id.change] + [c.change for c in settings_inputs]
     gr.on(
         summary_triggers,
         friendly(summary),
-        [ctx["base"], ctx.source, *settings_inputs],
+        [ctx.owner, ctx.job_id, ctx["base"], ctx.source, *settings_inputs],
         [ctx["run_md"], ctx["start"]],
         api_visibility="private",
     )
@@ -171,21 +172,22 @@ def wire(ctx: Ctx) -> None:
         ctx[k] for k in ("samples", "report_box", "report_md", "confusion", "per_class", "misclassified", "scores_md")
     ]
 
-    def tick(owner, job_id, seen, changed, drawn, request: gr.Request):
+    def tick(owner, job_id, seen, changed, drawn, base_model, source, request: gr.Request):
         owner = who(studio, owner, request)
         zerogpu.drive(studio.jobs.leases, owner)  # on ZeroGPU, an open page's run goes on in its ticks
         key = None if job_id is None or job_id == seen else h.drawn_key(studio, owner, job_id)
         if key is None or key == drawn:  # nothing new to draw: only the queue may have moved
-            return [gr.update(), gr.update(), h.queue_text(studio, owner), seen, changed, drawn] + [gr.update()] * 7
+            return [gr.update(), gr.update(), h.queue_text(studio, owner), seen, changed, drawn] + [gr.update()] * 8
         info = h.progress(studio, owner, job_id)
         shown = [info["figure"], info["status"], info["queue"]]
-        if info["done"]:  # drawn once more, then left alone; the pickers learn of its adapter
-            return [*shown, job_id, (changed or 0) + 1, key, *run_outputs(info)]
-        return [*shown, seen, changed, key, *run_outputs(info)]
+        if info["done"]:  # drawn once more, then left alone; the pickers learn of its adapter; Start is free
+            start = gr.update(interactive=h.can_start(studio, base_model, source))
+            return [*shown, job_id, (changed or 0) + 1, key, *run_outputs(info), start]
+        return [*shown, seen, changed, key, *run_outputs(info), gr.update(interactive=False)]
 
     ctx["timer"].tick(
         friendly(tick),
-        [ctx.owner, ctx.job_id, ctx["seen_done"], ctx.library_changed, ctx["drawn"]],
+        [ctx.owner, ctx.job_id, ctx["seen_done"], ctx.library_changed, ctx["drawn"], ctx["base"], ctx.source],
         [
             ctx["plot"],
             ctx["status_md"],
@@ -194,6 +196,7 @@ def wire(ctx: Ctx) -> None:
             ctx.library_changed,
             ctx["drawn"],
             *report_outputs,
+            ctx["start"],
         ],  # fmt: skip
         show_progress="hidden",
         api_visibility="private",
@@ -245,12 +248,20 @@ def wire(ctx: Ctx) -> None:
         `cpu_when_away` has it go on on the CPU where it would pause (you gone, or out of GPU quota)."""
         job = h.resume_run(studio, who(studio, owner, request), run_id, bool(cpu_when_away))
         gr.Info("Resumed: the run goes on from its last checkpoint, in the background.")
-        return job, job, None, f"Resuming run `{job}`.", "", gr.update(interactive=False)
+        return job, job, None, f"Resuming run `{job}`.", "", gr.update(interactive=False), gr.update(interactive=False)
 
     ctx["past_resume"].click(
         friendly(resume_run),
         [ctx.owner, ctx["past"], ctx["cpu_when_away"]],
-        [ctx.job_id, ctx.remembered_job, ctx["seen_done"], ctx["status_md"], ctx["action_md"], ctx["past_resume"]],
+        [
+            ctx.job_id,
+            ctx.remembered_job,
+            ctx["seen_done"],
+            ctx["status_md"],
+            ctx["action_md"],
+            ctx["past_resume"],
+            ctx["start"],
+        ],
         api_name="resume_run",
     )
     sweep.wire(ctx)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 import gradio as gr
+import pandas as pd
 
 from adapter_core import REPETITION_WARNING
 
@@ -41,6 +42,13 @@ def build(ctx: Ctx) -> None:
                 chat_stop = gr.Button("Stop", scale=1)
         with gr.Tab("Route"):
             router = gr.Dropdown([], label="Router (a classification adapter)", allow_custom_value=True)
+            route_map_md = gr.Markdown()
+            route_map = gr.Dataframe(
+                pd.DataFrame(columns=u.MAP_COLUMNS),
+                label="Which department adapter answers each label (the rest go to the fallback)",
+                interactive=False,
+                wrap=True,
+            )
             with gr.Row():
                 route_rate = gr.Slider(
                     0,
@@ -67,7 +75,9 @@ def build(ctx: Ctx) -> None:
                 lines=4,
             )
             route_many_go = gr.Button("Route and answer all")
-            route_many_out = gr.Dataframe(label="Routed answers", interactive=False, wrap=True)
+            route_many_out = gr.Dataframe(
+                pd.DataFrame(columns=u.ROUTED_COLUMNS), label="Routed answers", interactive=False, wrap=True
+            )
         with gr.Tab("API"):
             gr.Markdown("Call your adapters from code, with any OpenAI client.")
             with gr.Row():
@@ -78,7 +88,7 @@ def build(ctx: Ctx) -> None:
     ctx.add(cls_text=cls_text, cls_go=cls_go, cls_out=cls_out, chat_base=chat_base, chatbot=chatbot)
     ctx.add(chat_msg=chat_msg, chat_send=chat_send, chat_stop=chat_stop, route_msg=route_msg, route_go=route_go)
     ctx.add(route_md=route_md, route_answer=route_answer, route_many_msgs=route_many_msgs)
-    ctx.add(route_many_go=route_many_go, route_many_out=route_many_out)
+    ctx.add(route_many_go=route_many_go, route_many_out=route_many_out, route_map_md=route_map_md, route_map=route_map)
     ctx.add(
         route_rate=route_rate,
         route_rate_md=route_rate_md,
@@ -138,10 +148,10 @@ def wire(ctx: Ctx) -> None:
         owner = who(studio, owner, request)
         handoff = (handoff or "").strip() or None
         head, chosen = u.route_head(studio, owner, router, message, rate, handoff)
-        if chosen.fallback and handoff:
-            yield head, handoff
-            return
         base = studio.fallback_base(owner) if chosen.fallback else ""
+        if chosen.fallback and (handoff or base is None):  # a fixed message, or nothing to answer with yet
+            yield head, handoff or ""
+            return
         answer, stop = "", threading.Event()
         try:
             for piece in studio.chat(chosen.target, base, message, stop=stop, owner=owner):
@@ -177,6 +187,18 @@ def wire(ctx: Ctx) -> None:
         return u.rate_note(studio, who(studio, owner, request), router, rate)
 
     ctx["router"].change(friendly(calibrated), [ctx.owner, ctx["router"]], ctx["route_rate"], api_visibility="private")
+
+    def departments(owner, router: str, request: gr.Request):
+        return u.department_map(studio, who(studio, owner, request), router)
+
+    def departments_now(owner, router: str, request: gr.Request):  # a new department shows at once
+        return u.department_map(studio, who(studio, owner, request), router, missing_ok=True)
+
+    for changed, handler in ((ctx["router"].change, departments), (ctx.library_changed.change, departments_now)):
+        changed(
+            friendly(handler), [ctx.owner, ctx["router"]], [ctx["route_map_md"], ctx["route_map"]],
+            api_visibility="private",
+        )  # fmt: skip
     ctx["route_rate"].change(
         friendly(rate_note), [ctx.owner, ctx["router"], ctx["route_rate"]], ctx["route_rate_md"],
         api_visibility="private",

@@ -56,7 +56,7 @@ def wire(ctx: Ctx, loaded) -> None:
         saved = saved if isinstance(saved, dict) else {}
         active = job_id and not studio.jobs.get(job_id, owner=studio.owner(owner)).finished.is_set()
         if not saved and not active:  # a first visit: nothing to restore, and the visitor may be at work already
-            return [gr.update()] * (2 + len(SETTINGS) + len(data_outputs(ctx))) + [None]
+            return [gr.update()] * (3 + len(SETTINGS) + len(data_outputs(ctx))) + [None]
         base = saved.get("base") if saved.get("base") in h.model_choices(studio) or not studio.policy.public else None
         base = base or h.model_choices(studio)[0]
         task = saved.get("task") if saved.get("task") in ("classification", "instruction") else "classification"
@@ -77,7 +77,7 @@ def wire(ctx: Ctx, loaded) -> None:
         else:
             data = show(studio, source, task, base, max_length, mapping)
         tab = "train" if active else saved.get("tab") if saved.get("tab") in TAB_IDS else "model"
-        return [base, saved.get("name") or "", *values, *data, tab]
+        return [base, _described(studio, base), saved.get("name") or "", *values, *data, tab]
 
     def go_to(clicked, tab):
         """The restored tab, unless the visitor picked one while the restore ran (it takes seconds on a
@@ -90,12 +90,20 @@ def wire(ctx: Ctx, loaded) -> None:
     loaded.then(
         restore,
         [ctx.owner, ctx["wizard"], ctx.job_id],
-        [ctx["base"], ctx["name"], *settings, *data_outputs(ctx), restored_tab],
+        [ctx["base"], ctx["model_md"], ctx["name"], *settings, *data_outputs(ctx), restored_tab],
         api_visibility="private",
         show_progress="hidden",
     ).then(
         go_to, [ctx["tab"], restored_tab], [ctx["tabs"], ctx["tab"]], api_visibility="private", show_progress="hidden"
     )
+
+
+def _described(studio, base: str) -> Any:
+    """The Model tab's description of the restored base, as Load model showed it before the reload."""
+    try:
+        return h.describe_model(studio, base)
+    except Exception:  # a hub id gone, or no network now: the tab keeps asking to load one
+        return gr.update()
 
 
 def _source(studio, ref: Any, owner: str | None) -> dict | None:

@@ -169,8 +169,7 @@ def export_problems(meta: dict[str, Any], with_head: bool = True) -> list[str]:
         problems.append("target_modules other than one of the placement's own sub-layers")
     if with_head and meta["task"] == "classification" and meta.get("pooling") != "cls":
         problems.append(
-            f"pooling {meta.get('pooling')!r} (AdapterHub's classification head reads the first token: pooling "
-            "'cls'; export without the head (--without-head) to keep the adapter alone)"
+            f"pooling {meta.get('pooling')!r} (AdapterHub's classification head reads the first token: pooling 'cls')"
         )
     return problems
 

@@ -18,6 +18,10 @@ TASK_ADAPTER = {"classification": "a classification adapter", "instruction": "an
 ACTIVATIONS = ("gelu", "relu", "swish", "tanh")
 INITS = ("normal", "kaiming", "xavier", "houlsby")
 DEFAULT_BOTTLENECK = 64
+# The adapter's width r in plain words: under 32 small (Quick look's 16), under 128 medium (Balanced's 64),
+# else large (Capacity's 256). The studio says the word first and r after it.
+SIZE_WORDS = ((32, "small"), (128, "medium"))
+LARGE = "large"
 # He et al. (2022) found a scaled parallel adapter works best with s=4; serial adapters need no scaling.
 DEFAULT_PARALLEL_SCALING = 4.0
 
@@ -36,6 +40,20 @@ def parse_layers(value: Any) -> list[int]:
     if any(i < 0 for i in layers):
         raise AdapterError(f"Layers to leave out are counted from 0; got {layers}.")
     return sorted(set(layers))
+
+
+def adapter_size(bottleneck: int) -> str:
+    """An adapter of width `bottleneck` (r) in plain words: "small", "medium" or "large"."""
+    return next((word for below, word in SIZE_WORDS if bottleneck < below), LARGE)
+
+
+def size_in_words(bottleneck: Any) -> str:
+    """How the studio says a width: "medium adapter, r = 64"."""
+    try:
+        r = int(bottleneck)
+    except (TypeError, ValueError):
+        return ""
+    return f"{adapter_size(r).capitalize()} adapter, r = {r}"
 
 
 def parse_json_object(text: str) -> dict:
@@ -62,9 +80,11 @@ class AdapterConfig:
 
     bottleneck: int | None = setting(
         None,
-        "Width of each adapter: larger learns more, trains slower and takes more disk; auto: the preset's width, "
-        "unless a reduction factor is given",
-        label="Bottleneck size r",
+        f"How much the adapter can learn, as r, the width of its bottleneck: a small adapter has r under "
+        f"{SIZE_WORDS[0][0]}, a medium one under {SIZE_WORDS[1][0]}, a large one {SIZE_WORDS[1][0]} or more. Larger "
+        "learns more, trains slower and takes more disk; auto: the preset's size, unless a reduction factor is given",
+        label="Adapter size",
+        describe=size_in_words,
         auto="preset",
         typical=DEFAULT_BOTTLENECK,
         bounds=Bounds(1),
@@ -77,14 +97,24 @@ class AdapterConfig:
     )
     placement: str = setting(
         "houlsby",
-        "houlsby: after attention and feed-forward (Houlsby 2019) · pfeiffer: after feed-forward only, half the "
-        "size (Pfeiffer 2020) · parallel: beside each sub-layer (He 2022)",
+        "Where the adapter sits in each layer: after attention and feed-forward (houlsby, Houlsby 2019), after "
+        "feed-forward only, half the size (pfeiffer, Pfeiffer 2020), or beside them (parallel, He 2022)",
+        label="Where the adapter sits",
         choices=PLACEMENTS,
+        labels={
+            "houlsby": "After attention and feed-forward (Houlsby)",
+            "pfeiffer": "After feed-forward only (Pfeiffer)",
+            "parallel": "Beside them (parallel)",
+        },
         sweep="vary",
-        studio="main",
+        studio="advanced",
     )
     activation: str = setting(
-        "gelu", "The non-linearity inside the bottleneck; gelu is a safe choice", choices=ACTIVATIONS, studio="main"
+        "gelu",
+        "The function between the adapter's two layers (its non-linearity); gelu is a safe choice",
+        label="Activation function",
+        choices=ACTIVATIONS,
+        studio="advanced",
     )
     init: str = setting(
         "normal",
@@ -97,8 +127,9 @@ class AdapterConfig:
     dropout: float = setting(0.0, "The adapter's own dropout", bounds=Bounds(0, 1, high_open=True))
     scaling: float | None = setting(
         None,
-        "Multiplies the adapter's output; 0 or empty: the default, 1 (4 for parallel, as He et al. 2022)",
-        label="Scaling s",
+        "How strongly the adapter's output counts: it is multiplied by this; 0 or empty: the default, 1 (4 for "
+        "parallel, as He et al. 2022)",
+        label="Output scaling",
         bounds=POSITIVE,
         studio="advanced",
     )

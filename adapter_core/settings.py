@@ -82,6 +82,7 @@ class Setting:
     key: str = ""
     flag: str | None = None  # the CLI flag (default --name-with-dashes); "" for none
     parse: Callable[[str], Any] | None = None  # text (a flag, a text box) to a value; raises AdapterError
+    describe: Callable[[Any], str] | None = None  # a value in plain words, before the help on the studio's info line
     optional: bool = False  # None is a value: auto, or "the default"
     group: str = "train"  # the config that holds it: "adapter" (AdapterConfig) or "train" (TrainConfig)
 

@@ -13,10 +13,12 @@ from adapter_core.engine import SCORE_NAMES, scores_settings_line
 from . import charts, runs_view
 from .report_view import confusion_figure, per_class_table
 from .service import Studio
-from .text import md
+from .text import md, metric_label
 
+LIBRARY_METRICS = ("accuracy", "perplexity")  # their columns are named by `metric_label`
 LIBRARY_COLUMNS = [
-    "adapter", "task", "base", "bottleneck", "placement", "size (MB)", "status", "owner", "accuracy", "perplexity",
+    "adapter", "task", "base", "bottleneck", "placement", "size (MB)", "status", "owner",
+    *map(metric_label, LIBRARY_METRICS),
 ]  # fmt: skip
 
 
@@ -35,8 +37,7 @@ def library_table(studio: Studio, owner: str | None = None) -> pd.DataFrame:
                 "size (MB)": round(e.size_bytes / 1e6, 2),
                 "status": e.training.get("status", "uploaded"),
                 "owner": "shared example" if owner is not None and e.owner is None else "yours",
-                "accuracy": round(metrics["accuracy"], 4) if "accuracy" in metrics else None,
-                "perplexity": round(metrics["perplexity"], 3) if "perplexity" in metrics else None,
+                **{metric_label(k): round(metrics[k], 4) if k in metrics else None for k in LIBRARY_METRICS},
             }
         )
     table = pd.DataFrame(rows, columns=LIBRARY_COLUMNS)
@@ -44,12 +45,6 @@ def library_table(studio: Studio, owner: str | None = None) -> pd.DataFrame:
     return table if studio.policy.public else table.drop(columns="owner")
 
 
-METRIC_NAMES = {
-    "accuracy": "val accuracy",
-    "macro_f1": "val macro-F1",
-    "val_loss": "val loss",
-    "perplexity": "val perplexity",
-}
 COMPARE_COLUMNS = ["adapter", "task", "bottleneck", "placement", "trainable params", "size (MB)", "train time (s)"]
 
 
@@ -70,7 +65,7 @@ def compare_table(studio: Studio, owner: str | None, adapters: list[str]) -> pd.
                 "trainable params": f"{e.parameters:,}",
                 "size (MB)": f"{e.size_bytes / 1e6:.2f}",
                 "train time (s)": f"{seconds:.0f}" if isinstance(seconds, (int, float)) else "",
-                **{METRIC_NAMES.get(k, k): f"{v:.3f}" for k, v in metrics.items() if isinstance(v, (int, float))},
+                **{metric_label(k): f"{v:.3f}" for k, v in metrics.items() if isinstance(v, (int, float))},
             }
         )
     frame = pd.DataFrame(rows)

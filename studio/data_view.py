@@ -24,7 +24,7 @@ from adapter_core.engine import (
 from . import charts
 from .sample_files import SAMPLES, SAMPLES_DIR
 from .service import Studio
-from .text import md
+from .text import md, studio_words
 from .train_view import model_choices
 
 
@@ -69,7 +69,7 @@ def inspect_data(
             "preview": frame.head(20),
             "columns": list(frame.columns),
             "mapping": getattr(e, "found", {}),  # what was found (a `text` column) is picked already
-            "summary": f"**Pick the columns:** {md(e)}",
+            "summary": f"**Pick the columns:** {md(studio_words(str(e)))}",
             "labels": [],
             "rows": len(frame),
             "label_chart": None,

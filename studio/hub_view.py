@@ -13,7 +13,6 @@ In public mode it needs a Hugging Face sign-in, as a Hub pull does.
 from __future__ import annotations
 
 import hashlib
-import re
 import secrets
 import shutil
 from contextlib import contextmanager
@@ -24,7 +23,7 @@ from adapter_core import AdapterError
 from adapter_core.engine import dataset_ref, describe_dataset, hub_tables
 
 from .service import HUB_DATA, Studio
-from .text import md
+from .text import md, studio_words
 
 MAX_KEPT = 64  # splits kept at once; the oldest go first
 
@@ -101,8 +100,7 @@ def _studio_words():
     try:
         yield
     except AdapterError as e:
-        text = re.sub(r"\(--data-(config|split) in the CLI, (the \w+ box) in the studio\)", r"(\2)", str(e))
-        raise type(e)(text) from None
+        raise type(e)(studio_words(str(e))) from None
 
 
 def _check_caller(studio: Studio, owner: str | None) -> None:

@@ -20,6 +20,8 @@ from . import charts
 PER_CLASS_COLUMNS = ["label", "precision", "recall", "F1", "support"]
 MISCLASSIFIED_COLUMNS = ["text", "true", "predicted", "confidence"]
 SAMPLE_COLUMNS = ["prompt", "base model", "adapter"]
+# The per-class table's last rows, in plain words: macro counts each label once, weighted each row once.
+AVERAGES = {"macro": "(average over labels)", "weighted": "(average over rows)"}
 MAX_TEXT = 300  # characters of a misclassified example or an answer shown in a table cell
 
 
@@ -46,9 +48,9 @@ def per_class_table(report: dict[str, Any] | None, adapter: str | None = None) -
     order = report.get("order") or list(range(len(classes)))
     rows = [_row(classes[i]["label"], classes[i], classes[i].get("support")) for i in order]
     support = sum(c.get("support") or 0 for c in classes)
-    for key in ("macro", "weighted"):
+    for key, name in AVERAGES.items():
         if isinstance(per_class.get(key), dict):
-            rows.append(_row(f"({key} average)", per_class[key], support))
+            rows.append(_row(name, per_class[key], support))
     frame = pd.DataFrame(rows, columns=PER_CLASS_COLUMNS)
     if adapter is not None:
         frame.insert(0, "adapter", adapter)

@@ -17,19 +17,15 @@ from adapter_core.engine import Run
 
 from . import charts
 from .service import Studio
+from .text import metric_label
 
 FINISHED = ("completed", "stopped")
 MAX_RUNS = 200  # newest first; an older run is still under Train → Past runs
+METRICS = ("accuracy", "macro_f1", "val_loss", "perplexity")  # the table's metric columns, named by `metric_label`
 RUN_COLUMNS = [
     "name", "mode", "bottleneck", "placement", "trainable params", "train time (s)", "steps", "status",
-    "val accuracy", "val macro-F1", "val loss", "val perplexity", "in the library", "run",
+    *map(metric_label, METRICS), "in the library", "run",
 ]  # fmt: skip
-METRICS = {
-    "accuracy": "val accuracy",
-    "macro_f1": "val macro-F1",
-    "val_loss": "val loss",
-    "perplexity": "val perplexity",
-}
 
 
 def run_facts(run: Run) -> dict[str, Any] | None:
@@ -95,7 +91,7 @@ def runs_table(runs: list[dict[str, Any]]) -> pd.DataFrame:
                 "train time (s)": f"{seconds:.0f}" if isinstance(seconds, (int, float)) else "",
                 "steps": r["steps"],
                 "status": r["status"],
-                **{label: round(r["metrics"][k], 4) for k, label in METRICS.items() if k in r["metrics"]},
+                **{metric_label(k): round(r["metrics"][k], 4) for k in METRICS if k in r["metrics"]},
                 "in the library": r["library_name"] or "",
             }
         )

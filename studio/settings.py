@@ -51,11 +51,16 @@ def choices_for(s: Setting, public: bool) -> list:
     return [(s.labels[v], v) for v in values] if s.labels else list(values)
 
 
-def info_for(s: Setting, public: bool) -> str:
+def info_for(s: Setting, public: bool, value: Any = None) -> str:
+    """An input's info line: the setting's help, after `value` in plain words where the setting says it
+    ("Medium adapter, r = 64. How much the adapter can learn..."), and a public studio's subset of choices."""
+    text = s.help
+    if s.describe is not None and value is not None and (words := s.describe(value)):
+        text = f"{words}. {text}"
     if public and s.public_choices:
         shown = [s.labels[v] if s.labels else v for v in s.public_choices if v != s.default]
-        return f"{s.help}. This public studio offers {', '.join(shown)} only."
-    return s.help
+        return f"{text}. This public studio offers {', '.join(shown)} only."
+    return text
 
 
 def mode_value(mode: str | None) -> str:

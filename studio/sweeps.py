@@ -23,7 +23,7 @@ from .library import MAX_NAME, check_name
 from .quotas import check_sweep_size
 from .settings import patience as settings_patience
 from .settings import preset_name, train_config
-from .text import md
+from .text import md, metric_label
 
 SUFFIX = "-best"
 BOTTLENECKS = (4, 8, 16, 32, 64, 128, 256)  # the picker's choices; any other width may be typed
@@ -174,7 +174,7 @@ def _result_row(member: dict[str, Any]) -> dict[str, Any]:
         "lr": f"{member['lr']:g}" if isinstance(member["lr"], (int, float)) else "auto",
         "placement": member["placement"],
         "status": member["status"],
-        **{k: round(v, 4) for k, v in member["metrics"].items() if isinstance(v, (int, float))},
+        **{metric_label(k): round(v, 4) for k, v in member["metrics"].items() if isinstance(v, (int, float))},
         "steps": member["steps"],
         "train time (s)": round(seconds) if isinstance(seconds, (int, float)) else None,
         "stopped early": "yes" if member["stopped_early"] else "",  # recorded with the run's end

@@ -21,7 +21,7 @@ from .hardware import device_label, hardware
 from .report_view import run_answer_scores, run_report
 from .service import Studio
 from .settings import adapter_config, config_values, mode_value, train_config
-from .text import duration, md
+from .text import duration, md, metrics_line
 
 PRESETS = {p.label: p for p in ENGINE_PRESETS.values()}  # "Balanced (r=64)" -> the engine's recipe
 DEFAULT_PRESET = ENGINE_PRESETS[ENGINE_DEFAULT].label
@@ -257,8 +257,8 @@ def progress(studio: Studio, owner: str | None, job_id: str | None) -> dict[str,
         if fit and not job.finished.is_set():
             parts.append(md(fit))
     last_eval = job.latest("eval")
-    if last_eval:
-        parts.append(", ".join(f"{k} {v:.3f}" for k, v in last_eval["metrics"].items()))
+    if last_eval and metrics_line(last_eval["metrics"]):
+        parts.append(metrics_line(last_eval["metrics"]))
     if job.error:
         parts.append(f"**failed:** {md(job.error)}")
     published = job.latest("published")
@@ -303,8 +303,8 @@ def show_past_run(studio: Studio, owner: str | None, run_id: str | None) -> dict
     status = run.status()
     metrics = status.get("metrics") or {}
     text = f"**{md(run_id)}**: {status['status']}" + (f" · {md(status['message'])}" if status.get("message") else "")
-    if metrics:
-        text += " · " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items() if isinstance(v, (int, float)))
+    if metrics_line(metrics):
+        text += " · " + metrics_line(metrics)
     if status.get("stopped_early"):
         text += " · stopped early (no better validation score for a while)"
     if status.get("library_name"):

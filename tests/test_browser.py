@@ -63,7 +63,7 @@ def test_new_user_trains_and_classifies_in_the_browser(app):
 
         # 3. set a bottleneck
         page.get_by_role("tab", name="3 · Adapter").click()
-        slider_box = page.get_by_label("number input for Bottleneck size r")
+        slider_box = page.get_by_label("number input for Adapter size")
         slider_box.fill("16")
         slider_box.press("Enter")
         page.get_by_label("Size the run from the data (recommended)").uncheck()  # set the epochs by hand

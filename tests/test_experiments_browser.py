@@ -190,7 +190,7 @@ def test_a_run_ends_with_its_confusion_matrix_and_compare_plots_the_trade_off(ap
         page.get_by_role("button", name="Use this sample").click()
         expect(page.get_by_text(re.compile(r"480 of 480 rows used"))).to_be_visible()
         page.get_by_role("tab", name="3 · Adapter").click()
-        set_number(page, "number input for Bottleneck size r", 8)
+        set_number(page, "number input for Adapter size", 8)
         set_number(page, "number input for Max length (tokens)", 32)
         page.get_by_label("Size the run from the data (recommended)").uncheck()
         set_number(page, "number input for Batch size", 16)

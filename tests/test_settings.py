@@ -88,6 +88,45 @@ def test_the_studio_shows_checks_and_passes_on_a_declared_setting(tmp_path):
     studio.jobs.close()
 
 
+def components_in(block, into_accordions: bool) -> dict[str, gr.components.Component]:
+    """The components under `block` by label; with `into_accordions` False, those outside its accordions."""
+    found, todo = {}, list(block.children)
+    while todo:
+        child = todo.pop()
+        if isinstance(child, gr.Accordion) and not into_accordions:
+            continue
+        todo += getattr(child, "children", [])
+        if isinstance(child, gr.components.Component):
+            found[child.label] = child
+    return found
+
+
+def test_the_adapter_tabs_first_screen_is_plain_words_and_the_rest_is_advanced(tmp_path):
+    studio = Studio(tmp_path, policy=Policy.local())
+    demo = build_app(studio)
+    tab = next(b for b in demo.blocks.values() if isinstance(b, gr.Tab) and b.id == "adapter")
+    first = components_in(tab, into_accordions=False)
+    assert {"Preset", "Adapter size", "Adapter name"} <= set(first)
+    assert first["Adapter size"].value == 64 and first["Adapter size"].info.startswith("Medium adapter, r = 64. ")
+    accordion = next(b for b in demo.blocks.values() if isinstance(b, gr.Accordion) and "Advanced" in b.label)
+    assert accordion.open is False
+    moved = ["Where the adapter sits", "Activation function", "Output scaling", "Random seed"]
+    moved += ["Stop early after N evaluations without progress", "Experiment tracker"]
+    advanced = advanced_inputs(demo)
+    assert set(moved) <= set(advanced) and not set(moved) & set(first)
+    placement = advanced["Where the adapter sits"]
+    assert ("After feed-forward only (Pfeiffer)", "pfeiffer") in placement.choices and placement.value == "houlsby"
+    assert all(advanced[label].info for label in moved)
+    # The same values reach training, by label (the picker) or by value (an API caller).
+    values = {"placement": "pfeiffer", "activation": "relu", "scaling": 2.0, "seed": 7, "patience": 3}
+    config = st.train_config("minilm", SOURCE, "classification", {}, "moved", {**values, "report_to": "TensorBoard"})
+    assert (config.adapter.placement, config.adapter.activation, config.adapter.scaling) == ("pfeiffer", "relu", 2.0)
+    assert (config.seed, config.early_stopping_patience, config.report_to) == (7, 3, "tensorboard")
+    labelled = st.train_config("minilm", SOURCE, "classification", {}, "x", {"placement": "Beside them (parallel)"})
+    assert labelled.adapter.placement == "parallel"
+    studio.jobs.close()
+
+
 def test_the_optimizer_and_schedule_take_the_declared_setting(tmp_path):
     tokenizer = AutoTokenizer.from_pretrained(str(embedded_path(CATALOG["minilm"])))
     model = tiny_model("bert", head="base")

@@ -75,7 +75,7 @@ def test_compare_and_library_tables(studio, tmp_path):
     # One count everywhere: Compare reads the weights, the Adapter tab computes it before training.
     assert f"**{counts[0]:,}** trainable" in h.estimate(studio, "minilm", 16, "houlsby", 3)
     assert counts[0] == 153_411  # 12 x (2*384*16 + 16 + 384) + 3 x 385
-    assert "val accuracy" not in table.columns or all("." in v for v in table["val accuracy"])
+    assert "accuracy" not in table.columns or all("." in v for v in table["accuracy"])
     lib = c.library_table(studio)
     assert {"alpha", "beta"} <= set(lib["adapter"]) and "owner" not in lib.columns  # one user: no owner column
     estimate = h.estimate(studio, "minilm", 64, "houlsby", 3)

@@ -51,7 +51,7 @@ def prepare_run(page, name: str, epochs: int, batch: int = 32, max_length: int =
     page.get_by_role("button", name="Use this sample").click()
     expect(page.get_by_text(re.compile(r"480 of 480 rows used"))).to_be_visible()
     page.get_by_role("tab", name="3 · Adapter").click()
-    set_number(page, "number input for Bottleneck size r", 8)
+    set_number(page, "number input for Adapter size", 8)
     page.get_by_label("Size the run from the data (recommended)").uncheck()  # set batch and epochs by hand
     set_number(page, "number input for Batch size", batch)
     set_number(page, "number input for Max length (tokens)", max_length)

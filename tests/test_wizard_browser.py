@@ -1,6 +1,7 @@
-"""The wizard a stranger finishes without help, in a real browser: its state survives a reload (mid-setup and
-mid-training), a failed upload leaves nothing of the previous data behind and says why in words, the
-training chart shows its first point with whole-number steps, and the parameter count is one number.
+"""The wizard a stranger finishes without help, in a real browser: the Adapter tab opens in plain words
+with the rest under Advanced, its state survives a reload (mid-setup and mid-training), a failed upload
+leaves nothing of the previous data behind and says why in words, the training chart shows its first
+point with whole-number steps, and the parameter count is one number.
 
 Playwright drives Debian's Chromium against one in-process app in local mode; every test opens its own
 browser context (its own localStorage, so its own saved wizard). Screenshots go to
@@ -120,7 +121,7 @@ def set_adapter(page, name: str, bottleneck: int, max_length: int, epochs=None, 
     from playwright.sync_api import expect
 
     go(page, "3 · Adapter")
-    set_number(page, "number input for Bottleneck size r", bottleneck)
+    set_number(page, "number input for Adapter size", bottleneck)
     set_number(page, "number input for Max length (tokens)", max_length)
     if epochs is not None or batch is not None:
         auto = page.get_by_label("Size the run from the data (recommended)")
@@ -196,15 +197,49 @@ def error_badges(page):
 
 
 # Tests ------------------------------------------------------------------------------------------------
+def first_screen_in_plain_words(page) -> None:
+    """The Adapter tab opens on the preset, the adapter's size in words (r beside them) and its name; where
+    it sits, its activation and scaling, the seed, early stopping and the tracker wait in a closed
+    Advanced accordion, each with a plain label and a line of help. Sets the seed there to 7."""
+    from playwright.sync_api import expect
+
+    go(page, "3 · Adapter")
+    expect(page.get_by_role("radio", name="Balanced (r=64)")).to_be_checked()
+    expect(page.get_by_label("number input for Adapter size")).to_have_value("64")
+    expect(panel(page).get_by_text("Medium adapter, r = 64.")).to_be_visible()
+    expect(page.get_by_label("Adapter name")).to_be_visible()
+    moved = ["Where the adapter sits", "Activation function", "Output scaling", "Random seed"]
+    moved += ["Stop early after N evaluations without progress", "Experiment tracker"]
+    for label in moved:
+        expect(panel(page).get_by_text(label, exact=True)).to_be_hidden()
+    page.screenshot(path=ARTIFACTS / "wizard-0-adapter-first-screen.png", full_page=True)
+    panel(page).get_by_text("Advanced adapter options").click()
+    for label in moved:
+        expect(panel(page).get_by_text(label, exact=True)).to_be_visible()
+    expect(
+        panel(page).get_by_text(re.compile(r"^Where the adapter sits in each layer: after attention"))
+    ).to_be_visible()
+    page.get_by_label("Where the adapter sits").click()
+    expect(page.get_by_role("option", name="After feed-forward only (Pfeiffer)")).to_be_visible()
+    page.keyboard.press("Escape")
+    seed = page.get_by_role("spinbutton", name="Random seed")
+    seed.fill("7")
+    seed.press("Tab")
+
+
 def test_reload_mid_setup_restores_the_whole_wizard(page):
     from playwright.sync_api import expect
 
     started = time.perf_counter()
     use_sample(page)
+    first_screen_in_plain_words(page)
     set_adapter(page, "restored-name", bottleneck=24, max_length=48, epochs=3, batch=16)
+    expect(panel(page).get_by_text("Small adapter, r = 24.")).to_be_visible()  # the words follow r
     expect(panel(page).get_by_text("227,235")).to_be_visible()  # the estimate for r=24 and 3 labels
+    before = saved_wizard(page)
     go(page, "4 · Train")
     expect(run_summary(page)).to_contain_text(f"Will train: {SAMPLE_FILE} (480 rows")
+    settle(page, before)  # on a busy machine the Train tab's save may land late: after the Adapter tab's
     before = saved_wizard(page)
     go(page, "3 · Adapter")  # the last step before the reload: the tab itself is part of the wizard
     settle(page, before)
@@ -212,10 +247,13 @@ def test_reload_mid_setup_restores_the_whole_wizard(page):
 
     page.reload()
     expect(page.get_by_role("tab", selected=True)).to_have_text("3 · Adapter")
-    expect(page.get_by_label("number input for Bottleneck size r")).to_have_value("24")
+    expect(page.get_by_label("number input for Adapter size")).to_have_value("24")
+    expect(panel(page).get_by_text("Small adapter, r = 24.")).to_be_visible()
     expect(page.get_by_label("number input for Max length (tokens)")).to_have_value("48")
     expect(page.get_by_label("number input for Batch size")).to_have_value("16")
     expect(page.get_by_label("Adapter name")).to_have_value("restored-name")
+    panel(page).get_by_text("Advanced adapter options").click()  # closed again after the reload
+    expect(page.get_by_role("spinbutton", name="Random seed")).to_have_value("7")  # restored from Advanced
     expect(page.get_by_label("Size the run from the data (recommended)")).not_to_be_checked()
     epochs = page.get_by_role("spinbutton", name="Epochs")
     expect(epochs).to_have_value("3")
@@ -264,7 +302,7 @@ def test_reload_mid_training_reattaches_on_the_train_tab(app, page):
         assert not job.finished.is_set(), "the run ended before the reloaded page showed it"
         page.screenshot(path=ARTIFACTS / "wizard-3-reloaded-mid-run.png")
         go(page, "3 · Adapter")
-        expect(page.get_by_label("number input for Bottleneck size r")).to_have_value("8")
+        expect(page.get_by_label("number input for Adapter size")).to_have_value("8")
         expect(page.get_by_label("number input for Max length (tokens)")).to_have_value("32")
         expect(page.get_by_label("number input for Batch size")).to_have_value("8")
         expect(page.get_by_role("spinbutton", name="Epochs")).to_have_value("3")

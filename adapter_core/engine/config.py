@@ -139,7 +139,13 @@ class TrainConfig:
         limit="max_length",
         studio="main",
     )
-    seed: int = setting(42, "Same seed, same run", bounds=Bounds(0, 2**32 - 1), studio="main")
+    seed: int = setting(
+        42,
+        "The same seed gives the same run: the same data order and starting weights",
+        label="Random seed",
+        bounds=Bounds(0, 2**32 - 1),
+        studio="advanced",
+    )
     warmup_ratio: float = setting(
         0.06,
         "The share of the run's optimizer steps over which the learning rate climbs from 0 to its full value",
@@ -181,20 +187,22 @@ class TrainConfig:
     early_stopping_patience: int = setting(
         0,
         "Stop after this many evaluations without a better validation score (0: never); the best checkpoint is kept",
-        label="Early stopping: patience",
+        label="Stop early after N evaluations without progress",
         key="patience",
         bounds=Bounds(0, MAX_PATIENCE),
         sweep="no",
-        studio="main",
+        studio="advanced",
     )
     report_to: str = setting(
         "none",
-        "An experiment tracker for the run's metrics, beside its metrics.jsonl: its files go to the run's folder "
-        "(tracking/); mlflow and trackio log to their own local stores and need their packages",
+        "Also log the run's metrics to an experiment tracker, beside the run's own log: TensorBoard writes its "
+        "files into the run's folder (tracking/), which TensorBoard can open; MLflow and Trackio log to their own "
+        "local stores and need their packages",
+        label="Experiment tracker",
         choices=REPORT_TO,
         labels={"none": "None", "tensorboard": "TensorBoard", "mlflow": "MLflow", "trackio": "Trackio"},
         public_choices=("none", "tensorboard"),  # mlflow and trackio would write to a server or service of ours
-        studio="main",
+        studio="advanced",
     )
     init_from: str | None = setting(
         None,

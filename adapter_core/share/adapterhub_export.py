@@ -46,7 +46,13 @@ def export_adapterhub(folder: str | Path, out: str | Path, with_head: bool = Tru
     problems = export_problems(meta, with_head)
     if problems:
         name = meta.get("name") or folder.name
-        raise AdapterError(f"{name!r} cannot be written in AdapterHub's format: " + "; ".join(problems) + ".")
+        hint = (
+            ""
+            if export_problems(meta, with_head=False)
+            else "; export without the head to keep the adapter alone (--without-head in the CLI, which the export "
+            "does by itself in the studio)"
+        )
+        raise AdapterError(f"{name!r} cannot be written in AdapterHub's format: " + "; ".join(problems) + hint + ".")
     base, name = meta["base"], meta["name"]
     model_type, hidden = base["model_type"], base["hidden_size"]
     adapter, head = _their_tensors(load_file(folder / WEIGHTS_FILE), model_type, name)

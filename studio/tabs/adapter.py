@@ -1,6 +1,8 @@
-"""Tab 3, Adapter: what trains (adapter, head only, full fine-tuning), the bottleneck and training settings,
-with presets and a live size estimate; early stopping, tracking and the advanced options. Every setting
-the declarations place in the studio is here: main ones in the rows below, advanced ones in the accordion."""
+"""Tab 3, Adapter: the first screen says what trains in plain words (the preset, the adapter's size, its
+name), then what trains (adapter, head only, full fine-tuning) and how long, with a live size estimate.
+Where the adapter sits, its activation and scaling, the seed, early stopping and tracking wait in the
+closed "Advanced" accordion. Every setting the declarations place in the studio is here: main ones in the
+rows below, advanced ones in the accordion."""
 
 from __future__ import annotations
 
@@ -12,12 +14,16 @@ from . import inputs
 from .common import Ctx, friendly, who
 
 FRESH = ("a fresh adapter", "")  # Continue training from: nothing
+ADVANCED = "Advanced adapter options"
 
 
-# Layout only: rows of the main area, and how an input looks here (a slider's range, a minimum of the
-# form's own). Labels, help, choices, defaults and bounds come from the settings' declarations.
-ROWS = (("bottleneck", "placement", "activation"), ("lr", "epochs", "batch_size"), ("max_length", "seed"))
-ROWS += (("patience", "report_to"),)
+# Layout only: the first screen, the rows under it, the accordion's first inputs (the others follow in
+# the declarations' order), and how an input looks here (a slider's range, a minimum of the form's own).
+# Labels, help, choices, defaults and bounds come from the settings' declarations.
+FIRST = ("bottleneck",)  # beside it, the adapter's name
+ROWS = (("lr", "epochs", "batch_size"), ("max_length",))
+ADVANCED_FIRST = ("placement", "activation", "scaling", "seed", "patience", "report_to")
+PER_ROW = 3
 LAYOUT = {
     "bottleneck": {"slider": (4, 512, 4)},
     "batch_size": {"slider": (1, 128, 1)},
@@ -26,6 +32,12 @@ LAYOUT = {
 }
 SPECIAL = ("preset", "mode", st.CONTINUE)  # made below, each its own way
 PRESET_SET = ("bottleneck", "lr", "epochs", "batch_size", "placement", "activation")  # changing one makes it Custom
+
+
+def advanced_keys() -> list[str]:
+    """The accordion's settings, in the order it shows them."""
+    advanced = [k for k, s in st.form_settings().items() if s.studio == "advanced" and k not in SPECIAL]
+    return [k for k in ADVANCED_FIRST if k in advanced] + [k for k in advanced if k not in ADVANCED_FIRST]
 
 
 def build(ctx: Ctx) -> None:
@@ -46,7 +58,11 @@ def build(ctx: Ctx) -> None:
             info=form["preset"].help + " Changing a setting below makes it Custom.",
         )
         with gr.Row():
-            put(*ROWS[0])
+            put(*FIRST)
+            name = gr.Textbox(
+                label="Adapter name",
+                placeholder="e.g. routing (default: file name + r); letters, digits, spaces, '_' and '-'",
+            )
         mode = form["mode"]  # its picker shows labels, as the API takes them
         made["mode"] = gr.Radio(
             list(mode.labels.values()), value=mode.labels[mode.default], label=mode.label, info=mode.help
@@ -57,16 +73,19 @@ def build(ctx: Ctx) -> None:
             info="Picks batch size, epochs and learning rate so that even a small file gets enough "
             "optimizer steps to learn (the Train tab shows them); untick to set them yourself",
         )
-        for row in ROWS[1:]:
+        for row in ROWS:
             with gr.Row():
                 put(*row)
-        laid_out = {k for row in ROWS for k in row}
+        laid_out = {*FIRST, *(k for row in ROWS for k in row)}
         rest = [k for k, s in form.items() if s.studio == "main" and k not in laid_out and k not in SPECIAL]
         if rest:
             with gr.Row():
                 put(*rest)
-        with gr.Accordion("Advanced adapter options", open=False), gr.Row():
-            put(*(k for k, s in form.items() if s.studio == "advanced" and k not in SPECIAL))
+        with gr.Accordion(ADVANCED, open=False):
+            keys = advanced_keys()
+            for i in range(0, len(keys), PER_ROW):
+                with gr.Row():
+                    put(*keys[i : i + PER_ROW])
             made[st.CONTINUE] = gr.Dropdown(
                 [FRESH],
                 value="",
@@ -74,10 +93,6 @@ def build(ctx: Ctx) -> None:
                 info=form[st.CONTINUE].help,
                 allow_custom_value=True,
             )
-        name = gr.Textbox(
-            label="Adapter name",
-            placeholder="e.g. routing (default: file name + r); letters, digits, spaces, '_' and '-'",
-        )
         estimate_md = gr.Markdown()
     ctx.add(**made, name=name, estimate_md=estimate_md)
 
@@ -96,6 +111,13 @@ def wire(ctx: Ctx) -> None:
     )
     for setting in PRESET_SET:
         ctx[setting].input(lambda: h.CUSTOM, None, ctx["preset"], api_visibility="private")
+
+    size = st.form_settings()["bottleneck"]
+
+    def size_words(bottleneck):  # "Medium adapter, r = 64. How much the adapter can learn..."
+        return gr.update(info=st.info_for(size, studio.policy.public, bottleneck))
+
+    ctx["bottleneck"].change(size_words, ctx["bottleneck"], ctx["bottleneck"], api_visibility="private")
 
     sized = [ctx[k] for k in st.sized_keys()]
 

@@ -18,7 +18,7 @@ from adapter_core.engine import COLUMN_ROLES
 
 from ..callers import Caller, request_address
 from ..service import Studio
-from ..text import redact
+from ..text import studio_words
 
 log = logging.getLogger("adapter_studio")
 COLUMNS = COLUMN_ROLES  # the data file's columns, by role
@@ -74,11 +74,11 @@ def identify(studio: Studio, token: str | None, profile: gr.OAuthProfile | None)
 
 
 def message_of(e: Exception, where: str) -> str:
-    """A user's mistake in its own words (no server paths, HTML escaped); a bug as a plain apology."""
+    """A user's mistake in its own words (no server paths, no CLI flags, HTML escaped); a bug as a plain apology."""
     if isinstance(e, gr.Error):
         return e.message
     if isinstance(e, AdapterError):
-        return html.escape(redact(str(e)), quote=False)
+        return html.escape(studio_words(str(e)), quote=False)
     log.exception("handler %s failed", where)
     return "Something went wrong on the server; it has been logged. Your runs and adapters are safe."
 

@@ -26,8 +26,8 @@ AUTO_HELP = "Size the run from the data: batch size, epochs and learning rate ch
 def component(s: Setting, policy: Policy, slider: tuple[float, float, float] | None = None, **layout: Any):
     """The input for `s`. `slider` (low, high, step) makes a number a slider, its high end cut to the
     studio's limit for the setting; `layout` passes on (visible, minimum, ...)."""
-    common = {"label": s.label, "info": info_for(s, policy.public), **layout}
     value = s.typical if s.default is None else s.default
+    common = {"label": s.label, "info": info_for(s, policy.public, value), **layout}
     if s.type is bool:
         return gr.Checkbox(value, **common)
     if s.choices:

@@ -211,6 +211,7 @@ def shoot(repo: Path, out: Path) -> None:
         try:
             page = browser.new_context(viewport=VIEWPORT).new_page()
             page.set_default_timeout(STEP_TIMEOUT_MS)
+            expect.set_options(timeout=STEP_TIMEOUT_MS)
             page.goto(f"http://127.0.0.1:{port}/")
             j = Journey(page, out, home)
             j.step("1-model", j.model)

@@ -93,8 +93,13 @@ class Journey:
 
     def pick(self, label: str, option: str) -> None:
         """Choose `option` in the Gradio dropdown labelled `label`."""
-        self.page.get_by_label(label).first.click()
-        self.page.get_by_role("option", name=option, exact=True).click()
+        box = self.page.get_by_label(label).first
+        box.click()
+        try:
+            self.page.get_by_role("option", name=option, exact=True).click(timeout=10_000)
+        except Error:  # not listed yet (a picker refreshes its choices late): type it, as a custom value
+            box.fill(option)
+            box.press("Enter")
         self.page.keyboard.press("Escape")
 
     def panel(self):

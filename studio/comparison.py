@@ -41,8 +41,10 @@ def library_table(studio: Studio, owner: str | None = None) -> pd.DataFrame:
             }
         )
     table = pd.DataFrame(rows, columns=LIBRARY_COLUMNS)
+    # A metric no adapter here has (perplexity in a library of routers) is an empty column: left out.
+    empty = [c for c in map(metric_label, LIBRARY_METRICS) if rows and table[c].isna().all()]
     # Whose adapter it is means something only where strangers share the studio.
-    return table if studio.policy.public else table.drop(columns="owner")
+    return table.drop(columns=empty + ([] if studio.policy.public else ["owner"]))
 
 
 COMPARE_COLUMNS = ["adapter", "task", "bottleneck", "placement", "trainable params", "size (MB)", "train time (s)"]

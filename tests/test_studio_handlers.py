@@ -78,6 +78,12 @@ def test_compare_and_library_tables(studio, tmp_path):
     assert "accuracy" not in table.columns or all("." in v for v in table["accuracy"])
     lib = c.library_table(studio)
     assert {"alpha", "beta"} <= set(lib["adapter"]) and "owner" not in lib.columns  # one user: no owner column
+    entry = studio.library.get("alpha")
+    meta = json.loads((entry.path / "adapter_config.json").read_text())
+    meta.setdefault("training", {})["metrics"] = {"accuracy": 0.9}
+    (entry.path / "adapter_config.json").write_text(json.dumps(meta))
+    columns = list(c.library_table(studio).columns)
+    assert "accuracy" in columns and not any(col.startswith("perplexity") for col in columns)  # routers only
     estimate = h.estimate(studio, "minilm", 64, "houlsby", 3)
     outs = c.compare_outputs(studio, None, ["alpha", "beta"], "I was charged twice", False)
     assert h.estimate(studio, "minilm", 64, "houlsby", 3) == estimate  # served adapters don't move the base's count

@@ -17,9 +17,9 @@ from .sample_answers import SAMPLE_TOKENS
 
 # A validation pass (the forward alone) per token, against a training step's (forward and backward).
 FORWARD_SHARE = 0.3
-# One generated token for a batch of n rows costs about as much as training on 16 + 0.85 n tokens: each
+# One generated token for a batch of n rows costs about as much as training on 20 + 0.85 n tokens: each
 # step passes over every weight for a single position (bench/RESULTS.md, "One time estimate").
-GENERATE_FIXED, GENERATE_PER_ROW = 16.0, 0.85
+GENERATE_FIXED, GENERATE_PER_ROW = 20.0, 0.85
 TIMING_PASSES = 3  # setup.measure_step's passes, made before training when a run is long enough to be worth it
 CALIBRATE_OVER_STEPS = 10  # a run of more optimizer steps times a few passes before it starts
 

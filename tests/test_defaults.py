@@ -304,7 +304,7 @@ def test_quick_look_on_80_pairs_learns_the_house_style(tmp_path):
     train_rows.to_csv(data, index=False)
     config = TrainConfig(
         base="smollm2-135m-instruct", task="instruction", data=str(data), name="house", preset="Quick look",
-        sample_prompts=0, score_pairs=0, eval_every=25,
+        sample_prompts=0, score_pairs=0, eval_every=50,
     )  # fmt: skip
     result = train(config, tmp_path / "run")
     assert result.status == "completed" and (result.plan.batch_size, result.steps) == (4, 50)

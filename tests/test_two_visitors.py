@@ -217,23 +217,6 @@ def test_two_visitors_see_and_manage_only_their_own_work(app):
         carol.screenshot(path=ARTIFACTS / "visitor-c-newcomer.png")
         assert long_job.status == "training" and not long_job.stop_requested.is_set(), long_job.status
 
-        # Alice cannot delete Bob's adapter, even by typing its name.
-        delete_from_library(alice, "bob-router")
-        expect_error_toast(alice, "No adapter named 'bob-router' in your library")
-        assert "bob-router" in studio.library.names()
-        assert (studio.library.get("bob-router").path / "adapter_model.safetensors").is_file()
-        alice.screenshot(path=ARTIFACTS / "visitor-a-6-delete-refused.png")
-
-        # The shared example is read-only for both.
-        for page, who in ((alice, "a"), (bob, "b")):
-            delete_from_library(page, EXAMPLE)
-            expect_error_toast(page, f"'{EXAMPLE}' is a shared example and read-only")
-            assert EXAMPLE in library_names(page)
-            page.screenshot(path=ARTIFACTS / f"visitor-{who}-7-example-read-only.png")
-        assert EXAMPLE in studio.library.names()
-        assert studio.library.get(EXAMPLE).owner is None
-        assert long_job.status == "training", "Bob's long run ended before the test stopped it"
-
         # Bob stops his run: the page says "stopping…" on its next tick, and the run ends within a step or so
         # (its evaluation at the stop is the validation pass alone), saved where it stopped.
         bob.get_by_role("tab", name="4 · Train").click()
@@ -251,5 +234,22 @@ def test_two_visitors_see_and_manage_only_their_own_work(app):
         assert stopped <= asked_at + 1, (asked_at, stopped)  # the step under way ends, and no other
         expect(status_line(bob)).to_contain_text(re.compile(rf"^bob-long: stopped · stopped at step {stopped} of \d+"))
         expect(bob.get_by_role("button", name="Start training")).to_be_enabled()
+
+        # Alice cannot delete Bob's adapter, even by typing its name.
+        delete_from_library(alice, "bob-router")
+        expect_error_toast(alice, "No adapter named 'bob-router' in your library")
+        assert "bob-router" in studio.library.names()
+        assert (studio.library.get("bob-router").path / "adapter_model.safetensors").is_file()
+        alice.screenshot(path=ARTIFACTS / "visitor-a-6-delete-refused.png")
+
+        # The shared example is read-only for both.
+        for page, who in ((alice, "a"), (bob, "b")):
+            delete_from_library(page, EXAMPLE)
+            expect_error_toast(page, f"'{EXAMPLE}' is a shared example and read-only")
+            assert EXAMPLE in library_names(page)
+            page.screenshot(path=ARTIFACTS / f"visitor-{who}-7-example-read-only.png")
+        assert EXAMPLE in studio.library.names()
+        assert studio.library.get(EXAMPLE).owner is None
+
         browser.close()
     print(f"two-visitor test: {time.perf_counter() - started:.1f} s")

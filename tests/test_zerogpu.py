@@ -162,7 +162,9 @@ def test_a_closed_page_pauses_the_run_at_its_checkpoint(space):
     trained = lambda: re.search(r"step [1-9]\d*/", carol.predict(run_id, api_name="/training_status"))  # noqa: E731
     wait_for(trained, timeout=120, what="a slice")
     run = RunStore(home / "studio").get(run_id)  # read from disk: a status call would drive the run again
-    wait_for(lambda: run.status()["status"] == "stopped", timeout=300, what="the pause")  # then its end phase
+    # The engine's end records "stopped" first and the job manager then adds why: wait for the final state.
+    paused = lambda: (status := run.status())["status"] == "stopped" and status.get("message")  # noqa: E731
+    wait_for(paused, timeout=300, what="the pause")  # then its end phase
     assert "no page or API client of yours asked for its progress" in run.status()["message"]
     assert run.resumable and run.checkpoint_step > 0
 

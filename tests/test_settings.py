@@ -61,13 +61,7 @@ def test_every_setting_keeps_its_flag_type_default_and_choices():
 def advanced_inputs(demo: gr.Blocks) -> dict[str, gr.components.Component]:
     """The components inside the Adapter tab's "Advanced adapter options" accordion, by label."""
     accordion = next(b for b in demo.blocks.values() if isinstance(b, gr.Accordion) and "Advanced" in b.label)
-    found, todo = {}, list(accordion.children)
-    while todo:
-        block = todo.pop()
-        todo += getattr(block, "children", [])
-        if isinstance(block, gr.components.Component):
-            found[block.label] = block
-    return found
+    return components_in(accordion, into_accordions=True)
 
 
 def test_the_studio_shows_checks_and_passes_on_a_declared_setting(tmp_path):

@@ -42,6 +42,7 @@ from .inject import (
 )
 from .io import load_adapter, read_adapter_config, save_adapter
 from .library import NAMESPACES, OWNER_FILE, Entry, Library, read_owner
+from .metric_names import METRICS, metric_gloss, metric_label
 from .out_of_scope import FALSE_REJECTION
 from .paths import path_tail, studio_home
 from .placement import ARCHITECTURES
@@ -105,6 +106,9 @@ __all__ = [
     "WEIGHTS_FILE",
     "Entry",
     "Library",
+    "METRICS",  # metric key -> its plain name and gloss
+    "metric_gloss",
+    "metric_label",
     "Route",
     "check_weights_match",
     "read_owner",

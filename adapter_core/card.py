@@ -21,6 +21,7 @@ from huggingface_hub import ModelCardData
 from .card_usage import usage_section
 from .catalog import CATALOG, embedded_path
 from .config import AdapterConfig
+from .metric_names import metric_label
 from .public import base_label, md, public_base
 from .schema import CARD_FILE, CURVE_FILE, CURVE_PNG, read_jsonl, read_safetensors_header
 
@@ -195,7 +196,7 @@ def _training_section(meta: dict[str, Any], events: list[dict[str, Any]], has_cu
     metrics = training.get("metrics") or {}
     if metrics:
         lines += ["", "Validation metrics of the kept checkpoint:", "", "| metric | value |", "| --- | --- |"]
-        lines += [f"| {md(k)} | {v:.4f} |" for k, v in metrics.items() if _num(v)]
+        lines += [f"| {md(metric_label(k))} | {v:.4f} |" for k, v in metrics.items() if _num(v)]
     if has_curve:
         lines += ["", f"![Training curve]({CURVE_PNG})"]
     return lines + [""]

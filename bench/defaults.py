@@ -37,6 +37,7 @@ import torch
 from adapter_core import AdapterConfig, RepetitionGuard, generate_batch, get_record
 from adapter_core.engine.batches import tokenize
 from adapter_core.engine.data import load_data, split
+from adapter_core.engine.machine_speed import per_token
 from adapter_core.engine.metrics import evaluate
 from adapter_core.engine.run_time import planned_seconds
 from adapter_core.engine.train import TrainConfig, train
@@ -114,6 +115,9 @@ def score(name: str, result, config: TrainConfig, test_path: Path) -> dict:
     }
 
 
+MEASURED: dict[str, float] = {}  # base -> seconds per training token, as its latest run here measured it
+
+
 def run(name: str, variant: str, train_path: Path, test_path: Path, work: Path, budget: float, seed: int) -> dict:
     _, task, base = DATASETS[name]
     settings = dict(VARIANTS[variant])
@@ -129,6 +133,7 @@ def run(name: str, variant: str, train_path: Path, test_path: Path, work: Path, 
         **settings,
     )
     t0, started = time.perf_counter(), {}
+    measured = MEASURED.get(base)  # this machine's speed on this base, as the previous run here measured it
 
     def on_event(e) -> None:  # when training starts, and the whole run's time left then (measured steps)
         if e.kind == "status" and e.status == "training":
@@ -161,12 +166,23 @@ def run(name: str, variant: str, train_path: Path, test_path: Path, work: Path, 
         # One time estimate (issue 25): the whole run before Start at the plan's CPU figure, and from the
         # training event on at the measured step time, against what it took.
         "planned_whole_seconds": _round(planned_seconds(plan, config, started["val_rows"], tokens)),
+        # ...and before Start at the speed the previous run of this base measured (the studio's estimate
+        # once a base has trained on the machine: engine/machine_speed.py).
+        "planned_at_measured_speed": _round(
+            measured and planned_seconds(plan, config, started["val_rows"], tokens, measured)
+        ),
         "estimate_at_training": _round(started["estimate"]),
         "after_training_event": round(after_start, 1),
         "actual_over_estimate": round(after_start / started["estimate"], 2) if started["estimate"] else None,
+        "actual_over_measured_plan": round(
+            after_start / planned_seconds(plan, config, started["val_rows"], tokens, measured), 2
+        )
+        if measured
+        else None,
         "warnings": result.warnings,
         **score(name, result, config, test_path),
     }
+    MEASURED[base] = per_token(result.train_seconds, result.steps, plan.batch_size * config.grad_accum, tokens)
     print(json.dumps(row), flush=True)
     return row
 

@@ -13,7 +13,7 @@ from adapter_core.engine import SCORE_NAMES, scores_settings_line
 from . import charts, runs_view
 from .report_view import confusion_figure, per_class_table
 from .service import Studio
-from .text import md, metric_label
+from .text import METRICS, md, metric_label
 
 LIBRARY_METRICS = ("accuracy", "perplexity")  # their columns are named by `metric_label`
 LIBRARY_COLUMNS = [
@@ -144,7 +144,8 @@ def scores_table(rows: list[dict]) -> pd.DataFrame:
     """The evaluation's rows as the Test scores table: figures on the test file only. The engine also
     returns the test file's loss under the name `val_loss`, which reads as the training validation loss
     (that one is in the Adapters table); perplexity already gives it for instruction adapters."""
-    return pd.DataFrame(rows).drop(columns=["val_loss"], errors="ignore")
+    table = pd.DataFrame(rows).drop(columns=["val_loss"], errors="ignore")
+    return table.rename(columns={k: metric_label(k) for k in METRICS})
 
 
 def with_answer_scores(

@@ -38,6 +38,7 @@ from adapter_core.engine import (
     SliceBroker,
     SweepRecord,
     evaluate_file,
+    measured_per_token,
     read_table,
     score_file,
 )
@@ -87,6 +88,7 @@ class Studio:
         self._submit_lock = threading.Lock()
         self.pulling: set[str | None] = set()  # the owners with a Hub pull in progress (see `sharing`)
         self._uploads: dict[str, tuple[str | None, str]] = {}  # token -> (owner, path); see remember_upload
+        self._speeds: dict[str, tuple[int, float | None]] = {}  # base -> (runs finished then, its figure)
 
     def owner(self, owner: str | None) -> str | None:
         """The scope of a call: None in local mode (one trusted user), the visitor's id in public mode."""
@@ -100,6 +102,16 @@ class Studio:
     def base(self, name: str) -> Base:
         """The resident serving instance of base `name`, if the policy allows it."""
         return self.bases.get(name)
+
+    def seconds_per_token(self, base_name: str) -> float | None:
+        """This machine's training speed on `base_name`, as the newest finished run of it here measured it
+        (any visitor's: it says nothing of theirs), or None before one has: the estimate before Start takes
+        it over the plan's fixed figure. Read again only when a run has finished since."""
+        finished = sum(job.finished.is_set() for job in self.jobs.jobs())
+        known = self._speeds.get(base_name)
+        if known is None or known[0] != finished:
+            known = self._speeds[base_name] = (finished, measured_per_token(self.jobs.store.list(), base_name))
+        return known[1]
 
     def model_info(self, name: str) -> ModelInfo:
         return model_info(self.base(name))

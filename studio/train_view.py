@@ -129,7 +129,8 @@ def run_summary(studio: Studio, base: str, source: dict | None, settings: dict[s
     mode = mode_value(settings.get("mode"))
     tokens = source.get("tokens") if isinstance(source.get("tokens"), dict) else {}
     run = plan(source.get("rows") or 1, task, base, settings, tokens.get("mean"))
-    seconds = whole_run(run, source.get("rows") or 1, task, settings, tokens.get("mean"))
+    measured = studio.seconds_per_token(base)
+    seconds = whole_run(run, source.get("rows") or 1, task, settings, tokens.get("mean"), measured)
     if mode == "adapter":
         est = studio.estimate(base, adapter, len(labels))
         what = (
@@ -166,11 +167,14 @@ def run_summary(studio: Studio, base: str, source: dict | None, settings: dict[s
     return "  \n".join(lines + [md(line) for line in fit[:1]] + [f"⚠ {md(w)}" for w in run.warnings + fit[1:]])
 
 
-def whole_run(run, rows: int, task: str, settings: dict[str, Any], tokens: float | None = None) -> float | None:
+def whole_run(
+    run, rows: int, task: str, settings: dict[str, Any], tokens: float | None = None, measured: float | None = None
+) -> float | None:
     """The whole run's seconds on this CPU, evaluations and end-of-run answers included (None on a GPU),
-    for rows of `tokens` tokens on average (the task's typical length when unknown)."""
+    for rows of `tokens` tokens on average (the task's typical length when unknown), at `measured` seconds
+    per training token where a run of this base here measured it."""
     config = TrainConfig.from_settings({**config_values(settings), "task": task})
-    return planned_seconds(run, config, max(1, rows - run.rows), tokens)
+    return planned_seconds(run, config, max(1, rows - run.rows), tokens, measured)
 
 
 def long_run_note(seconds: float, settings: dict[str, Any]) -> str:

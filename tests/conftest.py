@@ -21,13 +21,14 @@ torch.set_num_threads(THREADS)
 # The heaviest test files (minutes each on two cores), longest first: pytest-xdist hands out work in
 # collection order, and a heavy file started last keeps one worker busy while the other idles.
 HEAVY_FIRST = (
-    "test_notebooks.py",
-    "test_defaults.py",
     "test_presets_browser.py",
     "test_engine.py",
-    "test_zerogpu.py",
     "test_two_visitors.py",
+    "test_notebooks.py",
+    "test_zerogpu.py",
     "test_studio_api.py",
+    "test_wizard_browser.py",
+    "test_docs.py",
 )
 
 

@@ -41,7 +41,9 @@ def damaged_files(tmp: Path) -> dict[str, Path]:
     ):
         run = store.create(name, TrainConfig(data=ROUTING).to_dict())
         (run.dir / file).write_text(text)
-    return {"file": a_file, "garbled": garbled, "run": run_dir, "home": home}
+    latin1 = tmp / "bad.csv"  # a data file in another encoding
+    latin1.write_bytes(b"text,label\ncaf\xe9,a\n")
+    return {"file": a_file, "garbled": garbled, "run": run_dir, "home": home, "latin1": latin1}
 
 
 TRAIN = ["train", "--data", ROUTING, "--max-length", "32"]
@@ -102,6 +104,16 @@ def test_a_bad_argument_from_the_shell_is_a_usage_line_and_exit_2(tmp_path):
         (lambda p: [*TRAIN, "--lr", "nan", "--out", str(p["file"].parent / "lr")], {}, "lr must be"),
         (lambda p: [*TRAIN, "--max-steps", "-3", "--out", str(p["file"].parent / "st")], {}, "max_steps must be"),
         (lambda p: [*TRAIN, "--batch-size", "0", "--out", str(p["file"].parent / "bs")], {}, "batch_size must be"),
+        (
+            lambda p: [*TRAIN, "--bottleneck", "0", "--out", str(p["file"].parent / "r")],
+            {},
+            "bottleneck must be a positive",
+        ),
+        (
+            lambda p: ["train", "--data", str(p["latin1"]), "--out", str(p["file"].parent / "x")],
+            {},
+            "bad.csv is not UTF-8",
+        ),
         (lambda p: ["runs"], {"ADAPTER_STUDIO_HOME": "file"}, "a-file: File exists"),
         (lambda p: ["predict", "--adapter", str(p["file"].parent / "nowhere"), "--text", "hi"], {}, "nowhere"),
         (lambda p: ["serve", "--library", str(p["file"].parent / "nowhere")], {}, "'nowhere' is not a folder"),

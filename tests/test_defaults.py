@@ -1,9 +1,9 @@
 """Defaults that learn (issue 14): runs sized in optimizer steps, warnings before and after a run, and
-generation that stops at the end of the turn and out of a loop."""
+generation that stops at the end of the turn and out of a loop. That the Quick look's auto-sized run on
+80 pairs learns their house style is tested where a user meets it: tests/test_presets_browser.py."""
 
 import copy
 import json
-import re
 
 import pandas as pd
 import pytest
@@ -13,7 +13,6 @@ from torch import nn
 
 from adapter_core import REPETITION_WARNING, RepetitionGuard, generate, generate_batch, load_base, stream_generate
 from adapter_core.cli import build_parser
-from adapter_core.engine.evaluation import load_with_base
 from adapter_core.engine.plan import (
     FEW_STEPS,
     PRESETS,
@@ -27,16 +26,6 @@ from adapter_core.errors import AdapterError
 from adapter_core.inference import stop_token_ids
 
 SAMPLES = ROOT / "sample_data"
-HOUSE = SAMPLES / "house_style_sft.csv"
-HOUSE_STYLE = re.compile(
-    r"Case #\d{4} \| Item: (?P<item>[^|]+?) \| Action: (?P<action>[^|]+?) \| Signed: the Repair Desk"
-)
-HOUSE_ACTIONS = {
-    "a replacement ships today at no cost",
-    "the missing part is posted first class today",
-    "a repair is booked and a courier collects it tomorrow",
-    "a technician will call you within 24 hours",
-}
 
 
 # The plan ----------------------------------------------------------------------------------------------
@@ -286,42 +275,3 @@ def test_generation_stops_a_loop_and_says_so(tokenizer):
     answers = generate_batch(model, tokenizer, ["Hi", "Hello there"], None, 40, guard=guard)
     assert guard.fired == [True, True] and len(calls) == 12 and all(a.count("hello") == 12 for a in answers)
     assert "repeats itself" in REPETITION_WARNING and "under-trained" in REPETITION_WARNING
-
-
-# An auto-sized run on a small file in a rigid house style ------------------------------------------------
-@pytest.mark.slow
-def test_quick_look_on_80_pairs_learns_the_house_style(tmp_path):
-    """80 pairs, every sized setting auto, the Quick look preset: 50 steps at batch 4 (the old defaults made
-    9 steps, and looped); at least 14 of the 16 held-out prompts are answered in the house style, the item
-    copied from the prompt. Balanced's 100 steps at batch 8 on this file (16 of 16, against 14 for the old
-    defaults) is measured by bench/defaults.py, side by side with the old settings: four times the tokens
-    of this run, too long for the suite on 2 cores. What the run reports (sample answers at each
-    evaluation, answer scores at the end) is off: those take minutes on a CPU and are tested on their own."""
-    rows = pd.read_csv(HOUSE)
-    train_rows, held_out = rows.iloc[:80], rows.iloc[80:]
-    assert len(held_out) == 16 and not set(held_out["instruction"]) & set(train_rows["instruction"])
-    data = tmp_path / "house.csv"
-    train_rows.to_csv(data, index=False)
-    config = TrainConfig(
-        base="smollm2-135m-instruct", task="instruction", data=str(data), name="house", preset="Quick look",
-        sample_prompts=0, score_pairs=0, eval_every=50,
-    )  # fmt: skip
-    result = train(config, tmp_path / "run")
-    assert result.status == "completed" and (result.plan.batch_size, result.steps) == (4, 50)
-    assert result.warnings == [] and result.metrics["perplexity"] < 3.0
-    # The saved adapter, loaded onto a fresh base as a user would, answers; the bare base has no house style.
-    loaded, name = load_with_base(tmp_path / "run")
-    assert loaded.model is not result.base.model and name == "house"
-    model, tok = loaded.model, loaded.tokenizer
-    prompts = list(held_out["instruction"])
-    guard = RepetitionGuard()
-    answers = generate_batch(model, tok, prompts + prompts[:2], ["house"] * 16 + [None] * 2, 48, guard=guard)
-    answers, plain = answers[:16], answers[16:]
-    assert not any(HOUSE_STYLE.search(a) or "Repair Desk" in a for a in plain), plain
-    styled = [
-        a
-        for a, prompt in zip(answers, held_out["instruction"], strict=True)
-        if (m := HOUSE_STYLE.fullmatch(a.strip())) and m["item"] in prompt and m["action"] in HOUSE_ACTIONS
-    ]
-    assert len(styled) >= 14, answers
-    assert not any(guard.fired[:16])  # the adapter never looped (the bare base may)

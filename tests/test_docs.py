@@ -2,7 +2,8 @@
 
 Every fenced block either runs here or carries a marker on the line before it:
 `<!-- doc-test: skip (why) -->` (it needs the Hub, a GPU or a running server, or it is illustrative).
-Python blocks run; shell blocks run when every command in them is `python -m adapter_core ...`.
+Python blocks run; shell blocks run when every command in them is `python -m adapter_core ...`, each
+through the CLI's entry point in the page's interpreter.
 
 Fast tests: every block is well formed, every Python block compiles, every `python -m adapter_core`
 command (in any block) names a real subcommand and real flags, and parses whole in a block that runs;
@@ -11,8 +12,8 @@ every relative link and anchor resolves. Each skipped block is reported as a ski
 Slow tests: the blocks run, page by page, in one scratch folder that holds a link to `sample_data/`, with
 `ADAPTER_STUDIO_HOME` (and `HOME`) inside it and the Hub offline. The README runs first, because later
 pages use the adapter its quick start trains (`runs/routing`). A page's Python blocks share one
-interpreter, one after another, as in one session; its shell commands run through bash, `python` being
-this interpreter. Run as a script, this file is that page runner.
+interpreter, one after another, as in one session; so do its CLI commands, through `adapter_core.cli.main`
+(what `python -m adapter_core` runs). Run as a script, this file is that page runner.
 """
 
 from __future__ import annotations
@@ -259,8 +260,9 @@ def test_page_blocks_run(scratch, page: str):
 
 # The page runner (run as a script, in the scratch folder) ---------------------------------------------------
 def drive(plan: Path) -> int:
+    from adapter_core.cli import main
+
     namespace: dict = {"__name__": "__main__"}
-    python = shlex.quote(sys.executable)
     for step in json.loads(plan.read_text()):
         print(f"--- doc-test: {step['where']}", flush=True)
         if step["lang"] == "python":
@@ -275,9 +277,13 @@ def drive(plan: Path) -> int:
             sys.stdout.flush()
             continue
         for command in step["commands"]:
-            line = python + command[len("python") :]
-            if subprocess.run(["bash", "-c", line]).returncode:
-                print(f"FAILED {step['where']}: {command}", file=sys.stderr)
+            # In this interpreter, through the CLI's own entry point (`python -m adapter_core` calls
+            # `main`), so that each command does not import torch again; tests/test_engine.py runs the CLI
+            # as a real subprocess.
+            code = main(cli_words(command))
+            sys.stdout.flush()
+            if code:
+                print(f"FAILED {step['where']}: {command} (exit code {code})", file=sys.stderr)
                 return 1
     return 0
 

@@ -277,6 +277,31 @@ def test_memory_before_start_and_the_measured_time_of_a_run(tmp_path, monkeypatc
     studio.jobs.close()
 
 
+def test_after_a_run_here_the_estimate_before_start_is_at_its_measured_speed(tmp_path):
+    """The plan's CPU figure is one machine's: once a base has trained here, the estimate before Start is
+    the same whole-run model at the speed that run measured (engine/machine_speed.py)."""
+    from adapter_core.engine.machine_speed import per_token_of
+    from adapter_core.engine.train import TrainConfig
+
+    studio = Studio(tmp_path, policy=Policy.local())
+    assert studio.seconds_per_token("minilm") is None  # nothing trained here yet: the plan's figure
+    plan = h.plan(480, "classification", "minilm", SETTINGS)
+    at_plan = h.whole_run(plan, 480, "classification", SETTINGS)
+    assert h.time_left(at_plan) in h.run_summary(studio, "minilm", SOURCE, SETTINGS)
+    config = TrainConfig(data=SAMPLE, name="timed", max_steps=12, batch_size=8, max_length=32)
+    job = studio.jobs.submit(config)
+    studio.jobs.wait(job.id, 300)
+    measured = studio.seconds_per_token("minilm")
+    assert measured == per_token_of(studio.jobs.store.get(job.id)) > 0
+    at_measured = h.whole_run(plan, 480, "classification", SETTINGS, measured=measured)
+    assert at_measured / at_plan == pytest.approx(
+        measured / (plan.estimated_seconds / (plan.total_steps * plan.batch_size * 24))
+    )
+    assert h.time_left(at_measured) in h.run_summary(studio, "minilm", SOURCE, SETTINGS)
+    assert studio.seconds_per_token("smollm2-135m-instruct") is None  # another base keeps the plan's figure
+    studio.jobs.close()
+
+
 # Sweeps ---------------------------------------------------------------------------------------------------------
 def fake_train(accuracy: dict[int, float]):
     """Stands in for `train`: saves a small adapter with the config's shape and reports the accuracy given

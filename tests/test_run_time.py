@@ -3,6 +3,8 @@ before a run at the plan's figure and during it from measured steps and evaluati
 
 import pytest
 
+from adapter_core.engine.config import Event
+from adapter_core.engine.machine_speed import MIN_STEPS, measured_per_token, per_token_of
 from adapter_core.engine.plan import plan_training
 from adapter_core.engine.run_time import (
     RunShape,
@@ -14,6 +16,7 @@ from adapter_core.engine.run_time import (
     seconds_left,
     shape_of,
 )
+from adapter_core.engine.runs import RunRecorder, RunStore
 from adapter_core.engine.train import TrainConfig
 
 
@@ -56,3 +59,39 @@ def test_time_left_is_the_same_model_refreshed_from_measured_steps_and_evaluatio
     measured = seconds_left(shape, 20, per_step, [40.0, 50.0])
     assert measured == pytest.approx(30 * per_step + 3 * 45.0 + end_tokens(shape) * per_token)
     assert seconds_left(shape, 50, per_step, [45.0]) == pytest.approx(45.0 + end_tokens(shape) * per_token)
+
+
+# This machine's speed, as its latest run of a base measured it ---------------------------------------------
+def finished_run(store, base: str, steps: int, seconds: float, device: str = "cpu", status: str = "completed"):
+    """A run folder as the engine's recorder leaves it: the training event (device, batch, mean tokens)
+    and the done event (steps, training seconds)."""
+    run = store.create(f"{base}-run", TrainConfig(base=base, data="x.csv").to_dict())
+    record = RunRecorder(run)
+    info = {"device": device, "processes": 1, "batch_size": 8, "tokens_per_example": 25.0}
+    record(Event("status", status="training", info=info))
+    record(Event("done", step=steps, status=status, elapsed_s=seconds, metrics={}))
+    return run
+
+
+def test_a_finished_run_measures_this_machine_per_training_token(tmp_path):
+    store = RunStore(tmp_path)
+    run = finished_run(store, "minilm", steps=20, seconds=16.0)
+    assert per_token_of(run) == pytest.approx(16.0 / (20 * 8 * 25))
+    # What cannot stand for this machine's CPU: too few steps, another device, a failed run.
+    assert per_token_of(finished_run(store, "minilm", steps=MIN_STEPS - 1, seconds=5.0)) is None
+    assert per_token_of(finished_run(store, "minilm", steps=20, seconds=2.0, device="cuda:0")) is None
+    assert per_token_of(finished_run(store, "minilm", steps=20, seconds=9.0, status="failed")) is None
+
+
+def test_the_newest_run_of_the_base_is_the_measure_and_the_estimate_scales_with_it(tmp_path):
+    store = RunStore(tmp_path)
+    assert measured_per_token(store.list(), "minilm") is None  # nothing measured yet: the plan's figure
+    finished_run(store, "minilm", steps=20, seconds=16.0)
+    finished_run(store, "smollm2-135m-instruct", steps=50, seconds=400.0)
+    finished_run(store, "minilm", steps=40, seconds=8.0)  # the last to finish
+    assert measured_per_token(store.list(), "minilm") == pytest.approx(8.0 / (40 * 8 * 25))
+    routing = plan_training(432, "classification", base="minilm")
+    config = TrainConfig(data="x.csv")
+    at_plan = planned_seconds(routing, config, 48)
+    plan_rate = routing.estimated_seconds / (routing.total_steps * routing.batch_size * 24)  # typical length
+    assert planned_seconds(routing, config, 48, measured=2 * plan_rate) == pytest.approx(2 * at_plan)

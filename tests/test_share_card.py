@@ -67,6 +67,7 @@ def test_the_card_says_what_the_adapter_is_and_how_it_was_trained(tmp_path):
         "| training rows | 90 |",
         "| validation rows | 10 |",
         "| accuracy | 0.8000 |",
+        "| validation loss | 0.0500 |",  # metrics by their plain names, not the engine's keys
         "![Training curve](curve.png)",
         'base = load_base("minilm")',
         'load_adapter(base.model, "path/to/this/folder")',

@@ -4,6 +4,7 @@ import json
 import statistics
 import threading
 import time
+from dataclasses import replace
 
 import pytest
 from gradio_client import Client
@@ -14,6 +15,7 @@ from adapter_core import generate, load_adapter, load_base
 from adapter_core.engine.train import TrainConfig
 from studio import train_view as h
 from studio.comparison import compare_outputs
+from studio.policy import Policy
 from studio.sample_files import SAMPLES_DIR
 from studio.service import Studio
 from studio.ui import build_app, launch
@@ -21,11 +23,15 @@ from studio.ui import build_app, launch
 pytestmark = pytest.mark.slow  # the complete tier: a served studio on real models, driven by gradio_client
 
 LABELS = ["billing", "orders", "tech"]
+# The operator's limit on an answer's length: every answer here is clamped to it, and each check compares an
+# answer with the same number of tokens generated directly. Short: a SmolLM2 token costs about 40 ms on
+# 2 cores, and the wiring these tests check does not need long answers.
+ANSWER_TOKENS = 40
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    studio = Studio(tmp_path_factory.mktemp("studio-api"))
+    studio = Studio(tmp_path_factory.mktemp("studio-api"), policy=replace(Policy.local(), max_new_tokens=ANSWER_TOKENS))
     publish_random(studio, "minilm", "router-a", "classification", LABELS, seed=1, scale=0.2)
     publish_random(studio, "minilm", "router-b", "classification", LABELS, seed=2, scale=0.2)
     publish_random(studio, "smollm2-135m-instruct", "orders-style", "instruction", seed=3, scale=0.03)
@@ -65,9 +71,9 @@ def test_chat_streams_the_chosen_adapters_answer(served):
     fresh = load_base("smollm2-135m-instruct")
     name = load_adapter(fresh.model, studio.library.get("orders-style").path)
     # The chatbot trims surrounding whitespace of a message; the tokens are the same.
-    assert answer.strip() == generate(fresh.model, fresh.tokenizer, message, name, 160).strip()
+    assert answer.strip() == generate(fresh.model, fresh.tokenizer, message, name, ANSWER_TOKENS).strip()
     bare, _ = client.predict(h.NONE, "smollm2-135m-instruct", message, [], api_name="/chat")
-    assert text_of(bare[-1]).strip() == generate(fresh.model, fresh.tokenizer, message, None, 160).strip()
+    assert text_of(bare[-1]).strip() == generate(fresh.model, fresh.tokenizer, message, None, ANSWER_TOKENS).strip()
     assert text_of(bare[-1]) != answer
 
 
@@ -137,12 +143,12 @@ def test_route_picks_a_department_and_its_adapter_answers(served):
     assert "chose **orders** (98.7% confident)" in head and "answered by **orders-style**" in head
     fresh = load_base("smollm2-135m-instruct")
     name = load_adapter(fresh.model, studio.library.get("orders-style").path)
-    assert answer.strip() == generate(fresh.model, fresh.tokenizer, message, name, 160).strip()
+    assert answer.strip() == generate(fresh.model, fresh.tokenizer, message, name, ANSWER_TOKENS).strip()
     # No department covers 'billing': the bare base answers instead, and the head says why.
     head, answer = client.predict("to-billing", message, api_name="/route")
     assert "no instruction adapter covers the label 'billing'" in head
     assert "fallback: the bare base model **smollm2-135m-instruct**" in head
-    assert answer.strip() == generate(fresh.model, fresh.tokenizer, message, None, 160).strip()
+    assert answer.strip() == generate(fresh.model, fresh.tokenizer, message, None, ANSWER_TOKENS).strip()
     # Judged out of scope: the fixed hand-off message, when one is given.
     entry = studio.library.get("to-orders")
     meta = json.loads((entry.path / "adapter_config.json").read_text())
@@ -173,7 +179,7 @@ def test_route_many_and_compare_serve_the_adapters_of_one_base_in_one_batch(serv
     assert [r["answered by"] for r in rows] == ["orders-style", "orders-style"] and calls == [2]
     assert [(r["message"], r["department"]) for r in rows] == [(m, "orders") for m in messages]
     # Mixed batches equal rows run alone (tests/test_real_models.py); here one row checks the wiring.
-    want = generate(fresh.model, fresh.tokenizer, messages[0], names["orders-style"], 160)
+    want = generate(fresh.model, fresh.tokenizer, messages[0], names["orders-style"], ANSWER_TOKENS)
     assert rows[0]["answer"].strip() == want.strip() and rows[1]["answer"].strip()
 
     calls.clear()
@@ -188,4 +194,6 @@ def test_route_many_and_compare_serve_the_adapters_of_one_base_in_one_batch(serv
     ]
     assert f"**{studio.classify('router-a', [text])[0].label}**" in outs[0]
     for out, name in zip(outs[1:], [names["orders-style"], names["billing-style"], None], strict=True):
-        assert out.split("\n", 1)[1].strip() == generate(fresh.model, fresh.tokenizer, text, name, 120).strip()
+        assert (
+            out.split("\n", 1)[1].strip() == generate(fresh.model, fresh.tokenizer, text, name, ANSWER_TOKENS).strip()
+        )

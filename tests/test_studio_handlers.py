@@ -90,7 +90,12 @@ def test_compare_and_library_tables(studio, tmp_path):
     assert len(outs) == 2 and outs[0].startswith("### alpha")
     scores = c.compare_evaluate(studio, None, ["alpha", "beta"], str(SAMPLES_DIR / "support_routing.csv"))
     assert scores["adapter"].tolist() == ["alpha", "beta"] and scores["rows"].tolist() == [480, 480]
-    assert list(scores.columns) == ["adapter", "accuracy", "macro_f1", "rows"]  # test figures only: no val_loss
+    assert list(scores.columns) == [
+        "adapter",
+        "accuracy",
+        "F1 averaged over labels",
+        "rows",
+    ]  # test figures only, plain names
     assert all(0 <= a <= 1 for a in scores["accuracy"])
     with pytest.raises(AdapterError, match="Select 2 to 4 adapters"):
         c.check_compare_selection(["alpha"])

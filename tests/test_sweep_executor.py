@@ -185,6 +185,17 @@ def test_stop_stops_every_run_of_the_sweep_and_the_best_of_what_ran_is_published
     manager.close()
 
 
+def test_runs_queued_as_one_wait_until_all_are_queued(tmp_path, fake):
+    """A sweep queues its runs inside `holding`: a run that fails early then always finds the rest queued
+    (to be cancelled), never still to be submitted (ci: 'completed' where 'cancelled' was due)."""
+    manager = JobManager(RunStore(tmp_path))
+    with manager.holding():
+        first = manager.submit(grid()[0])
+        assert not first.finished.wait(0.5) and first.status == "queued"  # held, though the worker is free
+    assert manager.wait(first.id, 30).status == "completed"
+    manager.close()
+
+
 def test_a_failed_run_ends_the_sweep_only_when_asked(tmp_path, fake):
     configs = grid()
     fake.fail = {configs[1].name}

@@ -41,6 +41,7 @@ _FACE = {
     "hub_data": ("dataset_ref", "describe_dataset", "hub_tables", "is_hub_data"),
     "jobs": ("Job", "JobManager"),
     "leases": ("SliceBroker",),
+    "machine_speed": ("measured_per_token",),
     "memory_fit": ("check_fit", "estimate_memory", "gib"),
     "metrics": ("rank_key",),
     "plan": ("DEFAULT_PRESET", "PRESETS", "plan_training", "task_lr"),

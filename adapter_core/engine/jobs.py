@@ -18,7 +18,8 @@ import threading
 import time
 import traceback
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -81,6 +82,7 @@ class JobManager:
         self._served: dict[Any, float] = {}  # share -> when its last run started
         self._cond = threading.Condition()
         self._closed = False
+        self._holds = 0  # blocks queuing several runs as one (see `holding`)
         self._aborting = False
         self._base: tuple[tuple[str, str], Base] | None = None  # ((base, device), the loaded base): the worker's
         self.sweeps = SweepExecutor(self, publish_best)
@@ -166,6 +168,20 @@ class JobManager:
     def busy(self, run: Run) -> bool:
         """Whether a job of this process is queued or training in `run`'s folder."""
         return any(j.run.dir == run.dir and not j.finished.is_set() for j in self.jobs())
+
+    @contextmanager
+    def holding(self) -> Iterator[None]:
+        """Queue several runs as one: the worker starts no queued run until the block ends (the one
+        running goes on). A sweep queues its runs so, and a run that fails then always finds the rest
+        queued, to be cancelled, never some of them not yet submitted."""
+        with self._cond:
+            self._holds += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._holds -= 1
+                self._cond.notify_all()
 
     def _queue_job(self, job: Job) -> Job:
         with self._cond:
@@ -254,7 +270,7 @@ class JobManager:
     def _work(self) -> None:
         while True:
             with self._cond:
-                while not self._queue and not self._closed:
+                while (not self._queue or self._holds) and not self._closed:
                     self._cond.wait()
                 if self._closed:
                     return

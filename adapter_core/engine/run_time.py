@@ -106,10 +106,13 @@ def seconds_left(shape: RunShape, step: int, per_step: float, eval_seconds: list
     return (shape.total_steps - step) * per_step + evals * per_eval + end_tokens(shape) * per_token
 
 
-def planned_seconds(plan: Plan, config, val_rows: int, tokens: float | None = None) -> float | None:
-    """The whole run as `plan` sizes it, before it starts, at the plan's CPU figure (None on a GPU)."""
+def planned_seconds(
+    plan: Plan, config, val_rows: int, tokens: float | None = None, measured: float | None = None
+) -> float | None:
+    """The whole run as `plan` sizes it, before it starts (None on a GPU): at `measured` seconds per
+    training token where a run here measured this machine (`machine_speed`), else at the plan's CPU figure."""
     if plan.estimated_seconds is None:
         return None
     shape = shape_of(plan, config, val_rows, tokens)
-    per_token = plan.estimated_seconds / max(plan.total_steps * shape.batch_size * shape.tokens, 1e-9)
+    per_token = measured or plan.estimated_seconds / max(plan.total_steps * shape.batch_size * shape.tokens, 1e-9)
     return run_seconds(shape, per_token)

@@ -89,15 +89,16 @@ class SweepExecutor:
             self._records[record.id] = record
             self._done[record.id] = threading.Event()
         self._save(record)
-        try:
-            for config in configs:
-                record.run_ids.append(self.jobs.submit(config, owner=owner, group=record.id, share=share).id)
-        except BaseException:  # the sweep is what was queued, and that is cancelled
-            record.expected = len(record.run_ids)
-            self._halt(record)
-            raise
-        finally:
-            self._save(record)
+        with self.jobs.holding():  # the worker starts none of them until all are queued
+            try:
+                for config in configs:
+                    record.run_ids.append(self.jobs.submit(config, owner=owner, group=record.id, share=share).id)
+            except BaseException:  # the sweep is what was queued, and that is cancelled
+                record.expected = len(record.run_ids)
+                self._halt(record)
+                raise
+            finally:
+                self._save(record)
         self._check(record)  # (every run may have ended already)
         return record
 

@@ -103,6 +103,7 @@ def announce(r: Recipe, resumed_at: int | None = None, device: str | None = None
         "percent_of_base": percent,
         "size_bytes": summary.size_bytes,
         "train_rows": len(r.train_ds),
+        "tokens_per_example": round(r.shape.tokens, 2),  # with the steps' time: this machine's speed
         "val_rows": len(r.val_ds),
         "preset": plan.preset,
         "batch_size": plan.batch_size,

@@ -34,7 +34,7 @@ def build(ctx: Ctx) -> None:
         cmp_eval = gr.Button("Evaluate all on the test file")
         cmp_scores = gr.Dataframe(
             pd.DataFrame(columns=["adapter", "accuracy", "macro_f1", "rows"]),
-            label="Test scores (macro-F1: the F1 score averaged over labels, so rare labels count as much as common ones)",
+            label="Test scores (F1 averaged over labels: rare labels count as much as common ones)",
             interactive=False,
             wrap=True,
         )

@@ -10,6 +10,12 @@ METRICS = {
     "accuracy": ("accuracy", ""),  # validation or test: the table or line around it says which
     "macro_f1": ("F1 averaged over labels", ""),
     "perplexity": ("perplexity", "lower is better: how surprised the model is by the answers"),
+    # A router on out-of-scope messages (an evaluation with out-of-scope rows).
+    "auroc": ("out-of-scope AUROC", "higher is better: 1 sets every out-of-scope message apart, 0.5 is chance"),
+    "fpr_at_95_tpr": ("out of scope let through at 95% in scope kept", "lower is better"),
+    "oos_recall": ("out of scope caught at its threshold", "higher is better"),
+    "in_scope_false_rejection": ("in scope rejected at its threshold", "lower is better"),
+    "oos_rows": ("out-of-scope rows", ""),
 }
 
 

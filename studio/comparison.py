@@ -118,17 +118,23 @@ def compare_curves(studio: Studio, owner: str | None, adapters: list[str]):
     return charts.overlay(curves, runs_view.colours(studio, owner))
 
 
-def compare_evaluate(studio: Studio, owner: str | None, adapters: list[str], path: str | None) -> pd.DataFrame:
-    return compare_evaluation(studio, owner, adapters, path)["scores"]
+def compare_evaluate(
+    studio: Studio, owner: str | None, adapters: list[str], path: str | None, oos_label: str = ""
+) -> pd.DataFrame:
+    return compare_evaluation(studio, owner, adapters, path, oos_label)["scores"]
 
 
-def compare_evaluation(studio: Studio, owner: str | None, adapters: list[str], path: str | None) -> dict:
+def compare_evaluation(
+    studio: Studio, owner: str | None, adapters: list[str], path: str | None, oos_label: str = ""
+) -> dict:
     """Every selected adapter on a labelled test file: the scores, and for each classification adapter
-    its confusion matrix (one figure each, in selection order) and per-class rows (stacked)."""
+    its confusion matrix (one figure each, in selection order) and per-class rows (stacked). With
+    `oos_label`, the file's rows of that label are out-of-scope messages: the scores cover the others, and
+    each router's row says how its saved decision sets those apart."""
     adapters = check_compare_selection(adapters)
     if not path:
         raise AdapterError("Upload a labelled test file (the same columns as the training data).")
-    rows = studio.evaluate(adapters, path, owner)
+    rows = studio.evaluate(adapters, path, owner, oos_label=(oos_label or "").strip() or None)
     reports = {r["adapter"]: r.pop("report") for r in rows if r.get("report")}
     per_class = [per_class_table(report, adapter=name) for name, report in reports.items()]
     rows, note = with_answer_scores(studio, owner, adapters, path, rows)

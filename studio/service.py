@@ -58,6 +58,8 @@ from .sweeps import best_name, outcome
 from .uploads import unpacked_size
 
 USE = {"classification": "classify", "instruction": "chat"}
+# What a router's row of an evaluation with out-of-scope rows adds (`calibration.ood_metrics`).
+OOS_SCORES = ("auroc", "fpr_at_95_tpr", "oos_recall", "in_scope_false_rejection", "oos_rows")
 HUB_DATA = "hub-data"  # under the home: Hub datasets' splits kept as data files (see `hub_view`)
 MAX_REMEMBERED_UPLOADS = 1000
 
@@ -303,10 +305,14 @@ class Studio:
             out[i] = (routes[i], routes[i].target or base, answer)
         return out
 
-    def evaluate(self, adapters: list[str], data_path: str | Path, owner: str | None = None) -> list[dict]:
+    def evaluate(
+        self, adapters: list[str], data_path: str | Path, owner: str | None = None, oos_label: str | None = None
+    ) -> list[dict]:
         """Each adapter's scores on a labelled file; a classification adapter's row also holds its
-        per-class `report` (per-class scores, confusion matrix, misclassified rows). Each adapter once,
-        and a file within the policy's rows, checked before anything runs."""
+        per-class `report` (per-class scores, confusion matrix, misclassified rows). With `oos_label`, the
+        file's rows of that label are out-of-scope messages, and each router's row also says how its saved
+        decision sets them apart (`OOS_SCORES`). Each adapter once, and a file within the policy's rows,
+        checked before anything runs."""
         owner = self.owner(owner)
         twice = next((n for n in adapters if list(adapters).count(n) > 1), None)
         if twice is not None:
@@ -316,8 +322,10 @@ class Studio:
         rows = []
         for name in adapters:
             base, entry = self.served(name, owner=owner)
-            metrics = dict(evaluate_file(base, entry.slot, path, max_rows=max_rows))
+            metrics = dict(evaluate_file(base, entry.slot, path, max_rows=max_rows, oos_label=oos_label or None))
             report = metrics.pop("report", None)
+            oos = metrics.pop("out_of_scope", None) or {}
+            metrics.update({k: oos[k] for k in OOS_SCORES if k in oos})
             rows.append(
                 {
                     "adapter": name,

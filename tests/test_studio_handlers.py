@@ -103,6 +103,48 @@ def test_compare_and_library_tables(studio, tmp_path):
         c.compare_outputs(studio, None, ["alpha", "beta"], "hello", True)
 
 
+def test_compare_scores_each_router_on_the_test_files_out_of_scope_rows(studio, tmp_path):
+    """With the label of its out-of-scope rows, Compare's Test scores say how each router's saved decision
+    sets those rows apart, the engine's own figures under plain names; the rest are scored as before."""
+    from adapter_core.engine import evaluate_file
+
+    labels = ["billing", "orders", "tech"]
+    for name, seed in (("oos-a", 5), ("oos-b", 6)):
+        publish_random(studio, "minilm", name, "classification", labels, seed=seed)
+        folder = studio.library.get(name).path
+        meta = json.loads((folder / "adapter_config.json").read_text())
+        meta["out_of_scope"] = {"score": "msp", "threshold": 0.5, "false_rejection": 0.05}  # msp: 1 - confidence
+        (folder / "adapter_config.json").write_text(json.dumps(meta))
+    path = tmp_path / "with_oos.csv"
+    routing = (SAMPLES_DIR / "support_routing.csv").read_text().splitlines()
+    oos = [f"Can you recommend a pasta recipe for {n} people?,oos" for n in range(2, 12)]
+    path.write_text("\n".join(routing[:31] + oos) + "\n")
+    scores = c.compare_evaluate(studio, None, ["oos-a", "oos-b"], str(path), " oos ")
+    assert list(scores.columns) == [
+        "adapter",
+        "accuracy",
+        "F1 averaged over labels",
+        "rows",
+        "out-of-scope AUROC",
+        "out of scope let through at 95% in scope kept",
+        "out of scope caught at its threshold",
+        "in scope rejected at its threshold",
+        "out-of-scope rows",
+    ]
+    assert scores["rows"].tolist() == [30, 30] and scores["out-of-scope rows"].tolist() == [10, 10]
+    base, entry = studio.served("oos-b")
+    want = evaluate_file(base, entry.slot, path, oos_label="oos")["out_of_scope"]
+    assert scores.iloc[1]["out-of-scope AUROC"] == round(want["auroc"], 4)
+    assert scores.iloc[1]["out of scope caught at its threshold"] == round(want["oos_recall"], 4)
+    assert scores.iloc[1]["in scope rejected at its threshold"] == round(want["in_scope_false_rejection"], 4)
+    # Without the label, those rows are an unknown label; an adapter with no saved decision says so.
+    with pytest.raises(AdapterError, match=r"labels this adapter was not trained on: \['oos'\]"):
+        c.compare_evaluate(studio, None, ["oos-a", "oos-b"], str(path))
+    publish_random(studio, "minilm", "no-decision", "classification", labels, seed=7)
+    with pytest.raises(AdapterError, match="'no-decision' has no out-of-scope decision to evaluate"):
+        c.compare_evaluate(studio, None, ["oos-a", "no-decision"], str(path), "oos")
+
+
 def test_library_rename_delete_zip_and_upload(studio, tmp_path):
     publish_random(studio, "minilm", "gamma", "classification", ["a", "b"], seed=3)
     studio.library.rename("gamma", "gamma renamed")

@@ -31,6 +31,11 @@ def build(ctx: Ctx) -> None:
             wrap=True,
         )
         cmp_file = gr.File(label="Labelled test file", file_types=[".csv", ".tsv", ".jsonl"], type="filepath")
+        cmp_oos = gr.Textbox(
+            label="Label of its out-of-scope rows (optional, routers)",
+            placeholder="oos",
+            info="Rows with this label belong to no department: each router is also scored on setting them apart.",
+        )
         cmp_eval = gr.Button("Evaluate all on the test file")
         cmp_scores = gr.Dataframe(
             pd.DataFrame(columns=["adapter", "accuracy", "macro_f1", "rows"]),
@@ -64,6 +69,7 @@ def build(ctx: Ctx) -> None:
             runs_pick = gr.Dropdown([], multiselect=True, label="Runs to overlay (up to 8)")
             runs_curves = gr.Plot(label="Their loss curves")
     ctx.add(cmp_matrices=cmp_matrices, cmp_per_class=cmp_per_class, compare_tab=tab, cmp_answer_note=cmp_answer_note)
+    ctx.add(cmp_oos=cmp_oos)
     ctx.add(runs_refresh=runs_refresh, runs_tradeoff=runs_tradeoff, runs_timing=runs_timing)
     ctx.add(runs_table=runs_table, runs_pick=runs_pick, runs_curves=runs_curves)
     ctx.add(cmp_sel=cmp_sel, cmp_base=cmp_base, cmp_text=cmp_text, cmp_go=cmp_go, cmp_cols=cmp_cols)
@@ -97,12 +103,13 @@ def wire(ctx: Ctx) -> None:
     )
 
     @gpu
-    def evaluate(owner, adapters: list[str], test_file: str, request: gr.Request):
+    def evaluate(owner, adapters: list[str], test_file: str, oos_label: str, request: gr.Request):
         """The selected adapters on a labelled test file: scores; for classification adapters also one
         confusion matrix each and their per-class precision, recall, F1 and support; for instruction
         adapters also their answers' scores (ROUGE-L, chrF, exact match, loops, cut answers) beside the
-        bare base's, and how the answers were made."""
-        result = c.compare_evaluation(studio, who(studio, owner, request), adapters, test_file)
+        bare base's, and how the answers were made. With `oos_label`, that label's rows are out-of-scope
+        messages, and each router's row also says how its saved decision sets them apart."""
+        result = c.compare_evaluation(studio, who(studio, owner, request), adapters, test_file, oos_label)
         figures = result["matrices"]
         plots = [gr.update(value=figures[i], visible=True) if i < len(figures) else gr.update(visible=False, value=None)
                  for i in range(MAX_MATRICES)]  # fmt: skip
@@ -111,7 +118,7 @@ def wire(ctx: Ctx) -> None:
 
     ctx["cmp_eval"].click(
         friendly(evaluate),
-        [ctx.owner, ctx["cmp_sel"], ctx["cmp_file"]],
+        [ctx.owner, ctx["cmp_sel"], ctx["cmp_file"], ctx["cmp_oos"]],
         [ctx["cmp_scores"], ctx["cmp_per_class"], *ctx["cmp_matrices"], ctx["cmp_answer_note"]],
         api_name="evaluate",
     )

@@ -13,6 +13,7 @@ import json
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -199,11 +200,10 @@ def test_evaluate_refuses_duplicates_and_rows_over_the_cap(app, tmp_path):
     small, big = tmp_path / "small.csv", tmp_path / "big.csv"
     for path, rows in ((small, 10), (big, 201)):
         path.write_text("text,label\n" + "".join(f"message {i},{LABELS[i % 3]}\n" for i in range(rows)))
-    twice = lambda: client.predict(
-        ["example-router", "example-router"], handle_file(str(small)), "", api_name="/evaluate"
-    )  # noqa: E731
+    evaluate = partial(client.predict, api_name="/evaluate")
+    twice = partial(evaluate, ["example-router", "example-router"], handle_file(str(small)), "")
     refused(home, twice, "'example-router' is picked more than once; pick each adapter once.")
-    over = lambda: client.predict(["example-router", "victim-router"], handle_file(str(big)), "", api_name="/evaluate")  # noqa: E731
+    over = partial(evaluate, ["example-router", "victim-router"], handle_file(str(big)), "")
     refused(home, over, "big.csv has 201 rows; an evaluation here reads at most 200 (2,000 when signed in)")
 
 

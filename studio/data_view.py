@@ -42,6 +42,23 @@ def upload_source(studio: Studio, path: str | None) -> dict[str, str]:
     return {"path": str(checked), "name": Path(checked).name}
 
 
+def with_oos_examples(studio: Studio, source: dict | None, path: str | None, owner: str | None) -> tuple[dict, str]:
+    """The loaded training data with a visitor's file of out-of-scope example messages beside it (none:
+    without), and what it adds, in words."""
+    if not source:
+        raise AdapterError("Load the training data first, then its out-of-scope examples.")
+    source = {k: v for k, v in source.items() if k not in ("oos_path", "oos_name")}
+    if not path:
+        return source, ""
+    (checked,) = studio.uploaded([path])
+    checked, messages = studio.oos_file(checked, owner)
+    source.update(oos_path=str(checked), oos_name=checked.name)
+    return source, (
+        f"**{md(checked.name)}**: {messages:,} out-of-scope messages. The router's run picks its out-of-scope "
+        "score on them and reports what share it catches."
+    )
+
+
 def inspect_data(
     path: str | None,
     task: str,

@@ -39,6 +39,7 @@ from adapter_core.engine import (
     SweepRecord,
     evaluate_file,
     measured_per_token,
+    oos_texts,
     read_table,
     score_file,
 )
@@ -386,7 +387,7 @@ class Studio:
         config.data = str(self.data_file(config.data))
         config.val_data = str(self.data_file(config.val_data)) if config.val_data else None
         self._check_training_data(config.data, owner)
-        config.oos_data = None  # no upload of out-of-scope examples here yet; a path would read the server's files
+        config.oos_data = str(self.oos_file(config.oos_data, owner)[0]) if config.oos_data else None
         config.init_from = str(self.library.get(continue_from, owner=owner).path) if continue_from else None
         with self._submit_lock:
             notes = check_submit(self, config, owner)
@@ -429,6 +430,14 @@ class Studio:
         if job is not None:  # the Train tab, following the run, says where its adapter went
             job.events.append({"kind": "published", "message": outcome(sweep), "library_name": entry.name})
         return entry.name
+
+    def oos_file(self, path: str | Path, owner: str | None) -> tuple[Path, int]:
+        """A file of out-of-scope example messages for a router's run, and how many it holds: an upload (or
+        a sample) no longer than an evaluation may read, with a text column, checked before the run queues
+        (the run reads it at its end, to pick the out-of-scope score and report what it catches)."""
+        checked = self.data_file(path)
+        self._check_eval_rows(checked, owner)
+        return checked, len(oos_texts(checked))
 
     def _check_training_data(self, data: str | Path | None, owner: str | None) -> None:
         """Visitors who are not signed in train on the bundled samples only (in a small pool of their own,

@@ -148,6 +148,8 @@ def train_config(
     given = {"base": base, "data": source["path"], "task": task, "columns": columns, "name": (name or "").strip()}
     if source.get("val_path"):  # a Hub dataset's own validation split
         given["val_data"] = source["val_path"]
+    if source.get("oos_path") and task == "classification":  # the Data tab's out-of-scope examples
+        given["oos_data"] = source["oos_path"]
     config = TrainConfig.from_settings({**config_values(settings), **given, "name": given["name"] or "adapter"})
     config.name = given["name"] or f"{Path(source['name']).stem}-r{config.adapter.bottleneck}"
     return config

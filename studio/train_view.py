@@ -148,6 +148,11 @@ def run_summary(studio: Studio, base: str, source: dict | None, settings: dict[s
         what,
         f"Run: {run.describe()}" + (f"; {time_left(seconds)}." if seconds and not running else "."),
     ]
+    if source.get("oos_name") and task == "classification":
+        lines.append(
+            f"Out-of-scope examples: {md(source['oos_name'])} picks the router's out-of-scope score, and the run "
+            "reports what share of it the router catches."
+        )
     if seconds and seconds > LONG_RUN and not running:
         lines.append(long_run_note(seconds, settings))
     if hardware().kind == "zero-gpu":

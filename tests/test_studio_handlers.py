@@ -145,6 +145,38 @@ def test_compare_scores_each_router_on_the_test_files_out_of_scope_rows(studio, 
         c.compare_evaluate(studio, None, ["oos-a", "no-decision"], str(path), "oos")
 
 
+def test_out_of_scope_examples_go_from_the_data_tab_to_the_routers_run(tmp_path):
+    """The Data tab's second upload: checked when attached, named in the summary, handed to the run, which
+    picks its out-of-scope score on them and saves what share of them the router catches."""
+    from studio.policy import Policy
+    from studio.settings import train_config
+
+    studio = Studio(tmp_path / "home", policy=Policy.local())
+    oos = tmp_path / "elsewhere.csv"
+    oos.write_text("text\n" + "".join(f"What is a good pasta recipe for {n} people?\n" for n in range(2, 14)))
+    with pytest.raises(AdapterError, match="Load the training data first"):
+        dv.with_oos_examples(studio, None, str(oos), None)
+    source = {**dv.sample_source("Support routing (classification, 480 rows)"), "ready": True, "rows": 480}
+    source, said = dv.with_oos_examples(studio, source, str(oos), None)
+    assert "elsewhere.csv**: 12 out-of-scope messages" in said and source["oos_name"] == "elsewhere.csv"
+    assert "Out-of-scope examples: elsewhere.csv picks" in h.run_summary(studio, "minilm", source, {"auto": True})
+    two = tmp_path / "two.csv"
+    two.write_text("a,b\nx,y\n")
+    with pytest.raises(AdapterError, match="two.csv has no text column"):
+        dv.with_oos_examples(studio, source, str(two), None)
+    assert "oos_path" not in dv.with_oos_examples(studio, source, None, None)[0]  # cleared
+    config = train_config("minilm", source, "classification", {}, "router", {"auto": True})
+    config.max_steps, config.max_length = 12, 32
+    job, _ = studio.submit(config)
+    assert studio.jobs.wait(job.id, 300).status == "completed", job.error
+    meta = json.loads((studio.library.get("router").path / "adapter_config.json").read_text())
+    assert meta["train_config"]["oos_data"] is not None and 0 <= meta["out_of_scope"]["oos_recall"] <= 1
+    studio.jobs.close()
+    public = Studio(tmp_path / "public", policy=Policy(public=True))
+    with pytest.raises(AdapterError, match="Files come only from your uploads"):
+        dv.with_oos_examples(public, source, str(oos), "anon:x")
+
+
 def test_library_rename_delete_zip_and_upload(studio, tmp_path):
     publish_random(studio, "minilm", "gamma", "classification", ["a", "b"], seed=3)
     studio.library.rename("gamma", "gamma renamed")

@@ -106,8 +106,9 @@ def use_sample(page) -> None:
 
 
 def upload_box(page):
-    """The Data tab's file input (the preview table has one of its own)."""
-    return panel(page).get_by_role("button", name="Click to upload or drop files").get_by_test_id("file-upload")
+    """The Data tab's input for the training data (the out-of-scope examples' box comes after it, and the
+    preview table has one of its own)."""
+    return panel(page).get_by_role("button", name="Click to upload or drop files").get_by_test_id("file-upload").first
 
 
 def set_number(page, label: str, value) -> None:
@@ -356,7 +357,7 @@ def test_failed_upload_after_a_good_one_clears_the_data_and_says_why(app, page, 
     assert [j.id for j in studio.jobs.jobs()] == jobs_before, "Start queued a run with no data loaded"
 
     use_sample(page)
-    expect(panel(page).get_by_text("Click to Upload")).to_be_visible()  # the upload box is empty again
+    expect(panel(page).get_by_text("Click to Upload").first).to_be_visible()  # the training data's box is empty again
     assert not error_badges(page).count()
     go(page, "4 · Train")
     # Never "Load a data file" once one is loaded: while its run is sized, the summary says so.
@@ -465,3 +466,23 @@ def test_one_parameter_count_in_adapter_and_compare(app, browser):
     finally:
         context.close()
     print(f"\none parameter count: {time.perf_counter() - started:.1f} s")
+
+
+def test_out_of_scope_examples_upload_beside_the_data_and_reach_the_summary(app, page, tmp_path):
+    """The Data tab's second upload: the router's out-of-scope examples, counted when attached, named in the
+    summary of what Start trains, and dropped when other data is loaded."""
+    from playwright.sync_api import expect
+
+    oos = tmp_path / "not_ours.csv"
+    oos.write_text("text\n" + "".join(f"Can you book me a table for {n}?\n" for n in range(2, 9)))
+    use_sample(page)
+    boxes = panel(page).get_by_role("button", name="Click to upload or drop files").get_by_test_id("file-upload")
+    boxes.nth(1).set_input_files(oos)
+    expect(panel(page).get_by_text(re.compile(r"not_ours\.csv: 7 out-of-scope messages"))).to_be_visible()
+    go(page, "4 · Train")
+    expect(run_summary(page)).to_contain_text("Out-of-scope examples: not_ours.csv picks the router's")
+    page.screenshot(path=ARTIFACTS / "wizard-6-out-of-scope-examples.png", full_page=True)
+    use_sample(page)  # the data again: the examples were the last data's
+    go(page, "4 · Train")
+    expect(run_summary(page)).to_contain_text("Will train")
+    expect(run_summary(page)).not_to_contain_text("Out-of-scope examples")

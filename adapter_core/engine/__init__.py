@@ -25,6 +25,7 @@ _FACE = {
         "scores_settings_line",
     ),
     "batches": ("tokenize",),
+    "calibration": ("oos_texts",),
     "config": ("COLUMN_ROLES", "TrainConfig", "training_settings"),
     "data": (
         "MAX_BYTES",

@@ -145,9 +145,17 @@ def _caught(oos_scores: torch.Tensor, threshold: float) -> float:
 def oos_predictions(
     model: nn.Module, name: str, path: str, tokenizer, max_length: int, labels: list[str]
 ) -> Predictions:
-    """Predictions on a file of out-of-scope examples: its text column (found as in a training file,
-    or its only column); any label column is ignored, since none of its rows belongs to a label."""
-    frame = read_table(Path(path))
+    """Predictions on a file of out-of-scope examples (`oos_texts`)."""
+    texts = oos_texts(path)
+    ds = tokenize(pd.DataFrame({"text": texts, "label": labels[0]}), "classification", tokenizer, max_length, labels)
+    return predictions(model, name, ds, tokenizer.pad_token_id)
+
+
+def oos_texts(path: str | Path, max_rows: int | None = None) -> list[str]:
+    """The messages of a file of out-of-scope examples: its text column (found as in a training file, or
+    its only column); any label column is ignored, since none of its rows belongs to a label. A file over
+    `max_rows` rows is refused before it is read further."""
+    frame = read_table(Path(path), max_rows=max_rows)
     lower = {c.lower(): c for c in frame.columns}
     column = next((lower[a] for a in ALIASES["text"] if a in lower), frame.columns[0] if frame.shape[1] == 1 else None)
     if column is None:
@@ -158,8 +166,7 @@ def oos_predictions(
     texts = [t.strip() for t in frame[column].astype(str) if t.strip()]
     if not texts:
         raise DataError(f"{Path(path).name} holds no out-of-scope message: its {column!r} column is empty.")
-    ds = tokenize(pd.DataFrame({"text": texts, "label": labels[0]}), "classification", tokenizer, max_length, labels)
-    return predictions(model, name, ds, tokenizer.pad_token_id)
+    return texts
 
 
 def ood_metrics(score: str, threshold: float, stats: Stats | None, in_scope: Predictions, oos: Predictions) -> dict:

@@ -15,6 +15,11 @@ from .. import hub_view as hv
 from ..text import md
 from .common import COLUMNS, Ctx, message_of, who
 
+OOS_INTRO = (
+    "A router decides when a message belongs to none of its labels. Example messages of that kind (a text "
+    "column) let its run pick how it scores them, and report what share it catches."
+)
+
 
 def build(ctx: Ctx) -> None:
     with gr.Tab("2 · Data", id="data"):
@@ -47,6 +52,14 @@ def build(ctx: Ctx) -> None:
                     hub_look = gr.Button("Look up", size="sm")
                     hub_load = gr.Button("Load from the Hub", size="sm", variant="primary")
                 hub_md = gr.Markdown()
+        with gr.Row():
+            oos_upload = gr.File(
+                label="…and out-of-scope examples (optional, classification): messages that belong to no label",
+                file_types=[".csv", ".tsv", ".jsonl"],
+                type="filepath",
+                scale=1,
+            )
+            oos_md = gr.Markdown(OOS_INTRO)
         data_name = gr.Textbox(label="Data file", interactive=False)
         with gr.Row():
             column_boxes = {
@@ -71,6 +84,7 @@ def build(ctx: Ctx) -> None:
     ctx.add(hub_id=hub_id, hub_config=hub_config, hub_split=hub_split, hub_look=hub_look, hub_load=hub_load)
     ctx.add(hub_md=hub_md)
     ctx.add(task=task, columns=column_boxes, sample=sample, use_sample=use_sample, upload=upload)
+    ctx.add(oos_upload=oos_upload, oos_md=oos_md)
     ctx.add(data_name=data_name, data_md=data_md, preview=preview, label_plot=label_plot, length_plot=length_plot)
 
 
@@ -167,10 +181,27 @@ def wire(ctx: Ctx) -> None:
         mapping = {c: v for c, v in zip(COLUMNS, cols, strict=True) if v}
         return show(studio, source, task_, base_model, max_length, mapping)
 
-    ctx["use_sample"].click(
-        use_bundled_sample, [ctx["sample"], base, max_length], [*outputs, ctx["upload"], base], api_name="use_sample"
-    )
-    ctx["upload"].upload(load_data, [ctx.owner, ctx["upload"], task, base, max_length], outputs, api_name="load_data")
+    def attach_oos(owner, file: str | None, source: dict | None, request: gr.Request):
+        try:
+            return dv.with_oos_examples(studio, source, file, who(studio, owner, request))
+        except Exception as e:
+            return gr.update(), f"**Could not use these out-of-scope examples:** {message_of(e, 'read the file')}"
+
+    oos = [ctx.source, ctx["oos_md"]]
+    oos_in = [ctx.owner, ctx["oos_upload"], ctx.source]
+    ctx["oos_upload"].upload(attach_oos, oos_in, oos, api_name="load_oos_examples")
+    ctx["oos_upload"].clear(attach_oos, oos_in, oos, api_visibility="private")
+    new_data = [
+        ctx["use_sample"].click(
+            use_bundled_sample,
+            [ctx["sample"], base, max_length],
+            [*outputs, ctx["upload"], base],
+            api_name="use_sample",
+        ),
+        ctx["upload"].upload(
+            load_data, [ctx.owner, ctx["upload"], task, base, max_length], outputs, api_name="load_data"
+        ),
+    ]
     hub_in = [ctx.owner, ctx["hub_id"], ctx["hub_config"]]
     hub_out = [ctx["hub_config"], ctx["hub_split"], ctx["hub_md"]]
     ctx["hub_look"].click(hub_dataset_info, hub_in[:2], hub_out, api_name="hub_dataset_info")
@@ -183,12 +214,16 @@ def wire(ctx: Ctx) -> None:
         api_visibility="private",
         show_progress="hidden",
     )
-    ctx["hub_load"].click(
-        load_hub_data,
-        [ctx.owner, ctx["hub_id"], ctx["hub_config"], ctx["hub_split"], task, base, max_length],
-        outputs,
-        api_name="load_hub_data",
+    new_data.append(
+        ctx["hub_load"].click(
+            load_hub_data,
+            [ctx.owner, ctx["hub_id"], ctx["hub_config"], ctx["hub_split"], task, base, max_length],
+            outputs,
+            api_name="load_hub_data",
+        )
     )
+    for event in new_data:  # other data: the last file's out-of-scope examples no longer apply
+        event.then(lambda: (None, OOS_INTRO), None, [ctx["oos_upload"], ctx["oos_md"]], api_visibility="private")
     for trigger in (task.input, max_length.release, ctx["load"].click):
         trigger(reread, [ctx.source, task, base, max_length], outputs, api_visibility="private")
     for box in column_boxes.values():

@@ -46,6 +46,11 @@ class Ctx:
         self.components.update(components)
 
 
+def table_file(label: str, **layout: Any) -> gr.File:
+    """An upload box for a table (CSV, TSV or JSONL, the formats `read_table` reads), as a path."""
+    return gr.File(label=label, file_types=[".csv", ".tsv", ".jsonl"], type="filepath", **layout)
+
+
 def who(studio: Studio, owner: str | None, request: gr.Request | None) -> Caller | None:
     """The caller's owner id: None in local mode; the signed-in or browser identity resolved at page load;
     else, for an API client that never loads the page, its own session. It carries the request's client

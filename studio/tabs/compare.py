@@ -10,7 +10,7 @@ from .. import comparison as c
 from .. import report_view as rv
 from .. import runs_view as rs
 from ..hardware import gpu
-from .common import Ctx, friendly, who
+from .common import Ctx, friendly, table_file, who
 
 MAX_MATRICES = 4  # Compare takes at most 4 adapters
 
@@ -30,7 +30,7 @@ def build(ctx: Ctx) -> None:
             interactive=False,
             wrap=True,
         )
-        cmp_file = gr.File(label="Labelled test file", file_types=[".csv", ".tsv", ".jsonl"], type="filepath")
+        cmp_file = table_file("Labelled test file")
         cmp_oos = gr.Textbox(
             label="Label of its out-of-scope rows (optional, routers)",
             placeholder="oos",

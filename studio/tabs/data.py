@@ -13,7 +13,7 @@ import gradio as gr
 from .. import data_view as dv
 from .. import hub_view as hv
 from ..text import md
-from .common import COLUMNS, Ctx, message_of, who
+from .common import COLUMNS, Ctx, message_of, table_file, who
 
 OOS_INTRO = (
     "A router decides when a message belongs to none of its labels. Example messages of that kind (a text "
@@ -33,12 +33,7 @@ def build(ctx: Ctx) -> None:
             sample = gr.Dropdown(list(dv.SAMPLES), value=list(dv.SAMPLES)[0], label="Bundled sample", scale=3)
             use_sample = gr.Button("Use this sample", scale=1)
         with gr.Row():
-            upload = gr.File(
-                label="…or upload CSV / TSV / JSONL (50 MB max)",
-                file_types=[".csv", ".tsv", ".jsonl"],
-                type="filepath",
-                scale=1,
-            )
+            upload = table_file("…or upload CSV / TSV / JSONL (50 MB max)", scale=1)
             with gr.Group():
                 hub_id = gr.Textbox(
                     label="…or from the Hub: a dataset id",
@@ -53,11 +48,8 @@ def build(ctx: Ctx) -> None:
                     hub_load = gr.Button("Load from the Hub", size="sm", variant="primary")
                 hub_md = gr.Markdown()
         with gr.Row():
-            oos_upload = gr.File(
-                label="…and out-of-scope examples (optional, classification): messages that belong to no label",
-                file_types=[".csv", ".tsv", ".jsonl"],
-                type="filepath",
-                scale=1,
+            oos_upload = table_file(
+                "…and out-of-scope examples (optional, classification): messages that belong to no label", scale=1
             )
             oos_md = gr.Markdown(OOS_INTRO)
         data_name = gr.Textbox(label="Data file", interactive=False)

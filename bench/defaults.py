@@ -149,6 +149,7 @@ def run(name: str, variant: str, train_path: Path, test_path: Path, work: Path, 
         load_data(train_path, task).frame, task, result.base.tokenizer, config.max_length, result_labels(result, config)
     )["length"]
     tokens = sum(lengths) / len(lengths)
+    at_measured = measured and planned_seconds(plan, config, started["val_rows"], tokens, measured)
     row = {
         "dataset": name,
         "variant": variant,
@@ -168,17 +169,11 @@ def run(name: str, variant: str, train_path: Path, test_path: Path, work: Path, 
         "planned_whole_seconds": _round(planned_seconds(plan, config, started["val_rows"], tokens)),
         # ...and before Start at the speed the previous run of this base measured (the studio's estimate
         # once a base has trained on the machine: engine/machine_speed.py).
-        "planned_at_measured_speed": _round(
-            measured and planned_seconds(plan, config, started["val_rows"], tokens, measured)
-        ),
+        "planned_at_measured_speed": _round(at_measured),
         "estimate_at_training": _round(started["estimate"]),
         "after_training_event": round(after_start, 1),
         "actual_over_estimate": round(after_start / started["estimate"], 2) if started["estimate"] else None,
-        "actual_over_measured_plan": round(
-            after_start / planned_seconds(plan, config, started["val_rows"], tokens, measured), 2
-        )
-        if measured
-        else None,
+        "actual_over_measured_plan": round(after_start / at_measured, 2) if at_measured else None,
         "warnings": result.warnings,
         **score(name, result, config, test_path),
     }

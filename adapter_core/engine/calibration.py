@@ -151,11 +151,10 @@ def oos_predictions(
     return predictions(model, name, ds, tokenizer.pad_token_id)
 
 
-def oos_texts(path: str | Path, max_rows: int | None = None) -> list[str]:
+def oos_texts(path: str | Path) -> list[str]:
     """The messages of a file of out-of-scope examples: its text column (found as in a training file, or
-    its only column); any label column is ignored, since none of its rows belongs to a label. A file over
-    `max_rows` rows is refused before it is read further."""
-    frame = read_table(Path(path), max_rows=max_rows)
+    its only column); any label column is ignored, since none of its rows belongs to a label."""
+    frame = read_table(Path(path))
     lower = {c.lower(): c for c in frame.columns}
     column = next((lower[a] for a in ALIASES["text"] if a in lower), frame.columns[0] if frame.shape[1] == 1 else None)
     if column is None:

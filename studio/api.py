@@ -50,4 +50,6 @@ def revoke_key(studio: Studio, owner: str | None) -> str:
     """End every personal key of this caller so far, and return their new one (public mode only)."""
     if not studio.policy.public:
         raise AdapterError(f"This studio has no personal keys; its operator sets {KEY_ENV}.")
+    # Checked before any write: a free identity must not grow the generations file (raw queue calls).
+    studio.policy.check_heavy(studio.owner(owner), "An API key")
     return KeyRing(studio.home).revoke(studio.owner(owner))

@@ -378,4 +378,7 @@ def test_an_api_key_needs_a_sign_in_in_public_mode(public):
 
     with pytest.raises(AdapterError, match="An API key needs a Hugging Face sign-in"):
         use_view.api_help(public, "session:raw-queue-call", "http://studio")  # a free identity gets no key
+    with pytest.raises(AdapterError, match="An API key needs a Hugging Face sign-in"):
+        use_view.revoke_and_help(public, "session:raw-queue-call", "http://studio")  # nor revokes one
+    assert not (public.home / "api_keys.json").exists()  # and writes nothing
     assert "http://studio/v1" in use_view.api_help(public, "hf:alice", "http://studio")  # signed in: a key

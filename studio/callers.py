@@ -4,6 +4,9 @@ Owner ids are free in public mode (an anonymous one costs a page load), so the c
 second identity that limits hang on. Behind a proxy that writes X-Forwarded-For (Spaces) the address is
 the last hop that is not the proxies' own private network: a client may prepend anything it likes to
 that header, but not after the hop the proxy appended. Off a proxy it is the socket's peer.
+
+An IPv6 address counts as its /64: one subscriber is routinely given a whole /64, so single IPv6
+addresses would be as free as owner ids.
 """
 
 from __future__ import annotations
@@ -56,10 +59,23 @@ def client_address(headers: Mapping[str, str] | Any, peer: str | None, trust_for
         hops = _hops(_header_values(headers, "x-forwarded-for"))
         for hop in reversed(hops):  # the proxies' own hops come last; the one before them is the client
             if not _internal(hop):
-                return hop
+                return _grouped(hop)
         if hops:
-            return hops[0]
-    return peer or UNKNOWN
+            return _grouped(hops[0])
+    return _grouped(peer) if peer else UNKNOWN
+
+
+def _grouped(address: str) -> str:
+    """An IPv6 address as its /64 network (an IPv4-mapped one as its IPv4 address); anything else as is."""
+    try:
+        ip = ipaddress.ip_address(address.strip("[]"))
+    except ValueError:
+        return address
+    if ip.version == 4 or ip.is_loopback:
+        return str(ip)
+    if ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return str(ipaddress.ip_network(f"{ip}/64", strict=False))
 
 
 def request_address(request: Any, trust_forwarded: bool) -> str:

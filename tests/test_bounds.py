@@ -67,6 +67,10 @@ def upload(tmp_path, name: str, rows: int) -> Path:
         ("10.0.0.3", True, "10.0.0.3"),  # nothing public: the first hop
         ("203.0.113.7", False, "127.0.0.1"),  # no proxy trusted: the socket's peer
         ("", True, "127.0.0.1"),
+        # IPv6: one subscriber holds a whole /64, so its addresses are one address here
+        ("2001:db8:1:2:aaaa::1", True, "2001:db8:1:2::/64"),
+        ("2001:db8:1:2:bbbb::9, fd00::3", True, "2001:db8:1:2::/64"),
+        ("::ffff:203.0.113.7", True, "203.0.113.7"),
     ],
 )
 def test_the_client_address_is_the_proxys_hop_or_the_peer(forwarded, trusted, address):

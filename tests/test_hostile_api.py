@@ -218,11 +218,15 @@ def body_chunks(total: int, size: int = 64 * 1024):
         yield chunk
 
 
+@pytest.mark.parametrize("keyed", [False, True], ids=["no-key", "key"])
 @pytest.mark.parametrize("declared", [True, False], ids=["content-length", "chunked"])
-def test_a_100_mb_body_without_a_key_costs_under_10_mb(app, declared):
+def test_a_100_mb_body_costs_under_10_mb(app, declared, keyed):
+    """Without a key it is refused at the headers (401, nothing read); with one, at the body cap (413)."""
     studio, url = app
     before = snapshot(studio.home)
     headers = {"Content-Type": "application/json"}
+    if keyed:
+        headers.update(auth(KeyRing(studio.home).key(ATTACKER)))
     if declared:
         headers["Content-Length"] = str(100 * MB)
     tracemalloc.start()
@@ -233,9 +237,12 @@ def test_a_100_mb_body_without_a_key_costs_under_10_mb(app, declared):
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert r.status_code == 413 and "limit of 1,048,576 bytes" in r.json()["error"]["message"], r.text
+    if keyed:
+        assert r.status_code == 413 and "limit of 1,048,576 bytes" in r.json()["error"]["message"], r.text
+    else:
+        assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key", r.text
     assert peak < 10 * MB, f"the server held {peak / MB:.1f} MB"
-    print(f"100 MB body ({'declared' if declared else 'chunked'}): 413 in {took:.2f} s, peak {peak / MB:.2f} MB")
+    print(f"100 MB body ({'declared' if declared else 'chunked'}): {r.status_code} in {took:.2f} s, peak {peak / MB:.2f} MB")
     assert snapshot(studio.home) == before
 
 
@@ -249,6 +256,9 @@ def test_malformed_json_gets_a_clear_400(app):
         error = r.json()["error"]
         assert r.status_code == 400 and error["message"].startswith("The request body is not valid JSON"), r.text
         assert "JSON decode error" not in error["message"] and error["param"] is None
+        # Without a key the body is never read: the refusal is the key's, whatever the body holds
+        r = httpx.post(url + "/v1/chat/completions", content=body, headers={"Content-Type": "application/json"})
+        assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key", r.text
 
 
 # Rows count ---------------------------------------------------------------------------------------------

@@ -2,8 +2,9 @@
 and `/classify`, with OpenAI's error JSON. `create_app` builds it; `python -m adapter_core serve` and
 the studio both mount it under `/v1`.
 
-Every request first meets the body cap (`bounds.BodyLimit`), then `authorize`, which maps its bearer key
-to the caller's owner id (or refuses it), so a server with owners serves each caller only their own
+Every request first meets `authorize` (`bounds.KeysFirst`, from the headers alone: nothing of a keyless
+request's body is read), which maps its bearer key to the caller's owner id (or refuses it), then the
+body cap (`bounds.BodyLimit`), so a server with owners serves each caller only their own
 adapters. Each answer in progress holds one of its caller's places (the owner, or on a server without
 owners the client's address) until its row ends; a client that hangs up, streaming or not, stops its row.
 """
@@ -29,7 +30,7 @@ from starlette.exceptions import HTTPException
 from ..errors import AdapterError
 from ..routing import judged, out_of_scope_rule, score_for_json, threshold_at
 from .answer import Answer
-from .bounds import BodyLimit, hung_up
+from .bounds import BodyLimit, KeysFirst, hung_up
 from .dispatcher import Dispatcher
 from .errors import NotFound, ServeError, Unauthorized
 from .schemas import ChatRequest, ClassifyRequest
@@ -57,12 +58,11 @@ def create_app(dispatcher: Dispatcher, authorize: Authorize | None = None) -> Fa
     authorize = authorize or static_key(None)
     app = FastAPI(title="Adapter Studio API", docs_url="/docs", redoc_url=None, openapi_url="/openapi.json")
     app.add_middleware(BodyLimit, max_bytes=dispatcher.limits.max_body_bytes, error_body=error_body)
+    app.add_middleware(KeysFirst, authorize=authorize, refusal=_error_of)  # added last: runs first
     _errors(app)
 
     def caller(request: Request) -> str | None:
-        header = request.headers.get("authorization", "")
-        token = header[7:].strip() if header[:7].lower() == "bearer " else None
-        return authorize(token)
+        return request.state.owner  # KeysFirst checked the key before the body was read
 
     @app.get("/models")
     async def models(owner: str | None = Depends(caller)) -> dict:

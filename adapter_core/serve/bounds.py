@@ -1,16 +1,22 @@
 """Bounds that hold before any work: request bodies are capped as they arrive, and a client that
 hangs up is noticed at once.
 
+`KeysFirst` checks the bearer key from the headers alone, before anything reads the body: a caller
+without a valid key is refused (401) whatever it sends, malformed JSON included, and the owner it
+stands for rides in the request's state for the routes.
+
 `BodyLimit` is plain ASGI (no BaseHTTPMiddleware, which would buffer): a declared Content-Length over
 the cap is refused (413) before a byte of the body is read, and a chunked body is counted as it streams
-and cut at the cap. It sits outside the routes, so it runs before the key check and before FastAPI
-parses anything: a stranger's 100 MB body costs the server at most the cap.
+and cut at the cap. Both sit outside the routes, before FastAPI parses anything: a stranger's 100 MB
+body costs the server at most the cap, and nothing at all without a key.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -56,6 +62,40 @@ class BodyLimit:
             return message
 
         await self.app(scope, counted, send)
+
+
+OPEN_PATHS = ("/docs", "/openapi.json")  # the API's own description: no adapter, no caller
+
+
+class KeysFirst:
+    """Maps the bearer key to the caller's owner before the body is read; `authorize` raises to refuse,
+    and `refusal` turns that into the (status, JSON body) the client gets."""
+
+    def __init__(self, app: ASGIApp, authorize: Callable, refusal: Callable[[BaseException], tuple[int, dict]]):
+        self.app, self.authorize, self.refusal = app, authorize, refusal
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("path", "").endswith(OPEN_PATHS):
+            await self.app(scope, receive, send)
+            return
+        try:
+            owner = await run_in_threadpool(self.authorize, bearer(scope))
+        except Exception as e:  # noqa: BLE001 - every refusal leaves as an error body, never a traceback
+            status, body = self.refusal(e)
+            await JSONResponse(body, status_code=status, headers=CLOSE)(scope, receive, send)
+            return
+        scope.setdefault("state", {})["owner"] = owner
+        await self.app(scope, receive, send)
+
+
+def bearer(scope: Scope) -> str | None:
+    """The token of an 'Authorization: Bearer TOKEN' header, as text (undecodable bytes replaced, so
+    the key check refuses them rather than failing)."""
+    for name, value in scope.get("headers", ()):
+        if name == b"authorization":
+            header = value.decode("latin-1")
+            return header[7:].strip() if header[:7].lower() == "bearer " else None
+    return None
 
 
 def _content_length(scope: Scope) -> int | None:

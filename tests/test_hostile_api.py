@@ -242,7 +242,9 @@ def test_a_100_mb_body_costs_under_10_mb(app, declared, keyed):
     else:
         assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key", r.text
     assert peak < 10 * MB, f"the server held {peak / MB:.1f} MB"
-    print(f"100 MB body ({'declared' if declared else 'chunked'}): {r.status_code} in {took:.2f} s, peak {peak / MB:.2f} MB")
+    print(
+        f"100 MB body ({'declared' if declared else 'chunked'}): {r.status_code} in {took:.2f} s, peak {peak / MB:.2f} MB"
+    )
     assert snapshot(studio.home) == before
 
 

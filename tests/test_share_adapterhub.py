@@ -1,7 +1,9 @@
 """AdapterHub's format without AdapterHub: folders written here in their exact layout (as `adapters` 1.3.0's
 `save_adapter(..., use_safetensors=True)` writes them) from known tensors, imported and checked against a
 reference forward that implements their adapter on the plain model with hooks; our exports read back.
-The round trip against the real package is bench/adapterhub_roundtrip.py (the slow test at the end)."""
+The round trip against the real package is bench/adapterhub_roundtrip.py (the slow test at the end); one
+folder that package's default save wrote, pickled, is committed with its outputs (tests/fixtures/adapterhub_pickled)
+and checked in the fast tier."""
 
 import json
 import os
@@ -21,6 +23,7 @@ from adapter_core import (
     add_adapter,
     classification_logits,
     load_adapter,
+    load_base,
     read_adapter_config,
     save_adapter,
     use_adapter,
@@ -229,7 +232,7 @@ class Payload:
 @pytest.mark.parametrize(
     "content, message",
     [
-        (lambda t: {**t, "extra": Payload()}, "torch.load\(weights_only=True\) accepts"),
+        (lambda t: {**t, "extra": Payload()}, r"torch.load\(weights_only=True\) accepts"),
         (lambda t: list(t.values()), "does not hold tensor names and tensors"),
         (lambda t: {k: v.double() for k, v in t.items()}, "only float32, float16 or bfloat16"),
     ],
@@ -389,6 +392,55 @@ def test_export_names_what_does_not_map(tmp_path):
 @pytest.mark.parametrize("hidden", [32, 384, 768, 1024, 4096])
 def test_their_reduction_factor_gives_back_our_bottleneck(hidden):
     assert all(int(hidden // reduction_factor(hidden, r)) == r for r in range(1, hidden + 1))
+
+
+# Written once by the real adapters 1.3.0's default save_adapter (bench/make_pickled_fixture.py; see its README).
+PICKLED = ROOT / "tests" / "fixtures" / "adapterhub_pickled"
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    return load_base("minilm").model
+
+
+def masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    mask = mask.unsqueeze(-1).float()
+    return (hidden * mask).sum(1) / mask.sum(1)
+
+
+def test_their_pickled_default_save_gives_their_outputs(minilm, monkeypatch, caplog):
+    """Their real default save, not one we pickled ourselves: their names, their head config, their pickle."""
+    monkeypatch.delenv("ADAPTER_STUDIO_PUBLIC", raising=False)
+    monkeypatch.delenv("SPACE_ID", raising=False)
+    theirs = json.loads((PICKLED / "outputs.json").read_text())
+    ids, mask = torch.tensor(theirs["input_ids"]), torch.tensor(theirs["attention_mask"])
+    calls, real_load = [], torch.load
+    monkeypatch.setattr(torch, "load", lambda *a, **k: calls.append(k) or real_load(*a, **k))
+    name = load_adapter(minilm, PICKLED / "adapter")
+    assert len(calls) == 2 and all(k.get("weights_only") is True for k in calls)
+    assert "safetensors is preferred" in caplog.text
+    with torch.no_grad():
+        logits = classification_logits(minilm, name, ids, mask)
+        hidden = {}
+        for which in (name, None):
+            with use_adapter(minilm, which):
+                hidden[which] = masked_mean(minilm(input_ids=ids, attention_mask=mask).last_hidden_state, mask)
+    assert (logits - torch.tensor(theirs["logits"])).abs().max() < 1e-5
+    assert (hidden[name] - torch.tensor(theirs["mean_last_hidden"])).abs().max() < 1e-5
+    assert (hidden[name] - hidden[None]).abs().max() > 0.1  # a do-nothing adapter would match without any loading
+    assert read_adapter_config(PICKLED / "adapter")["labels"] == theirs["labels"]
+
+
+@pytest.mark.parametrize("how", ["public-studio", "allow_pickle=False"])
+def test_their_pickled_default_save_is_refused_in_public_mode(minilm, monkeypatch, how):
+    monkeypatch.delenv("SPACE_ID", raising=False)
+    monkeypatch.setenv("ADAPTER_STUDIO_PUBLIC", "1" if how == "public-studio" else "0")
+    monkeypatch.setattr(torch, "load", lambda *a, **k: pytest.fail("torch.load was called"))
+    kwargs = {"allow_pickle": False} if how == "allow_pickle=False" else {}
+    with pytest.raises(AdapterError, match=r"pytorch_adapter.bin is a pickle file.*use_safetensors=True"):
+        load_adapter(minilm, PICKLED / "adapter", name="refused", **kwargs)
+    with pytest.raises(AdapterError, match="never in a public studio"):
+        read_adapter_config(PICKLED / "adapter", **kwargs)
 
 
 VENV = ROOT / "bench" / ".venv-adapterhub"

@@ -33,6 +33,8 @@ SERVE, HEAVY = "serve", "heavy"
 SERVE_EVENTS = {"classify", "chat", "route", "route_many", "compare"}
 HEAVY_EVENTS = {
     "load_data",
+    "attach_oos",  # reads and checks up to a data file's row cap
+    "load_model",  # may load a base from disk (seconds, and its memory)
     "load_hub_data",
     "look_up_hub",
     "hub_dataset_info",

@@ -111,6 +111,7 @@ def test_the_public_queue_is_bounded_grouped_and_never_skipped(app):
     groups = {f.api_name: (f.concurrency_id, f.concurrency_limit) for f in demo.fns.values()}
     assert groups["chat"] == groups["classify"] == groups["compare"] == ("serve", 8)
     assert groups["evaluate"] == groups["start_training"] == groups["pull_adapter"] == ("heavy", 2)
+    assert groups["load_oos_examples"] == groups["load_model"] == groups["load_data"] == ("heavy", 2)
     reply = httpx.post(f"{URL}gradio_api/run/classify", json={"data": [None, "example-router", "hi"]})
     assert reply.status_code == 404 and "join the queue" in reply.text  # no event skips the queue
 

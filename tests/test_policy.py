@@ -1,6 +1,7 @@
 """Public mode: when it turns on, what it allows, and the text helpers that keep user strings inert."""
 
 import pytest
+from helpers import ROOT
 from markdown_it import MarkdownIt
 
 from adapter_core import AdapterError
@@ -82,3 +83,34 @@ def test_the_operator_settings_of_identity_and_fairness(monkeypatch):
     assert policy.anonymous_heavy and policy.trust_forwarded and policy.share(20) == 10
     policy.check_heavy("anon:x", "A sweep")  # opened by the operator
     assert Policy.local().signed_in(None) and Policy.local().share(20) == 20
+
+
+def test_the_hosting_page_states_the_policy_s_own_figures():
+    """docs/hosting.md's fairness and quota figures are the policy's defaults: a changed default (or a
+    figure written wrong, as "4 per key" once was) fails here, not in a visitor's hands."""
+    from adapter_core.serve import Limits
+
+    page = " ".join((ROOT / "docs" / "hosting.md").read_text().split())  # wrapped lines read as one
+    p = Policy(public=True)
+    serve = p.serve_limits()
+    figures = [
+        f"pool of {p.anonymous_pool} runs shared by all of them",
+        f"default **{p.fair_share}**",
+        f"the training queue ({p.share(p.max_queue)} of {p.max_queue} runs per address",
+        f"Gradio's queue ({p.share(p.queue_size)} of {p.queue_size} events waiting or running)",
+        f"the answer slots ({p.share(p.serve_slots)} of {p.serve_slots} classify",
+        f"the heavy slots ({p.share(p.heavy_slots)} of {p.heavy_slots})",
+        f"({p.share(serve.max_waiting)} of {serve.max_waiting} requests in flight per address, "
+        f"beside {Limits.max_in_flight_per_owner} per key)",
+        f"`max_size` {p.queue_size} events waiting",
+        f"{p.max_jobs_per_owner} runs queued or running per visitor, and {p.max_queue} in all",
+        f"{p.max_adapters_per_owner} adapters and {p.max_bytes_per_owner >> 20} MB per visitor",
+        f"prompts of {p.max_prompt_chars:,} characters, {p.max_new_tokens} new tokens and "
+        f"{p.max_route_messages} routed messages",
+        f"data files of {p.max_data_bytes >> 20} MB and {p.max_data_rows:,} rows",
+        f"evaluations of {p.max_eval_rows:,} rows ({p.max_eval_rows_anonymous} without a sign-in)",
+        f"{Limits.max_in_flight_per_owner} answers in progress at a time per visitor",
+        f"`/v1` request bodies of {serve.max_body_bytes >> 20} MB",
+    ]
+    missing = [f for f in figures if f not in page]
+    assert not missing, f"docs/hosting.md does not say: {missing}"

@@ -33,6 +33,7 @@ SAMPLE = "Support routing (classification, 480 rows)"
 LABELS = ["billing", "orders", "tech"]
 POLICY = Policy(public=True, trust_forwarded=True)
 FLOOD_ANSWER_S, HONEST_ANSWER_S = 30.0, 0.5
+HONEST_RUN_WAIT_S = 5.0  # from the end of the run ahead to the honest run's start, whatever the flood queued
 
 
 class Answer:
@@ -138,8 +139,8 @@ def test_a_flood_from_one_address_does_not_stop_an_honest_visitor(app, monkeypat
     """50 session hashes from one address: 2 of their answers run (a fair share of the 8 answer slots), the
     other 48 joins are refused at once; the honest visitor's answer comes in its own time (0.5 s, under
     2 s measured here), not after the flood's (30 s each). Then the same address queues runs from 50
-    sessions: 5 are taken (a quarter of the 20-run queue) and the honest visitor's run starts as soon as
-    the run training when it was queued ends, before any other of the flood's."""
+    sessions: 5 are taken (a quarter of the 20-run queue) and the honest visitor's run starts within
+    HONEST_RUN_WAIT_S of the end of the run training when it was queued, before any other of the flood's."""
     studio, _, demo, release = app
     chat = next(i for i, f in demo.fns.items() if f.api_name == "chat")
 
@@ -189,7 +190,9 @@ def test_a_flood_from_one_address_does_not_stop_an_honest_visitor(app, monkeypat
     start = time.perf_counter()
     studio.jobs.stop(running.id)
     wait_for(lambda: mine.status != "queued", timeout=30, what="the honest run to start")
-    print(f"honest run started {time.perf_counter() - start:.2f} s after the run ahead of it ended")
+    waited = time.perf_counter() - start
+    print(f"honest run started {waited:.2f} s after the run ahead of it ended")
+    assert waited < HONEST_RUN_WAIT_S, waited  # the bound docs/hosting.md states
     assert not any(studio.jobs.get(j).status not in ("queued", "stopped") for j in taken[1:])
     for job_id in [mine.id, *taken]:
         studio.jobs.stop(job_id)

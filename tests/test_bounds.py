@@ -386,3 +386,16 @@ def test_an_api_key_needs_a_sign_in_in_public_mode(public):
         use_view.revoke_and_help(public, "session:raw-queue-call", "http://studio")  # nor revokes one
     assert not (public.home / "api_keys.json").exists()  # and writes nothing
     assert "http://studio/v1" in use_view.api_help(public, "hf:alice", "http://studio")  # signed in: a key
+
+
+def test_a_run_on_a_file_over_the_row_cap_is_refused_at_submit(tmp_path, fake_trainer):
+    """The submit reads the data under the studio's own row cap, before anything is queued or written."""
+    studio = Studio(tmp_path / "home", Policy(public=True, max_data_rows=20))
+    studio.upload_roots = [tmp_path / "uploads"]
+    (tmp_path / "uploads").mkdir()
+    with pytest.raises(AdapterError, match="big.csv has 21 rows; this studio reads at most 20"):
+        studio.submit(quick(data=str(upload(tmp_path, "big.csv", 21))), Caller("hf:a", "192.0.2.1"))
+    assert studio.jobs.jobs() == [] and not any((studio.home / "runs").glob("*"))
+    studio.submit(quick(data=str(upload(tmp_path, "fits.csv", 20))), Caller("hf:a", "192.0.2.1"))  # at the cap: taken
+    assert len(studio.jobs.jobs()) == 1
+    studio.jobs.close(timeout=30)

@@ -224,3 +224,18 @@ def test_names_are_each_owners_own(app):
     assert sorted(listed) == ["example-router", "victim-router"]
     assert json.loads((theirs.path / "adapter_config.json").read_text())["name"] == "victim-router"
     studio.delete("victim-router", me)
+
+
+def test_a_data_file_over_the_row_cap_is_refused_by_the_served_studio(app, tmp_path, monkeypatch):
+    """The studio's own row cap reaches /load_data (the preview refuses the file and keeps nothing to train on)."""
+    studio, home, _, _ = app
+    monkeypatch.setattr(studio, "policy", dataclasses.replace(POLICY, max_data_rows=20, anonymous_heavy=True))
+    client = client_from(HONEST)
+    data = tmp_path / "rows.csv"
+    data.write_text("text,label\n" + "".join(f"message {i},{LABELS[i % 3]}\n" for i in range(21)))
+    load = partial(client.predict, handle_file(str(data)), "classification", "minilm", 64, api_name="/load_data")
+    before = snapshot(home)
+    assert "rows.csv has 21 rows; this studio reads at most 20. Use a smaller sample" in load()[2]
+    assert snapshot(home) == before
+    refused(home, lambda: train(client), "Load a data file first")  # nothing was kept to train on
+    assert studio.jobs.jobs() == []

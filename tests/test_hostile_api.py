@@ -423,3 +423,36 @@ def test_a_threaded_chat_holds_its_place_until_its_row_ends(tiny, tmp_path):
     finally:
         tiny.delay["s"] = 0.0
     wait_for(lambda: dispatcher.places.held(VICTIM) == 0, 5, what="the place to come back")
+
+
+def test_a_studio_chat_whose_page_is_closed_frees_its_place_within_two_seconds(app, tiny, monkeypatch):
+    """The Use tab's chat, through Gradio's queue: a visitor who closes the page (the event stream drops)
+    stops the row and gives its place back, as a /v1 client that hangs up does."""
+    studio, url = app
+    chat = next(i for i, f in studio_demo_fns(url).items() if f.get("api_name") == "chat")
+    monkeypatch.setitem(tiny.delay, "s", 0.02)  # 500 tokens would take 10 s
+    seen = recorded(studio.dispatcher, monkeypatch)
+    session = "closed-page"
+    join = httpx.post(
+        f"{url}/gradio_api/queue/join",
+        json={"data": [None, "orders", BASE, "hello", []], "fn_index": chat, "session_hash": session,
+              "event_data": None, "trigger_id": None},  # fmt: skip
+    )
+    assert join.status_code == 200, join.text
+    with httpx.stream("GET", f"{url}/gradio_api/queue/data", params={"session_hash": session}, timeout=60) as events:
+        for line in events.iter_lines():  # read until the answer is streaming, then close the page
+            if seen and len(seen[0].row.tokens) >= 5:
+                break
+        assert studio.dispatcher.places.total == 1  # the answer holds its place while the page is open
+    closed = time.monotonic()
+    wait_for(lambda: studio.dispatcher.places.total == 0, 10, every=0.01, what="the place to be given back")
+    freed = time.monotonic() - closed
+    row = seen[0].row
+    assert row.finish_reason == "cancelled" and len(row.tokens) < 250, (row.finish_reason, len(row.tokens))
+    assert freed < 2.0, f"the place came back {freed:.2f} s after the page closed"
+    print(f"closed page (studio chat): place back in {freed:.2f} s, {len(row.tokens)} tokens")
+
+
+def studio_demo_fns(url: str) -> dict[int, dict]:
+    """The served app's events by index, from its public /config (what a browser reads)."""
+    return {d["id"]: d for d in httpx.get(url + "/config").json()["dependencies"]}

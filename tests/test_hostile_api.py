@@ -440,7 +440,7 @@ def test_a_studio_chat_whose_page_is_closed_frees_its_place_within_two_seconds(a
     )
     assert join.status_code == 200, join.text
     with httpx.stream("GET", f"{url}/gradio_api/queue/data", params={"session_hash": session}, timeout=60) as events:
-        for line in events.iter_lines():  # read until the answer is streaming, then close the page
+        for _line in events.iter_lines():  # read until the answer is streaming, then close the page
             if seen and len(seen[0].row.tokens) >= 5:
                 break
         assert studio.dispatcher.places.total == 1  # the answer holds its place while the page is open

@@ -8,7 +8,8 @@ hold less than a fair share (`Policy.share`) of the place it asks for:
 - the queue as a whole (`queue_size` events waiting, besides those running);
 - the serve group (classify, chat, route, compare: `serve_slots` at once) and the heavy group (data,
   evaluations, submits, library files, the Hub: `heavy_slots` at once), counting waiting and running;
-- /v1 requests in flight (a share of the dispatcher's waiting room).
+- /v1 requests in flight (a share of the dispatcher's waiting room);
+- uploads to Gradio's cache (`upload_budget`: a few at once, and a byte budget an hour per address).
 
 Beyond that, the join is answered 429 at once: a flood from one address waits in no queue and takes no
 place from anyone else. Everything else is Gradio's own (`max_size`, `concurrency_id`).
@@ -27,6 +28,7 @@ from starlette.responses import JSONResponse
 
 from .callers import client_address
 from .policy import Policy
+from .upload_budget import UploadBudget
 
 log = logging.getLogger("adapter_studio")
 SERVE, HEAVY = "serve", "heavy"
@@ -66,16 +68,17 @@ def configure_queue(demo: Any, policy: Policy) -> None:
             fn.concurrency_id, fn.concurrency_limit = HEAVY, policy.heavy_slots
 
 
-def gate(demo: Any, policy: Policy) -> Middleware:
-    """The middleware to launch the studio's app with."""
-    return Middleware(Gate, blocks=demo, policy=policy)
+def gate(demo: Any, policy: Policy, largest_file: int) -> Middleware:
+    """The middleware to launch the studio's app with (`largest_file`: Gradio's `max_file_size`, in bytes)."""
+    return Middleware(Gate, blocks=demo, policy=policy, largest_file=largest_file)
 
 
 class Gate:
     """ASGI middleware: admission per address and per session to Gradio's queue and to /v1."""
 
-    def __init__(self, app: Any, blocks: Any, policy: Policy):
+    def __init__(self, app: Any, blocks: Any, policy: Policy, largest_file: int):
         self.app, self.blocks, self.policy = app, blocks, policy
+        self.uploads = UploadBudget(policy.max_upload_bytes_per_address, largest_file)
         self._admitting: Counter = Counter()  # joins being handed to the queue: per address, and per group
         self._in_flight: Counter = Counter()  # /v1 requests, per address
         self._warned = False
@@ -89,7 +92,20 @@ class Gate:
             return await self._v1(scope, receive, send)
         if scope.get("method") == "POST" and (path.endswith("/queue/join") or "/gradio_api/call/" in path):
             return await self._join(scope, receive, send)
+        if scope.get("method") == "POST" and path.rstrip("/").endswith("/upload"):
+            return await self._upload(scope, receive, send)
         return await self.app(scope, receive, send)
+
+    async def _upload(self, scope: dict, receive: Any, send: Any) -> None:
+        address = self._address(scope)
+        refusal = self.uploads.refusal(address, _content_length(scope))
+        if refusal:
+            log.info("Refused an upload from %s: %s", address, refusal)
+            return await _refuse(scope, receive, send, refusal, 429)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.uploads.done(address)
 
     # /v1 ----------------------------------------------------------------------------------------------
     async def _v1(self, scope: dict, receive: Any, send: Any) -> None:
@@ -202,6 +218,11 @@ class Gate:
         counter[key] -= 1
         if counter[key] <= 0:
             del counter[key]
+
+
+def _content_length(scope: dict) -> int | None:
+    value = Headers(scope=scope).get("content-length", "")
+    return int(value) if value.isdigit() else None
 
 
 async def _read_body(receive: Any, limit: int) -> bytes | None:

@@ -77,6 +77,7 @@ class Policy:
     max_runs_bytes: int = 20 * 2**30
     max_downloads_bytes: int = 2**30  # download, export and pack zips; the oldest go first
     max_downloads_per_owner: int = 3
+    max_upload_bytes_per_address: int = 500 * 2**20  # files into Gradio's cache within the hour it keeps them
     extra: dict = field(default_factory=dict, compare=False)
 
     @classmethod

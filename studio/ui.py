@@ -24,7 +24,8 @@ from .service import Studio
 from .tabs import adapter, compare, data, library, model, train, use, wizard
 from .tabs.common import Ctx, friendly, identify, who
 
-MAX_UPLOAD = "50mb"
+MAX_UPLOAD_MB = 50
+MAX_UPLOAD = f"{MAX_UPLOAD_MB}mb"
 TABS = (model, data, adapter, train, use, compare, library)
 CACHE_CLEANUP = (3600, 3600)  # every hour, delete gradio's temporary files older than an hour
 
@@ -145,7 +146,7 @@ def launch(demo: gr.Blocks, **kwargs):
     if policy.public:
         configure_queue(demo, policy)
         demo.queue(max_size=policy.queue_size, default_concurrency_limit=policy.light_slots, api_open=False)
-        app_kwargs["middleware"] = [gate(demo, policy)]
+        app_kwargs["middleware"] = [gate(demo, policy, largest_file=MAX_UPLOAD_MB * 2**20)]
     else:
         demo.queue(default_concurrency_limit=8)
     return demo.launch(theme=gr.themes.Soft(primary_hue="indigo"), app_kwargs=app_kwargs, **kwargs)

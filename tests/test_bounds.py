@@ -34,6 +34,7 @@ from studio.service import Studio
 SAMPLE = str(SAMPLES_DIR / "support_routing.csv")
 LABELS = ["billing", "orders", "tech"]
 COMMIT = "c0ffee" * 6 + "beef"
+MB = 2**20
 
 
 @pytest.fixture
@@ -358,7 +359,7 @@ def test_v1_requests_in_flight_are_a_fair_share_per_address():
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"{}"})
 
-    gate = Gate(slow_api, blocks=None, policy=Policy(public=True, trust_forwarded=True))
+    gate = Gate(slow_api, blocks=None, policy=Policy(public=True, trust_forwarded=True), largest_file=2**20)
 
     async def flood():
         transport = httpx.ASGITransport(app=gate)
@@ -375,6 +376,66 @@ def test_v1_requests_in_flight_are_a_fair_share_per_address():
     refused, held, other = asyncio.run(flood())
     assert refused.status_code == 429 and "Your network has 16 requests in progress" in refused.text
     assert [r.status_code for r in held] == [200] * 16 and other.status_code == 200 and len(started) == 17
+
+
+def test_uploads_to_gradio_s_cache_are_bounded_per_address_before_a_byte_is_stored():
+    """Gradio keeps uploaded files for an hour before any handler sees them: the gate lets one address have
+    2 uploads in flight and its hourly bytes, charged at the declared size; another address is not held."""
+    import asyncio
+
+    from studio.gate import Gate
+
+    stored, release = [], asyncio.Event()
+
+    async def gradio(scope, receive, send):  # stands in for Gradio's /upload: reads the body, then waits
+        body = b""
+        while (message := await receive())["type"] == "http.request":
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        stored.append(len(body))
+        await release.wait()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"[]"})
+
+    policy = Policy(public=True, trust_forwarded=True, max_upload_bytes_per_address=5 * MB)
+    gate = Gate(gradio, blocks=None, policy=policy, largest_file=2 * MB)
+
+    async def uploads():
+        transport = httpx.ASGITransport(app=gate)
+        async with httpx.AsyncClient(transport=transport, base_url="http://studio") as client:
+            post = lambda who, n: client.post(  # noqa: E731
+                "/gradio_api/upload", content=b"x" * n, headers={"X-Forwarded-For": who}
+            )
+            held = [asyncio.create_task(post("203.0.113.7", 2 * MB)) for _ in range(2)]
+            await asyncio.sleep(0.2)
+            third = await post("203.0.113.7", 10)  # two in flight already
+            other = asyncio.create_task(post("198.51.100.2", 10))
+            await asyncio.sleep(0.2)
+            release.set()
+            done = await asyncio.gather(*held), await other
+            over = await post("203.0.113.7", 2 * MB)  # 4 MB charged this hour: 6 would pass the 5 MB budget
+            small = await post("203.0.113.7", MB // 2)
+            return third, done, over, small
+
+    third, (held, other), over, small = asyncio.run(uploads())
+    assert third.status_code == 429 and "Your network has 2 uploads in progress" in third.text
+    assert [r.status_code for r in held] == [200, 200] and other.status_code == 200
+    assert over.status_code == 429 and "uploaded 5 MB to this studio within the hour" in over.text
+    assert small.status_code == 200
+    assert sorted(stored) == [10, MB // 2, 2 * MB, 2 * MB]  # nothing of a refused upload reached Gradio
+
+
+def test_an_upload_budget_renews_as_the_hour_passes():
+    from studio.upload_budget import UploadBudget
+
+    now = [0.0]
+    budget = UploadBudget(max_bytes=3 * MB, largest_file=2 * MB, clock=lambda: now[0])
+    assert budget.refusal("a", 2 * MB) is None
+    budget.done("a")
+    assert "within the hour" in budget.refusal("a", None)  # no declared size: charged the largest file
+    now[0] = 3601.0
+    assert budget.refusal("a", None) is None
 
 
 def test_an_api_key_needs_a_sign_in_in_public_mode(public):

@@ -435,8 +435,13 @@ def test_a_studio_chat_whose_page_is_closed_frees_its_place_within_two_seconds(a
     session = "closed-page"
     join = httpx.post(
         f"{url}/gradio_api/queue/join",
-        json={"data": [None, "orders", BASE, "hello", []], "fn_index": chat, "session_hash": session,
-              "event_data": None, "trigger_id": None},  # fmt: skip
+        json={
+            "data": [None, "orders", BASE, "hello", []],
+            "fn_index": chat,
+            "session_hash": session,
+            "event_data": None,
+            "trigger_id": None,
+        },  # fmt: skip
     )
     assert join.status_code == 200, join.text
     with httpx.stream("GET", f"{url}/gradio_api/queue/data", params={"session_hash": session}, timeout=60) as events:

@@ -89,6 +89,7 @@ def test_the_hosting_page_states_the_policy_s_own_figures():
     """docs/hosting.md's fairness and quota figures are the policy's defaults: a changed default (or a
     figure written wrong, as "4 per key" once was) fails here, not in a visitor's hands."""
     from adapter_core.serve import Limits
+    from studio.upload_budget import UPLOADS_AT_ONCE
 
     page = " ".join((ROOT / "docs" / "hosting.md").read_text().split())  # wrapped lines read as one
     p = Policy(public=True)
@@ -111,6 +112,7 @@ def test_the_hosting_page_states_the_policy_s_own_figures():
         f"evaluations of {p.max_eval_rows:,} rows ({p.max_eval_rows_anonymous} without a sign-in)",
         f"{Limits.max_in_flight_per_owner} answers in progress at a time per visitor",
         f"`/v1` request bodies of {serve.max_body_bytes >> 20} MB",
+        f"{UPLOADS_AT_ONCE} at once and {p.max_upload_bytes_per_address >> 20} MB an hour per client address",
     ]
     missing = [f for f in figures if f not in page]
     assert not missing, f"docs/hosting.md does not say: {missing}"

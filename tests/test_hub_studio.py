@@ -2,6 +2,9 @@
 a Hugging Face cache filled by hand in huggingface_hub's layout, the Hub's answers mocked only where a
 test is online (test_hub_data's FakeHub)."""
 
+import json
+import time
+
 import pytest
 from helpers import free_port
 from share_fixtures import cache_repo
@@ -10,6 +13,7 @@ from test_hub_data import COMMIT, LABELS, FakeHub, card, readme, tickets
 from adapter_core import AdapterError
 from studio import data_view as dv
 from studio import hub_view as hv
+from studio import train_view as h
 from studio.policy import Policy
 from studio.service import Studio
 from studio.settings import train_config
@@ -94,6 +98,25 @@ def test_public_mode_loads_a_small_dataset_and_refuses_one_over_the_rows(hf_home
         hv.hub_source(small, "me/tickets", owner=OWNER)
 
 
+def test_the_studio_trains_on_a_hub_dataset_checked_against_its_validation_split(offline, tmp_path):
+    """The Data tab's Hub source, then Start (`train_view.start_training`: the run's config, then
+    `Studio.submit`): the run trains on the split and validates on the dataset's own validation split."""
+    cache_repo(offline, "me/tickets", tickets(), commit=COMMIT, repo_type="dataset")
+    studio = Studio(tmp_path / "home")
+    source = hv.hub_source(studio, "me/tickets")
+    settings = {"auto": False, "bottleneck": 8, "batch_size": 8, "epochs": 1.0, "lr": 3e-3, "max_length": 32}
+    job_id, _ = h.start_training(studio, None, "minilm", {**source, "ready": True}, "classification", {}, "", settings)
+    job = studio.jobs.get(job_id)
+    studio.jobs.wait(job_id, 300)
+    studio.jobs.close()
+    assert job.status == "completed", job.error
+    training = next(e for e in job.events if e["kind"] == "status" and e.get("status") == "training")
+    assert training["info"]["train_rows"] == 30 and training["info"]["val_rows"] == 6  # not a share of the 30
+    saved = json.loads((job.run.dir / "config.json").read_text())
+    assert saved["data"] == source["path"] and saved["val_data"] == source["val_path"]
+    assert studio.library.names() == ["tickets-train-r8"]
+
+
 def test_a_script_based_dataset_is_refused_in_the_studio(hf_home, monkeypatch, tmp_path):
     hub = FakeHub(monkeypatch, hf_home, {"tickets.py": b"raise SystemExit\n"}, meta={})
     with pytest.raises(AdapterError, match="script-based dataset"):
@@ -117,5 +140,15 @@ def test_load_hub_data_over_http(offline, tmp_path):
         assert "train" in str(split) and "me/tickets" in note
         out = client.predict("me/tickets", "default", "test", "classification", "minilm", 64, api_name="/load_hub_data")
         assert out[0] == "tickets-test.jsonl" and "6 of 6 rows used" in out[2] and "From the Hub" in out[2]
+        # The session's Hub data trains as an upload does (the README's API example, step by step).
+        settings = dict(auto=False, bottleneck=8, batch_size=8, epochs=1, lr=3e-3, max_length=32)
+        run_id = client.predict(
+            base_model="minilm", task="classification", name="", **settings, api_name="/start_training"
+        )[0]
+        end = time.monotonic() + 300
+        while "completed" not in (status := client.predict(run_id, api_name="/training_status")):
+            assert time.monotonic() < end and "failed" not in status, status
+            time.sleep(1)
+        assert "tickets-test-r8" in status
     finally:
         demo.close()

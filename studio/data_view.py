@@ -65,7 +65,7 @@ def inspect_data(
     mapping: dict[str, str] | None = None,
     tokenizer=None,
     max_length: int = 128,
-    max_bytes: int = MAX_BYTES,
+    max_bytes: int | None = MAX_BYTES,
     max_rows: int | None = None,
     sample_rows: int = 0,
 ) -> dict[str, Any]:
@@ -186,7 +186,7 @@ def describe_data(
         mapping,
         studio.base(base).tokenizer,
         int(max_length),
-        max_bytes=policy.max_data_bytes,
+        max_bytes=studio.data_bytes_limit(path),
         max_rows=policy.max_data_rows,
         sample_rows=policy.sample_rows if policy.public else 0,
     )

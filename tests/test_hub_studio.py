@@ -8,11 +8,12 @@ import time
 import pytest
 from helpers import free_port
 from share_fixtures import cache_repo
-from test_hub_data import COMMIT, LABELS, FakeHub, card, readme, tickets
+from test_hub_data import COMMIT, LABELS, WORDS, FakeHub, card, parquet, readme, tickets
 
 from adapter_core import AdapterError
 from studio import data_view as dv
 from studio import hub_view as hv
+from studio import quotas
 from studio import train_view as h
 from studio.policy import Policy
 from studio.service import Studio
@@ -115,6 +116,46 @@ def test_the_studio_trains_on_a_hub_dataset_checked_against_its_validation_split
     saved = json.loads((job.run.dir / "config.json").read_text())
     assert saved["data"] == source["path"] and saved["val_data"] == source["val_path"]
     assert studio.library.names() == ["tickets-train-r8"]
+
+
+def long_tickets() -> dict[str, bytes]:
+    """A dataset whose parquet is small (its long texts compress) and whose JSON lines are ten times larger."""
+    texts = [(f"{WORDS[label][i % 5]} " * 40 + str(i), k) for i in range(60) for k, label in enumerate(LABELS)]
+    return {
+        "README.md": readme({}),
+        "data/train-0.parquet": parquet(texts),
+        "data/validation-0.parquet": parquet(texts),
+    }
+
+
+def test_a_hub_dataset_within_the_size_limit_is_not_refused_for_its_kept_files_size(offline, tmp_path, monkeypatch):
+    """The Hub's parquet passes the policy's byte limit before the download; the JSON lines the studio keeps
+    are ten times larger, and neither the preview nor Start refuses them for it (their rows are capped).
+    An upload of that size still is; a kept split no run could read is refused at once."""
+    files = long_tickets()
+    cache_repo(offline, "me/long", files, commit=COMMIT, repo_type="dataset")
+    limit = 64 * 2**10
+    assert len(files["data/train-0.parquet"]) < limit
+    studio = Studio(tmp_path / "home", Policy(public=True, max_data_bytes=limit))
+    source = hv.hub_source(studio, "me/long", owner=OWNER)
+    kept = tmp_path / "home" / "hub-data"
+    assert all(p.stat().st_size > limit for p in kept.rglob("*.jsonl"))
+    shown = dv.describe_data(studio, {**source, "ready": True}, "classification", {}, "minilm", 64)  # the preview
+    assert "180 of 180 rows used" in shown["summary"]
+    config = train_config("minilm", {**source, "ready": True}, "classification", {}, "", {"max_length": 32})
+    quotas.check_submit(studio, config, OWNER)  # what Start checks before it queues the run: no refusal
+    uploads = tmp_path / "uploads"
+    uploads.mkdir()
+    studio.upload_roots.append(uploads)
+    upload = uploads / "long.jsonl"
+    upload.write_bytes(next(kept.rglob("long-train.jsonl")).read_bytes())
+    with pytest.raises(AdapterError, match=r"long.jsonl is .* over the 65.5 KB limit"):
+        dv.describe_data(studio, {"path": str(upload), "name": upload.name}, "classification", {}, "minilm", 64)
+    monkeypatch.setattr(hv, "MAX_BYTES", limit)  # the engine's own cap on a run's data file
+    fresh = Studio(tmp_path / "home2", Policy(public=True, max_data_bytes=limit))
+    with pytest.raises(AdapterError, match=r"me/long train is 0.1 MB as the JSON lines .* a training run"):
+        hv.hub_source(fresh, "me/long", owner=OWNER)
+    assert not list((tmp_path / "home2" / "hub-data").rglob("*.jsonl*"))  # nothing half-kept
 
 
 def test_a_script_based_dataset_is_refused_in_the_studio(hf_home, monkeypatch, tmp_path):

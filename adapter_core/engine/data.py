@@ -57,6 +57,7 @@ class DataSummary:
     truncated: int = 0
     max_length: int | None = None
     warnings: list[str] = field(default_factory=list)
+    source: str | None = None  # a Hub dataset's reference at the commit read (hf://datasets/OWNER/NAME@COMMIT)
 
     def lines(self) -> list[str]:
         """The summary in words, as the CLI and the studio show it."""
@@ -64,6 +65,8 @@ class DataSummary:
             f"{self.file}: {self.rows_used} of {self.rows_total} rows used "
             f"({self.dropped_blank} with blank cells dropped, {self.dropped_duplicates} duplicates dropped)."
         ]
+        if self.source:
+            out.append(f"Read from {self.source}.")
         if self.label_counts:
             counts = ", ".join(f"{k}: {v}" for k, v in sorted(self.label_counts.items(), key=lambda kv: -kv[1]))
             out.append(f"{len(self.label_counts)} labels - {counts}.")

@@ -36,6 +36,11 @@ def sample_source(choice: str) -> dict[str, str]:
     return {"path": str(SAMPLES_DIR / file), "name": file, "task": task}
 
 
+def upload_label(studio: Studio) -> str:
+    """The Data tab's upload box, with the largest file this studio reads (the policy's, not a constant)."""
+    return f"…or upload CSV / TSV / JSONL ({studio.policy.max_data_bytes / 2**20:g} MB max)"
+
+
 def upload_source(studio: Studio, path: str | None) -> dict[str, str]:
     """A visitor's uploaded data file, checked against the trust boundary."""
     checked = studio.data_file(path)

@@ -158,6 +158,11 @@ def test_a_hub_dataset_within_the_size_limit_is_not_refused_for_its_kept_files_s
     assert not list((tmp_path / "home2" / "hub-data").rglob("*.jsonl*"))  # nothing half-kept
 
 
+def test_the_upload_box_says_the_policys_own_limit(tmp_path):
+    assert dv.upload_label(Studio(tmp_path / "a", Policy(public=True))).endswith("(10 MB max)")
+    assert dv.upload_label(Studio(tmp_path / "b", Policy.local())).endswith("(50 MB max)")
+
+
 def test_a_script_based_dataset_is_refused_in_the_studio(hf_home, monkeypatch, tmp_path):
     hub = FakeHub(monkeypatch, hf_home, {"tickets.py": b"raise SystemExit\n"}, meta={})
     with pytest.raises(AdapterError, match="script-based dataset"):

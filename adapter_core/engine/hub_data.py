@@ -62,7 +62,7 @@ def dataset_ref(source: Any) -> DatasetRef:
     """A dataset id as a person types it (OWNER/NAME, with or without hf://datasets/) as a reference."""
     text = str(source or "").strip().removeprefix("https://huggingface.co/datasets/").removeprefix(DATASET_PREFIX)
     if not text:
-        raise DataError("Type a Hub dataset id, such as PolyAI/banking77.")
+        raise DataError("Type a Hub dataset id, such as legacy-datasets/banking77.")
     return parse_dataset_ref(DATASET_PREFIX + text)
 
 

@@ -33,6 +33,7 @@ BENCHES = {
     "adapterhub_instruction": ([], ["--steps", "2"]),
     "adapterhub_roundtrip": ([], []),
     "defaults": (["--quick"], ["--datasets", "routing"]),
+    "answer_scores": (["--threads", "1"], ["--fast", "--threads", "1"]),
     "serve": ([], ["--fast"]),
     "zerogpu_slices": (["--seeds", "0", "1", "2"], ["--fast"]),
 }

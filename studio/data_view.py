@@ -36,6 +36,11 @@ def sample_source(choice: str) -> dict[str, str]:
     return {"path": str(SAMPLES_DIR / file), "name": file, "task": task}
 
 
+def upload_label(studio: Studio) -> str:
+    """The Data tab's upload box, with the largest file this studio reads (the policy's, not a constant)."""
+    return f"…or upload CSV / TSV / JSONL ({studio.policy.max_data_bytes / 2**20:g} MB max)"
+
+
 def upload_source(studio: Studio, path: str | None) -> dict[str, str]:
     """A visitor's uploaded data file, checked against the trust boundary."""
     checked = studio.data_file(path)
@@ -65,7 +70,7 @@ def inspect_data(
     mapping: dict[str, str] | None = None,
     tokenizer=None,
     max_length: int = 128,
-    max_bytes: int = MAX_BYTES,
+    max_bytes: int | None = MAX_BYTES,
     max_rows: int | None = None,
     sample_rows: int = 0,
 ) -> dict[str, Any]:
@@ -186,7 +191,7 @@ def describe_data(
         mapping,
         studio.base(base).tokenizer,
         int(max_length),
-        max_bytes=policy.max_data_bytes,
+        max_bytes=studio.data_bytes_limit(path),
         max_rows=policy.max_data_rows,
         sample_rows=policy.sample_rows if policy.public else 0,
     )

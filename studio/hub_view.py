@@ -4,7 +4,8 @@ that the preview, the mapping, the validation summary, the charts and training r
 upload.
 
 Checks before anything is fetched: the dataset's files and declared size against the policy's data
-limit, script-based datasets refused (their code never runs). A visitor's request never carries the
+limit, script-based datasets refused (their code never runs). The kept split is not held to that byte
+limit again (its JSON lines are often larger than the Hub's parquet): its rows are capped instead. A visitor's request never carries the
 server's Hugging Face credentials (`token=False` in public mode): only public datasets load there.
 Offline (HF_HUB_OFFLINE=1), a dataset in the Hugging Face cache loads, and a missing one is said at once.
 In public mode it needs a Hugging Face sign-in, as a Hub pull does.
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from adapter_core import AdapterError
-from adapter_core.engine import dataset_ref, describe_dataset, hub_tables
+from adapter_core.engine import MAX_BYTES, dataset_ref, describe_dataset, hub_tables
 
 from .service import HUB_DATA, Studio
 from .text import md, studio_words
@@ -77,7 +78,7 @@ def hub_source(
             )
     folder = _folder(studio, f"{info.pinned}|{info.config}|{tables.split}")
     stem = f"{info.ref.repo_id.split('/')[1]}-{tables.split}"
-    path = _write(tables.train, folder / f"{stem}.jsonl")
+    path = _write(tables.train, folder / f"{stem}.jsonl", info.label(tables.split))
     source = {
         "path": str(path),
         "name": path.name,
@@ -89,7 +90,8 @@ def hub_source(
         },
     }
     if tables.val is not None:
-        source["val_path"] = str(_write(tables.val, folder / f"{stem}-{tables.val_split}.jsonl"))
+        val_path = _write(tables.val, folder / f"{stem}-{tables.val_split}.jsonl", info.label(tables.val_split))
+        source["val_path"] = str(val_path)
         source["hub"]["validation"] = tables.val_split
     return source
 
@@ -136,9 +138,19 @@ def _folder(studio: Studio, key: str) -> Path:
     return folder
 
 
-def _write(frame, path: Path) -> Path:
-    """The split as JSON lines, written whole before it is visible under its name."""
+def _write(frame, path: Path, label: str) -> Path:
+    """The split as JSON lines, written whole before it is visible under its name. The studio's byte cap
+    does not apply to it again (`Studio.data_bytes_limit`), but a run reads its data under the engine's
+    own: a split over that is refused now, not when its run starts."""
     partial = path.with_name(f".{path.name}.{secrets.token_hex(6)}.partial")  # two visitors may write it at once
     frame.to_json(partial, orient="records", lines=True, force_ascii=False)
+    size = partial.stat().st_size
+    if size > MAX_BYTES:
+        partial.unlink(missing_ok=True)
+        raise AdapterError(
+            f"{label} is {size / 2**20:,.1f} MB as the JSON lines the studio trains on, over the "
+            f"{MAX_BYTES / 2**20:,.0f} MB a training run reads. Pick a smaller split or configuration, or train "
+            "on it from the command line (--data hf://datasets/OWNER/NAME reads the Hub's files as they are)."
+        )
     partial.replace(path)
     return path

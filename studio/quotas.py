@@ -42,6 +42,8 @@ class Service(Protocol):
 
     def data_file(self, path: str | Path | None) -> Path: ...
 
+    def data_bytes_limit(self, path: str | Path) -> int | None: ...
+
 
 def check_submit(studio: Service, config: TrainConfig, owner: str | None) -> list[str]:
     """Refuse what the policy forbids, clamp what it bounds, and return notes on what was clamped."""
@@ -138,7 +140,8 @@ def _shown(number: float) -> str:
 
 def _check_data(studio: Service, config: TrainConfig) -> None:
     policy = studio.policy  # data errors now, not in the queue; a file over the limits before it is validated
-    data = load_data(config.data, config.task, config.columns, policy.max_data_bytes, max_rows=policy.max_data_rows)
+    limit = studio.data_bytes_limit(config.data)
+    data = load_data(config.data, config.task, config.columns, limit, max_rows=policy.max_data_rows)
     if len(data.labels or []) > studio.policy.max_labels:
         raise AdapterError(
             f"The file has {len(data.labels)} labels; this studio trains at most {studio.policy.max_labels}."

@@ -146,6 +146,13 @@ class Studio:
             raise AdapterError("Data files come only from your uploads or the bundled samples. Upload the file.")
         return resolved
 
+    def data_bytes_limit(self, path: str | Path) -> int | None:
+        """The byte cap a data file is read under: the policy's, except for a Hub split the studio kept.
+        That one passed the cap as the Hub stores it (parquet, compressed) before the download and the
+        row cap before it was written; as JSON lines it is often several times larger, and a second byte
+        cap would refuse at the preview or at Start a dataset the first one let in."""
+        return None if _inside(Path(path).resolve(), [self.home / HUB_DATA]) else self.policy.max_data_bytes
+
     def uploaded(self, paths: list[str | Path]) -> list[Path]:
         """Uploaded files (adapters, test sets): in public mode only from the uploads folder."""
         out = []

@@ -153,6 +153,82 @@ def test_compare_scores_each_instruction_adapter_beside_the_base_in_one_batch(tm
     assert "3 pairs (the first of 5), greedy decoding, at most 6 new tokens" in result["answer_note"]
 
 
+@pytest.fixture(scope="module")
+def tiny_bases(tokenizer, tmp_path_factory):
+    """Two tiny Llamas saved as local bases (a folder each, with SmolLM2's tokenizer): a studio serves and
+    trains them as it does a catalog model, in a fraction of a second."""
+    folders = []
+    for i, hidden in enumerate((32, 16)):
+        folder = tmp_path_factory.mktemp(f"tiny-base-{i}")
+        tiny_llama(tokenizer, hidden=hidden, layers=2).save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+        folders.append(str(folder))
+    return folders
+
+
+def test_compare_answers_in_one_batch_per_base_beside_each_bare_base(tiny_bases, tmp_path, monkeypatch):
+    """Compare's answer scores (`with_answer_scores` over `Studio.score_answers`): adapters of two bases,
+    each base's adapters and the base itself in one mixed batch, and a row for each bare base."""
+    from studio_fixtures import publish_random
+
+    from studio import comparison as c
+    from studio.policy import Policy
+    from studio.service import Studio
+
+    studio = Studio(tmp_path / "home", Policy(max_new_tokens=6, max_scored_pairs=3))
+    for seed, (name, base) in enumerate([("terse", 0), ("chatty", 0), ("other", 1)]):
+        publish_random(studio, tiny_bases[base], name, "instruction", seed=seed, scale=0.5, bottleneck=8)
+    pairs = pd.DataFrame({"instruction": [f"Where is order {i}?" for i in range(5)], "response": ["On its way."] * 5})
+    pairs.to_csv(tmp_path / "pairs.csv", index=False)
+    batches = []
+    real = a.generate_rows
+    monkeypatch.setattr(
+        a,
+        "generate_rows",
+        lambda m, t, rows, *args: batches.append([r.adapter for r in rows]) or real(m, t, rows, *args),
+    )
+    rows = [{"adapter": n, "perplexity": 9.0} for n in ("terse", "chatty", "other")]
+    out, note = c.with_answer_scores(studio, None, ["terse", "chatty", "other"], str(tmp_path / "pairs.csv"), rows)
+    # One batch per base: 3 pairs x (its adapters + the bare base); the names are the library's slots.
+    assert sorted(len(b) for b in batches) == [6, 9] and all(b.count(None) == 3 for b in batches)
+    bare = [f"base: {tiny_bases[0]}", f"base: {tiny_bases[1]}"]
+    assert [r["adapter"] for r in out] == ["terse", "chatty", "other", *bare]
+    for r in out:
+        assert {"ROUGE-L", "chrF", "exact match", "loops", "cut at limit"} <= set(r)
+    assert out[0]["perplexity"] == 9.0 and "perplexity" not in out[3]  # the evaluation's rows kept as they were
+    assert out[0]["ROUGE-L"] != out[3]["ROUGE-L"] or out[0]["chrF"] != out[3]["chrF"]  # the adapter answers
+    assert "3 pairs (the first of 5), greedy decoding, at most 6 new tokens" in note
+
+
+def test_past_runs_show_an_instruction_runs_answer_scores_after_a_restart(tiny_bases, tmp_path, monkeypatch):
+    """A studio run on a tiny local Llama ends with its answer scores; Past runs, in a studio started again
+    on the same folder, shows the same scores beside the base, as the Train tab did at the run's end."""
+    from helpers import SAMPLES
+
+    from adapter_core.engine.train import TrainConfig
+    from studio import report_view as rv
+    from studio import train_view as h
+    from studio.service import Studio
+
+    pd.read_csv(SAMPLES / "orders_sft.csv").head(24).to_csv(tmp_path / "orders.csv", index=False)
+    monkeypatch.setattr("adapter_core.engine.train.END_OF_RUN_TOKENS", 8)  # a random model rarely stops
+    studio = Studio(tmp_path / "home")
+    config = TrainConfig(
+        base=tiny_bases[0], data=str(tmp_path / "orders.csv"), task="instruction", name="orders", max_steps=2,
+        batch_size=4, max_length=64, val_fraction=0.25, score_pairs=3, sample_prompts=0,
+    )  # fmt: skip
+    job, _ = studio.submit(config)
+    studio.jobs.wait(job.id, 120)
+    assert job.status == "completed", job.error
+    live = h.progress(studio, None, job.id)["answer_scores"]
+    studio.jobs.close()
+    shown = h.show_past_run(Studio(tmp_path / "home"), None, job.id)
+    assert shown["answer_scores"] == live and [s["adapter"] for s in live["scores"]] == ["orders", a.BASE]
+    assert live["settings"]["pairs"] == 3 and live["settings"]["max_new_tokens"] == 8
+    text = rv.answer_scores_text(shown["answer_scores"])  # what the Past runs box shows
+    assert "| orders |" in text and "| (base model) |" in text
+
+
 def test_an_instruction_run_ends_with_its_scores_in_the_report_the_card_and_evaluate(
     tokenizer, tmp_path, capsys, monkeypatch
 ):

@@ -164,6 +164,36 @@ def test_cli_commands_name_real_subcommands_and_flags():
     assert not problems, "\n".join(problems)
 
 
+DEFAULT_SAID = re.compile(r"`(--[a-z-]+)` \((\d[\d,.]*)\)")  # "`--score-pairs` (8)": a flag and its default
+
+
+def _number(text: object) -> float | None:
+    try:
+        return float(str(text).replace(",", ""))
+    except ValueError:
+        return None
+
+
+def test_defaults_the_pages_give_are_the_clis():
+    """Where a page gives a flag's default in brackets, some command has that flag with that default (its
+    own, or the one its help names where the flag defaults to None and a lower layer decides)."""
+    parser = _parser_and_options()[0]
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    defaults: dict[str, set[float | None]] = {}
+    for command in sub.choices.values():
+        for a in command._actions:
+            said = [a.default, *re.findall(r"default: (\d[\d,.]*)", a.help or "")]
+            for flag in a.option_strings:
+                defaults.setdefault(flag, set()).update(map(_number, said))
+    problems, checked = [], 0
+    for page in PAGES:
+        for flag, said in DEFAULT_SAID.findall((ROOT / page).read_text("utf-8")):
+            checked += 1
+            if _number(said) not in defaults.get(flag, set()):
+                problems.append(f"{page}: {flag} ({said}); the CLI's defaults: {defaults.get(flag)}")
+    assert checked >= 5 and not problems, "\n".join(problems)
+
+
 def slug(heading: str) -> str:
     """GitHub's anchor for a heading: lower case, punctuation dropped, spaces to hyphens."""
     return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")

@@ -262,9 +262,47 @@ def test_the_cli_trains_on_a_hub_dataset_and_its_validation_split_offline(offlin
     args = ["train", "--base", "minilm", "--data", "hf://datasets/me/tickets", "--data-split", "train"]
     assert main([*args, "--max-steps", "2", "--batch-size", "8", "--max-length", "32", "--out", str(out)]) == 0
     config = json.loads((out / "config.json").read_text())
-    assert config["data"] == "hf://datasets/me/tickets" and config["data_split"] == "train"
+    assert config["data"] == f"hf://datasets/me/tickets@{COMMIT}" and config["data_split"] == "train"  # pinned
     events = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     info = next(e["info"] for e in events if e.get("kind") == "status" and (e.get("info") or {}).get("val_rows"))
     assert info["train_rows"] == 30 and info["val_rows"] == 6  # the dataset's own validation split
     assert main(["train", "--data", "data.csv", "--data-split", "test", "--out", str(tmp_path / "x")]) == 2
     assert "data_split choose within a Hub dataset" in capsys.readouterr().err
+
+
+def test_a_cli_run_pins_the_dataset_commit_and_resumes_on_it_when_main_has_moved(offline, tmp_path, monkeypatch):
+    """config.json and the data event record the commit read; after a Ctrl-C, the dataset's `main` moves
+    to a commit with twice the rows, and `--resume` still reads the rows the run started on."""
+    import signal
+
+    from adapter_core.engine import loop
+
+    cache_repo(offline, "me/tickets", tickets(), commit=COMMIT, repo_type="dataset")
+    real = loop.report_step
+
+    def report_step(r, s):
+        real(r, s)
+        if s.step == 2:
+            signal.raise_signal(signal.SIGINT)  # the first Ctrl-C: stop after this step
+
+    monkeypatch.setattr(loop, "report_step", report_step)
+    out = tmp_path / "run"
+    args = ["train", "--base", "minilm", "--data", "hf://datasets/me/tickets", "--max-steps", "4", "--eval-every", "1"]
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        assert main([*args, "--batch-size", "8", "--max-length", "32", "--out", str(out)]) == 0
+        assert json.loads((out / "status.json").read_text())["status"] == "stopped"
+        pinned = f"hf://datasets/me/tickets@{COMMIT}"
+        assert json.loads((out / "config.json").read_text())["data"] == pinned
+        moved = "e" * 40
+        cache_repo(offline, "me/tickets", {**tickets(), "data/train-00000-of-00001.parquet": parquet(rows("more", 20))},
+                   commit=moved, repo_type="dataset")  # fmt: skip
+        assert load_hub_data("hf://datasets/me/tickets", "classification")[0].summary.rows_used == 60  # main moved
+        monkeypatch.setattr(loop, "report_step", real)
+        assert main(["train", "--resume", "--out", str(out)]) == 0
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    events = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    data = [e["info"] for e in events if e.get("kind") == "data"]
+    assert len(data) == 2 and all(d["source"] == pinned and d["rows_used"] == 30 for d in data)
+    assert json.loads((out / "status.json").read_text())["status"] == "completed"

@@ -2,14 +2,19 @@
 a Hugging Face cache filled by hand in huggingface_hub's layout, the Hub's answers mocked only where a
 test is online (test_hub_data's FakeHub)."""
 
+import json
+import time
+
 import pytest
 from helpers import free_port
 from share_fixtures import cache_repo
-from test_hub_data import COMMIT, LABELS, FakeHub, card, readme, tickets
+from test_hub_data import COMMIT, LABELS, WORDS, FakeHub, card, parquet, readme, tickets
 
 from adapter_core import AdapterError
 from studio import data_view as dv
 from studio import hub_view as hv
+from studio import quotas
+from studio import train_view as h
 from studio.policy import Policy
 from studio.service import Studio
 from studio.settings import train_config
@@ -94,6 +99,70 @@ def test_public_mode_loads_a_small_dataset_and_refuses_one_over_the_rows(hf_home
         hv.hub_source(small, "me/tickets", owner=OWNER)
 
 
+def test_the_studio_trains_on_a_hub_dataset_checked_against_its_validation_split(offline, tmp_path):
+    """The Data tab's Hub source, then Start (`train_view.start_training`: the run's config, then
+    `Studio.submit`): the run trains on the split and validates on the dataset's own validation split."""
+    cache_repo(offline, "me/tickets", tickets(), commit=COMMIT, repo_type="dataset")
+    studio = Studio(tmp_path / "home")
+    source = hv.hub_source(studio, "me/tickets")
+    settings = {"auto": False, "bottleneck": 8, "batch_size": 8, "epochs": 1.0, "lr": 3e-3, "max_length": 32}
+    job_id, _ = h.start_training(studio, None, "minilm", {**source, "ready": True}, "classification", {}, "", settings)
+    job = studio.jobs.get(job_id)
+    studio.jobs.wait(job_id, 300)
+    studio.jobs.close()
+    assert job.status == "completed", job.error
+    training = next(e for e in job.events if e["kind"] == "status" and e.get("status") == "training")
+    assert training["info"]["train_rows"] == 30 and training["info"]["val_rows"] == 6  # not a share of the 30
+    saved = json.loads((job.run.dir / "config.json").read_text())
+    assert saved["data"] == source["path"] and saved["val_data"] == source["val_path"]
+    assert studio.library.names() == ["tickets-train-r8"]
+
+
+def long_tickets() -> dict[str, bytes]:
+    """A dataset whose parquet is small (its long texts compress) and whose JSON lines are ten times larger."""
+    texts = [(f"{WORDS[label][i % 5]} " * 40 + str(i), k) for i in range(60) for k, label in enumerate(LABELS)]
+    return {
+        "README.md": readme({}),
+        "data/train-0.parquet": parquet(texts),
+        "data/validation-0.parquet": parquet(texts),
+    }
+
+
+def test_a_hub_dataset_within_the_size_limit_is_not_refused_for_its_kept_files_size(offline, tmp_path, monkeypatch):
+    """The Hub's parquet passes the policy's byte limit before the download; the JSON lines the studio keeps
+    are ten times larger, and neither the preview nor Start refuses them for it (their rows are capped).
+    An upload of that size still is; a kept split no run could read is refused at once."""
+    files = long_tickets()
+    cache_repo(offline, "me/long", files, commit=COMMIT, repo_type="dataset")
+    limit = 64 * 2**10
+    assert len(files["data/train-0.parquet"]) < limit
+    studio = Studio(tmp_path / "home", Policy(public=True, max_data_bytes=limit))
+    source = hv.hub_source(studio, "me/long", owner=OWNER)
+    kept = tmp_path / "home" / "hub-data"
+    assert all(p.stat().st_size > limit for p in kept.rglob("*.jsonl"))
+    shown = dv.describe_data(studio, {**source, "ready": True}, "classification", {}, "minilm", 64)  # the preview
+    assert "180 of 180 rows used" in shown["summary"]
+    config = train_config("minilm", {**source, "ready": True}, "classification", {}, "", {"max_length": 32})
+    quotas.check_submit(studio, config, OWNER)  # what Start checks before it queues the run: no refusal
+    uploads = tmp_path / "uploads"
+    uploads.mkdir()
+    studio.upload_roots.append(uploads)
+    upload = uploads / "long.jsonl"
+    upload.write_bytes(next(kept.rglob("long-train.jsonl")).read_bytes())
+    with pytest.raises(AdapterError, match=r"long.jsonl is .* over the 65.5 KB limit"):
+        dv.describe_data(studio, {"path": str(upload), "name": upload.name}, "classification", {}, "minilm", 64)
+    monkeypatch.setattr(hv, "MAX_BYTES", limit)  # the engine's own cap on a run's data file
+    fresh = Studio(tmp_path / "home2", Policy(public=True, max_data_bytes=limit))
+    with pytest.raises(AdapterError, match=r"me/long train is 0.1 MB as the JSON lines .* a training run"):
+        hv.hub_source(fresh, "me/long", owner=OWNER)
+    assert not list((tmp_path / "home2" / "hub-data").rglob("*.jsonl*"))  # nothing half-kept
+
+
+def test_the_upload_box_says_the_policys_own_limit(tmp_path):
+    assert dv.upload_label(Studio(tmp_path / "a", Policy(public=True))).endswith("(10 MB max)")
+    assert dv.upload_label(Studio(tmp_path / "b", Policy.local())).endswith("(50 MB max)")
+
+
 def test_a_script_based_dataset_is_refused_in_the_studio(hf_home, monkeypatch, tmp_path):
     hub = FakeHub(monkeypatch, hf_home, {"tickets.py": b"raise SystemExit\n"}, meta={})
     with pytest.raises(AdapterError, match="script-based dataset"):
@@ -117,5 +186,15 @@ def test_load_hub_data_over_http(offline, tmp_path):
         assert "train" in str(split) and "me/tickets" in note
         out = client.predict("me/tickets", "default", "test", "classification", "minilm", 64, api_name="/load_hub_data")
         assert out[0] == "tickets-test.jsonl" and "6 of 6 rows used" in out[2] and "From the Hub" in out[2]
+        # The session's Hub data trains as an upload does (the README's API example, step by step).
+        settings = dict(auto=False, bottleneck=8, batch_size=8, epochs=1, lr=3e-3, max_length=32)
+        run_id = client.predict(
+            base_model="minilm", task="classification", name="", **settings, api_name="/start_training"
+        )[0]
+        end = time.monotonic() + 300
+        while "completed" not in (status := client.predict(run_id, api_name="/training_status")):
+            assert time.monotonic() < end and "failed" not in status, status
+            time.sleep(1)
+        assert "tickets-test-r8" in status
     finally:
         demo.close()

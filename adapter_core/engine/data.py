@@ -57,6 +57,7 @@ class DataSummary:
     truncated: int = 0
     max_length: int | None = None
     warnings: list[str] = field(default_factory=list)
+    source: str | None = None  # a Hub dataset's reference at the commit read (hf://datasets/OWNER/NAME@COMMIT)
 
     def lines(self) -> list[str]:
         """The summary in words, as the CLI and the studio show it."""
@@ -64,6 +65,8 @@ class DataSummary:
             f"{self.file}: {self.rows_used} of {self.rows_total} rows used "
             f"({self.dropped_blank} with blank cells dropped, {self.dropped_duplicates} duplicates dropped)."
         ]
+        if self.source:
+            out.append(f"Read from {self.source}.")
         if self.label_counts:
             counts = ", ".join(f"{k}: {v}" for k, v in sorted(self.label_counts.items(), key=lambda kv: -kv[1]))
             out.append(f"{len(self.label_counts)} labels - {counts}.")
@@ -88,12 +91,13 @@ def load_data(
     path: str | os.PathLike,
     task: str,
     columns: dict[str, str] | None = None,
-    max_bytes: int = MAX_BYTES,
+    max_bytes: int | None = MAX_BYTES,
     display_name: str | None = None,
     max_rows: int | None = None,
 ) -> TaskData:
     """Read and validate a training file for `task`; `columns` maps canonical names to file columns.
-    A file over `max_bytes`, or over `max_rows` rows, is refused before any row is validated."""
+    A file over `max_bytes` (None: no byte cap), or over `max_rows` rows, is refused before any row is
+    validated."""
     if task not in REQUIRED:
         raise DataError(f"task must be classification or instruction; got {task!r}.")
     path = Path(path)
@@ -104,10 +108,10 @@ def load_data(
 
 
 def read_table(
-    path: Path, max_bytes: int = MAX_BYTES, name: str | None = None, max_rows: int | None = None
+    path: Path, max_bytes: int | None = MAX_BYTES, name: str | None = None, max_rows: int | None = None
 ) -> pd.DataFrame:
     """The file as a DataFrame of strings, with clear errors for every way a file can be unreadable, and
-    for a file over `max_bytes` or (when given) `max_rows` rows."""
+    for a file over `max_bytes` (None: no byte cap) or (when given) `max_rows` rows."""
     name = name or path.name
     if not path.is_file():
         raise DataError(f"{name}: no such file.")
@@ -115,7 +119,7 @@ def read_table(
     if suffix not in FORMATS:
         raise DataError(f"{name}: unsupported file type {suffix or '(none)'!r}. Use .csv, .tsv or .jsonl.")
     size = path.stat().st_size
-    if size > max_bytes:
+    if max_bytes is not None and size > max_bytes:
         raise DataError(
             f"{name} is {_human(size)}, over the {_human(max_bytes)} limit. "
             "Use a smaller sample of it (a few thousand rows are plenty for an adapter)."

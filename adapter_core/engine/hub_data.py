@@ -62,7 +62,7 @@ def dataset_ref(source: Any) -> DatasetRef:
     """A dataset id as a person types it (OWNER/NAME, with or without hf://datasets/) as a reference."""
     text = str(source or "").strip().removeprefix("https://huggingface.co/datasets/").removeprefix(DATASET_PREFIX)
     if not text:
-        raise DataError("Type a Hub dataset id, such as PolyAI/banking77.")
+        raise DataError("Type a Hub dataset id, such as legacy-datasets/banking77.")
     return parse_dataset_ref(DATASET_PREFIX + text)
 
 
@@ -214,15 +214,19 @@ def load_hub_data(
     token: str | bool | None = None,
     validation: bool = True,
 ) -> tuple[TaskData, TaskData | None]:
-    """A Hub dataset's split as validated training data, and its validation split's (None without one)."""
+    """A Hub dataset's split as validated training data, and its validation split's (None without one);
+    each summary's `source` is the dataset at the commit read."""
     tables = hub_tables(source, config, split, max_bytes, token, validation)
     name = tables.info.label(tables.split)
     data = validate(tables.train, task, detect_columns(tables.train, task, columns, name), name)
+    data.summary.source = tables.info.pinned
     if tables.val is None:
         return data, None
     val_name = tables.info.label(tables.val_split)
     val_columns = {**data.summary.columns, **(columns or {})}
-    return data, validate(tables.val, task, detect_columns(tables.val, task, val_columns, val_name), val_name)
+    val = validate(tables.val, task, detect_columns(tables.val, task, val_columns, val_name), val_name)
+    val.summary.source = tables.info.pinned
+    return data, val
 
 
 # Reading what the Hub or the cache knows --------------------------------------------------------------

@@ -121,6 +121,8 @@ def setup(config: TrainConfig, out_dir: Path, on_event: Callable[[Event], None],
     set_seed(config.seed)
     emit(Event("status", status="loading", message=f"Loading {config.base} and {Path(config.data).name}"))
     data, train_df, val_df = read_data(config)
+    if data.summary.source:  # a Hub dataset at the commit read: what a resume reads again, whatever `main` is then
+        config = replace(config, data=data.summary.source)
     shared = base is not None
     if base is None:
         with accelerator.main_process_first():  # one process converts and caches a GGUF base
@@ -131,7 +133,7 @@ def setup(config: TrainConfig, out_dir: Path, on_event: Callable[[Event], None],
     plan = plan_run(config, len(train_ds), train_ds["length"], base, accelerator)
     config = replace(config, batch_size=plan.batch_size, epochs=plan.epochs, lr=plan.lr)  # the caller's stays
     if accelerator.is_main_process:
-        record_resolved(out_dir, plan)
+        record_resolved(out_dir, plan, data.summary.source)
     memory = estimate_memory(base.model, config, len(labels or []), length=max(train_ds["length"]))
     fits = check_fit(memory, accelerator.device, weights_loaded=on_device(base.model, accelerator.device))
     config = attach_adapter(base.model, config, labels, start, emit)
@@ -165,9 +167,10 @@ def plan_run(config: TrainConfig, rows: int, lengths: list[int], base: Base, acc
     )
 
 
-def record_resolved(out_dir: Path, plan: Plan) -> None:
+def record_resolved(out_dir: Path, plan: Plan, pinned: str | None = None) -> None:
     """Write the resolved batch size, epochs and learning rate into the run's config.json (the CLI and
-    the job manager write it before training, with None for each auto setting), noting which were auto."""
+    the job manager write it before training, with None for each auto setting), noting which were auto;
+    and a Hub dataset as `pinned` to the commit read, so that a resume reads the same rows."""
     path = out_dir / "config.json"
     try:
         saved = json.loads(path.read_text())
@@ -176,6 +179,7 @@ def record_resolved(out_dir: Path, plan: Plan) -> None:
     if not isinstance(saved, dict):
         return
     saved.update(batch_size=plan.batch_size, epochs=plan.epochs, lr=plan.lr, auto=list(plan.auto))
+    saved.update({"data": pinned} if pinned else {})
     write_json_atomic(path, saved)
 
 

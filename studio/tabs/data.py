@@ -33,11 +33,11 @@ def build(ctx: Ctx) -> None:
             sample = gr.Dropdown(list(dv.SAMPLES), value=list(dv.SAMPLES)[0], label="Bundled sample", scale=3)
             use_sample = gr.Button("Use this sample", scale=1)
         with gr.Row():
-            upload = table_file("…or upload CSV / TSV / JSONL (50 MB max)", scale=1)
+            upload = table_file(dv.upload_label(ctx.studio), scale=1)
             with gr.Group():
                 hub_id = gr.Textbox(
                     label="…or from the Hub: a dataset id",
-                    placeholder="PolyAI/banking77",
+                    placeholder="legacy-datasets/banking77",
                     info="Public parquet, CSV or JSON datasets; its size is checked before anything is fetched.",
                 )
                 with gr.Row():

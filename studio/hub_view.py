@@ -150,7 +150,7 @@ def _write(frame, path: Path, label: str) -> Path:
         raise AdapterError(
             f"{label} is {size / 2**20:,.1f} MB as the JSON lines the studio trains on, over the "
             f"{MAX_BYTES / 2**20:,.0f} MB a training run reads. Pick a smaller split or configuration, or train "
-            "on it from the command line (--data hf://datasets/OWNER/NAME reads the Hub's files as they are)."
+            "on it from the command line, which reads the Hub's files as they are."
         )
     partial.replace(path)
     return path

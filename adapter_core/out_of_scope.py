@@ -12,6 +12,9 @@ to the fallback.
   near out-of-scope messages (close to a trained intent) apart better.
 - `knn`: 1 - the cosine similarity to the k-th nearest training row (Sun et al. 2022), over a bounded
   bank of the training rows' L2-normalised features.
+- `fused`: relative Mahalanobis plus energy, each standardised by its mean and spread on the training
+  rows. The two read different things (where the features lie; how strongly the head answers), so a
+  message far from every intent *or* one the head hesitates on scores high.
 
 What the last three need (`Stats`: class means, precision matrices, feature bank) is saved beside the
 adapter's weights as `STATS_FILE` (io.py); the schema check of that file is `schema.check_stats`.
@@ -24,8 +27,8 @@ from dataclasses import dataclass
 import torch
 from torch.nn import functional as F
 
-SCORES = ("msp", "energy", "mahalanobis", "relative_mahalanobis", "knn")
-STATS_SCORES = ("mahalanobis", "relative_mahalanobis", "knn")  # the scores that need `Stats`
+SCORES = ("msp", "energy", "mahalanobis", "relative_mahalanobis", "knn", "fused")
+STATS_SCORES = ("mahalanobis", "relative_mahalanobis", "knn", "fused")  # the scores that need `Stats`
 DEFAULT_SCORE = "relative_mahalanobis"  # the best measured on BANKING77 (bench/RESULTS.md)
 FALSE_REJECTION = 0.05  # the share of in-scope messages the threshold may send to the fallback
 LEGACY_SCORE = "msp"  # what an adapter saved without a score name used
@@ -44,11 +47,16 @@ class Stats:
     # One Gaussian over all training rows, for relative_mahalanobis (None in a file saved without it)
     background_mean: torch.Tensor | None = None  # (hidden,)
     background_precision: torch.Tensor | None = None  # (hidden, hidden)
+    # For `fused` (None in a file saved without it): (4,) the mean and standard deviation of
+    # relative_mahalanobis, then of energy, over the training rows
+    fusion: torch.Tensor | None = None
 
     def tensors(self) -> dict[str, torch.Tensor]:
         return {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in vars(self).items() if v is not None}
 
     def supports(self, score: str) -> bool:
+        if score == "fused":
+            return self.fusion is not None and self.background_precision is not None
         return score != "relative_mahalanobis" or self.background_precision is not None
 
 
@@ -62,9 +70,12 @@ class Detector:
     stats: Stats | None = None
 
 
-def fit_stats(features: torch.Tensor, labels: torch.Tensor, num_labels: int, seed: int = 0) -> Stats:
-    """`Stats` from the pooled features (rows, hidden) of training rows and their label indices. A label
-    with no row gets the mean of all rows (its class then attracts nothing an existing class would not)."""
+def fit_stats(
+    features: torch.Tensor, labels: torch.Tensor, num_labels: int, seed: int = 0, logits: torch.Tensor | None = None
+) -> Stats:
+    """`Stats` from the pooled features (rows, hidden) of training rows and their label indices, and with
+    their `logits` (rows, labels) what `fused` needs. A label with no row gets the mean of all rows (its
+    class then attracts nothing an existing class would not)."""
     from sklearn.covariance import LedoitWolf  # imported here: only training needs it
 
     x = features.detach().to("cpu", torch.float64)
@@ -77,13 +88,22 @@ def fit_stats(features: torch.Tensor, labels: torch.Tensor, num_labels: int, see
     background = LedoitWolf().fit(x.numpy())
     keep = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:MAX_BANK]
     bank = F.normalize(x[keep], dim=-1)
-    return Stats(
+    stats = Stats(
         means.float(),
         torch.from_numpy(lw.precision_).float(),
         bank.float(),
         torch.from_numpy(background.location_).float(),
         torch.from_numpy(background.precision_).float(),
     )
+    if logits is not None and len(x) > 1:
+        parts = (relative_mahalanobis(x.float(), stats), _energy(logits))
+        stats.fusion = torch.stack([f(p.double()) for p in parts for f in (torch.mean, _spread)]).float()
+    return stats
+
+
+def _spread(values: torch.Tensor) -> torch.Tensor:
+    """The standard deviation, kept above zero so that a constant score divides safely."""
+    return values.std().clamp(min=1e-6)
 
 
 def scores(
@@ -98,13 +118,11 @@ def scores(
         if name == "msp":
             out[name] = 1 - logits.softmax(-1).max(-1).values
         elif name == "energy":
-            out[name] = -torch.logsumexp(logits, -1)
+            out[name] = _energy(logits)
         elif name in STATS_SCORES:
             if stats is None or not stats.supports(name):
                 raise ValueError(f"The {name} score needs the training statistics; none were given.")
-            out[name] = {"mahalanobis": mahalanobis, "relative_mahalanobis": relative_mahalanobis, "knn": knn}[name](
-                features, stats
-            )
+            out[name] = fused(features, logits, stats) if name == "fused" else DISTANCES[name](features, stats)
         else:
             raise ValueError(f"Unknown out-of-scope score {name!r}; choose one of {', '.join(SCORES)}.")
     return {k: torch.nan_to_num(v, nan=float("inf")) for k, v in out.items()}  # NaN logits: out of scope
@@ -121,6 +139,17 @@ def relative_mahalanobis(features: torch.Tensor, stats: Stats) -> torch.Tensor:
     return mahalanobis(features, stats) - background
 
 
+def fused(features: torch.Tensor, logits: torch.Tensor, stats: Stats) -> torch.Tensor:
+    """relative_mahalanobis and energy, each less its training mean and over its training spread, summed."""
+    m_rm, s_rm, m_e, s_e = stats.fusion.tolist()
+    rm = relative_mahalanobis(features, stats).cpu()
+    return (rm - m_rm) / s_rm + (_energy(logits).cpu() - m_e) / s_e
+
+
+def _energy(logits: torch.Tensor) -> torch.Tensor:
+    return -torch.logsumexp(logits.float(), -1)
+
+
 def _distances(features: torch.Tensor, means: torch.Tensor, precision: torch.Tensor) -> torch.Tensor:
     """(rows, means) squared Mahalanobis distances under `precision`, expanded so that no
     (rows, means, hidden) tensor is built."""
@@ -135,3 +164,6 @@ def knn(features: torch.Tensor, stats: Stats, k: int = KNN_K) -> torch.Tensor:
     x = F.normalize(features.to(stats.bank.device, torch.float32), dim=-1)
     k = max(1, min(k, len(stats.bank)))
     return 1 - (x @ stats.bank.T).topk(k, dim=-1).values[:, -1]
+
+
+DISTANCES = {"mahalanobis": mahalanobis, "relative_mahalanobis": relative_mahalanobis, "knn": knn}

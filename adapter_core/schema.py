@@ -148,6 +148,8 @@ def check_stats(header: dict[str, tuple[str, tuple[int, ...]]], hidden: int, num
     want = {"means": (num_labels, hidden), "precision": (hidden, hidden)}
     if "background_mean" in header or "background_precision" in header:  # for relative_mahalanobis
         want |= {"background_mean": (hidden,), "background_precision": (hidden, hidden)}
+    if "fusion" in header:  # for fused
+        want |= {"fusion": (4,)}
     bank = header.get("bank", (None, ()))[1]
     ok = set(header) == {*want, "bank"} and all(header[k][1] == v for k, v in want.items())
     if not ok or len(bank) != 2 or not 1 <= bank[0] <= MAX_BANK or bank[1] != hidden:

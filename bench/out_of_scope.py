@@ -1,6 +1,7 @@
 """Out-of-scope scores side by side on BANKING77: a MiniLM router trained on 67 intents meets the other 10.
 
     python bench/out_of_scope.py [--budget 600] [--max-steps N] [--per-intent N] [--seeds 42 43 44]
+                                 [--set KEY=VALUE ...]
 
 The data is sample_data/banking77/train.csv (PolyAI, CC BY 4.0). `--unseen` intents, a seeded random
 choice (`--split-seed`, printed), are held out of training entirely: their rows are the out-of-scope
@@ -25,7 +26,7 @@ import shutil
 import sys
 import tempfile
 import time
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -96,6 +97,7 @@ def one_seed(args, seed: int, work: Path) -> dict:
     config = TrainConfig(
         base="minilm", data=str(paths["train"]), val_data=str(paths["val"]), name="b77-oos",
         max_seconds=args.budget, seed=seed, max_steps=args.max_steps, eval_every=args.eval_every,
+        **dict(args.set),
     )  # fmt: skip
     if args.adapters:  # rescoring an adapter this bench trained before: its statistics fitted again
         model, tokenizer, stats, run = rescore(args.adapters[args.seeds.index(seed)], paths["train"], seed)
@@ -186,6 +188,17 @@ def table(runs: list[dict]) -> pd.DataFrame:
     )
 
 
+def setting(text: str) -> tuple[str, object]:
+    """KEY=VALUE, the value read as JSON (a number, true, null) or else kept as text."""
+    key, sep, value = text.partition("=")
+    if not sep or key not in {f.name for f in fields(TrainConfig)}:
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE with KEY a TrainConfig setting")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--budget", type=float, default=600, help="training seconds per seed (0: none)")
@@ -198,6 +211,10 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44], help="one trained adapter per seed")
     ap.add_argument("--split-seed", type=int, default=42, help="the seed choosing the held-out intents")
     ap.add_argument("--unseen", type=int, default=10, help="intents held out of training")
+    ap.add_argument(
+        "--set", type=setting, nargs="+", default=[], metavar="KEY=VALUE",
+        help="a training setting other than the default, for an ablation (contrastive_weight=0.1 epochs=8)",
+    )  # fmt: skip
     ap.add_argument("--false-rejection", type=float, default=FALSE_REJECTION, help="in-scope share rejected")
     args = ap.parse_args()
     if args.fast:  # one seed unless told
@@ -219,7 +236,15 @@ def main() -> None:
     )
     print(table(runs).to_string(index=False))
     print(
-        json.dumps({"bench": "out_of_scope", "budget_s": args.budget, "threads": torch.get_num_threads(), "runs": runs})
+        json.dumps(
+            {
+                "bench": "out_of_scope",
+                "settings": dict(args.set),
+                "budget_s": args.budget,
+                "threads": torch.get_num_threads(),
+                "runs": runs,
+            }
+        )
     )
 
 

@@ -17,6 +17,7 @@ import argparse
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -37,13 +38,13 @@ BENCHES = {
     "serve": ([], ["--fast"]),
     "zerogpu_slices": (["--seeds", "0", "1", "2"], ["--fast"]),
 }
-GPU = {
-    "step_cost": ["--bf16", "--repeats", "10"],
-    "inference_overhead": [],
-    "mixed_batch": [],
-    "response_loss": [],
-    "serve": ["--rounds", "1"],
+GPU = {  # in the order they run: a GPU lease is short, so the figures most asked for come first
     "zerogpu_slices": ["--gpu", "--seeds", "0"],
+    "step_cost": ["--bf16", "--repeats", "5", "--gemm-rounds", "1"],
+    "inference_overhead": [],
+    "mixed_batch": ["--repeats", "5"],
+    "response_loss": ["--repeats", "2", "--batches", "4"],
+    "serve": ["--rounds", "1"],
 }
 
 
@@ -54,10 +55,16 @@ def main() -> None:
     mode.add_argument("--gpu", action="store_true")
     ap.add_argument("--dry-run", action="store_true", help="with --gpu: every GPU script, tiny, on this machine")
     ap.add_argument("--only", help="comma-separated benchmark names")
+    ap.add_argument(
+        "--timeout", type=float, help="seconds each script may run before it is stopped and skipped (--gpu: 75)"
+    )
     args = ap.parse_args()
     if args.dry_run and not args.gpu:
         ap.error("--dry-run goes with --gpu")
+    if args.gpu and not args.dry_run and args.timeout is None:
+        args.timeout = 75.0  # six scripts inside a GPU lease of about 8 minutes
     names = args.only.split(",") if args.only else list(GPU if args.gpu else BENCHES)
+    failed = []
     with open(HERE / ("dry-run.jsonl" if args.dry_run else "results.jsonl"), "a") as log:
         for name in names:
             full, quick = BENCHES[name]
@@ -66,14 +73,30 @@ def main() -> None:
             )
             cmd = [sys.executable, str(HERE / f"{name}.py"), *extra]
             print(f"== {name}", flush=True)
-            out = subprocess.run(cmd, capture_output=True, text=True)
-            if out.returncode != 0:
-                print(out.stderr[-3000:])
-                sys.exit(f"{name} failed")
+            began = time.perf_counter()
+            try:
+                out = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
+            except subprocess.TimeoutExpired as e:
+                print(
+                    f"{name}: stopped after {args.timeout:.0f} s\n{_text(e.stdout)[-2000:]}\n{_text(e.stderr)[-2000:]}"
+                )
+                failed.append(name)
+                continue
+            if out.returncode != 0:  # the others still run: one broken script must not cost a rare GPU's other rows
+                print(out.stdout[-1500:], out.stderr[-3000:], sep="\n")
+                failed.append(name)
+                continue
             lines = [ln for ln in out.stdout.splitlines() if ln.strip()]
             print("\n".join(lines[-8:-1]))
-            result = json.loads(lines[-1])
-            log.write(json.dumps(result) + "\n")
+            print(f"({time.perf_counter() - began:.0f} s)", flush=True)
+            log.write(json.dumps(json.loads(lines[-1])) + "\n")
+            log.flush()
+    if failed:
+        sys.exit(f"failed: {', '.join(failed)}")
+
+
+def _text(b: bytes | str | None) -> str:
+    return b.decode(errors="replace") if isinstance(b, bytes) else b or ""
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from adapter_core.catalog import CATALOG, Base, embedded_path
 from adapter_core.engine.calibration import Predictions, calibrate
 from adapter_core.engine.evaluation import evaluate_file
 from adapter_core.io import CONFIG_FILE, STATS_FILE
-from adapter_core.out_of_scope import Detector, fit_stats, knn, mahalanobis, relative_mahalanobis, scores
+from adapter_core.out_of_scope import Detector, fit_stats, fused, knn, mahalanobis, relative_mahalanobis, scores
 from adapter_core.placement import model_family
 from adapter_core.routing import decide
 
@@ -70,6 +70,24 @@ def test_knn_and_the_logit_scores():
     assert out["msp"][0] < out["msp"][1] and out["energy"][0] < out["energy"][1]
     with pytest.raises(ValueError, match="training statistics"):
         scores("mahalanobis", torch.zeros(1, 8), logits[:1], None)
+
+
+def test_fused_adds_relative_mahalanobis_and_energy_standardised_on_the_training_rows():
+    x, y, centres = clusters()
+    logits = -((x[:, None] - centres[None]) ** 2).sum(-1) / 8  # a head that is sure near a centre
+    stats = fit_stats(x, y, 3, logits=logits)
+    rm, energy = relative_mahalanobis(x, stats).double(), -torch.logsumexp(logits, -1).double()
+    expected = (rm - rm.mean()) / rm.std() + (energy - energy.mean()) / energy.std()
+    assert torch.allclose(fused(x, logits, stats).double(), expected, atol=1e-4)
+    assert scores("fused", x, logits, stats)["fused"].mean().abs() < 1e-4  # two z-scores: mean 0 on training
+    # Far from every centre in the features, or a head that answers weakly (every logit lower): each
+    # raises the score.
+    away = centres.mean(0, keepdim=True) * -3
+    assert fused(away, logits[:1], stats) > fused(x[:1], logits[:1], stats)
+    assert fused(x[:1], logits[:1] - 5, stats) > fused(x[:1], logits[:1], stats)
+    assert not fit_stats(x, y, 3).supports("fused")  # fitted without logits: no fusion, so not offered
+    with pytest.raises(ValueError, match="training statistics"):
+        scores("fused", x, logits, fit_stats(x, y, 3))
 
 
 def test_out_of_scope_examples_pick_the_score_that_catches_most():
@@ -133,6 +151,26 @@ def test_the_statistics_file_round_trips_and_classify_decides_with_it(tokenizer,
     lowest = min(p.ood_score for p in preds)
     routes = {preds[0].label: "department"}
     assert decide(preds[0], routes, threshold=lowest / 2).fallback and not decide(preds[0], routes, 1e9).fallback
+
+
+def test_a_fused_router_round_trips_and_a_file_without_its_fusion_falls_back_on_msp(tokenizer, tmp_path):
+    hidden = 32
+    x, y = torch.randn(60, hidden), torch.arange(60) % 3
+    stats = fit_stats(x, y, 3, logits=torch.randn(60, 3))
+    section = {"score": "fused", "threshold": 1.5, "msp_threshold": 0.6}
+    model = router(tokenizer, Detector("fused", 1.5, stats))
+    folder = save_adapter(model, "route", tmp_path / "route", extra={"out_of_scope": section})
+    load_adapter(fresh := base(tokenizer), folder)
+    loaded = get_record(fresh, "route").detector
+    assert loaded.score == "fused" and torch.equal(loaded.stats.fusion, stats.fusion)
+    preds = classify(fresh, tokenizer, TEXTS, "route")
+    assert all(p.in_scope == (p.ood_score <= 1.5) for p in preds)
+    save_file({**stats.tensors(), "fusion": torch.zeros(5)}, folder / STATS_FILE)  # the wrong shape
+    with pytest.raises(AdapterError, match=f"{STATS_FILE} does not match its config"):
+        load_adapter(base(tokenizer), folder)
+    save_file({k: v for k, v in stats.tensors().items() if k != "fusion"}, folder / STATS_FILE)  # saved before fused
+    load_adapter(older := base(tokenizer), folder)
+    assert get_record(older, "route").detector.score == "msp" and get_record(older, "route").detector.threshold == 0.6
 
 
 def test_a_damaged_statistics_file_is_refused_before_it_is_read(tokenizer, tmp_path):

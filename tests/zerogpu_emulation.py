@@ -75,6 +75,7 @@ class Scheduler:
         self.leases: dict[str, int] = {}
         self.open: dict[str, dict] = {}
         self.lock = threading.Lock()
+        self.gpu = "emulated"  # the GPU a lease names; its worker sets CUDA_VISIBLE_DEVICES to it
 
     def _write(self, **event) -> None:
         with open(self.ledger, "a") as f:  # both the parent and its forked workers append
@@ -106,7 +107,7 @@ class Scheduler:
             self.open[allow] = {"visitor": visitor, "start": time.time(), "requested": duration}
             self._write(event="schedule", token=allow, visitor=visitor, requested=duration, thread=_in_request())
         threading.Thread(target=self._watch, args=(allow, duration), daemon=True).start()
-        return ScheduleResponse(idle=True, nvidiaIndex=0, nvidiaUUID="emulated", allowToken=allow), ScheduleMetadata()
+        return ScheduleResponse(idle=True, nvidiaIndex=0, nvidiaUUID=self.gpu, allowToken=allow), ScheduleMetadata()
 
     def allow(self, allow_token: str, pid: int):
         import httpx
@@ -146,12 +147,25 @@ def _in_request() -> bool:
     return LocalContext.request.get(None) is not None
 
 
+def _gpu_uuid() -> str:
+    """The machine's first GPU as the real scheduler names it, read without touching CUDA in this process
+    (the parent of a ZeroGPU Space never initialises CUDA: its forked workers could not use it)."""
+    import subprocess
+
+    out = subprocess.run(
+        ["nvidia-smi", "--query-gpu=uuid", "--format=csv,noheader"], capture_output=True, text=True, check=True
+    )
+    return out.stdout.split()[0]
+
+
 def install(
     ledger: str | Path, quotas: str | Path | None = None, default_quota: float = 3600.0, real_cuda: bool = False
 ) -> Scheduler:
     """Make this process a ZeroGPU Space's: the real `spaces`, its scheduler (and, without `real_cuda`, its
     CUDA packing) replaced. `real_cuda` keeps the package's own packing: a GPU machine's workers use CUDA."""
     os.environ["SPACES_ZERO_GPU"] = "true"
+    if real_cuda:  # torch's own availability check through NVML: a CUDA runtime check here would break every fork
+        os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
     os.environ["SPACES_ZERO_DEVICE_API_URL"] = API_URL
     if not real_cuda:
         packing = types.ModuleType("spaces.zero.torch")
@@ -164,5 +178,7 @@ def install(
     from spaces.zero import client
 
     scheduler = Scheduler(Path(ledger), Path(quotas) if quotas else None, default_quota)
+    if real_cuda:
+        scheduler.gpu = _gpu_uuid()
     client.api_client = lambda: scheduler
     return scheduler

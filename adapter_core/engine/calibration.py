@@ -79,7 +79,7 @@ def fit(model: nn.Module, name: str, ds: Dataset, pad_id: int, num_labels: int, 
     if len(ds) > MAX_FIT_ROWS:
         ds = ds.shuffle(seed=seed).select(range(MAX_FIT_ROWS))
     p = predictions(model, name, ds, pad_id)
-    return fit_stats(p.features, torch.tensor(p.gold), num_labels, seed=seed)
+    return fit_stats(p.features, torch.tensor(p.gold), num_labels, seed=seed, logits=p.logits)
 
 
 def threshold_for(in_scope: torch.Tensor, false_rejection: float = FALSE_REJECTION) -> float:

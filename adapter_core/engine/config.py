@@ -73,7 +73,8 @@ class TrainConfig:
         DEFAULT_SCORE,
         "Classification: how the router scores a message as out of scope (mahalanobis: distance to the nearest "
         "class in the adapter's features; relative_mahalanobis: that, less the distance to all training rows; "
-        "knn: to the nearest training rows; energy and msp: from the logits)",
+        "knn: to the nearest training rows; energy and msp: from the logits; fused: relative_mahalanobis and "
+        "energy together)",
         label="Out-of-scope score",
         choices=SCORES,
         sweep="no",
@@ -92,6 +93,13 @@ class TrainConfig:
     )
     pooling: str | None = setting(
         None, "How a classifier pools its tokens (default: by model family)", choices=POOLINGS
+    )
+    contrastive_weight: float = setting(
+        0.0,
+        "Classification: the weight of a supervised contrastive loss on the pooled features beside "
+        "cross-entropy (it pulls each batch's rows of one label together and pushes the others apart; 0: off)",
+        label="Contrastive loss weight",
+        bounds=Bounds(0, 10),
     )
     epochs: float | None = setting(
         None,

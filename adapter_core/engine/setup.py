@@ -81,13 +81,13 @@ class Recipe:
 class TaskModel(nn.Module):
     """The trainable forward: HF model + adapter `name`, returning the task loss (what DDP wraps)."""
 
-    def __init__(self, model: nn.Module, name: str, task: str):
+    def __init__(self, model: nn.Module, name: str, task: str, contrastive: float = 0.0):
         super().__init__()
-        self.model, self.name, self.task = model, name, task
+        self.model, self.name, self.task, self.contrastive = model, name, task, contrastive
 
     def forward(self, input_ids, attention_mask, labels):
         batch = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
-        return task_loss(self.model, self.name, self.task, batch)[0]
+        return task_loss(self.model, self.name, self.task, batch, self.contrastive)[0]
 
 
 def multi_cpu() -> bool:
@@ -259,7 +259,9 @@ def build(config, out_dir, accelerator, emit, base, shared, labels, train_ds, va
     seconds_per_step = measure_step(model, config, train_ds, pad_id, accelerator, plan.total_steps, emit)
     loader = DataLoader(train_ds, batch_sampler=sampler, collate_fn=partial(collate, pad_id=pad_id))
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-    task_model, optimizer, loader = accelerator.prepare(TaskModel(model, config.name, config.task), optimizer, loader)
+    task_model, optimizer, loader = accelerator.prepare(
+        TaskModel(model, config.name, config.task, config.contrastive_weight), optimizer, loader
+    )
     steps_per_epoch = math.ceil(len(loader) / config.grad_accum)
     total = max(1, int(steps_per_epoch * config.epochs + 1e-6))
     if config.max_steps:

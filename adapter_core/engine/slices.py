@@ -131,7 +131,7 @@ def _load(model: nn.Module, name: str, spec: SliceSpec) -> list[nn.Parameter]:
 def _train(model, config: TrainConfig, params, optimizer, scheduler, spec: SliceSpec, device) -> SliceResult:
     """The optimizer steps, as the loop's `train_step` takes them under accelerate: each micro-batch's loss
     divided by grad_accum, gradients clipped, one optimizer and one schedule step per optimizer step."""
-    task_model = TaskModel(model, config.name, config.task)
+    task_model = TaskModel(model, config.name, config.task, config.contrastive_weight)
     train_mode(model, config.base_dropout or config.mode == "full")
     autocast = _autocast(config, device)
     result = SliceResult(weights={}, optimizer={}, scheduler={}, rng=spec.rng, device=str(device))

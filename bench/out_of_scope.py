@@ -213,7 +213,7 @@ def main() -> None:
     ap.add_argument("--unseen", type=int, default=10, help="intents held out of training")
     ap.add_argument(
         "--set", type=setting, nargs="+", default=[], metavar="KEY=VALUE",
-        help="a training setting other than the default, for an ablation (contrastive_weight=0.1 epochs=8)",
+        help="a training setting other than the default, for an ablation (pooling=mean epochs=8)",
     )  # fmt: skip
     ap.add_argument("--false-rejection", type=float, default=FALSE_REJECTION, help="in-scope share rejected")
     args = ap.parse_args()

@@ -71,8 +71,11 @@ def test_stop_midrun_keeps_a_loadable_stopped_adapter_and_queue_is_visible(tmp_p
     manager = JobManager(RunStore(tmp_path))
     first = manager.submit(quick(epochs=50))
     second = manager.submit(quick(max_steps=2, name="second"))
-    assert manager.queued() == [second]
     deadline = time.time() + 300
+    while manager.running() is not first:  # the worker thread takes the first job up in its own time
+        assert time.time() < deadline and first.status != "failed", first.error
+        time.sleep(0.05)
+    assert manager.queued() == [second]
     while not any(e["kind"] == "step" and e["step"] >= 3 for e in first.events):
         assert time.time() < deadline and first.status not in ("failed",), first.error
         time.sleep(0.2)

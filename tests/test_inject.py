@@ -16,6 +16,7 @@ from adapter_core import (
     classification_logits,
     classify,
     generate_batch,
+    get_record,
     list_adapters,
     load_adapter,
     remove_adapter,
@@ -24,6 +25,8 @@ from adapter_core import (
     trainable_summary,
     use_adapter,
 )
+from adapter_core.engine.config import TrainConfig
+from adapter_core.engine.setup import attach_adapter
 from adapter_core.inject import HEADS_ATTR
 from adapter_core.layers import AdapterSlot
 from adapter_core.selection import current_selection
@@ -451,3 +454,20 @@ def test_duplicate_name_and_bad_name_and_unknown_selection():
         add_adapter(model, "c", AdapterConfig(bottleneck=8), labels=["x"])
     with pytest.raises(AdapterError, match="No adapter named 'zzz'"), use_adapter(model, "zzz"):
         pass
+
+
+@pytest.mark.parametrize(
+    "family, mode, asked, pooled",
+    [
+        ("bert", "adapter", None, "cls"),  # the adapter learns to fill the first token
+        ("bert", "head", None, "mean"),  # a frozen encoder's first token never learned to sum the text up
+        ("bert", "head", "cls", "cls"),  # what a run asks for always wins
+        ("llama", "head", None, "last"),  # a decoder reads the whole text only at its last token
+        ("llama", "adapter", None, "last"),
+    ],
+)
+def test_a_training_run_pools_by_family_and_by_what_it_trains(family, mode, asked, pooled):
+    model = tiny_model(family)
+    config = TrainConfig(name="r", mode=mode, pooling=asked)
+    attach_adapter(model, config, ["a", "b"], None, lambda e: None)
+    assert get_record(model, "r").pooling == pooled

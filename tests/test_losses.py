@@ -10,7 +10,6 @@ from adapter_core.engine import losses
 from adapter_core.engine.batches import IGNORE
 from adapter_core.engine.lm_head_loss import lm_head_loss
 from adapter_core.engine.losses import PLAIN_LM_HEAD, response_loss, task_loss
-from adapter_core.inference import classification_outputs
 from adapter_core.selection import use_adapter
 
 
@@ -166,46 +165,3 @@ def test_task_loss_counts_the_labelled_tokens():
         model, "a", "instruction", {"input_ids": ids, "attention_mask": mask, "labels": labels}
     )
     assert count == int((labels[:, 1:] != IGNORE).sum()) == 11 and logits is None
-
-
-def supcon_by_the_definition(x: torch.Tensor, y: torch.Tensor, t: float) -> torch.Tensor:
-    """Khosla et al.'s L_out, one anchor and one positive at a time."""
-    z = torch.nn.functional.normalize(x, dim=-1)
-    per_anchor = []
-    for i in range(len(z)):
-        others = [a for a in range(len(z)) if a != i]
-        positives = [p for p in others if y[p] == y[i]]
-        if not positives:
-            continue
-        denominator = torch.logsumexp(torch.stack([z[i] @ z[a] / t for a in others]), 0)
-        per_anchor.append(-torch.stack([z[i] @ z[p] / t - denominator for p in positives]).mean())
-    return torch.stack(per_anchor).mean()
-
-
-def test_supervised_contrastive_is_khosla_s_loss_and_pulls_labels_together():
-    torch.manual_seed(0)
-    x, y = torch.randn(12, 8), torch.tensor([0, 0, 1, 1, 1, 2, 3, 3, 0, 2, 4, 1])  # label 4 alone: no positive
-    torch.testing.assert_close(losses.supervised_contrastive(x, y, 0.1), supcon_by_the_definition(x, y, 0.1))
-    clustered = torch.nn.functional.one_hot(y, 8).float() + 0.01 * x  # each label's rows at one point
-    assert losses.supervised_contrastive(clustered, y) < losses.supervised_contrastive(x, y) / 5
-    features = x[:3].clone().requires_grad_()
-    alone = losses.supervised_contrastive(features, torch.tensor([0, 1, 2]))  # no pair shares a label
-    alone.backward()  # still part of the graph, with nothing to learn
-    assert alone.item() == 0 and torch.count_nonzero(features.grad) == 0
-
-
-def test_the_contrastive_weight_adds_the_loss_to_a_classifier_s_cross_entropy():
-    model = tiny_model("bert")
-    add_adapter(model, "c", AdapterConfig(bottleneck=8), task="classification", labels=["a", "b", "c"])
-    torch.manual_seed(1)
-    batch = {
-        "input_ids": torch.randint(3, 96, (6, 7)),
-        "attention_mask": torch.ones(6, 7, dtype=torch.long),
-        "labels": torch.tensor([0, 0, 1, 1, 2, 2]),
-    }
-    plain, n, logits = task_loss(model, "c", "classification", batch)
-    weighted, _, _ = task_loss(model, "c", "classification", batch, contrastive=0.5)
-    pooled = classification_outputs(model, "c", batch["input_ids"], batch["attention_mask"])[0]
-    expected = plain + 0.5 * losses.supervised_contrastive(pooled.float(), batch["labels"])
-    torch.testing.assert_close(weighted, expected)
-    assert n == 6 and logits.shape == (6, 3) and weighted > plain

@@ -22,6 +22,7 @@ from adapter_core import (
     adapter_parameters,
     add_adapter,
     classification_logits,
+    get_record,
     load_adapter,
     load_base,
     read_adapter_config,
@@ -387,6 +388,16 @@ def test_export_names_what_does_not_map(tmp_path):
     add_adapter(model, "chat", AdapterConfig(bottleneck=4), task="instruction")
     with pytest.raises(AdapterError, match="base model type 'llama'"):
         export_adapterhub(save_adapter(model, "chat", tmp_path / "chat"), tmp_path / "y")
+
+
+def test_a_default_encoder_classifier_pools_the_first_token_and_exports_with_its_head(tmp_path):
+    model, folder = ours(tmp_path, AdapterConfig(bottleneck=4), pooling=None)  # no pooling asked for
+    assert get_record(model, "route").pooling == "cls"
+    out = export_adapterhub(folder, tmp_path / "x")
+    assert (out / "head_config.json").is_file()
+    decoder = tiny_model("llama")
+    add_adapter(decoder, "d", AdapterConfig(bottleneck=4), task="classification", labels=["a", "b"])
+    assert get_record(decoder, "d").pooling == "last"
 
 
 @pytest.mark.parametrize("hidden", [32, 384, 768, 1024, 4096])

@@ -71,10 +71,10 @@ class TrainConfig:
     )
     oos_score: str = setting(
         DEFAULT_SCORE,
-        "Classification: how the router scores a message as out of scope (mahalanobis: distance to the nearest "
-        "class in the adapter's features; relative_mahalanobis: that, less the distance to all training rows; "
-        "knn: to the nearest training rows; energy and msp: from the logits; fused: relative_mahalanobis and "
-        "energy together)",
+        "Classification: how the router scores a message as out of scope (energy: how low all the label "
+        "scores are together; msp: how low the top probability is; mahalanobis: distance to the nearest class "
+        "in the adapter's features; relative_mahalanobis: that, less the distance to all training rows; knn: to "
+        "the nearest training rows; fused: relative_mahalanobis and energy together)",
         label="Out-of-scope score",
         choices=SCORES,
         sweep="no",
@@ -92,14 +92,10 @@ class TrainConfig:
         "Keep the frozen base's dropout active while training (off: the base runs in eval mode, a cheaper step)",
     )
     pooling: str | None = setting(
-        None, "How a classifier pools its tokens (default: by model family)", choices=POOLINGS
-    )
-    contrastive_weight: float = setting(
-        0.0,
-        "Classification: the weight of a supervised contrastive loss on the pooled features beside "
-        "cross-entropy (it pulls each batch's rows of one label together and pushes the others apart; 0: off)",
-        label="Contrastive loss weight",
-        bounds=Bounds(0, 10),
+        None,
+        "How a classifier pools its tokens into one vector (default: cls, the first token, for encoders, or mean, "
+        "the average of all tokens, when only the head trains; last, the last token, for decoders)",
+        choices=POOLINGS,
     )
     epochs: float | None = setting(
         None,

@@ -1,5 +1,4 @@
-"""Task losses: cross-entropy over a classification head (optionally beside a supervised contrastive loss
-on the pooled features), and next-token loss over response tokens only."""
+"""Task losses: cross-entropy over a classification head, and next-token loss over response tokens only."""
 
 from __future__ import annotations
 
@@ -8,7 +7,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..heads import backbone_hidden
-from ..inference import classification_outputs
+from ..inference import classification_logits
 from ..selection import use_adapter
 from .batches import IGNORE
 from .lm_head_loss import lm_head_loss
@@ -46,38 +45,11 @@ def labelled_hidden(
     return backbone_hidden(model, input_ids, attention_mask)[:, :-1][keep], targets[keep]
 
 
-def task_loss(model: nn.Module, name: str, task: str, batch: dict[str, torch.Tensor], contrastive: float = 0.0):
-    """(mean loss, number of loss tokens or examples, classification logits or None). `contrastive`: the
-    weight of `supervised_contrastive` beside a classifier's cross-entropy (0: cross-entropy alone)."""
+def task_loss(model: nn.Module, name: str, task: str, batch: dict[str, torch.Tensor]):
+    """(mean loss, number of loss tokens or examples, classification logits or None)."""
     if task == "classification":
-        pooled, logits = classification_outputs(model, name, batch["input_ids"], batch["attention_mask"])
-        loss = F.cross_entropy(logits.float(), batch["labels"])
-        if contrastive:
-            loss = loss + contrastive * supervised_contrastive(pooled.float(), batch["labels"])
-        return loss, len(batch["labels"]), logits
+        logits = classification_logits(model, name, batch["input_ids"], batch["attention_mask"])
+        return F.cross_entropy(logits.float(), batch["labels"]), len(batch["labels"]), logits
     with use_adapter(model, name):
         loss = response_loss(model, batch["input_ids"], batch["attention_mask"], batch["labels"])
     return loss, int((batch["labels"][:, 1:] != IGNORE).sum()), None
-
-
-CONTRASTIVE_TEMPERATURE = 0.1
-
-
-def supervised_contrastive(
-    features: torch.Tensor, labels: torch.Tensor, temperature: float = CONTRASTIVE_TEMPERATURE
-) -> torch.Tensor:
-    """The supervised contrastive loss (Khosla et al. 2020; beside cross-entropy, Gunel et al. 2021) of a
-    batch: each row's L2-normalised features pulled towards the batch's other rows of its label and pushed
-    from the rest. Rows with no other row of their label in the batch add nothing."""
-    x = F.normalize(features, dim=-1)
-    similarity = (x @ x.T) / temperature
-    self_mask = torch.eye(len(x), dtype=torch.bool, device=x.device)
-    similarity = similarity.masked_fill(self_mask, float("-inf"))
-    log_prob = similarity - torch.logsumexp(similarity, dim=-1, keepdim=True)
-    positives = (labels[:, None] == labels[None, :]) & ~self_mask
-    count = positives.sum(-1)
-    has = count > 0
-    if not has.any():
-        return features.sum() * 0.0  # keeps the graph (and DDP's bookkeeping) whole
-    mean_log_prob = log_prob.masked_fill(~positives, 0.0).sum(-1)[has] / count[has]
-    return -mean_log_prob.mean()

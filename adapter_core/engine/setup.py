@@ -25,8 +25,10 @@ from ..atomic import write_json_atomic
 from ..catalog import Base, load_base
 from ..config import AdapterConfig
 from ..errors import AdapterError
+from ..heads import training_pooling
 from ..inject import HEADS_ATTR, adapter_parameters, add_adapter, remove_adapter, set_trainable, train_mode
 from ..io import load_adapter
+from ..placement import model_family
 from . import checkpoint
 from .batches import LengthGroupedBatches, collate
 from .config import Event, TrainConfig
@@ -81,13 +83,13 @@ class Recipe:
 class TaskModel(nn.Module):
     """The trainable forward: HF model + adapter `name`, returning the task loss (what DDP wraps)."""
 
-    def __init__(self, model: nn.Module, name: str, task: str, contrastive: float = 0.0):
+    def __init__(self, model: nn.Module, name: str, task: str):
         super().__init__()
-        self.model, self.name, self.task, self.contrastive = model, name, task, contrastive
+        self.model, self.name, self.task = model, name, task
 
     def forward(self, input_ids, attention_mask, labels):
         batch = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
-        return task_loss(self.model, self.name, self.task, batch, self.contrastive)[0]
+        return task_loss(self.model, self.name, self.task, batch)[0]
 
 
 def multi_cpu() -> bool:
@@ -188,7 +190,8 @@ def attach_adapter(model: nn.Module, config: TrainConfig, labels, start: dict | 
     `adapter` setting that differs is ignored, with a warning), then set what trains by `config.mode`.
     Returns the config with the adapter's shape as trained."""
     if start is None:
-        add_adapter(model, config.name, config.adapter, task=config.task, labels=labels, pooling=config.pooling)
+        pooling = training_pooling(config.pooling, model_family(model), config.mode == "head")
+        add_adapter(model, config.name, config.adapter, task=config.task, labels=labels, pooling=pooling)
     else:
         load_adapter(model, start["path"], name=config.name, trainable=True)
         own = replace(config, adapter=AdapterConfig.from_dict(start["config"]), pooling=start.get("pooling"))
@@ -259,9 +262,7 @@ def build(config, out_dir, accelerator, emit, base, shared, labels, train_ds, va
     seconds_per_step = measure_step(model, config, train_ds, pad_id, accelerator, plan.total_steps, emit)
     loader = DataLoader(train_ds, batch_sampler=sampler, collate_fn=partial(collate, pad_id=pad_id))
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-    task_model, optimizer, loader = accelerator.prepare(
-        TaskModel(model, config.name, config.task, config.contrastive_weight), optimizer, loader
-    )
+    task_model, optimizer, loader = accelerator.prepare(TaskModel(model, config.name, config.task), optimizer, loader)
     steps_per_epoch = math.ceil(len(loader) / config.grad_accum)
     total = max(1, int(steps_per_epoch * config.epochs + 1e-6))
     if config.max_steps:

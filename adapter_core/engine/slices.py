@@ -26,7 +26,9 @@ from torch import nn
 from transformers import get_linear_schedule_with_warmup
 
 from ..catalog import Base, load_base
+from ..heads import training_pooling
 from ..inject import adapter_parameters, add_adapter, list_adapters, remove_adapter, train_mode
+from ..placement import model_family
 from .config import TrainConfig
 from .metrics import evaluate
 from .sample_answers import answer_samples
@@ -109,11 +111,12 @@ def _model(config: TrainConfig, labels: list[str] | None, device: torch.device) 
     base = _BASES.get(config.base)
     if base is None:
         base = _BASES[config.base] = load_base(config.base)
-    model, shape = base.model, (config.adapter, config.task, tuple(labels or ()), config.pooling)
+    pooling = training_pooling(config.pooling, model_family(base.model), config.mode == "head")
+    model, shape = base.model, (config.adapter, config.task, tuple(labels or ()), pooling)
     if config.name in list_adapters(model) and _SHAPES.get((config.base, config.name)) != shape:
         remove_adapter(model, config.name)
     if config.name not in list_adapters(model):
-        add_adapter(model, config.name, config.adapter, task=config.task, labels=labels, pooling=config.pooling)
+        add_adapter(model, config.name, config.adapter, task=config.task, labels=labels, pooling=pooling)
         _SHAPES[(config.base, config.name)] = shape
     apply_mode(model, config)
     return model.to(device)
@@ -131,7 +134,7 @@ def _load(model: nn.Module, name: str, spec: SliceSpec) -> list[nn.Parameter]:
 def _train(model, config: TrainConfig, params, optimizer, scheduler, spec: SliceSpec, device) -> SliceResult:
     """The optimizer steps, as the loop's `train_step` takes them under accelerate: each micro-batch's loss
     divided by grad_accum, gradients clipped, one optimizer and one schedule step per optimizer step."""
-    task_model = TaskModel(model, config.name, config.task, config.contrastive_weight)
+    task_model = TaskModel(model, config.name, config.task)
     train_mode(model, config.base_dropout or config.mode == "full")
     autocast = _autocast(config, device)
     result = SliceResult(weights={}, optimizer={}, scheduler={}, rng=spec.rng, device=str(device))

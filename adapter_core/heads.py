@@ -17,21 +17,16 @@ HEAD_TYPES = ("linear", "mlp")
 HEAD_ACTIVATIONS = {"tanh": nn.Tanh, "gelu": nn.GELU, "relu": nn.ReLU, "swish": nn.SiLU}
 
 
-def default_pooling(family: str) -> str:
-    # Decoders see the whole text only at the last token. Encoders: the first token ([CLS]), which the
-    # adapter learns to fill. On BANKING77 with MiniLM it beat mean pooling by 1.2 points of accuracy and
-    # caught more unseen intents (bench/RESULTS.md, session 17), and it is the token AdapterHub's
-    # classification heads read, so such an adapter exports with its head.
-    return "last" if family == "decoder" else "cls"
-
-
-def training_pooling(pooling: str | None, family: str, head_only: bool) -> str | None:
-    """The pooling a run asked for; else, for a head trained alone on a frozen encoder, the mean of the tokens
-    (its first token was never trained to sum the text up: 73.1% against 84.3% on a BANKING77 run, in
-    bench/RESULTS.md); else None, the family's default (`default_pooling`)."""
-    if pooling is None and head_only and family != "decoder":
-        return "mean"
-    return pooling
+def default_pooling(family: str, head_only: bool = False) -> str:
+    """The pooling a classifier gets when none is asked for. Decoders see the whole text only at the last
+    token. Encoders: the first token ([CLS]), which the adapter learns to fill; on BANKING77 with MiniLM it
+    beat mean pooling by 1.2 points of accuracy and caught more unseen intents, and it is the token
+    AdapterHub's classification heads read, so such an adapter exports with its head. But a head trained
+    alone on a frozen encoder reads the mean of the tokens: that first token was never trained to sum the
+    text up (73.1% against 84.3% on a BANKING77 run). Figures: bench/RESULTS.md, session 17."""
+    if family == "decoder":
+        return "last"
+    return "mean" if head_only else "cls"
 
 
 def check_pooling(pooling: str) -> None:

@@ -20,7 +20,6 @@ The list below is what an H200 machine's image (torch 2.11, CUDA 13) lacked or h
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import subprocess
 import sys
 import tarfile
@@ -90,15 +89,15 @@ def download(wheels: Path, python: str) -> None:
 
 
 def models() -> list[Path]:
-    """The embedded models' package folders (found without importing them)."""
-    from adapter_core.catalog import CATALOG
+    """The embedded models' package folders (each holds its model folder or GGUF file)."""
+    from adapter_core.catalog import CATALOG, embedded_path
 
     folders = []
     for entry in CATALOG.values():
-        spec = importlib.util.find_spec(entry.package)
-        if spec is None or not spec.submodule_search_locations:
+        path = embedded_path(entry)
+        if path is None:
             sys.exit(f"{entry.package} is not installed here: run `make setup` first")
-        folders.append(Path(next(iter(spec.submodule_search_locations))))
+        folders.append(path.parent)
     return folders
 
 

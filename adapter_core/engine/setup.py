@@ -25,7 +25,7 @@ from ..atomic import write_json_atomic
 from ..catalog import Base, load_base
 from ..config import AdapterConfig
 from ..errors import AdapterError
-from ..heads import training_pooling
+from ..heads import default_pooling
 from ..inject import HEADS_ATTR, adapter_parameters, add_adapter, remove_adapter, set_trainable, train_mode
 from ..io import load_adapter
 from ..placement import model_family
@@ -185,12 +185,18 @@ def record_resolved(out_dir: Path, plan: Plan, pinned: str | None = None) -> Non
     write_json_atomic(path, saved)
 
 
+def run_pooling(config: TrainConfig, model: nn.Module) -> str:
+    """The pooling a run's classifier gets: the one asked for, else the model family's default for what
+    the run trains (a head alone on a frozen encoder pools differently: `heads.default_pooling`)."""
+    return config.pooling or default_pooling(model_family(model), head_only=config.mode == "head")
+
+
 def attach_adapter(model: nn.Module, config: TrainConfig, labels, start: dict | None, emit) -> TrainConfig:
     """Add a fresh adapter, or load the `init_from` one under `config.name` (its own shape and head: an
     `adapter` setting that differs is ignored, with a warning), then set what trains by `config.mode`.
     Returns the config with the adapter's shape as trained."""
     if start is None:
-        pooling = training_pooling(config.pooling, model_family(model), config.mode == "head")
+        pooling = run_pooling(config, model)
         add_adapter(model, config.name, config.adapter, task=config.task, labels=labels, pooling=pooling)
     else:
         load_adapter(model, start["path"], name=config.name, trainable=True)

@@ -26,13 +26,11 @@ from torch import nn
 from transformers import get_linear_schedule_with_warmup
 
 from ..catalog import Base, load_base
-from ..heads import training_pooling
 from ..inject import adapter_parameters, add_adapter, list_adapters, remove_adapter, train_mode
-from ..placement import model_family
 from .config import TrainConfig
 from .metrics import evaluate
 from .sample_answers import answer_samples
-from .setup import TaskModel, apply_mode, precision_for
+from .setup import TaskModel, apply_mode, precision_for, run_pooling
 
 Batch = dict[str, torch.Tensor]
 
@@ -111,7 +109,7 @@ def _model(config: TrainConfig, labels: list[str] | None, device: torch.device) 
     base = _BASES.get(config.base)
     if base is None:
         base = _BASES[config.base] = load_base(config.base)
-    pooling = training_pooling(config.pooling, model_family(base.model), config.mode == "head")
+    pooling = run_pooling(config, base.model)
     model, shape = base.model, (config.adapter, config.task, tuple(labels or ()), pooling)
     if config.name in list_adapters(model) and _SHAPES.get((config.base, config.name)) != shape:
         remove_adapter(model, config.name)

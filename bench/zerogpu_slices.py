@@ -9,9 +9,11 @@ idle) and pickles the run's state in and out; only the scheduler's HTTP and the 
 replaced, so on this CPU the workers train on the CPU. Slices are called back to back here: the
 studio's drive from visitor requests adds its own gaps, which the studio tests measure (share of a
 run's wall time spent inside leases). With a GPU (`--gpu`, on a machine with CUDA and a CUDA build of
-torch) the packing is the real one too and the workers train on the GPU; the unsliced baseline then runs
-in a child process without `spaces` (whose patching makes a Space's parent CUDA an emulation where no
-kernel runs), and the sliced run's parent keeps its own steps on the CPU, as the studio's does there.
+torch) the packing is the real one too and the workers train on the GPU. The unsliced baseline runs in
+a child process without `spaces`, warmed by a one-step run of its own: a Space's main process takes no
+training step (the emulation fails one: on a CUDA build it would start CUDA there, and under `spaces`'
+patching no kernel runs there anyway). The sliced run's timing includes its worker's start and base
+load, as on a Space.
 Each row also gives the GPU seconds the run's leases used and asked for: the quota a visitor spends.
 
 Defaults: MiniLM on the routing sample, every setting auto; SmolLM2-135M on house_style_sft.csv, every
@@ -45,7 +47,7 @@ RUNS = {
 
 
 def plain(task: str, seed: int, fast: bool, out: Path) -> None:
-    """The unsliced baseline in this process, with no `spaces` (a GPU machine's --gpu child): warm, then time."""
+    """The unsliced baseline in this process, with no `spaces` (the bench's child): warm, then time."""
     from adapter_core.engine.train import TrainConfig, train
 
     settings = _settings(task, seed, fast)
@@ -73,7 +75,7 @@ def _in_child(task: str, seed: int, fast: bool, out: Path) -> dict:
     ]
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
-        sys.exit(f"the unsliced GPU run failed:\n{done.stderr[-3000:]}")
+        sys.exit(f"the unsliced run failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -89,7 +91,7 @@ def main() -> None:
     ap.add_argument("--gpu", action="store_true", help="real CUDA in the workers (a GPU machine)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--tasks", default="classification,instruction")
-    ap.add_argument("--plain", choices=sorted(RUNS), help=argparse.SUPPRESS)  # the --gpu baseline's child
+    ap.add_argument("--plain", choices=sorted(RUNS), help=argparse.SUPPRESS)  # the baseline's child
     ap.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.plain:
@@ -120,16 +122,11 @@ def main() -> None:
                 if args.gpu:  # the parent's own steps on the CPU, as the studio sets them on ZeroGPU
                     settings["device"] = "cpu"
                 config = TrainConfig.from_dict(settings)
-                # Warm this process's caches (the base's files, the data's tokenization) for both modes alike;
-                # the sliced run's fresh worker still loads its base inside its first slice, as on a Space. Not
-                # on a GPU: a backward pass here could start CUDA in this process (see RESULTS, the H200 run).
-                if not args.gpu:
-                    train(TrainConfig.from_dict({**settings, "max_steps": 1}), Path(tmp) / f"warm-{task}-{seed}")
                 times, weights, metrics, leased = {}, {}, {}, []
                 modes = ("unsliced", "sliced") if seed % 2 == 0 else ("sliced", "unsliced")  # alternate the order
                 for mode in modes:  # one after the other, same settings
                     out = Path(tmp) / f"{task}-{seed}-{mode}"
-                    if mode == "unsliced" and args.gpu:
+                    if mode == "unsliced":
                         child = _in_child(task, seed, args.fast, out)
                         times[mode], metrics[mode] = child["seconds"], child["metrics"]
                     else:

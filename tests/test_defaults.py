@@ -57,6 +57,22 @@ def test_a_large_file_keeps_batch_32_and_few_epochs():
     assert (on_gpu.batch_size, on_gpu.epochs, on_gpu.estimated_seconds, on_gpu.warnings) == (32, 4.0, None, [])
 
 
+def test_a_sliced_run_is_planned_for_the_gpu_its_slices_run_on():
+    """On ZeroGPU the trainer's own device is the CPU, but its steps run in GPU slices: no CPU time budget
+    may cut them, as the Train tab's estimate (planned for the GPU) already promised."""
+    import types
+
+    from adapter_core.engine.setup import plan_run
+
+    config = TrainConfig(base="minilm", data="x.csv")
+    accelerator = types.SimpleNamespace(device=torch.device("cpu"), num_processes=1)
+    base = types.SimpleNamespace(num_parameters=22_700_000)
+    here = plan_run(config, 200_000, [16] * 8, base, accelerator)
+    sliced = plan_run(config, 200_000, [16] * 8, base, accelerator, sliced=True)
+    assert here.epochs < 1 and here.estimated_seconds is not None
+    assert (sliced.epochs, sliced.estimated_seconds, sliced.warnings) == (4.0, None, [])
+
+
 def test_explicit_values_always_win_and_still_get_warnings():
     plan = plan_training(126, "instruction", "Quick look", batch_size=32, epochs=1, lr=3e-3)
     assert (plan.batch_size, plan.epochs, plan.lr, plan.total_steps, plan.auto) == (32, 1, 3e-3, 4, ())

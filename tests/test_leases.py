@@ -44,13 +44,13 @@ def test_no_request_for_a_while_pauses_or_goes_on_on_the_cpu(monkeypatch):
     broker = SliceBroker(away_seconds=0.3)
     with pytest.raises(Paused, match="no page or API client of yours asked for its progress"):
         broker.lease("alice", spec(), lambda: False)
-    monkeypatch.setattr(leases, "run_slice", lambda s: "on the cpu")
+    monkeypatch.setattr(leases, "run_on_cpu", lambda s: "on the cpu")
     assert broker.lease("alice", spec(), lambda: False, cpu_when_away=True) == "on the cpu"
 
 
 def test_a_refused_lease_pauses_unless_the_cpu_was_chosen(monkeypatch):
     broker = SliceBroker(away_seconds=5)
-    monkeypatch.setattr(leases, "run_slice", lambda s: "on the cpu")
+    monkeypatch.setattr(leases, "run_on_cpu", lambda s: "on the cpu")
 
     def refuse(s):
         raise Paused("ZeroGPU refused more GPU time")

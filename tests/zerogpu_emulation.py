@@ -12,6 +12,11 @@ What is replaced:
 - the CUDA packing module (`spaces.zero.torch`), which needs a CUDA build of torch: here there is no GPU,
   so a worker trains on the CPU.
 
+What it adds: a CUDA build's failure that a CPU build cannot show. On a Space, a training pass in the
+main process reaches the CUDA runtime below `spaces`' patches, and breaks CUDA for every worker forked
+after it (seen on an H200: bench/RESULTS.md, "On a GPU"). So here a backward pass or an optimizer step
+in the main process raises, as `spaces` raises at a low-level CUDA start (`_no_training_in_the_parent`).
+
 What it cannot prove: real CUDA in the workers (the GPU bench does, when a GPU machine is lent), the
 scheduler's queueing when every GPU is busy, real JWT expiry, and Hugging Face's quota figures.
 
@@ -158,6 +163,30 @@ def _gpu_uuid() -> str:
     return out.stdout.split()[0]
 
 
+def _no_training_in_the_parent() -> None:
+    """A backward pass or an optimizer step in this process, not in its forked workers, raises. With a CUDA
+    build under `spaces`, torch's optimizer asks the current CUDA stream whether it is being captured
+    (torch >= 2.11), and the autograd engine counts the devices of each device type it knows: both reach
+    the CUDA runtime, which `spaces` does not intercept."""
+    import torch
+
+    parent = os.getpid()
+
+    def guard(original, what: str):
+        def guarded(*args, **kwargs):
+            if os.getpid() == parent:
+                raise RuntimeError(f"{what} in a ZeroGPU Space's main process would start CUDA there.")
+            return original(*args, **kwargs)
+
+        return guarded
+
+    torch.autograd.backward = guard(torch.autograd.backward, "A backward pass")
+    optimizer = torch.optim.Optimizer
+    optimizer._accelerator_graph_capture_health_check = guard(
+        optimizer._accelerator_graph_capture_health_check, "An optimizer step"
+    )
+
+
 def install(
     ledger: str | Path, quotas: str | Path | None = None, default_quota: float = 3600.0, real_cuda: bool = False
 ) -> Scheduler:
@@ -176,6 +205,8 @@ def install(
         sys.modules["spaces.zero.torch"] = packing
     import spaces  # noqa: F401  (the real package, as app.py imports it first on a Space)
     from spaces.zero import client
+
+    _no_training_in_the_parent()
 
     scheduler = Scheduler(Path(ledger), Path(quotas) if quotas else None, default_quota)
     if real_cuda:

@@ -5,8 +5,8 @@ inside that visitor's requests, never in the trainer's thread, which has no visi
 The trainer thread offers each slice (`lease`) and waits. A request of the same owner (the Train tab's
 timer, or an API client polling its run's status) takes it and runs it (`drive`), and hands the result
 back. When no request takes a slice for `away_seconds`, the visitor has left: the run pauses at its
-checkpoint, or, if its owner chose so before it started, the slice runs here, on the CPU (as it does when
-the owner's lease is refused).
+checkpoint, or, if its owner chose so before it started, the slice runs on the CPU (as it does when the
+owner's lease is refused), in a process of its own (`cpu_slices`: never in the studio's).
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .cpu_slices import CpuSliceError, run_on_cpu
 from .sliced_loop import Paused
-from .slices import SliceResult, SliceSpec, run_slice
+from .slices import SliceResult, SliceSpec
 
 AWAY_SECONDS = 30.0  # no request of the owner for this long: they closed the page
 AWAY = (
@@ -65,11 +66,11 @@ class SliceBroker:
                 if should_stop():
                     return _nothing(spec)
                 if cpu_when_away:
-                    return run_slice(spec)
+                    return _on_cpu(spec)
                 raise Paused(AWAY.format(seconds=self.away_seconds))
         if offer.error is not None:
             if cpu_when_away:  # out of quota, or a failed lease: the owner chose the CPU over a pause
-                return run_slice(spec)
+                return _on_cpu(spec)
             raise offer.error if isinstance(offer.error, Paused) else Paused(f"the GPU worker failed ({offer.error}).")
         assert offer.result is not None
         return offer.result
@@ -117,6 +118,13 @@ class SliceBroker:
                 return False
             self._offers.remove(offer)
             return True
+
+
+def _on_cpu(spec: SliceSpec) -> SliceResult:
+    try:
+        return run_on_cpu(spec)
+    except CpuSliceError as e:
+        raise Paused(str(e)) from None
 
 
 def _nothing(spec: SliceSpec) -> SliceResult:

@@ -106,9 +106,12 @@ def precision_for(requested: str) -> str:
     return "no"
 
 
-def setup(config: TrainConfig, out_dir: Path, on_event: Callable[[Event], None], base: Base | None) -> Recipe:
+def setup(
+    config: TrainConfig, out_dir: Path, on_event: Callable[[Event], None], base: Base | None, sliced: bool = False
+) -> Recipe:
     """Read the data, load (or reuse) the base, plan the run and build what trains. With a shared `base`,
-    a failure after the adapter is added takes it off again."""
+    a failure after the adapter is added takes it off again. A `sliced` run takes no step here, not even
+    the timing passes: its slices run elsewhere and time themselves (`cpu_slices` says why)."""
     config.check()
     if base is not None and config.mode == "full":
         raise AdapterError("A full fine-tune changes the base itself; it cannot train on a shared, loaded base.")
@@ -132,7 +135,7 @@ def setup(config: TrainConfig, out_dir: Path, on_event: Callable[[Event], None],
     start = init_source(config, data)
     labels = start["labels"] if start else data.labels
     train_ds, val_ds = tokenize_splits(config, data, train_df, val_df, base.tokenizer, labels, emit)
-    plan = plan_run(config, len(train_ds), train_ds["length"], base, accelerator)
+    plan = plan_run(config, len(train_ds), train_ds["length"], base, accelerator, sliced)
     config = replace(config, batch_size=plan.batch_size, epochs=plan.epochs, lr=plan.lr)  # the caller's stays
     if accelerator.is_main_process:
         record_resolved(out_dir, plan, data.summary.source)
@@ -140,7 +143,9 @@ def setup(config: TrainConfig, out_dir: Path, on_event: Callable[[Event], None],
     fits = check_fit(memory, accelerator.device, weights_loaded=on_device(base.model, accelerator.device))
     config = attach_adapter(base.model, config, labels, start, emit)
     try:
-        r = build(config, out_dir, accelerator, emit, base, shared, labels, train_ds, val_ds, val_df, plan, memory)
+        r = build(
+            config, out_dir, accelerator, emit, base, shared, labels, train_ds, val_ds, val_df, plan, memory, sliced
+        )
         r.warnings += [fits] if fits else []
         return r
     except BaseException:
@@ -149,8 +154,11 @@ def setup(config: TrainConfig, out_dir: Path, on_event: Callable[[Event], None],
         raise
 
 
-def plan_run(config: TrainConfig, rows: int, lengths: list[int], base: Base, accelerator: Accelerator) -> Plan:
-    """The run's plan: the settings given in `config`, and the auto ones chosen for `rows` training rows."""
+def plan_run(
+    config: TrainConfig, rows: int, lengths: list[int], base: Base, accelerator: Accelerator, sliced: bool = False
+) -> Plan:
+    """The run's plan: the settings given in `config`, and the auto ones chosen for `rows` training rows.
+    A `sliced` run's steps run on a GPU, whatever device this process has: no CPU time budget cuts them."""
     return plan_training(
         rows,
         config.task,
@@ -159,7 +167,7 @@ def plan_run(config: TrainConfig, rows: int, lengths: list[int], base: Base, acc
         batch_size=config.batch_size,
         epochs=config.epochs,
         lr=config.lr,
-        device="cpu" if accelerator.device.type == "cpu" else "cuda",
+        device="cpu" if accelerator.device.type == "cpu" and not sliced else "cuda",
         tokens_per_example=sum(lengths) / max(len(lengths), 1),
         base_params=base.num_parameters,
         grad_accum=config.grad_accum,
@@ -259,13 +267,16 @@ def measure_step(
         return calibrate_time(model, config.name, config.task, batch, steps=2, grad_accum=config.grad_accum)
 
 
-def build(config, out_dir, accelerator, emit, base, shared, labels, train_ds, val_ds, val_df, plan, memory) -> Recipe:
-    """The step time measured; optimizer, data loader and scheduler, prepared by accelerate; trackers started."""
+def build(
+    config, out_dir, accelerator, emit, base, shared, labels, train_ds, val_ds, val_df, plan, memory, sliced=False
+) -> Recipe:
+    """The step time measured (unless `sliced`); optimizer, data loader and scheduler, prepared by accelerate; trackers started."""
     model = base.model
     params = [p for p in model.parameters() if p.requires_grad]
     sampler = LengthGroupedBatches(train_ds["length"], config.batch_size, config.seed)
     pad_id = base.tokenizer.pad_token_id
-    seconds_per_step = measure_step(model, config, train_ds, pad_id, accelerator, plan.total_steps, emit)
+    steps = 0 if sliced else plan.total_steps  # measure_step takes no passes for a run this short
+    seconds_per_step = measure_step(model, config, train_ds, pad_id, accelerator, steps, emit)
     loader = DataLoader(train_ds, batch_sampler=sampler, collate_fn=partial(collate, pad_id=pad_id))
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     task_model, optimizer, loader = accelerator.prepare(TaskModel(model, config.name, config.task), optimizer, loader)

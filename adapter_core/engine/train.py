@@ -69,10 +69,10 @@ def train(
     out_dir = Path(out_dir)
     if resume and config.mode == "full":
         raise AdapterError("A full fine-tune keeps no checkpoint to resume from; start it again instead.")
-    r = setup(config, out_dir, on_event, base)
+    sliced = lease is not None and config.mode != "full"  # a full fine-tune's base is no slice's argument
+    r = setup(config, out_dir, on_event, base, sliced)
     try:
         state = resume_state(r) if resume else RunState()
-        sliced = lease is not None and config.mode != "full"  # a full fine-tune's base is no slice's argument
         announce(r, resumed_at=state.step if resume else None, device=SLICED_DEVICE if sliced else None)
         if sliced:
             run_sliced_loop(r, state, should_stop, lease)

@@ -1,0 +1,105 @@
+"""Slices on the CPU in a process of their own: for a ZeroGPU run whose slice no GPU call took (its
+visitor left, having chosen the CPU before Start, or their quota ran out).
+
+Why not in the studio's own process: there, `spaces` has made torch believe in a GPU, and a training
+pass reaches the CUDA runtime below its patches. Seen on an H200 with torch 2.11: the optimizer's step
+asks the current CUDA stream whether it is being captured, which fails at once where the process has no
+GPU and, where it has one, starts CUDA, after which every GPU worker forked from the process fails with
+"CUDA error: initialization error". So the main process of a ZeroGPU Space never takes a training step:
+a fresh interpreter, started with no GPU visible and without `spaces`, takes them, and keeps its base
+loaded for the next slice (`slices._BASES`). Specs and results cross as pickles over a socket pair
+that only the two processes hold (`multiprocessing.connection`); a slice's stop file reaches it as it
+reaches a GPU worker. Plain pickles, not `Connection.send`'s: with torch imported, that one would share
+tensors through file descriptors that only processes started by `multiprocessing` may claim.
+
+    python -m adapter_core.engine.cpu_slices FD   (the studio starts it, with FD its end of the pair)
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import socket
+import subprocess
+import sys
+import threading
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+from .slices import SliceResult, SliceSpec, run_slice
+
+
+class CpuSliceError(RuntimeError):
+    """The CPU process could not run a slice; the message says why, in words."""
+
+
+class CpuSliceProcess:
+    """One process that runs slices on the CPU, one at a time, started at the first slice."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._proc: subprocess.Popen | None = None
+        self._conn: Connection | None = None
+
+    def run(self, spec: SliceSpec) -> SliceResult:
+        with self._lock:
+            conn = self._connect()
+            try:
+                conn.send_bytes(pickle.dumps(spec))
+                ok, value = pickle.loads(conn.recv_bytes())
+            except (EOFError, OSError) as e:
+                self._close()
+                raise CpuSliceError("the CPU training process stopped; resume the run from Past runs.") from e
+        if not ok:
+            raise CpuSliceError(value)
+        return value
+
+    def _connect(self) -> Connection:
+        if self._conn is not None and self._proc is not None and self._proc.poll() is None:
+            return self._conn
+        self._close()
+        ours, theirs = socket.socketpair()
+        env = {k: v for k, v in os.environ.items() if k != "SPACES_ZERO_GPU"}
+        env["CUDA_VISIBLE_DEVICES"] = ""  # the CPU, whatever this machine has
+        package_root = str(Path(__file__).resolve().parents[2])  # wherever the studio was started from
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
+        with theirs:
+            fd = theirs.fileno()
+            self._proc = subprocess.Popen([sys.executable, "-m", __name__, str(fd)], pass_fds=(fd,), env=env)
+        self._conn = Connection(ours.detach())
+        return self._conn
+
+    def _close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait()
+        self._proc = self._conn = None
+
+
+_PROCESS = CpuSliceProcess()
+
+
+def run_on_cpu(spec: SliceSpec) -> SliceResult:
+    """`spec` run on the CPU in the slices' own process (see the module's docstring)."""
+    return _PROCESS.run(spec)
+
+
+def serve(fd: int) -> None:
+    """The CPU process: run each slice it is sent, send back (True, result) or (False, what failed)."""
+    with Connection(fd) as conn:
+        while True:
+            try:
+                spec = pickle.loads(conn.recv_bytes())
+            except EOFError:  # the studio ended
+                return
+            try:
+                reply = (True, run_slice(spec))
+            except Exception as e:  # noqa: BLE001 (the run pauses with it, in words)
+                reply = (False, f"training on the CPU failed ({type(e).__name__}: {e}).")
+            conn.send_bytes(pickle.dumps(reply))
+
+
+if __name__ == "__main__":
+    serve(int(sys.argv[1]))

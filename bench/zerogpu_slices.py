@@ -119,7 +119,7 @@ def main() -> None:
         for task in args.tasks.split(","):
             for seed in args.seeds:
                 settings = _settings(task, seed, args.fast)
-                if args.gpu:  # the parent's own steps on the CPU, as the studio sets them on ZeroGPU
+                if args.gpu:  # the parent on the CPU (it takes no step), as the studio sets it on ZeroGPU
                     settings["device"] = "cpu"
                 config = TrainConfig.from_dict(settings)
                 times, weights, metrics, leased = {}, {}, {}, []

@@ -112,7 +112,13 @@ def check_config(studio: Service, config: TrainConfig) -> list[str]:
     if policy.public:  # every public run ends by itself, whatever it asked for
         config.max_steps = config.max_steps or policy.max_steps
         config.max_seconds = min(config.max_seconds or policy.max_seconds, policy.max_seconds)
-    if hardware().kind == "zero-gpu":  # the trainer's own steps stay on the CPU; its slices lease the GPU
+    if hardware().kind == "zero-gpu":  # the trainer takes no step itself (cpu_slices): its process stays off CUDA
+        if config.mode == "full":  # the whole model is no slice's argument: it would train in this process
+            raise AdapterError(
+                "A full fine-tune cannot run on ZeroGPU: its GPU is lent only in short calls, and a full "
+                "fine-tune would train the whole model here instead. Train an adapter or the head alone, "
+                "or host the studio on a dedicated GPU or the CPU."
+            )
         config.device = "cpu"
     return notes
 

@@ -52,7 +52,10 @@ def test_a_sliced_run_trains_only_in_its_cpu_process_and_ends_as_in_process_slic
 def test_slices_in_the_process_equal_slices_here(tmp_path):
     config = quick(max_steps=4, eval_every=2)
     here = train(config, tmp_path / "here", lease=run_slice)
-    elsewhere = train(config, tmp_path / "elsewhere", lease=cpu_slices.run_on_cpu)
+    try:
+        elsewhere = train(config, tmp_path / "elsewhere", lease=cpu_slices.run_on_cpu)
+    finally:
+        cpu_slices._PROCESS._close()
     a, b = weights(here), weights(elsewhere)
     assert a.keys() == b.keys()
     assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-5
@@ -73,5 +76,22 @@ def test_a_failed_slice_says_why_and_the_process_serves_the_next():
         with pytest.raises(CpuSliceError, match="training on the CPU failed"):
             process.run(object())  # a process that ended is started again
         assert process._proc.pid != pid
+    finally:
+        process._close()
+
+
+class DiesWhenRead:
+    """A spec whose unpickling ends the process that reads it: a CPU process killed mid-slice."""
+
+    def __reduce__(self):
+        return os._exit, (3,)
+
+
+def test_a_process_that_dies_mid_slice_pauses_the_run_in_words():
+    process = CpuSliceProcess()
+    try:
+        with pytest.raises(CpuSliceError, match="stopped; resume the run from Past runs"):
+            process.run(DiesWhenRead())
+        assert process._proc is None
     finally:
         process._close()

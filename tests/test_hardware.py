@@ -154,3 +154,21 @@ def test_a_leased_chat_stream_closes_its_gpu_call_when_stop_is_set():
     assert got == ["Once"] and closed == [True]
     whole = LeasedStream(pieces(), threading.Event())
     assert "".join(whole) == "Once upon a time" and whole.repeated
+
+
+def test_zero_gpu_refuses_a_full_fine_tune_which_would_train_in_the_main_process(machine, tmp_path):
+    from helpers import ROUTING
+
+    from adapter_core import AdapterError
+    from adapter_core.engine.config import TrainConfig
+    from studio.quotas import check_config
+    from studio.service import Studio
+
+    machine.setenv("SPACE_ID", "someone/adapter-studio")
+    machine.setenv("SPACES_ZERO_GPU", "true")
+    studio = Studio(tmp_path / "home")
+    with pytest.raises(AdapterError, match="A full fine-tune cannot run on ZeroGPU"):
+        check_config(studio, TrainConfig(base="minilm", data=ROUTING, name="full", mode="full"))
+    adapter = TrainConfig(base="minilm", data=ROUTING, name="adapter")
+    check_config(studio, adapter)
+    assert adapter.device == "cpu"  # the trainer's own device; its steps run in slices

@@ -81,3 +81,18 @@ def test_stop_withdraws_a_waiting_slice_and_reaches_a_running_one_through_its_fi
     broker.drive("alice", running, 5)
     thread.join(5)
     assert out["value"] == "stopped by the file"
+
+
+def test_stop_reaches_a_slice_running_on_the_cpu_through_its_file(tmp_path, monkeypatch):
+    broker, stop = SliceBroker(away_seconds=0.2), threading.Event()
+
+    def on_cpu(s):  # a CPU slice that takes steps until its stop file appears
+        stop.set()
+        for _ in range(100):
+            if (tmp_path / "STOP").exists():
+                return "stopped by the file"
+            threading.Event().wait(0.05)
+        return "never stopped"
+
+    monkeypatch.setattr(leases, "run_on_cpu", on_cpu)
+    assert broker.lease("alice", spec(tmp_path), stop.is_set, cpu_when_away=True) == "stopped by the file"

@@ -23,9 +23,11 @@ import socket
 import subprocess
 import sys
 import threading
+import traceback
 from multiprocessing.connection import Connection
 from pathlib import Path
 
+from ..errors import AdapterError
 from .slices import SliceResult, SliceSpec, run_slice
 
 
@@ -46,6 +48,9 @@ class CpuSliceProcess:
             conn = self._connect()
             try:
                 conn.send_bytes(pickle.dumps(spec))
+                while not conn.poll(1.0):  # a dead child is seen even if a fork elsewhere holds its socket
+                    if self._proc.poll() is not None:
+                        raise EOFError
                 ok, value = pickle.loads(conn.recv_bytes())
             except (EOFError, OSError) as e:
                 self._close()
@@ -61,8 +66,9 @@ class CpuSliceProcess:
         ours, theirs = socket.socketpair()
         env = {k: v for k, v in os.environ.items() if k != "SPACES_ZERO_GPU"}
         env["CUDA_VISIBLE_DEVICES"] = ""  # the CPU, whatever this machine has
-        package_root = str(Path(__file__).resolve().parents[2])  # wherever the studio was started from
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
+        package_root = Path(__file__).resolve().parents[2]
+        if package_root.name not in ("site-packages", "dist-packages"):  # a checkout, wherever the studio started
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(package_root), env.get("PYTHONPATH")]))
         with theirs:
             fd = theirs.fileno()
             self._proc = subprocess.Popen([sys.executable, "-m", __name__, str(fd)], pass_fds=(fd,), env=env)
@@ -87,17 +93,21 @@ def run_on_cpu(spec: SliceSpec) -> SliceResult:
 
 
 def serve(fd: int) -> None:
-    """The CPU process: run each slice it is sent, send back (True, result) or (False, what failed)."""
+    """The CPU process: run each slice it is sent, send back (True, result) or (False, what failed, in
+    words); the details of a failure go to this process's stderr (the Space's log)."""
     with Connection(fd) as conn:
         while True:
             try:
-                spec = pickle.loads(conn.recv_bytes())
+                message = conn.recv_bytes()
             except EOFError:  # the studio ended
                 return
             try:
-                reply = (True, run_slice(spec))
-            except Exception as e:  # noqa: BLE001 (the run pauses with it, in words)
-                reply = (False, f"training on the CPU failed ({type(e).__name__}: {e}).")
+                reply = (True, run_slice(pickle.loads(message)))
+            except AdapterError as e:  # a message written for users
+                reply = (False, str(e))
+            except Exception:  # noqa: BLE001 (the run pauses with it; the details go to the log)
+                traceback.print_exc()
+                reply = (False, "training on the CPU failed; the details are in the studio's log.")
             conn.send_bytes(pickle.dumps(reply))
 
 

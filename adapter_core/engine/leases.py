@@ -66,11 +66,11 @@ class SliceBroker:
                 if should_stop():
                     return _nothing(spec)
                 if cpu_when_away:
-                    return _on_cpu(spec)
+                    return _on_cpu(spec, should_stop)
                 raise Paused(AWAY.format(seconds=self.away_seconds))
         if offer.error is not None:
             if cpu_when_away:  # out of quota, or a failed lease: the owner chose the CPU over a pause
-                return _on_cpu(spec)
+                return _on_cpu(spec, should_stop)
             raise offer.error if isinstance(offer.error, Paused) else Paused(f"the GPU worker failed ({offer.error}).")
         assert offer.result is not None
         return offer.result
@@ -120,11 +120,27 @@ class SliceBroker:
             return True
 
 
-def _on_cpu(spec: SliceSpec) -> SliceResult:
+def _on_cpu(spec: SliceSpec, should_stop: Callable[[], bool]) -> SliceResult:
+    """`spec` run on the CPU, a stop request reaching it through its stop file, as it reaches a GPU slice."""
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.wait(0.1):
+            try:
+                stop = should_stop()
+            except Exception:  # noqa: BLE001 (an abort says so by raising: it stops the slice too)
+                stop = True
+            if stop and spec.stop_file:
+                Path(spec.stop_file).touch()
+                return
+
+    threading.Thread(target=watch, daemon=True, name="cpu-slice-stop").start()
     try:
         return run_on_cpu(spec)
     except CpuSliceError as e:
         raise Paused(str(e)) from None
+    finally:
+        done.set()
 
 
 def _nothing(spec: SliceSpec) -> SliceResult:

@@ -158,7 +158,8 @@ def plan_run(
     config: TrainConfig, rows: int, lengths: list[int], base: Base, accelerator: Accelerator, sliced: bool = False
 ) -> Plan:
     """The run's plan: the settings given in `config`, and the auto ones chosen for `rows` training rows.
-    A `sliced` run's steps run on a GPU, whatever device this process has: no CPU time budget cuts them."""
+    A `sliced` run is planned for the GPU its slices lease, whatever device this process has: no CPU time
+    budget cuts it (the slices that fall back to the CPU stay bounded by the run's own `max_seconds`)."""
     return plan_training(
         rows,
         config.task,

@@ -182,9 +182,8 @@ def _no_training_in_the_parent() -> None:
 
     torch.autograd.backward = guard(torch.autograd.backward, "A backward pass")
     optimizer = torch.optim.Optimizer
-    optimizer._accelerator_graph_capture_health_check = guard(
-        optimizer._accelerator_graph_capture_health_check, "An optimizer step"
-    )
+    check = "_accelerator_graph_capture_health_check"  # every optimizer step calls it (the torch pinned here)
+    setattr(optimizer, check, guard(getattr(optimizer, check), "An optimizer step"))
 
 
 def install(

@@ -271,7 +271,8 @@ def measure_step(
 def build(
     config, out_dir, accelerator, emit, base, shared, labels, train_ds, val_ds, val_df, plan, memory, sliced=False
 ) -> Recipe:
-    """The step time measured (unless `sliced`); optimizer, data loader and scheduler, prepared by accelerate; trackers started."""
+    """The step time measured (unless `sliced`); optimizer, data loader and scheduler, prepared by
+    accelerate; trackers started."""
     model = base.model
     params = [p for p in model.parameters() if p.requires_grad]
     sampler = LengthGroupedBatches(train_ds["length"], config.batch_size, config.seed)

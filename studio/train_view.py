@@ -12,7 +12,7 @@ from typing import Any
 
 from adapter_core import AdapterError
 from adapter_core.engine import DEFAULT_PRESET as ENGINE_DEFAULT
-from adapter_core.engine import MAX_LEASE, SLICE_SECONDS, TrainConfig, plan_training, planned_seconds
+from adapter_core.engine import MAX_LEASE, SLICE_SECONDS, TrainConfig, gpu_seconds, plan_training, planned_seconds
 from adapter_core.engine import PRESETS as ENGINE_PRESETS
 
 from . import charts
@@ -156,10 +156,17 @@ def run_summary(studio: Studio, base: str, source: dict | None, settings: dict[s
     if seconds and seconds > LONG_RUN and not running:
         lines.append(long_run_note(seconds, settings))
     if hardware().kind == "zero-gpu":
+        needs = gpu_seconds(base, run.total_steps)
         lines.append(
             f"Trains on ZeroGPU in slices of up to {SLICE_SECONDS:.0f} s of steps while this page is open; each "
             f"slice asks your daily GPU quota for at most {MAX_LEASE} s (its steps with headroom, and about 10 s "
-            "to load the model)."
+            "to load the model). "
+            + (
+                f"This run needs about {duration(needs)} of your daily GPU quota (at the step time measured on an "
+                "H200, ZeroGPU's card)."
+                if needs is not None
+                else "Its first slices measure how much of your daily GPU quota it needs."
+            )
         )
     fit = fit_before_start(studio, base, task, len(labels), settings, run, tokens.get("longest"))
     if settings.get("continue_from"):

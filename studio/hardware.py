@@ -42,6 +42,26 @@ if ON_ZERO_GPU:  # pragma: no cover - only on a ZeroGPU Space; `spaces` goes bef
         log.warning("SPACES_ZERO_GPU is set but the `spaces` package is missing; GPU requests run on the CPU")
         ON_ZERO_GPU = False
 
+
+def _no_cuda_in_the_main_process() -> None:
+    """Keep the Space's main process from starting the CUDA driver: once it has, CUDA fails in every worker
+    forked after it ("CUDA error: initialization error"). `spaces` patches torch there so that CUDA seems
+    present (models moved to "cuda" at startup are packed for the workers; this studio moves none: each
+    worker loads its own bases), yet two calls reach the real driver below its patches (tests/
+    fake_cuda_driver.py shows both): accelerate, told CUDA is there, saves each checkpoint's CUDA random
+    states; and transformers asks at every forward pass, on the CPU too, whether a CUDA stream is
+    capturing a graph. Here the main process has no CUDA and no stream, so both are answered as such.
+    A forked worker gets the real answers: `spaces` restores the first, the process id tells the second."""
+    import torch
+
+    main, capturing = os.getpid(), torch.cuda.is_current_stream_capturing
+    torch.cuda.is_available = lambda: False
+    torch.cuda.is_current_stream_capturing = lambda: False if os.getpid() == main else capturing()
+
+
+if ON_ZERO_GPU:
+    _no_cuda_in_the_main_process()
+
 if not ON_ZERO_GPU:
 
     def gpu(fn: Callable | None = None, **_kwargs) -> Callable:

@@ -172,3 +172,23 @@ def test_zero_gpu_refuses_a_full_fine_tune_which_would_train_in_the_main_process
     adapter = TrainConfig(base="minilm", data=ROUTING, name="adapter")
     check_config(studio, adapter)
     assert adapter.device == "cpu"  # the trainer's own device; its steps run in slices
+
+
+def test_the_zero_gpu_main_process_answers_no_cuda_and_its_forks_ask_torch(monkeypatch):
+    """On ZeroGPU the main process must not reach the CUDA driver (tests/test_zerogpu.py shows it with a
+    CUDA build): it answers that there is no CUDA and no capturing stream itself, while a forked worker
+    still asks torch."""
+    import multiprocessing
+
+    asked = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # as `spaces` patches it there
+    monkeypatch.setattr(torch.cuda, "is_current_stream_capturing", lambda: asked.append(1) or True)
+    hw._no_cuda_in_the_main_process()
+    assert torch.cuda.is_available() is False
+    assert torch.cuda.is_current_stream_capturing() is False and asked == []
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        assert pool.apply(_capturing) is True  # the original, in the fork
+
+
+def _capturing() -> bool:
+    return torch.cuda.is_current_stream_capturing()

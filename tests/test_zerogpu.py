@@ -2,6 +2,9 @@
 its scheduler client and CUDA packing replaced): training runs in slices, each one GPU call in a forked
 worker, leased inside a request of the run's own visitor; classify runs inside a lease too.
 
+With a CUDA build of torch (`make check-cuda-build`), `spaces`' own patches run in the studio's main
+process, and a fake CUDA driver shows that the main process never starts CUDA (fake_cuda_driver.py).
+
 A studio per module, in a process of its own (the emulation must come before torch), driven through
 `gradio_client` as a visitor's code would drive a Space.
 """
@@ -15,6 +18,7 @@ import sys
 import time
 import types
 
+import fake_cuda_driver
 import pytest
 import requests
 from helpers import ROOT, free_port, wait_for
@@ -25,6 +29,7 @@ from zerogpu_emulation import ip_token, leases, read_ledger
 pytestmark = pytest.mark.slow  # real training in forked workers
 SAMPLE = "Support routing (classification, 480 rows)"
 AWAY = 15  # seconds without a request of the visitor before their run pauses (30 on a Space)
+CUDA_BUILD = fake_cuda_driver.cuda_build()  # of torch: then the main process runs under `spaces`' own patches
 RUN = dict(base_model="minilm", bottleneck=16, auto=False, epochs=1, batch_size=16, max_length=32, seed=5)
 
 
@@ -34,10 +39,11 @@ def space(tmp_path_factory):
     ledger, quotas, port = home / "leases.jsonl", home / "quotas.json", free_port()
     quotas.write_text(json.dumps({"bob": {"leases": 1}, "erin": {"leases": 0}}))  # bob's covers one GPU call
     args = [sys.executable, "tests/zerogpu_studio.py", str(home / "studio"), str(port), str(ledger), str(quotas)]
+    env = fake_cuda_driver.environment(home / "driver", home / "driver.log") if CUDA_BUILD else None
     with open(home / "studio.log", "w") as log:
         # A session of its own: the teardown ends the studio and its forked GPU workers together.
         proc = subprocess.Popen(
-            [*args, str(AWAY)], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            [*args, str(AWAY)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
         url = f"http://127.0.0.1:{port}/"
 
@@ -48,9 +54,20 @@ def space(tmp_path_factory):
                 return proc.poll() is not None and pytest.fail((home / "studio.log").read_text()[-3000:])
 
         wait_for(up, timeout=240, every=0.5, what="the emulated ZeroGPU studio")
-        yield url, ledger, home
+        assert fake_cuda_driver.starts(home / "driver.log", proc.pid) == [], "its start reached the CUDA driver"
+        yield types.SimpleNamespace(url=url, ledger=ledger, home=home, pid=proc.pid)
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(30)
+
+
+@pytest.fixture(autouse=True)
+def the_main_process_never_starts_cuda(space):
+    """With a CUDA build of torch (fake_cuda_driver), each test ends with the Space's main process never
+    having started the CUDA driver; its forked workers may. A CPU build has no driver to start: there the
+    emulation raises at a backward pass or optimizer step in the main process instead."""
+    before = len(fake_cuda_driver.starts(space.home / "driver.log", space.pid))
+    yield
+    assert fake_cuda_driver.starts(space.home / "driver.log", space.pid)[before:] == []
 
 
 def client(url: str, visitor: str):
@@ -77,7 +94,7 @@ def follow(studio, run_id: str, timeout: float = 600) -> str:
 
 
 def test_a_run_trains_in_leased_slices_and_classify_takes_a_lease(space):
-    url, ledger, _ = space
+    url, ledger = space.url, space.ledger
     studio = client(url, "alice")
     run_id = start(studio, "zg")
     status = follow(studio, run_id)
@@ -89,6 +106,8 @@ def test_a_run_trains_in_leased_slices_and_classify_takes_a_lease(space):
     assert all(lease["seconds"] <= lease["requested"] for lease in slices)
     workers = {e["worker"] for e in read_ledger(ledger) if e["event"] == "allow"}
     assert workers and not workers & {lease["pid"] for lease in slices}, "slices run in forked workers"
+    if CUDA_BUILD:  # the driver check sees the workers, so its silence about the main process means something
+        assert workers <= fake_cuda_driver.processes(space.home / "driver.log")
     wall = slices[-1]["end"] - slices[0]["time"]
     inside = sum(lease["seconds"] for lease in slices)
     print(f"{len(slices)} slices, {inside:.1f} s of {wall:.1f} s inside GPU leases ({inside / wall:.0%})")
@@ -111,7 +130,7 @@ def test_an_adapter_added_after_the_worker_started_classifies_through_that_worke
     from adapter_core import classify, load_adapter, load_base
     from studio.library import Library
 
-    url, ledger, home = space
+    url, ledger, home = space.url, space.ledger, space.home
     studio = client(url, "alice")
     studio.predict("zg", "warm the classify worker up", api_name="/classify")
     workers = [e for e in read_ledger(ledger) if e["event"] == "allow"]
@@ -130,7 +149,7 @@ def test_an_adapter_added_after_the_worker_started_classifies_through_that_worke
 
 
 def test_a_refused_lease_pauses_the_run_and_resume_ends_it_as_if_never_paused(space):
-    url, ledger, home = space
+    url, ledger, home = space.url, space.ledger, space.home
     bob = client(url, "bob")
     run_id = start(bob, "zgq")
     status = follow(bob, run_id)
@@ -155,7 +174,7 @@ def first_run(home) -> str:
 def test_a_closed_page_pauses_the_run_at_its_checkpoint(space):
     from adapter_core.engine import RunStore
 
-    url, _, home = space
+    url, home = space.url, space.home
     carol = client(url, "carol")
     # Long enough that the one status call below (which runs slices for up to 10 s) cannot finish it.
     run_id = start(carol, "zgc", epochs=8)
@@ -172,7 +191,7 @@ def test_a_closed_page_pauses_the_run_at_its_checkpoint(space):
 def test_cancelling_a_streaming_chat_stops_its_gpu_call(space):
     """Stop (here: the client cancels, which closes the handler's generator) must reach the forked worker,
     which never sees the parent's stop flag: the lease ends at once instead of after the whole answer."""
-    url, ledger, _ = space
+    url, ledger = space.url, space.ledger
     dave = client(url, "dave")
     job = dave.submit("(none)", "smollm2-135m-instruct", "Write a long story about a lighthouse.", [], api_name="/chat")
     wait_for(lambda: job.status().code.name in ("PROCESSING", "ITERATING") and len(job.outputs()) >= 2, timeout=300,
@@ -189,7 +208,7 @@ def test_cancelling_a_streaming_chat_stops_its_gpu_call(space):
 def test_the_openai_compatible_api_serves_on_the_cpu_without_a_lease(space):
     """`/v1` callers carry no visitor token, so their requests would be charged to the Space as a whole: on
     ZeroGPU the API serves from the parent process, on the CPU, and takes no lease."""
-    url, ledger, _ = space
+    url, ledger = space.url, space.ledger
     before = len(read_ledger(ledger))
     r = requests.post(url + "v1/classify", json={"model": "zg", "input": ["I was charged twice"]}, timeout=120)
     assert r.status_code == 200, r.text
@@ -198,9 +217,22 @@ def test_the_openai_compatible_api_serves_on_the_cpu_without_a_lease(space):
 
 
 def test_out_of_quota_with_the_cpu_chosen_the_run_goes_on_on_the_cpu(space):
-    url, ledger, _ = space
+    url, ledger = space.url, space.ledger
     erin = client(url, "erin")  # her quota allows no lease at all
     run_id = start(erin, "zge", cpu_when_away=True)
     assert ": completed" in follow(erin, run_id)
     events = [e for e in read_ledger(ledger) if e.get("visitor") == "erin"]
     assert events and all(e["event"] == "refused" for e in events)  # every slice asked, none was lent
+
+
+@pytest.mark.skipif(not CUDA_BUILD, reason="a CPU build of torch has no CUDA driver to start")
+def test_the_driver_check_sees_one_backward_pass_in_a_main_process(tmp_path):
+    """The check above is not blind: under `spaces`' patches, a single backward pass on the CPU starts the
+    driver (the autograd engine counts the devices of each device type), as it did on the H200."""
+    code = (
+        "import os; os.environ.update(SPACES_ZERO_GPU='true', SPACES_ZERO_DEVICE_API_URL='http://x');"
+        "import spaces, torch; torch.nn.Linear(4, 2)(torch.ones(1, 4)).sum().backward(); print(os.getpid())"
+    )
+    env = fake_cuda_driver.environment(tmp_path, tmp_path / "driver.log")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert "cuInit" in fake_cuda_driver.starts(tmp_path / "driver.log", int(out.stdout.split()[-1]))

@@ -9,13 +9,15 @@ What is replaced:
   per-visitor daily quota charged up front (a lease that does not fit is refused, as ZeroGPU refuses it), a ledger of
   every lease (who, when, how long, asked for how long) in a JSON-lines file, and a watchdog that kills
   the worker of a lease that runs past its duration, as ZeroGPU aborts it;
-- the CUDA packing module (`spaces.zero.torch`), which needs a CUDA build of torch: here there is no GPU,
-  so a worker trains on the CPU.
+- with a CPU build of torch, the CUDA packing module (`spaces.zero.torch`, which needs a CUDA build): a
+  worker trains on the CPU. With a CUDA build and no GPU (`fake_cuda_driver`), the package's own patches
+  run in the main process as on a Space, and only a worker's GPU start and tensor moves are replaced.
 
 What it adds: a CUDA build's failure that a CPU build cannot show. On a Space, a training pass in the
-main process reaches the CUDA runtime below `spaces`' patches, and breaks CUDA for every worker forked
-after it (seen on an H200: bench/RESULTS.md, "On a GPU"). So here a backward pass or an optimizer step
-in the main process raises, as `spaces` raises at a low-level CUDA start (`_no_training_in_the_parent`).
+main process reaches the CUDA driver below `spaces`' patches, and breaks CUDA for every worker forked
+after it (seen on an H200: bench/RESULTS.md, "On a GPU"). With a CUDA build, the fake driver records
+each process that starts it, and the tests assert the main process never did. With a CPU build, a
+backward pass or an optimizer step in the main process raises instead (`_no_training_in_the_parent`).
 
 What it cannot prove: real CUDA in the workers (the GPU bench does, when a GPU machine is lent), the
 scheduler's queueing when every GPU is busy, real JWT expiry, and Hugging Face's quota figures.
@@ -37,6 +39,8 @@ import types
 import uuid
 from datetime import timedelta
 from pathlib import Path
+
+import fake_cuda_driver
 
 API_URL = "http://zerogpu.emulated"
 ANONYMOUS = "anonymous"  # the visitor of a request without a token
@@ -195,7 +199,8 @@ def install(
     if real_cuda:  # torch's own availability check through NVML: a CUDA runtime check here would break every fork
         os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
     os.environ["SPACES_ZERO_DEVICE_API_URL"] = API_URL
-    if not real_cuda:
+    cuda_build = fake_cuda_driver.cuda_build()
+    if not real_cuda and not cuda_build:
         packing = types.ModuleType("spaces.zero.torch")
         for name in ("patch", "unpatch", "init", "move", "enter_mode"):
             setattr(packing, name, lambda *a, **k: None)
@@ -205,7 +210,12 @@ def install(
     import spaces  # noqa: F401  (the real package, as app.py imports it first on a Space)
     from spaces.zero import client
 
-    _no_training_in_the_parent()
+    if cuda_build and not real_cuda:  # the package's own patches here; a worker has no GPU to start or fill
+        from spaces.zero import torch as packing
+
+        packing.init = packing.move = lambda *a, **k: None
+    else:  # a clearer failure than a broken fork: raise where a CUDA build would start the driver
+        _no_training_in_the_parent()
 
     scheduler = Scheduler(Path(ledger), Path(quotas) if quotas else None, default_quota)
     if real_cuda:

@@ -6,7 +6,7 @@ import os
 
 import pytest
 import torch
-from helpers import quick
+from helpers import quick, wait_for
 from safetensors.torch import load_file
 
 from adapter_core.engine import cpu_slices
@@ -93,5 +93,20 @@ def test_a_process_that_dies_mid_slice_pauses_the_run_in_words():
         with pytest.raises(CpuSliceError, match="stopped; resume the run from Past runs"):
             process.run(DiesWhenRead())
         assert process._proc is None
+    finally:
+        process._close()
+
+
+def test_an_idle_process_ends_and_the_next_slice_starts_another():
+    process = CpuSliceProcess(idle_seconds=1.0)
+    try:
+        with pytest.raises(CpuSliceError):
+            process.run(object())
+        first = process._proc
+        wait_for(lambda: process._proc is None, timeout=30, what="the idle process to end")
+        assert first.poll() is not None
+        with pytest.raises(CpuSliceError, match="training on the CPU failed"):
+            process.run(object())
+        assert process._proc is not None and process._proc.pid != first.pid
     finally:
         process._close()

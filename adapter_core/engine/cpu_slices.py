@@ -7,7 +7,7 @@ asks the current CUDA stream whether it is being captured, which fails at once w
 GPU and, where it has one, starts CUDA, after which every GPU worker forked from the process fails with
 "CUDA error: initialization error". So the main process of a ZeroGPU Space never takes a training step:
 a fresh interpreter, started with no GPU visible and without `spaces`, takes them, and keeps its base
-loaded for the next slice (`slices._BASES`). Specs and results cross as pickles over a socket pair
+loaded for the next slice (`slices._BASES`) until it has been idle for `IDLE_SECONDS`. Specs and results cross as pickles over a socket pair
 that only the two processes hold (`multiprocessing.connection`); a slice's stop file reaches it as it
 reaches a GPU worker. Plain pickles, not `Connection.send`'s: with torch imported, that one would share
 tensors through file descriptors that only processes started by `multiprocessing` may claim.
@@ -23,6 +23,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import traceback
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -35,15 +36,34 @@ class CpuSliceError(RuntimeError):
     """The CPU process could not run a slice; the message says why, in words."""
 
 
-class CpuSliceProcess:
-    """One process that runs slices on the CPU, one at a time, started at the first slice."""
+IDLE_SECONDS = 300.0  # a process with no slice for this long ends, and its loaded base with it
 
-    def __init__(self) -> None:
+
+class CpuSliceProcess:
+    """One process that runs slices on the CPU, one at a time, started at the first slice and ended after
+    `idle_seconds` without one (a shared Space should not hold a loaded base for a run that has ended)."""
+
+    def __init__(self, idle_seconds: float = IDLE_SECONDS) -> None:
         self._lock = threading.Lock()
         self._proc: subprocess.Popen | None = None
         self._conn: Connection | None = None
+        self._idle, self._last = idle_seconds, 0.0
 
     def run(self, spec: SliceSpec) -> SliceResult:
+        try:
+            return self._run(spec)
+        finally:
+            self._last = time.monotonic()
+            timer = threading.Timer(self._idle, self._end_if_idle)
+            timer.daemon = True
+            timer.start()
+
+    def _end_if_idle(self) -> None:
+        with self._lock:  # never while a slice runs: `_run` holds it
+            if time.monotonic() - self._last >= self._idle:
+                self._close()
+
+    def _run(self, spec: SliceSpec) -> SliceResult:
         with self._lock:
             conn = self._connect()
             try:

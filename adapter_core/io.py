@@ -44,6 +44,7 @@ from .schema import (
     MAX_HEADER_BYTES,
     STATS_FILE,
     WEIGHTS_FILE,
+    check_knn_k,
     check_stats,
     read_meta_file,
     read_safetensors_header,
@@ -258,6 +259,10 @@ def read_detector(directory: Path, meta: dict[str, Any], hidden: int, label: str
         except AdapterError as e:
             raise AdapterError(f"{label}: {e}") from None
         stats = Stats(**_read_tensors(path, label))
+        try:
+            check_knn_k(None if stats.knn_k is None else stats.knn_k.item())
+        except AdapterError as e:
+            raise AdapterError(f"{label}: {e}") from None
     if score in STATS_SCORES and (stats is None or not stats.supports(score)):
         fallback = section.get("msp_threshold")
         log.warning("%s has no %s: it decides out of scope on msp instead of %s.", label, STATS_FILE, score)

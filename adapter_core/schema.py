@@ -150,6 +150,10 @@ def check_stats(header: dict[str, tuple[str, tuple[int, ...]]], hidden: int, num
         want |= {"background_mean": (hidden,), "background_precision": (hidden, hidden)}
     if "fusion" in header:  # for fused
         want |= {"fusion": (4,)}
+    if "knn_k" in header:  # the neighbour knn reads (a file saved without it used 10)
+        want |= {"knn_k": (1,)}
+    if "knn_fusion" in header:  # for energy_knn
+        want |= {"knn_fusion": (4,)}
     bank = header.get("bank", (None, ()))[1]
     ok = set(header) == {*want, "bank"} and all(header[k][1] == v for k, v in want.items())
     if not ok or len(bank) != 2 or not 1 <= bank[0] <= MAX_BANK or bank[1] != hidden:
@@ -158,6 +162,15 @@ def check_stats(header: dict[str, tuple[str, tuple[int, ...]]], hidden: int, num
             f"{STATS_FILE} does not match its config: it holds {got}, where {num_labels:,} labels at width "
             f"{hidden:,} need means {list(want['means'])}, precision {list(want['precision'])} and a bank of 1 to "
             f"{MAX_BANK:,} rows."
+        )
+
+
+def check_knn_k(value: float | None) -> None:
+    """The saved neighbour rank of the kNN scores: a whole number from 1 to MAX_BANK."""
+    if value is not None and not (math.isfinite(value) and value == int(value) and 1 <= value <= MAX_BANK):
+        raise AdapterError(
+            f"{STATS_FILE} does not match its config: its knn_k must be a whole number from 1 to "
+            f"{MAX_BANK:,}; it is {value}."
         )
 
 

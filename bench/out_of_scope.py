@@ -1,11 +1,12 @@
 """Out-of-scope scores side by side on BANKING77: a MiniLM router trained on 67 intents meets the other 10.
 
     python bench/out_of_scope.py [--budget 600] [--max-steps N] [--per-intent N] [--seeds 42 43 44]
-                                 [--set KEY=VALUE ...]
+                                 [--split-seed 42 7 3] [--set KEY=VALUE ...]
 
 The data is sample_data/banking77/train.csv (PolyAI, CC BY 4.0). `--unseen` intents, a seeded random
 choice (`--split-seed`, printed), are held out of training entirely: their rows are the out-of-scope
-queries. The rest gets a stratified 10% test split (seed 0) that no run sees, then a 10% validation split
+queries. Several split seeds measure each score on several sets of held-out intents, one after another
+(a score can do well on one set of ten neighbours and badly on another). The rest gets a stratified 10% test split (seed 0) that no run sees, then a 10% validation split
 (each run's seed) passed as the run's validation file. Each seed trains one adapter with the default
 settings under a `--budget` of training seconds; the scores are post-hoc, so that one adapter serves
 every score (`adapter_core/out_of_scope.py`): its training statistics are the ones the run saved.
@@ -91,9 +92,9 @@ def measure(name: str, threshold: float, stats, p: dict, correct: np.ndarray) ->
     }
 
 
-def one_seed(args, seed: int, work: Path) -> dict:
-    held, paths = make_splits(work, args.unseen, args.split_seed, seed, args.fast, args.per_intent)
-    print(f"Seed {seed}; held-out intents (split seed {args.split_seed}): {', '.join(held)}", flush=True)
+def one_seed(args, split_seed: int, seed: int, work: Path) -> dict:
+    held, paths = make_splits(work, args.unseen, split_seed, seed, args.fast, args.per_intent)
+    print(f"Seed {seed}; held-out intents (split seed {split_seed}): {', '.join(held)}", flush=True)
     config = TrainConfig(
         base="minilm", data=str(paths["train"]), val_data=str(paths["val"]), name="b77-oos",
         max_seconds=args.budget, seed=seed, max_steps=args.max_steps, eval_every=args.eval_every,
@@ -104,7 +105,8 @@ def one_seed(args, seed: int, work: Path) -> dict:
     else:
         result = train(config, work / f"run{seed}")
         if args.keep:
-            shutil.copytree(result.adapter_dir, Path(args.keep) / f"run{seed}", dirs_exist_ok=True)
+            folder = f"run{seed}" if len(args.split_seed) == 1 else f"split{split_seed}-run{seed}"
+            shutil.copytree(result.adapter_dir, Path(args.keep) / folder, dirs_exist_ok=True)
         saved = read_adapter_config(result.adapter_dir)["out_of_scope"]
         model, tokenizer = result.base.model, result.base.tokenizer
         stats = get_record(model, config.name).detector.stats
@@ -138,6 +140,7 @@ def one_seed(args, seed: int, work: Path) -> dict:
             rows["msp (before)"] = measure(name, t_old, stats, p, correct) | {"score_ms_per_row": score_ms}
     return {
         "seed": seed,
+        "split_seed": split_seed,
         "held_out_intents": held,
         "rows": {k: len(v.pred) for k, v in p.items()},
         **run,
@@ -205,11 +208,13 @@ def main() -> None:
     ap.add_argument("--max-steps", type=int, default=0, help="optimizer steps per seed (0: the plan's)")
     ap.add_argument("--eval-every", type=int, default=0, help="steps between evaluations (0: the default)")
     ap.add_argument("--per-intent", type=int, default=0, help="training rows per intent (0: all); see make_splits")
-    ap.add_argument("--keep", help="a folder to copy each seed's trained adapter to (run<seed>/)")
+    ap.add_argument("--keep", help="a folder to copy each trained adapter to (run<seed>/, or split<s>-run<seed>/)")
     ap.add_argument("--adapters", nargs="+", help="adapters kept by --keep, one per seed: score them, no training")
     ap.add_argument("--fast", action="store_true", help="small samples, one seed, a 60 s budget: to try the script")
     ap.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44], help="one trained adapter per seed")
-    ap.add_argument("--split-seed", type=int, default=42, help="the seed choosing the held-out intents")
+    ap.add_argument(
+        "--split-seed", type=int, nargs="+", default=[42], help="the seeds choosing the held-out intents, a split each"
+    )
     ap.add_argument("--unseen", type=int, default=10, help="intents held out of training")
     ap.add_argument(
         "--set", type=setting, nargs="+", default=[], metavar="KEY=VALUE",
@@ -217,13 +222,15 @@ def main() -> None:
     )  # fmt: skip
     ap.add_argument("--false-rejection", type=float, default=FALSE_REJECTION, help="in-scope share rejected")
     args = ap.parse_args()
+    if args.adapters and len(args.split_seed) > 1:
+        ap.error("--adapters rescores the adapters of one split: give one --split-seed")
     if args.fast:  # one seed unless told
         args.budget = min(60, args.budget or 60)
         args.seeds = args.seeds[:1] if "--seeds" not in sys.argv else args.seeds
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
-        for seed in args.seeds:
-            runs.append(one_seed(args, seed, Path(tmp)))
+        for split_seed, seed in [(s, seed) for s in args.split_seed for seed in args.seeds]:
+            runs.append(one_seed(args, split_seed, seed, Path(tmp)))
             r = runs[-1]
             print(
                 f"seed {seed}: {r['steps']} of {r['planned_steps']} steps in {r['train_seconds']:.0f} s, statistics "
@@ -231,8 +238,12 @@ def main() -> None:
                 flush=True,
             )
             print(table(runs[-1:]).to_string(index=False), flush=True)
+    for split_seed in args.split_seed if len(args.split_seed) > 1 else []:
+        print(f"\nSplit seed {split_seed}, mean ± std over seeds {args.seeds}:")
+        print(table([r for r in runs if r["split_seed"] == split_seed]).to_string(index=False))
     print(
-        f"\nMean ± std over seeds {args.seeds}, threshold for {args.false_rejection:.0%} false rejection on validation:"
+        f"\nMean ± std over seeds {args.seeds} and split seeds {args.split_seed}, threshold for "
+        f"{args.false_rejection:.0%} false rejection on validation:"
     )
     print(table(runs).to_string(index=False))
     print(

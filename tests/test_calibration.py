@@ -95,7 +95,7 @@ def test_training_saves_a_valid_decision_with_the_adapter(tiny_base, tmp_path, s
     folder = tmp_path / "adapter"
     meta = json.loads((folder / CONFIG_FILE).read_text())
     section = meta["out_of_scope"]
-    assert section["score"] == DEFAULT_SCORE == "energy" and section["false_rejection"] == FALSE_REJECTION
+    assert section["score"] == DEFAULT_SCORE == "energy_knn" and section["false_rejection"] == FALSE_REJECTION
     assert section["validation_rows"] == 48  # 10% of 480
     assert len(section["curve"]["threshold"]) == len(section["curve"]["false_rejection"]) == 51
     assert 0 <= section["msp_threshold"] <= 1 and (folder / STATS_FILE).is_file()

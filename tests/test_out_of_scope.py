@@ -10,12 +10,30 @@ from helpers import tiny_model
 from safetensors.torch import save_file
 from transformers import AutoTokenizer
 
-from adapter_core import AdapterConfig, AdapterError, add_adapter, classify, get_record, load_adapter, save_adapter
+from adapter_core import (
+    AdapterConfig,
+    AdapterError,
+    add_adapter,
+    classify,
+    get_record,
+    load_adapter,
+    out_of_scope,
+    save_adapter,
+)
 from adapter_core.catalog import CATALOG, Base, embedded_path
 from adapter_core.engine.calibration import Predictions, calibrate
 from adapter_core.engine.evaluation import evaluate_file
 from adapter_core.io import CONFIG_FILE, STATS_FILE
-from adapter_core.out_of_scope import Detector, fit_stats, fused, knn, mahalanobis, relative_mahalanobis, scores
+from adapter_core.out_of_scope import (
+    Detector,
+    energy_knn,
+    fit_stats,
+    fused,
+    knn,
+    mahalanobis,
+    relative_mahalanobis,
+    scores,
+)
 from adapter_core.placement import model_family
 from adapter_core.routing import decide
 
@@ -88,6 +106,45 @@ def test_fused_adds_relative_mahalanobis_and_energy_standardised_on_the_training
     assert not fit_stats(x, y, 3).supports("fused")  # fitted without logits: no fusion, so not offered
     with pytest.raises(ValueError, match="training statistics"):
         scores("fused", x, logits, fit_stats(x, y, 3))
+
+
+@pytest.mark.parametrize("bank_rows", [None, 40])
+def test_energy_knn_adds_knn_without_the_row_itself_and_energy_standardised_on_the_training_rows(
+    monkeypatch, bank_rows
+):
+    """The default score. On its own training rows each row is scored against the bank without itself
+    (else its distance is 0), also when the bank holds only some of the rows (`bank_rows`)."""
+    if bank_rows:
+        monkeypatch.setattr(out_of_scope, "MAX_BANK", bank_rows)
+    x, y, centres = clusters(n=90)
+    logits = -((x[:, None] - centres[None]) ** 2).sum(-1) / 8
+    stats = fit_stats(x, y, 3, logits=logits)
+    assert stats.knn_k.tolist() == [1.0] and len(stats.bank) == (bank_rows or 90)
+    unit = torch.nn.functional.normalize(x.double(), dim=-1)
+    sims = unit @ stats.bank.double().T
+    sims[(sims - 1).abs() < 1e-6] = -2  # a row's own entry in the bank
+    nearest = 1 - sims.max(-1).values
+    energy = -torch.logsumexp(logits, -1).double()
+    want = torch.stack([nearest.mean(), nearest.std(), energy.mean(), energy.std()]).float()
+    assert torch.allclose(stats.knn_fusion, want, atol=1e-5)
+    m_k, s_k, m_e, s_e = want.tolist()
+    expected = (knn(x, stats).double() - m_k) / s_k + (energy - m_e) / s_e
+    assert torch.allclose(energy_knn(x, logits, stats).double(), expected, atol=1e-4)
+    assert torch.equal(scores("energy_knn", x, logits, stats)["energy_knn"], energy_knn(x, logits, stats))
+    away = -centres.mean(0, keepdim=True) * 3
+    assert energy_knn(away, logits[:1], stats) > energy_knn(x[:1], logits[:1], stats)
+    assert energy_knn(x[:1], logits[:1] - 5, stats) > energy_knn(x[:1], logits[:1], stats)
+    assert not fit_stats(x, y, 3).supports("energy_knn")  # fitted without logits: not offered
+
+
+def test_knn_reads_the_saved_neighbour_and_a_file_saved_before_it_the_tenth():
+    x, y, _ = clusters()
+    stats = fit_stats(x, y, 3)
+    probe = torch.randn(5, 8)
+    ranked = (torch.nn.functional.normalize(probe, dim=-1) @ stats.bank.T).sort(-1, descending=True).values
+    assert torch.allclose(knn(probe, stats), 1 - ranked[:, 0], atol=1e-6)
+    stats.knn_k = None  # a statistics file saved when knn read the 10th nearest row
+    assert torch.allclose(knn(probe, stats), 1 - ranked[:, 9], atol=1e-6)
 
 
 def test_out_of_scope_examples_pick_the_score_that_catches_most():
@@ -171,6 +228,34 @@ def test_a_fused_router_round_trips_and_a_file_without_its_fusion_falls_back_on_
     save_file({k: v for k, v in stats.tensors().items() if k != "fusion"}, folder / STATS_FILE)  # saved before fused
     load_adapter(older := base(tokenizer), folder)
     assert get_record(older, "route").detector.score == "msp" and get_record(older, "route").detector.threshold == 0.6
+
+
+def test_a_router_saved_before_energy_knn_keeps_its_knn_and_a_bad_neighbour_is_refused(tokenizer, tmp_path):
+    x, y = torch.randn(60, 32), torch.arange(60) % 3
+    stats = fit_stats(x, y, 3, logits=torch.randn(60, 3))
+    model = router(tokenizer, Detector("energy_knn", 0.5, stats))
+    folder = save_adapter(
+        model, "route", tmp_path / "route", extra={"out_of_scope": {"score": "energy_knn", "threshold": 0.5}}
+    )
+    load_adapter(fresh := base(tokenizer), folder)
+    loaded = get_record(fresh, "route").detector
+    assert loaded.score == "energy_knn" and torch.equal(loaded.stats.knn_fusion, stats.knn_fusion)
+    assert [p.ood_score for p in classify(fresh, tokenizer, TEXTS, "route")] == pytest.approx(
+        [p.ood_score for p in classify(model, tokenizer, TEXTS, "route")]
+    )
+    older = {k: v for k, v in stats.tensors().items() if k not in ("knn_k", "knn_fusion")}
+    save_file(older, folder / STATS_FILE)
+    (folder / CONFIG_FILE).write_text(
+        json.dumps(
+            json.loads((folder / CONFIG_FILE).read_text()) | {"out_of_scope": {"score": "knn", "threshold": 0.5}}
+        )
+    )
+    load_adapter(old := base(tokenizer), folder)
+    assert get_record(old, "route").detector.stats.knn_k is None  # it reads the 10th nearest, as when saved
+    for bad in (0.0, 2.5, float("nan"), 1e9):
+        save_file({**older, "knn_k": torch.tensor([bad])}, folder / STATS_FILE)
+        with pytest.raises(AdapterError, match="knn_k must be a whole number"):
+            load_adapter(base(tokenizer), folder)
 
 
 def test_a_damaged_statistics_file_is_refused_before_it_is_read(tokenizer, tmp_path):

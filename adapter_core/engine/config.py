@@ -71,10 +71,10 @@ class TrainConfig:
     )
     oos_score: str = setting(
         DEFAULT_SCORE,
-        "Classification: how the router scores a message as out of scope (energy: how low all the label "
-        "scores are together; msp: how low the top probability is; mahalanobis: distance to the nearest class "
-        "in the adapter's features; relative_mahalanobis: that, less the distance to all training rows; knn: to "
-        "the nearest training rows; fused: relative_mahalanobis and energy together)",
+        "Classification: how the router scores a message as out of scope (energy_knn: energy and knn together; "
+        "energy: how low all the label scores are together; msp: how low the top probability is; mahalanobis: "
+        "distance to the nearest class in the adapter's features; relative_mahalanobis: that, less the distance "
+        "to all training rows; knn: to the nearest training row; fused: relative_mahalanobis and energy together)",
         label="Out-of-scope score",
         choices=SCORES,
         sweep="no",

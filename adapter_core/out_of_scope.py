@@ -108,11 +108,21 @@ def fit_stats(
         knn_k=torch.tensor([float(KNN_K)]),
     )
     if logits is not None and len(x) > 1:
-        parts = (relative_mahalanobis(x.float(), stats), _energy(logits))
-        stats.fusion = torch.stack([f(p.double()) for p in parts for f in (torch.mean, _spread)]).float()
-        parts = (_knn_without_self(x.float(), keep, stats), _energy(logits))
-        stats.knn_fusion = torch.stack([f(p.double()) for p in parts for f in (torch.mean, _spread)]).float()
+        energy = _energy(logits)
+        stats.fusion = _moments(relative_mahalanobis(x.float(), stats), energy)
+        stats.knn_fusion = _moments(_knn_without_self(x.float(), keep, stats), energy)
     return stats
+
+
+def _moments(*parts: torch.Tensor) -> torch.Tensor:
+    """(2 * parts,): each part's mean and spread over the training rows, in turn; what a fusion saves."""
+    return torch.stack([f(p.double()) for p in parts for f in (torch.mean, _spread)]).float()
+
+
+def _standardised_sum(parts: tuple[torch.Tensor, ...], moments: torch.Tensor) -> torch.Tensor:
+    """The parts, each less its training mean and over its training spread (`_moments`), summed."""
+    m = moments.tolist()
+    return sum((p.cpu() - m[2 * i]) / m[2 * i + 1] for i, p in enumerate(parts))
 
 
 def _knn_without_self(x: torch.Tensor, keep: torch.Tensor, stats: Stats, chunk: int = 2048) -> torch.Tensor:
@@ -124,9 +134,10 @@ def _knn_without_self(x: torch.Tensor, keep: torch.Tensor, stats: Stats, chunk: 
     out = []
     for start in range(0, len(x), chunk):
         sims = F.normalize(x[start : start + chunk], dim=-1) @ stats.bank.T
-        rows = (own[start : start + chunk] >= 0).nonzero()[:, 0]
-        sims[rows, own[start : start + chunk][rows]] = -2  # below any cosine similarity
-        out.append(1 - sims.topk(min(k, sims.shape[1]), dim=-1).values[:, -1])
+        entry = own[start : start + chunk]
+        rows = (entry >= 0).nonzero()[:, 0]
+        sims[rows, entry[rows]] = -2  # below any cosine similarity
+        out.append(1 - sims.topk(k, dim=-1).values[:, -1])
     return torch.cat(out)
 
 
@@ -170,15 +181,12 @@ def relative_mahalanobis(features: torch.Tensor, stats: Stats) -> torch.Tensor:
 
 def fused(features: torch.Tensor, logits: torch.Tensor, stats: Stats) -> torch.Tensor:
     """relative_mahalanobis and energy, each less its training mean and over its training spread, summed."""
-    m_rm, s_rm, m_e, s_e = stats.fusion.tolist()
-    rm = relative_mahalanobis(features, stats).cpu()
-    return (rm - m_rm) / s_rm + (_energy(logits).cpu() - m_e) / s_e
+    return _standardised_sum((relative_mahalanobis(features, stats), _energy(logits)), stats.fusion)
 
 
 def energy_knn(features: torch.Tensor, logits: torch.Tensor, stats: Stats) -> torch.Tensor:
     """knn and energy, each less its training mean and over its training spread, summed."""
-    m_k, s_k, m_e, s_e = stats.knn_fusion.tolist()
-    return (knn(features, stats).cpu() - m_k) / s_k + (_energy(logits).cpu() - m_e) / s_e
+    return _standardised_sum((knn(features, stats), _energy(logits)), stats.knn_fusion)
 
 
 def _energy(logits: torch.Tensor) -> torch.Tensor:

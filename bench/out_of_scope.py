@@ -6,10 +6,11 @@
 The data is sample_data/banking77/train.csv (PolyAI, CC BY 4.0). `--unseen` intents, a seeded random
 choice (`--split-seed`, printed), are held out of training entirely: their rows are the out-of-scope
 queries. Several split seeds measure each score on several sets of held-out intents, one after another
-(a score can do well on one set of ten neighbours and badly on another). The rest gets a stratified 10% test split (seed 0) that no run sees, then a 10% validation split
-(each run's seed) passed as the run's validation file. Each seed trains one adapter with the default
-settings under a `--budget` of training seconds; the scores are post-hoc, so that one adapter serves
-every score (`adapter_core/out_of_scope.py`): its training statistics are the ones the run saved.
+(a score can do well on one set of ten neighbours and badly on another). The rest gets a stratified 10%
+test split (seed 0) that no run sees, then a 10% validation split (each run's seed) passed as the run's
+validation file. Each seed trains one adapter with the default settings under a `--budget` of training
+seconds; the scores are post-hoc, so that one adapter serves every score (`adapter_core/out_of_scope.py`):
+its training statistics are the ones the run saved.
 
 Per score: AUROC (in-scope test rows against unseen queries), FPR at 95% TPR (the share of unseen
 queries accepted when 95% of the in-scope test rows are), the unseen queries caught at exactly 5% false

@@ -6,7 +6,8 @@ package's own error with its own message, and the visitor is read from the reque
 
 What is replaced:
 - the scheduler's HTTP client (`schedule`, `allow`, `release`, `startup_report`), by `Scheduler`: a
-  per-visitor daily quota charged up front (a lease that does not fit is refused, as ZeroGPU refuses it), a ledger of
+  per-visitor daily quota (a lease's duration is held from it while it runs, and a lease that does not fit is
+  refused, as ZeroGPU refuses it; at release the time used is charged and the rest given back), a ledger of
   every lease (who, when, how long, asked for how long) in a JSON-lines file, and a watchdog that kills
   the worker of a lease that runs past its duration, as ZeroGPU aborts it;
 - with a CPU build of torch, the CUDA packing module (`spaces.zero.torch`, which needs a CUDA build): a
@@ -20,7 +21,8 @@ each process that starts it, and the tests assert the main process never did. Wi
 backward pass or an optimizer step in the main process raises instead (`_no_training_in_the_parent`).
 
 What it cannot prove: real CUDA in the workers (the GPU bench does, when a GPU machine is lent), the
-scheduler's queueing when every GPU is busy, real JWT expiry, and Hugging Face's quota figures.
+scheduler's queueing when every GPU is busy, real JWT expiry, and Hugging Face's quota figures and
+accounting (the time used charged at release is what ZeroGPU's users report, not a documented rule).
 
 Use: `install(ledger, quotas)` before anything imports torch or `studio` (as app.py's first lines do on
 a Space), in a process of its own.
@@ -112,7 +114,9 @@ class Scheduler:
                 return QuotaInfos(left=int(left), wait=wait), ScheduleMetadata(auth=None)
             self.leases[visitor] = self.leases.get(visitor, 0) + 1
             allow = uuid.uuid4().hex
-            self.used[visitor] = self.used.get(visitor, 0.0) + duration  # charged up front, as ZeroGPU does
+            # Held while the lease runs (spaces words a refusal of held time as "credits allocated to running
+            # tasks"); the release charges the time used instead, as a Space's visitors see it.
+            self.used[visitor] = self.used.get(visitor, 0.0) + duration
             self.open[allow] = {"visitor": visitor, "start": time.time(), "requested": duration}
             self._write(event="schedule", token=allow, visitor=visitor, requested=duration, thread=_in_request())
         threading.Thread(target=self._watch, args=(allow, duration), daemon=True).start()
@@ -131,6 +135,8 @@ class Scheduler:
             lease = self.open.pop(allow_token, None)
             if lease is None:
                 return httpx.codes.NOT_FOUND
+            held, took = lease["requested"], min(lease["requested"], time.time() - lease["start"])
+            self.used[lease["visitor"]] -= held - took
             self._write(event="release", token=allow_token, visitor=lease["visitor"], fail=fail)
         return httpx.codes.OK
 

@@ -29,7 +29,7 @@ from .slices import Batch, SliceResult, SliceSpec
 SLICE_SECONDS = 20.0  # the steps of one slice, at the measured step time
 STARTUP_SECONDS = 10.0  # a fresh worker loads the base and moves it to the GPU
 HEADROOM = 1.5  # a slice's steps and evaluation may take this much longer than measured
-MAX_LEASE = 60  # seconds: ZeroGPU's default lease, charged up front to the visitor's quota
+MAX_LEASE = 60  # seconds: ZeroGPU's default lease; the ask must fit in what is left of the visitor's quota
 SLICED_DEVICE = "GPU slices"  # where a sliced run's steps run, for its "training" status
 STOP_FILE = "STOP"  # in the run folder: a slice's worker, in another process, sees it between steps
 # Seconds per optimizer step on ZeroGPU's card (an H200), measured once (bench/RESULTS.md, "On a GPU"):

@@ -91,7 +91,7 @@ def hub_source(
     }
     if tables.val is not None:
         val_path = _write(tables.val, folder / f"{stem}-{tables.val_split}.jsonl", info.label(tables.val_split))
-        source["val_path"] = str(val_path)
+        source["val_path"], source["val_rows"] = str(val_path), len(tables.val)
         source["hub"]["validation"] = tables.val_split
     return source
 

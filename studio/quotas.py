@@ -66,6 +66,13 @@ def check_resume(studio: Service, config: TrainConfig, owner: str | None) -> Non
     _check_shares(studio, owner)
 
 
+def cap_run(policy: Policy, config: TrainConfig) -> None:
+    """Every public run ends by itself, whatever it asked for: at the policy's steps or training time."""
+    if policy.public:
+        config.max_steps = config.max_steps or policy.max_steps
+        config.max_seconds = min(config.max_seconds or policy.max_seconds, policy.max_seconds)
+
+
 def check_sweep(studio: Service, configs: list[TrainConfig], owner: str | None) -> list[str]:
     """A sweep is a few ordinary runs on one file, queued together. It counts as one run against the
     owner's run limit (its runs train one after another anyway) and as one adapter against their library
@@ -109,9 +116,7 @@ def check_config(studio: Service, config: TrainConfig) -> list[str]:
     _check_limits(studio, config)
     if config.init_from and not Path(config.init_from).resolve().is_relative_to(studio.library.root.resolve()):
         raise AdapterError("A run continues only an adapter of your library; pick it by name.")
-    if policy.public:  # every public run ends by itself, whatever it asked for
-        config.max_steps = config.max_steps or policy.max_steps
-        config.max_seconds = min(config.max_seconds or policy.max_seconds, policy.max_seconds)
+    cap_run(policy, config)
     if hardware().kind == "zero-gpu":  # the trainer takes no step itself (cpu_slices): its process stays off CUDA
         if config.mode == "full":  # the whole model is no slice's argument: it would train in this process
             raise AdapterError(

@@ -46,3 +46,8 @@ def duration(seconds: float) -> str:
     if seconds < 5400:
         return f"{max(1, round(seconds / 60)):.0f} min"
     return f"{seconds / 3600:.1f} h"
+
+
+def time_left(seconds: float) -> str:
+    """The one way the studio says how long training has to go, before a run and during it."""
+    return f"about {duration(seconds)} left"

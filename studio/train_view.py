@@ -12,21 +12,19 @@ from typing import Any
 
 from adapter_core import AdapterError
 from adapter_core.engine import DEFAULT_PRESET as ENGINE_DEFAULT
-from adapter_core.engine import MAX_LEASE, SLICE_SECONDS, TrainConfig, gpu_seconds, plan_training, planned_seconds
 from adapter_core.engine import PRESETS as ENGINE_PRESETS
 
 from . import charts
-from .fit_view import fit_before_start, fit_line
+from .fit_view import fit_line
 from .hardware import device_label, hardware
 from .report_view import run_answer_scores, run_report
 from .service import Studio
-from .settings import adapter_config, config_values, mode_value, train_config
-from .text import duration, md, metrics_line
+from .settings import adapter_config, mode_value, train_config
+from .text import md, metrics_line, time_left
 
 PRESETS = {p.label: p for p in ENGINE_PRESETS.values()}  # "Balanced (r=64)" -> the engine's recipe
 DEFAULT_PRESET = ENGINE_PRESETS[ENGINE_DEFAULT].label
 CUSTOM = "Custom"
-LONG_RUN = 300  # seconds: Start warns of a longer run before it starts
 NONE = "(none)"
 
 
@@ -53,7 +51,7 @@ def estimate(
     settings = {**(settings or {}), "bottleneck": bottleneck, "placement": placement}
     mode = mode_value(settings.get("mode"))
     if mode != "adapter":
-        return _baseline_estimate(studio, base, mode, num_labels)
+        return baseline_estimate(studio, base, mode, num_labels)
     est = studio.estimate(base, adapter_config(settings), num_labels)
     return (
         f"**{est['trainable']:,}** trainable parameters = **{est['percent']:.2f}%** of the base.  \n"
@@ -62,7 +60,7 @@ def estimate(
     )
 
 
-def _baseline_estimate(studio: Studio, base: str, mode: str, num_labels: int) -> str:
+def baseline_estimate(studio: Studio, base: str, mode: str, num_labels: int) -> str:
     info = studio.model_info(base)
     head = info.hidden_size * num_labels + num_labels if num_labels else 0
     if mode == "head":
@@ -76,37 +74,6 @@ def _baseline_estimate(studio: Studio, base: str, mode: str, num_labels: int) ->
     )
 
 
-def start_blocker(studio: Studio, base: str, source: dict | None) -> str | None:
-    """What Start still waits for, in words, or None: a loaded, mapped file and a base that can learn its task."""
-    if not source:
-        return "Load a data file (step 2) to see what will train. **Start** waits for it."
-    if not source.get("ready", True):
-        return f"Pick the columns of {md(source['name'])} in step 2. **Start** waits for them."
-    task = source.get("task", "classification")
-    if task not in studio.model_info(base).tasks:
-        return f"⚠ {md(base)} cannot learn {task} tasks: pick another base model in step 1."
-    return None
-
-
-def sizing_note(studio: Studio, source: dict | None) -> str:
-    """What the summary says while a newly loaded file's run is being sized (Start waits for it)."""
-    if not source:
-        return start_blocker(studio, "", source)
-    return f"Sizing the run for {md(source.get('name') or 'your file')}…"
-
-
-def can_start(
-    studio: Studio, base: str, source: dict | None, owner: str | None = None, job_id: str | None = None
-) -> bool:
-    """Whether Start may be pressed: the data and base are ready, and the page's own run (`job_id`) is not
-    still going (a second click would queue the same run again; Stop it, or wait)."""
-    try:
-        ready = start_blocker(studio, base, source) is None
-    except AdapterError:  # a base model this studio does not serve
-        return False
-    return ready and not running(studio, owner, job_id)
-
-
 def running(studio: Studio, owner: str | None, job_id: str | None) -> bool:
     """Whether the caller's run `job_id` is queued or training."""
     if not job_id:
@@ -115,103 +82,6 @@ def running(studio: Studio, owner: str | None, job_id: str | None) -> bool:
         return not studio.jobs.get(job_id, owner=studio.owner(owner)).finished.is_set()
     except AdapterError:  # a run of another process or visitor: not this page's to wait for
         return False
-
-
-def run_summary(studio: Studio, base: str, source: dict | None, settings: dict[str, Any], running: bool = False) -> str:
-    """Exactly what Start will train: the file, its rows and labels, the model, the adapter and the steps,
-    and how long it takes. While the page's run goes (`running`), its time is the progress line's alone."""
-    blocker = start_blocker(studio, base, source)
-    if blocker:
-        return blocker
-    task = source.get("task", "classification")
-    labels = source.get("labels") or []
-    adapter = adapter_config(settings)
-    mode = mode_value(settings.get("mode"))
-    tokens = source.get("tokens") if isinstance(source.get("tokens"), dict) else {}
-    run = plan(source.get("rows") or 1, task, base, settings, tokens.get("mean"))
-    measured = studio.seconds_per_token(base)
-    seconds = whole_run(run, source.get("rows") or 1, task, settings, tokens.get("mean"), measured)
-    if mode == "adapter":
-        est = studio.estimate(base, adapter, len(labels))
-        what = (
-            f"Adapter: r={adapter.bottleneck}, {adapter.placement}, {est['trainable']:,} trainable "
-            f"parameters ({est['percent']:.2f}% of the base)."
-        )
-    else:
-        what = f"{'Head only' if mode == 'head' else 'Full fine-tuning'}: " + md(
-            _baseline_estimate(studio, base, mode, len(labels)).replace("**", "")
-        )
-    lines = [
-        f"**Will train:** {md(source['name'])} ({source.get('rows', '?')} rows, {task}"
-        + (f", {len(labels)} labels" if labels else "")
-        + f") on **{md(base)}**.",
-        what,
-        f"Run: {run.describe()}" + (f"; {time_left(seconds)}." if seconds and not running else "."),
-    ]
-    if source.get("oos_name") and task == "classification":
-        lines.append(
-            f"Out-of-scope examples: {md(source['oos_name'])} picks the router's out-of-scope score, and the run "
-            "reports what share of it the router catches."
-        )
-    if seconds and seconds > LONG_RUN and not running:
-        lines.append(long_run_note(seconds, settings))
-    if hardware().kind == "zero-gpu":
-        needs = gpu_seconds(base, run.total_steps)
-        lines.append(
-            f"Trains on ZeroGPU in slices of up to {SLICE_SECONDS:.0f} s of steps while this page is open; each "
-            f"slice asks your daily GPU quota for at most {MAX_LEASE} s (its steps with headroom, and about 10 s "
-            "to load the model). "
-            + (
-                f"This run needs about {duration(needs)} of your daily GPU quota (at the step time measured on an "
-                "H200, ZeroGPU's card)."
-                if needs is not None
-                else "Its first slices measure how much of your daily GPU quota it needs."
-            )
-        )
-    fit = fit_before_start(studio, base, task, len(labels), settings, run, tokens.get("longest"))
-    if settings.get("continue_from"):
-        lines.append(
-            f"Continues your adapter {md(repr(str(settings['continue_from'])))} on this data: it keeps its own size, "
-            "placement and head, so the adapter settings above do not apply."
-        )
-    if int(settings.get("patience") or 0):
-        lines.append(f"Stops early after {int(settings['patience'])} evaluations without improvement.")
-    return "  \n".join(lines + [md(line) for line in fit[:1]] + [f"⚠ {md(w)}" for w in run.warnings + fit[1:]])
-
-
-def whole_run(
-    run, rows: int, task: str, settings: dict[str, Any], tokens: float | None = None, measured: float | None = None
-) -> float | None:
-    """The whole run's seconds on this CPU, evaluations and end-of-run answers included (None on a GPU),
-    for rows of `tokens` tokens on average (the task's typical length when unknown), at `measured` seconds
-    per training token where a run of this base here measured it."""
-    config = TrainConfig.from_settings({**config_values(settings), "task": task})
-    return planned_seconds(run, config, max(1, rows - run.rows), tokens, measured)
-
-
-def long_run_note(seconds: float, settings: dict[str, Any]) -> str:
-    """Start's warning for a run over LONG_RUN seconds here, with the figure and what is quicker."""
-    quick = ENGINE_PRESETS["Quick look"].label
-    other = f" The {quick} preset gives a first result in about 2 min." if settings.get("preset") != quick else ""
-    return f"⚠ This run takes {time_left(seconds).removesuffix(' left')} on this machine.{other}"
-
-
-def plan(rows: int, task: str, base: str, settings: dict[str, Any], tokens: float | None = None):
-    """The engine's plan for `rows` rows of `tokens` tokens on average (as the Data tab measured them;
-    the task's typical length when unknown): what auto chooses, or the user's values counted and checked."""
-    values = config_values(settings)  # with auto, the sized settings are None: the plan chooses them
-    train_rows = max(1, int(rows * (1 - TrainConfig.val_fraction)))
-    return plan_training(
-        train_rows,
-        task,
-        values["preset"],
-        base=base,
-        batch_size=values["batch_size"],
-        epochs=values["epochs"],
-        lr=values["lr"],
-        device="cpu" if hardware().trains_on_cpu else "cuda",
-        tokens_per_example=tokens,
-    )
 
 
 # Training --------------------------------------------------------------------------------------------
@@ -400,11 +270,6 @@ def wall_time(events: list[dict], step: dict) -> float:
     if done and done.get("time") and events[0].get("time"):
         return done["time"] - events[0]["time"]
     return step["elapsed_s"]
-
-
-def time_left(seconds: float) -> str:
-    """The one way the studio says how long training has to go, before a run and during it."""
-    return f"about {duration(seconds)} left"
 
 
 def rate(examples_per_sec: float) -> str:

@@ -21,6 +21,7 @@ from studio import data_view as dv
 from studio import report_view as rv
 from studio import runs_view as rs
 from studio import settings as st
+from studio import summary_view as sv
 from studio import sweeps as sw
 from studio import train_view as h
 from studio.fit_view import fit_line
@@ -28,6 +29,7 @@ from studio.policy import Policy
 from studio.quotas import owner_slots
 from studio.sample_files import SAMPLES_DIR
 from studio.service import Studio
+from studio.text import time_left
 
 LABELS = ["billing", "orders", "tech"]
 SAMPLE = str(SAMPLES_DIR / "support_routing.csv")
@@ -250,7 +252,7 @@ def test_estimate_and_summary_follow_the_mode(tmp_path):
     assert "every weight of the base" in full and "not kept as an adapter" in full
     fewer = h.estimate(studio, "minilm", 16, "houlsby", 3, {"leave_out": "0, 1"})
     assert "**102,659**" in fewer  # 8 of 12 slots: 8 x (2*384*16 + 16 + 384) + 3 x 385
-    summary = h.run_summary(studio, "minilm", SOURCE, {**SETTINGS, "mode": "Full fine-tuning", "patience": 3})
+    summary = sv.run_summary(studio, "minilm", SOURCE, {**SETTINGS, "mode": "Full fine-tuning", "patience": 3})
     assert "Full fine-tuning:" in summary and "Stops early after 3 evaluations" in summary
     studio.jobs.close()
 
@@ -262,10 +264,10 @@ def test_on_zero_gpu_the_summary_says_how_much_gpu_quota_the_run_needs(tmp_path,
     from studio.text import duration
 
     zero = types.SimpleNamespace(kind="zero-gpu", trains_on_cpu=False)
-    monkeypatch.setattr(h, "hardware", lambda: zero)
+    monkeypatch.setattr(sv, "hardware", lambda: zero)
     studio = Studio(tmp_path, policy=Policy.local())
-    summary = h.run_summary(studio, "minilm", SOURCE, SETTINGS)
-    steps = h.plan(SOURCE["rows"], "classification", "minilm", SETTINGS, None).total_steps
+    summary = sv.run_summary(studio, "minilm", SOURCE, SETTINGS)
+    steps = sv.plan(studio, "minilm", SOURCE, SETTINGS).total_steps
     needs = gpu_seconds("minilm", steps)
     assert 10 < needs < 10 + steps  # a worker's start, and MiniLM's 15 ms steps with headroom
     assert f"This run needs about {duration(needs)} of your daily GPU quota" in summary, summary
@@ -273,20 +275,59 @@ def test_on_zero_gpu_the_summary_says_how_much_gpu_quota_the_run_needs(tmp_path,
     studio.jobs.close()
 
 
+def test_the_summary_says_the_steps_the_run_makes_with_the_public_caps_and_its_own_validation(tmp_path):
+    """Start trains what the summary says: the run's own plan (`TrainConfig.plan`), with the public caps that
+    Start adds, on the rows the run trains on."""
+    public = Studio(tmp_path / "public", policy=Policy(public=True))
+    fixed = {**SETTINGS, "auto": False, "batch_size": 8, "epochs": 3}
+    big = {**SOURCE, "rows": 20_000}  # 18,000 train rows (a tenth held out): 2,250 steps an epoch at batch 8
+    summary = sv.run_summary(public, "minilm", big, fixed)
+    assert "Run: 2000 optimizer steps: batch 8, 3 epochs of 2250 steps" in summary, summary
+    assert (
+        "It stops at step 2,000 of the 6,750 of its 3 epochs: this studio ends every run after 2,000 steps" in summary
+    )
+    timed = Studio(tmp_path / "timed", policy=Policy(public=True, max_steps=10**6, max_seconds=60.0))
+    summary = sv.run_summary(timed, "minilm", big, fixed)  # its 6,750 steps take longer than a minute here
+    assert "It stops after 1 min of training, before its last steps" in summary and " left" not in summary, summary
+    timed.jobs.close()
+    local = Studio(tmp_path / "local", policy=Policy.local())
+    assert "Run: 6750 optimizer steps" in sv.run_summary(local, "minilm", big, fixed)
+    assert "It stops at step" not in sv.run_summary(local, "minilm", big, fixed)
+    one = {**fixed, "epochs": 1, "batch_size": 16}
+    assert "Run: 27 optimizer steps" in sv.run_summary(local, "minilm", SOURCE, one)  # 432 of 480 rows train
+    hub = {**SOURCE, "val_path": SAMPLE, "val_rows": 120}  # a Hub dataset's own validation split
+    assert "Run: 30 optimizer steps" in sv.run_summary(local, "minilm", hub, one)  # all 480 train
+    public.jobs.close()
+    local.jobs.close()
+
+
+def test_a_public_run_trains_the_plan_its_summary_showed(tmp_path):
+    public = Studio(tmp_path, policy=Policy(public=True, anonymous_heavy=True, max_steps=3))
+    summary = sv.run_summary(public, "minilm", SOURCE, SETTINGS)
+    shown = re.search(r"Run: (.*?);", summary)[1]
+    assert shown.startswith("3 optimizer steps") and "It stops at step 3 of the" in summary, summary
+    job_id, _ = h.start_training(public, "hf:alice", "minilm", SOURCE, "classification", {}, "capped", SETTINGS)
+    job = public.jobs.get(job_id, owner="hf:alice")
+    public.jobs.wait(job_id, 300)
+    started = next(e for e in job.events if e["kind"] == "status" and e.get("status") == "training")
+    assert shown in started["message"], (shown, started["message"])
+    public.jobs.close()
+
+
 def test_memory_before_start_and_the_measured_time_of_a_run(tmp_path, monkeypatch):
     studio = Studio(tmp_path, policy=Policy.local())
-    summary = h.run_summary(studio, "minilm", SOURCE, SETTINGS)
+    summary = sv.run_summary(studio, "minilm", SOURCE, SETTINGS)
     assert re.search(r"Memory: about [\d.]+ MiB \(weights [\d.]+ MiB, training state", summary), summary
     assert "⚠ This run needs" not in summary
     # With the Data tab's token counts, the figures are the run's own: its longest row, its mean length.
-    measured = h.run_summary(studio, "minilm", {**SOURCE, "tokens": {"mean": 12.0, "longest": 20}}, SETTINGS)
+    measured = sv.run_summary(studio, "minilm", {**SOURCE, "tokens": {"mean": 12.0, "longest": 20}}, SETTINGS)
     assert "and rows of up to 20 tokens." in measured and "at most 32 tokens" in summary
     assert re.search(r"; about \d+ s left\.", summary)  # the whole run's time, before Start...
-    assert " left" not in h.run_summary(studio, "minilm", SOURCE, SETTINGS, running=True)  # ...not beside the run's
+    assert " left" not in sv.run_summary(studio, "minilm", SOURCE, SETTINGS, running=True)  # ...not beside the run's
     total = lambda text: float(re.search(r"Memory: about ([\d.]+) MiB", text)[1])  # noqa: E731
     assert total(measured) < total(summary)
     monkeypatch.setattr("adapter_core.engine.memory_fit.free_bytes", lambda device: 2**20)  # 1 MiB free
-    assert "⚠ This run needs about" in h.run_summary(studio, "minilm", SOURCE, SETTINGS)
+    assert "⚠ This run needs about" in sv.run_summary(studio, "minilm", SOURCE, SETTINGS)
     info = {"memory": {"total": 3 * 2**30, "weights": 2**30, "trainable_state": 2**29, "activations": 2**29},
             "estimated_seconds": 150.0, "seconds_per_step": 1.5}  # fmt: skip
     assert fit_line(info) == (  # the time is the progress line's one estimate, "about N min left"
@@ -303,19 +344,19 @@ def test_after_a_run_here_the_estimate_before_start_is_at_its_measured_speed(tmp
 
     studio = Studio(tmp_path, policy=Policy.local())
     assert studio.seconds_per_token("minilm") is None  # nothing trained here yet: the plan's figure
-    plan = h.plan(480, "classification", "minilm", SETTINGS)
-    at_plan = h.whole_run(plan, 480, "classification", SETTINGS)
-    assert h.time_left(at_plan) in h.run_summary(studio, "minilm", SOURCE, SETTINGS)
+    plan = sv.plan(studio, "minilm", SOURCE, SETTINGS)
+    at_plan = sv.whole_run(plan, 480, "classification", SETTINGS)
+    assert time_left(at_plan) in sv.run_summary(studio, "minilm", SOURCE, SETTINGS)
     config = TrainConfig(data=SAMPLE, name="timed", max_steps=12, batch_size=8, max_length=32)
     job = studio.jobs.submit(config)
     studio.jobs.wait(job.id, 300)
     measured = studio.seconds_per_token("minilm")
     assert measured == per_token_of(studio.jobs.store.get(job.id)) > 0
-    at_measured = h.whole_run(plan, 480, "classification", SETTINGS, measured=measured)
+    at_measured = sv.whole_run(plan, 480, "classification", SETTINGS, measured=measured)
     assert at_measured / at_plan == pytest.approx(
         measured / (plan.estimated_seconds / (plan.total_steps * plan.batch_size * 24))
     )
-    assert h.time_left(at_measured) in h.run_summary(studio, "minilm", SOURCE, SETTINGS)
+    assert time_left(at_measured) in sv.run_summary(studio, "minilm", SOURCE, SETTINGS)
     assert studio.seconds_per_token("smollm2-135m-instruct") is None  # another base keeps the plan's figure
     studio.jobs.close()
 
@@ -530,7 +571,7 @@ def test_continue_from_takes_a_library_adapter_by_name_never_a_path(tmp_path, mo
     studio.library.publish(folder, "mine", owner="alice")
     studio.library.publish(folder, "theirs", owner="bob")
     settings = {**SETTINGS, "continue_from": "mine"}
-    assert "Continues your adapter 'mine' on this data" in h.run_summary(studio, "minilm", SOURCE, settings)
+    assert "Continues your adapter 'mine' on this data" in sv.run_summary(studio, "minilm", SOURCE, settings)
     job_id, _ = h.start_training(studio, "alice", "minilm", SOURCE, "classification", {}, "more", settings)
     job = studio.jobs.get(job_id, "alice")
     assert job.config.init_from == str(studio.library.get("mine", "alice").path)

@@ -10,6 +10,7 @@ from studio_fixtures import publish_fixed_router, publish_random
 from adapter_core import AdapterConfig, AdapterError, add_adapter, save_adapter
 from studio import comparison as c
 from studio import data_view as dv
+from studio import summary_view as sv
 from studio import train_view as h
 from studio import use_view as u
 from studio.library import safe_name
@@ -159,7 +160,7 @@ def test_out_of_scope_examples_go_from_the_data_tab_to_the_routers_run(tmp_path)
     source = {**dv.sample_source("Support routing (classification, 480 rows)"), "ready": True, "rows": 480}
     source, said = dv.with_oos_examples(studio, source, str(oos), None)
     assert "elsewhere.csv**: 12 out-of-scope messages" in said and source["oos_name"] == "elsewhere.csv"
-    assert "Out-of-scope examples: elsewhere.csv picks" in h.run_summary(studio, "minilm", source, {"auto": True})
+    assert "Out-of-scope examples: elsewhere.csv picks" in sv.run_summary(studio, "minilm", source, {"auto": True})
     two = tmp_path / "two.csv"
     two.write_text("a,b\nx,y\n")
     with pytest.raises(AdapterError, match="two.csv has no text column"):
@@ -325,7 +326,7 @@ def test_one_time_estimate_a_stopping_run_and_a_stopped_one(tmp_path):
     job.events += [{"kind": "data"}, training]
     assert "about 2 min left" in h.progress(studio, None, job.id)["status"]
     source = {"name": "support_routing.csv", "rows": 480, "task": "classification", "labels": ["a", "b"]}
-    assert h.can_start(studio, "minilm", source) and not h.can_start(studio, "minilm", source, None, job.id)
+    assert sv.can_start(studio, "minilm", source) and not sv.can_start(studio, "minilm", source, None, job.id)
     drawn = h.drawn_key(studio, None, job.id)
     assert h.drawn_key(studio, None, job.id) == drawn  # nothing new: the page keeps what it shows
     job.events.append(
@@ -349,7 +350,7 @@ def test_one_time_estimate_a_stopping_run_and_a_stopped_one(tmp_path):
     assert "eta**: stopping… · at step 3/10; saving the adapter" in h.progress(studio, None, job.id)["status"]
     job.status = "stopped"
     job.finished.set()
-    assert h.can_start(studio, "minilm", source, None, job.id)  # the page's run ended: Start is free again
+    assert sv.can_start(studio, "minilm", source, None, job.id)  # the page's run ended: Start is free again
     status = h.progress(studio, None, job.id)["status"]
     assert "stopped · stopped at step 3 of 10 after 00:30; saved" in status and "left" not in status, status
     job.events[0]["time"] = 1000.0  # with times, the whole run's: loading and evaluations, not only steps

@@ -45,7 +45,7 @@ _FACE = {
     "machine_speed": ("measured_per_token",),
     "memory_fit": ("check_fit", "estimate_memory", "gib"),
     "metrics": ("rank_key",),
-    "plan": ("DEFAULT_PRESET", "PRESETS", "plan_training", "task_lr"),
+    "plan": ("DEFAULT_PRESET", "PRESETS", "Plan", "plan_training", "task_lr"),
     "report": ("REPORT_FILE", "correct"),
     "run_time": ("planned_seconds",),
     "runs": ("ACTIVE", "Run", "RunStore"),

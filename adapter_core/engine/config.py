@@ -13,7 +13,7 @@ from ..inject import TASKS
 from ..out_of_scope import DEFAULT_SCORE, FALSE_REJECTION, SCORES
 from ..paths import path_tail
 from ..settings import NOT_NEGATIVE, POSITIVE, Bounds, Setting, check_value, setting, settings_of
-from .plan import DEFAULT_PRESET, PRESETS, preset_of
+from .plan import DEFAULT_PRESET, PRESETS, Plan, plan_training, preset_of
 from .tracking import REPORT_TO, require_tracker
 
 # Keys that TrainConfig once held itself and now live in `adapter`: old run folders and saved wizard
@@ -257,6 +257,34 @@ class TrainConfig:
         them); a setting not given keeps its default."""
         adapter = {k: v for k, v in values.items() if k in settings_of(AdapterConfig, "adapter")}
         return cls.from_dict({**{k: v for k, v in values.items() if k not in adapter}, "adapter": adapter})
+
+    def plan(
+        self,
+        rows: int,
+        device: str,
+        tokens_per_example: float | None = None,
+        base_params: int | None = None,
+        processes: int = 1,
+    ) -> Plan:
+        """The plan of this run on `rows` training rows: its given settings kept, its auto ones chosen, and
+        its step and time caps applied. The one mapping from a run's settings to its plan, for the run itself
+        and for every preview of it (the studio's summary before Start)."""
+        return plan_training(
+            rows,
+            self.task,
+            self.preset,
+            base=self.base,
+            batch_size=self.batch_size,
+            epochs=self.epochs,
+            lr=self.lr,
+            device=device,
+            tokens_per_example=tokens_per_example,
+            base_params=base_params,
+            grad_accum=self.grad_accum,
+            processes=processes,
+            max_steps=self.max_steps,
+            max_seconds=self.max_seconds,
+        )
 
     def check(self) -> None:
         """Refuse settings that cannot train, in words; quotas are the caller's business (see studio/policy.py)."""

@@ -35,7 +35,7 @@ from .config import Event, TrainConfig
 from .inputs import init_source, read_data, tokenize_splits
 from .losses import task_loss
 from .memory_fit import calibrate_time, check_fit, estimate_memory, typical_batch
-from .plan import Plan, plan_training
+from .plan import Plan
 from .run_time import CALIBRATE_OVER_STEPS, RunShape, eval_every, shape_of
 from .tracking import accelerator_options, start_tracking
 
@@ -160,21 +160,12 @@ def plan_run(
     """The run's plan: the settings given in `config`, and the auto ones chosen for `rows` training rows.
     A `sliced` run is planned for the GPU its slices lease, whatever device this process has: no CPU time
     budget cuts it (the slices that fall back to the CPU stay bounded by the run's own `max_seconds`)."""
-    return plan_training(
+    return config.plan(
         rows,
-        config.task,
-        config.preset,
-        base=config.base,
-        batch_size=config.batch_size,
-        epochs=config.epochs,
-        lr=config.lr,
         device="cpu" if accelerator.device.type == "cpu" and not sliced else "cuda",
         tokens_per_example=sum(lengths) / max(len(lengths), 1),
         base_params=base.num_parameters,
-        grad_accum=config.grad_accum,
         processes=accelerator.num_processes,
-        max_steps=config.max_steps,
-        max_seconds=config.max_seconds,
     )
 
 

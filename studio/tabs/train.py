@@ -7,6 +7,7 @@ import gradio as gr
 
 from .. import report_view as rv
 from .. import settings as st
+from .. import summary_view as sv
 from .. import train_view as h
 from .. import zerogpu
 from ..hardware import hardware
@@ -18,7 +19,7 @@ CPU_WHEN_AWAY = "Go on on the CPU (slower) instead of pausing when I leave or my
 
 def build(ctx: Ctx) -> None:
     with gr.Tab("4 · Train", id="train"):
-        run_md = gr.Markdown(h.run_summary(ctx.studio, "", None, {}))
+        run_md = gr.Markdown(sv.run_summary(ctx.studio, "", None, {}))
         with gr.Row():
             start = gr.Button("Start training", variant="primary", interactive=False)
             stop = gr.Button("Stop", variant="stop")
@@ -143,8 +144,8 @@ def wire(ctx: Ctx) -> None:
         settings = dict(zip(summary_keys(), values, strict=True))
         owner = who(studio, owner, request)
         running = h.running(studio, owner, job_id)  # its time left is the progress line's: one figure on show
-        text = h.run_summary(studio, base_model, source, settings, running)  # names what auto chooses
-        return text, gr.update(interactive=h.can_start(studio, base_model, source, owner, job_id))
+        text = sv.run_summary(studio, base_model, source, settings, running)  # names what auto chooses
+        return text, gr.update(interactive=sv.can_start(studio, base_model, source, owner, job_id))
 
     settings_inputs = [ctx[k] for k in summary_keys()]
     summary_inputs = [ctx.owner, ctx.job_id, ctx["base"], ctx.source, *settings_inputs]
@@ -156,7 +157,7 @@ def wire(ctx: Ctx) -> None:
     # A new file: say so at once, since sizing its run may load a model first (seconds), rather than leave
     # the last file's summary, or "Load a data file", on show meanwhile.
     def sizing(source):
-        return h.sizing_note(studio, source), gr.update(interactive=False)
+        return sv.sizing_note(studio, source), gr.update(interactive=False)
 
     ctx.source.change(
         sizing, ctx.source, [ctx["run_md"], ctx["start"]], api_visibility="private", show_progress="hidden"
@@ -188,7 +189,7 @@ def wire(ctx: Ctx) -> None:
         info = h.progress(studio, owner, job_id)
         shown = [info["figure"], info["status"], info["queue"]]
         if info["done"]:  # drawn once more, then left alone; the pickers learn of its adapter; Start is free
-            start = gr.update(interactive=h.can_start(studio, base_model, source))
+            start = gr.update(interactive=sv.can_start(studio, base_model, source))
             return [*shown, job_id, (changed or 0) + 1, key, *run_outputs(info), start]
         return [*shown, seen, changed, key, *run_outputs(info), gr.update(interactive=False)]
 

@@ -23,7 +23,7 @@ from .catalog import CATALOG, embedded_path
 from .config import AdapterConfig
 from .metric_names import metric_label
 from .public import base_label, md, public_base
-from .schema import CARD_FILE, CURVE_FILE, CURVE_PNG, read_jsonl, read_safetensors_header
+from .schema import CARD_FILE, CURVE_FILE, CURVE_PNG, base_name, read_jsonl, read_safetensors_header
 
 LIBRARY_NAME = "adapter-studio"
 _SETTINGS = ("preset", "mode", "epochs", "lr", "batch_size", "grad_accum", "max_length", "seed", "base_dropout")
@@ -84,7 +84,7 @@ def _num(value: Any) -> bool:
 
 def base_license(meta: dict[str, Any]) -> str | None:
     """The base model's licence, from the card the embedded package ships with it."""
-    name = meta.get("base_model") or (meta.get("base") or {}).get("name_or_path")
+    name = base_name(meta)
     entry = CATALOG.get(name) if isinstance(name, str) else None
     path = embedded_path(entry) if entry else None
     readme = path / CARD_FILE if path is not None and path.is_dir() else None

@@ -7,13 +7,14 @@ from typing import Any
 from .adapterhub_format import export_problems
 from .catalog import CATALOG
 from .public import base_label, md, public_base
+from .schema import base_name
 
 HERE = "path/to/this/folder"
 
 
 def _base_arg(meta: dict[str, Any]) -> str:
     """What `load_base` takes for this base: its catalog name, or its hub id."""
-    name = meta.get("base_model") or meta["base"].get("name_or_path")
+    name = base_name(meta)
     return name if name in CATALOG else public_base(meta) or base_label(meta)
 
 

@@ -29,6 +29,7 @@ from .schema import (
     CURVE_FILE,
     STATS_FILE,
     WEIGHTS_FILE,
+    base_name,
     check_weights_match,
     read_jsonl,
     read_safetensors_header,
@@ -61,7 +62,7 @@ class Entry:
 
     @property
     def base(self) -> str:
-        return self.meta.get("base_model") or self.meta["base"]["name_or_path"]
+        return base_name(self.meta)
 
     @property
     def training(self) -> dict[str, Any]:

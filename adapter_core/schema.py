@@ -28,6 +28,14 @@ CURVE_PNG = "curve.png"
 CURVE_FILE = "metrics.jsonl"
 # A router's out-of-scope statistics (out_of_scope.Stats): class means, precision matrix, feature bank.
 STATS_FILE = "out_of_scope.safetensors"
+
+
+def base_name(meta: dict[str, Any]) -> str | None:
+    """The base an adapter's metadata names: its `base_model` (a catalog name or hub id, as it was loaded),
+    else the model's own `name_or_path`, which may be a folder of the machine that trained it."""
+    return meta.get("base_model") or (meta.get("base") or {}).get("name_or_path")
+
+
 MAX_CONFIG_BYTES = 2**20  # an adapter config is a few KB; labels and training metadata included
 MAX_HEADER_BYTES = 4 * 2**20  # a safetensors header: about 100 bytes per tensor
 DTYPE_BYTES = {"F32": 4, "F16": 2, "BF16": 2}

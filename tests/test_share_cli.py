@@ -8,7 +8,15 @@ from fastapi.testclient import TestClient
 from share_fixtures import cache_repo, folder_files, tiny_adapter, write_events
 from test_share_adapterhub import HOULSBY, write_theirs
 
-from adapter_core import AdapterError, classification_logits, load_adapter, load_base
+from adapter_core import (
+    AdapterConfig,
+    AdapterError,
+    add_adapter,
+    classification_logits,
+    load_adapter,
+    load_base,
+    save_adapter,
+)
 from adapter_core.cli import main
 from adapter_core.serve.app import build_server
 from adapter_core.share import pack
@@ -106,6 +114,25 @@ def test_export_both_ways_on_minilm(tmp_path, capsys):
             logits.append(classification_logits(base.model, name, x["input_ids"], x["attention_mask"]))
     assert torch.equal(logits[0], logits[1]) and torch.equal(logits[0], logits[2])
     assert label in ("a", "b", "c")
+
+
+def test_export_loads_the_base_the_adapter_names_not_the_trainers_folder(tmp_path):
+    """An adapter trained elsewhere keeps that machine's folder as the model's `name_or_path`; its
+    `base_model` ("minilm") is what loads here, as everywhere else that reads an adapter."""
+    base = load_base("minilm")
+    add_adapter(base.model, "moved", AdapterConfig(bottleneck=4), task="classification", labels=["a", "b"])
+    save_adapter(base.model, "moved", tmp_path / "moved", extra={"base_model": "minilm"})
+    config = tmp_path / "moved" / "adapter_config.json"
+    meta = json.loads(config.read_text())
+    meta["base"]["name_or_path"] = "/home/someone/models/all-MiniLM-L6-v2"  # not on this machine
+    config.write_text(json.dumps(meta))
+    assert (
+        main(
+            ["export", "--adapter", str(tmp_path / "moved"), "--format", "adapter_core", "--out", str(tmp_path / "out")]
+        )
+        == 0
+    )
+    assert json.loads((tmp_path / "out" / "adapter_config.json").read_text())["base_model"] == "minilm"
 
 
 def write_theirs_minilm(folder):

@@ -132,11 +132,12 @@ def cmd_export(args: argparse.Namespace) -> int:
         return OK
     from ..catalog import load_base
     from ..io import load_adapter, read_adapter_config, save_adapter
+    from ..schema import base_name
 
     meta = read_adapter_config(folder)
-    base = load_base(args.base or meta["base"]["name_or_path"])
+    base = load_base(args.base or base_name(meta))
     name = load_adapter(base.model, folder)
-    save_adapter(base.model, name, out, extra={"base_model": args.base or meta["base"]["name_or_path"]})
+    save_adapter(base.model, name, out, extra={"base_model": args.base or base_name(meta)})
     print(f"wrote {out} as an Adapter Studio adapter")
     return OK
 

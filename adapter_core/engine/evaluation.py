@@ -10,6 +10,7 @@ from ..catalog import Base, load_base
 from ..errors import AdapterError
 from ..inject import get_record
 from ..io import adapter_path, load_adapter, read_adapter_config
+from ..schema import base_name
 from ..state import AdapterRecord
 from .batches import tokenize
 from .calibration import ood_metrics, predictions
@@ -23,7 +24,7 @@ def load_with_base(path: str | Path, base: Base | None = None) -> tuple[Base, st
     path = adapter_path(path)
     meta = read_adapter_config(path)
     if base is None:
-        base = load_base(meta.get("base_model") or meta["base"]["name_or_path"])
+        base = load_base(base_name(meta))
     return base, load_adapter(base.model, path)
 
 

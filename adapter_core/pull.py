@@ -246,7 +246,7 @@ def _download(ref: HubRef, token: str | bool | None, cache: Path, limits: Any, r
         try:
             infos = snapshot_download(**kwargs, allow_patterns=_patterns(ref), dry_run=True)
         except DryRunError as e:  # the Hub cannot be reached or is down: the cache may serve it
-            if _refused(e.__cause__):
+            if is_refusal(e.__cause__):
                 raise e.__cause__ from None
             return Path(snapshot_download(**kwargs, allow_patterns=_patterns(ref), local_files_only=True))
         wanted = [i for i in infos if i.filename.count("/") <= 1]
@@ -291,8 +291,8 @@ def _check_room(ref: HubRef, infos: list, adapters: int, room: Room) -> None:
         )
 
 
-def _refused(e: BaseException | None) -> bool:
-    """The Hub answered no for this repo (missing, gated, private, a bad revision or id): no cache fallback."""
+def is_refusal(e: BaseException | None) -> bool:
+    """The Hub answered no (missing, gated, private, a bad revision or id): the cache must not stand in."""
     from huggingface_hub.errors import HfHubHTTPError, HFValidationError, RevisionNotFoundError
 
     status = getattr(getattr(e, "response", None), "status_code", None)
@@ -301,10 +301,16 @@ def _refused(e: BaseException | None) -> bool:
     )
 
 
-def _connection_error(e: BaseException | None) -> bool:
-    """The Hub could not be reached (no network, DNS, a timeout, offline mode), as opposed to refusing."""
+def is_connection_error(e: BaseException | None) -> bool:
+    """The Hub could not be reached (no network, DNS, a timeout, offline mode, a server error), as opposed
+    to refusing: the cache may serve what it has."""
+    from huggingface_hub.errors import HfHubHTTPError
+
+    status = getattr(getattr(e, "response", None), "status_code", None)
+    if isinstance(e, HfHubHTTPError) and status is not None and status >= 500:
+        return True
     names = " ".join(type(x).__name__ for x in (e, getattr(e, "__cause__", None)) if x is not None)
-    return e is None or any(word in names for word in ("Connect", "Timeout", "Offline", "Network"))
+    return any(word in names for word in ("Connect", "Timeout", "Offline", "Network"))
 
 
 def _plain(ref: HubRef, e: Exception) -> Exception:
@@ -324,7 +330,7 @@ def _plain(ref: HubRef, e: Exception) -> Exception:
         return AdapterError(f"{ref.repo_id!r} has no revision {ref.revision!r}.")
     if isinstance(e, GatedRepoError):
         return AdapterError(f"{ref.repo_id!r} is gated: accept its terms on the Hub and sign in.")
-    if isinstance(e, LocalEntryNotFoundError) or _connection_error(e):
+    if isinstance(e, LocalEntryNotFoundError) or is_connection_error(e):
         why = "HF_HUB_OFFLINE=1 is set" if offline() else "the Hugging Face Hub cannot be reached"
         return AdapterError(
             f"Cannot pull {ref}: {why}, and it is not in the local Hugging Face cache. Pull it once with a "

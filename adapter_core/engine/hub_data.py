@@ -21,9 +21,9 @@ from typing import Any
 
 import pandas as pd
 
-from ..pull import cache_dir, offline
+from ..pull import cache_dir, is_connection_error, is_refusal, offline
 from .data import DataError, TaskData, detect_columns, validate
-from .hub_errors import hub_error, is_connection_error, is_refusal
+from .hub_errors import hub_error
 from .hub_files import config_names, default_config, split_files, validation_split
 from .hub_read import read_files
 

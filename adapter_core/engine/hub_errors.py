@@ -1,33 +1,13 @@
 """The Hub's answers about a dataset, in plain words: missing, private, gated, unreachable, or not cached
-while offline. Messages name the dataset, never a path on this machine."""
+while offline. Messages name the dataset, never a path on this machine. What counts as a refusal or an
+outage is the same as for a pull of adapters (`adapter_core.pull`)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from ..pull import offline
+from ..pull import is_connection_error, offline
 from .data import DataError
-
-
-def is_refusal(e: BaseException | None) -> bool:
-    """The Hub answered no (missing, gated, private, a bad revision or id): the cache must not stand in."""
-    from huggingface_hub.errors import HfHubHTTPError, HFValidationError, RevisionNotFoundError
-
-    status = getattr(getattr(e, "response", None), "status_code", None)
-    return isinstance(e, (HFValidationError, RevisionNotFoundError)) or (
-        isinstance(e, HfHubHTTPError) and status is not None and status < 500
-    )
-
-
-def is_connection_error(e: BaseException | None) -> bool:
-    """The Hub could not be reached (no network, DNS, a timeout, offline mode, a server error)."""
-    from huggingface_hub.errors import HfHubHTTPError
-
-    status = getattr(getattr(e, "response", None), "status_code", None)
-    if isinstance(e, HfHubHTTPError) and status is not None and status >= 500:
-        return True
-    names = " ".join(type(x).__name__ for x in (e, getattr(e, "__cause__", None)) if x is not None)
-    return any(word in names for word in ("Connect", "Timeout", "Offline", "Network"))
 
 
 def hub_error(ref: Any, e: Exception) -> Exception:

@@ -43,10 +43,10 @@ from .inject import (
 from .io import load_adapter, read_adapter_config, save_adapter
 from .library import NAMESPACES, OWNER_FILE, Entry, Library, read_owner
 from .metric_names import METRICS, metric_gloss, metric_label
-from .out_of_scope import FALSE_REJECTION
+from .out_of_scope import FALSE_REJECTION, MAX_FALSE_REJECTION
 from .paths import path_tail, studio_home
 from .placement import ARCHITECTURES
-from .routing import Route, curve_point, out_of_scope_rule, threshold_at
+from .routing import Route, check_false_rejection, curve_point, out_of_scope_rule, threshold_at
 from .schema import (
     CONFIG_FILE,
     CURVE_FILE,
@@ -120,6 +120,8 @@ __all__ = [
     "out_of_scope_rule",
     "curve_point",
     "FALSE_REJECTION",
+    "MAX_FALSE_REJECTION",
+    "check_false_rejection",
     "threshold_at",
     "replace_dir",
     "Setting",

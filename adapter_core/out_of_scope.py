@@ -35,6 +35,7 @@ SCORES = ("msp", "energy", "mahalanobis", "relative_mahalanobis", "knn", "fused"
 STATS_SCORES = ("mahalanobis", "relative_mahalanobis", "knn", "fused", "energy_knn")  # the scores that need `Stats`
 DEFAULT_SCORE = "energy_knn"  # the best measured on BANKING77 with the default recipe (bench/RESULTS.md)
 FALSE_REJECTION = 0.05  # the share of in-scope messages the threshold may send to the fallback
+MAX_FALSE_REJECTION = 0.5  # the most a caller may ask for: past it, the router rejects more than it keeps
 LEGACY_SCORE = "msp"  # what an adapter saved without a score name used
 MAX_BANK = 8192  # training rows kept for kNN: 12 MB of float32 at MiniLM's width
 MAX_FIT_ROWS = 20_000  # training rows the statistics are fitted on (a pass over them costs a forward each)

@@ -8,7 +8,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .errors import AdapterError
 from .inference import Prediction
+from .out_of_scope import MAX_FALSE_REJECTION
 
 
 @dataclass
@@ -88,6 +90,14 @@ def out_of_scope_rule(meta: dict[str, Any]) -> dict[str, Any] | None:
     if score is None:
         return {"score": "msp", "threshold": 1 - float(value), "false_rejection": None, "legacy": True}
     return {"score": score, "threshold": float(value), "false_rejection": section.get("false_rejection")}
+
+
+def check_false_rejection(rate: Any) -> None:
+    """A requested in-scope false-rejection rate: None (the router's calibrated one) or a share in bounds."""
+    if rate is not None and not (
+        isinstance(rate, (int, float)) and not isinstance(rate, bool) and 0 <= rate <= MAX_FALSE_REJECTION
+    ):
+        raise AdapterError(f"The false-rejection rate is a share from 0 to {MAX_FALSE_REJECTION:g}; got {rate!r}.")
 
 
 def threshold_at(meta: dict[str, Any], false_rejection: float) -> float | None:

@@ -260,10 +260,6 @@ class Studio:
         """Where the router sends each message: its department's instruction adapter, or the fallback
         when it judges the message out of scope (at its threshold for the in-scope `false_rejection`
         rate; default: its calibrated one)."""
-        if false_rejection is not None and not (
-            isinstance(false_rejection, (int, float)) and 0 <= false_rejection <= 0.5
-        ):
-            raise AdapterError(f"The false-rejection rate is a share from 0 to 0.5; got {false_rejection!r}.")
         if len(messages) > self.policy.max_route_messages:
             raise AdapterError(
                 f"Route at most {self.policy.max_route_messages} messages at a time; got {len(messages)}."

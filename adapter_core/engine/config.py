@@ -10,7 +10,7 @@ from ..config import AdapterConfig, check_known_fields
 from ..errors import AdapterError
 from ..heads import POOLINGS
 from ..inject import TASKS
-from ..out_of_scope import DEFAULT_SCORE, FALSE_REJECTION, SCORES
+from ..out_of_scope import DEFAULT_SCORE, FALSE_REJECTION, MAX_FALSE_REJECTION, SCORES
 from ..paths import path_tail
 from ..settings import NOT_NEGATIVE, POSITIVE, Bounds, Setting, check_value, setting, settings_of
 from .plan import DEFAULT_PRESET, PRESETS, Plan, plan_training, preset_of
@@ -83,7 +83,7 @@ class TrainConfig:
         FALSE_REJECTION,
         "Classification: the share of in-scope validation messages the out-of-scope threshold may send to the fallback",
         label="In-scope false rejection",
-        bounds=Bounds(0, 0.5),
+        bounds=Bounds(0, MAX_FALSE_REJECTION),
         sweep="no",
     )
     adapter: AdapterConfig = field(default_factory=AdapterConfig)  # its fields are settings too

@@ -18,7 +18,7 @@ from ..errors import AdapterError
 from ..generation import Row
 from ..inference import Prediction, classify, format_chat, prompt_ids
 from ..library import Entry, Library
-from ..routing import Route, decide, department_routes, threshold_at
+from ..routing import Route, check_false_rejection, decide, department_routes, threshold_at
 from .answer import Answer, Stream
 from .batcher import Batcher
 from .errors import NotFound, WrongTask
@@ -124,6 +124,7 @@ class Dispatcher:
         """Where each text goes, and the router that decided: the request's, else the server's. Out of
         scope by the router's calibrated threshold, or by its threshold for another in-scope
         `false_rejection` rate (the calibrated one where it saved no curve)."""
+        check_false_rejection(false_rejection)
         router = router or self.router
         if not router:
             raise AdapterError(f'model={AUTO!r} needs a router: start the server with --router NAME, or pass "router".')

@@ -13,6 +13,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from ..out_of_scope import MAX_FALSE_REJECTION
+
 MAX_STOPS = 4
 
 
@@ -50,7 +52,7 @@ class ChatRequest(BaseModel):
     stream_options: StreamOptions | None = None
     n: int = Field(1, ge=1, le=1, description="one answer per request")
     router: str | None = Field(None, max_length=256)
-    route_false_rejection: float | None = Field(None, ge=0, le=0.5)
+    route_false_rejection: float | None = Field(None, ge=0, le=MAX_FALSE_REJECTION)
     route_threshold: float | None = None  # refused: see `_no_raw_threshold`
 
     @field_validator("route_threshold")
@@ -81,7 +83,7 @@ class ClassifyRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
     model: str = Field(min_length=1, max_length=256)
     input: str | list[str] = Field(min_length=1)
-    false_rejection: float | None = Field(None, ge=0, le=0.5)
+    false_rejection: float | None = Field(None, ge=0, le=MAX_FALSE_REJECTION)
     threshold: float | None = None  # refused: see `_no_raw_threshold`
 
     @field_validator("threshold")
@@ -98,5 +100,5 @@ def _no_raw_threshold(value: float | None, instead: str) -> None:
     if value is not None:
         raise ValueError(
             f"a raw threshold is no longer accepted; send {instead}: the share of in-scope messages the "
-            "router may send to the fallback (0 to 0.5, e.g. 0.05)"
+            f"router may send to the fallback (0 to {MAX_FALSE_REJECTION:g}, e.g. 0.05)"
         )

@@ -7,7 +7,7 @@ import threading
 import gradio as gr
 import pandas as pd
 
-from adapter_core import REPETITION_WARNING
+from adapter_core import FALSE_REJECTION, MAX_FALSE_REJECTION, REPETITION_WARNING
 
 from .. import train_view as h
 from .. import use_view as u
@@ -52,8 +52,8 @@ def build(ctx: Ctx) -> None:
             with gr.Row():
                 route_rate = gr.Slider(
                     0,
-                    0.5,
-                    value=0.05,
+                    MAX_FALSE_REJECTION,
+                    value=FALSE_REJECTION,
                     step=0.01,
                     label="In-scope messages sent to the fallback",
                     info="The share of in-scope messages the out-of-scope threshold may reject: higher catches "

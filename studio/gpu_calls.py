@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import torch
 
-from adapter_core import Entry, Prediction, RepetitionGuard, classify, stream_generate
+from adapter_core import Entry, Prediction, RepetitionGuard, stream_generate
 from adapter_core.serve import ModelPool
 
 from .hardware import gpu
@@ -39,18 +39,7 @@ def _on_gpu(base):
 
 def _classify(entries: list[Entry], texts: list[str]) -> list[Prediction]:
     """`texts[i]` through `entries[i]`; rows whose adapters share a base run as one mixed batch."""
-    pool, out = worker_pool(), [None] * len(texts)
-    groups: dict[str, list[int]] = {}
-    for i, entry in enumerate(entries):
-        groups.setdefault(entry.base, []).append(i)
-    for rows in groups.values():
-        base = None
-        for i in rows:
-            base = _on_gpu(pool.serve(entries[i]))
-        predictions = classify(base.model, base.tokenizer, [texts[i] for i in rows], [entries[i].slot for i in rows])
-        for i, prediction in zip(rows, predictions, strict=True):
-            out[i] = prediction
-    return out
+    return worker_pool().classify(entries, texts, place=_on_gpu)
 
 
 classify_on_gpu = gpu(duration=CALL_SECONDS)(_classify)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import secrets
 import threading
-from collections.abc import Callable
 from pathlib import Path
 
 from adapter_core import (
@@ -25,7 +24,6 @@ from adapter_core import (
     Base,
     Prediction,
     Route,
-    classify,
     count_adapter_params,
     studio_home,
 )
@@ -182,11 +180,11 @@ class Studio:
         adapters share a base run as one mixed batch."""
         texts = [self.policy.check_prompt(t, "text") for t in texts]
         names = [adapters] * len(texts) if isinstance(adapters, str) else list(adapters)
+        checked = {n: self.entry(n, "classification", owner) for n in dict.fromkeys(names)}
+        entries = [checked[n] for n in names]
         if ON_ZERO_GPU:  # checked here; computed in a GPU lease, from the adapters' folders
-            entries = {n: self.entry(n, "classification", owner) for n in dict.fromkeys(names)}
-            return classify_on_gpu([entries[n] for n in names], texts)
-        run = lambda b, t, n: classify(b.model, b.tokenizer, t, n)  # noqa: E731
-        return self._per_base(names, texts, "classification", run, owner=owner)
+            return classify_on_gpu(entries, texts)
+        return self.bases.classify(entries, texts)
 
     def answer(
         self,
@@ -207,28 +205,6 @@ class Studio:
         return [
             s.text() for s in self.dispatcher.chat_many(models, conversations, owner=owner, max_tokens=max_new_tokens)
         ]
-
-    def _per_base(
-        self, names: list, inputs: list, task: str, run: Callable, base_name: str = "", owner: str | None = None
-    ) -> list:
-        """Serve each named adapter (None: the bare `base_name`), call `run(base, inputs, names)` once per
-        base on that base's rows, and return the results in row order."""
-        served = {n: self._slot(n, task, base_name, owner) for n in dict.fromkeys(names)}
-        groups: dict[int, tuple[Base, list[int]]] = {}
-        for i, name in enumerate(names):
-            groups.setdefault(id(served[name][0]), (served[name][0], []))[1].append(i)
-        out: list = [None] * len(names)
-        for base, rows in groups.values():
-            slots = [served[names[i]][1] for i in rows]  # the names the adapters are loaded under
-            for i, result in zip(rows, run(base, [inputs[i] for i in rows], slots), strict=True):
-                out[i] = result
-        return out
-
-    def _slot(self, name: str | None, task: str, base_name: str, owner: str | None) -> tuple[Base, str | None]:
-        if name is None:
-            return self.base(base_name), None
-        base, entry = self.served(name, task, owner)
-        return base, entry.slot
 
     def chat(
         self,

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 
 from ..catalog import Base, load_base
+from ..inference import Prediction, classify
 from ..inject import base_parameters, list_adapters, remove_adapter
 from ..io import load_adapter
 from ..library import Entry
@@ -62,6 +63,26 @@ class ModelPool:
                 load_adapter(base.model, entry.path, name=entry.slot)
                 self._served[key] = entry.version
         return base
+
+    def classify(
+        self, entries: list[Entry], texts: list[str], place: Callable[[Base], Base] = lambda base: base
+    ) -> list[Prediction]:
+        """`texts[i]` through classification adapter `entries[i]`: rows whose adapters share a base run as
+        one mixed-adapter batch. `place` puts a served base where it computes (a GPU lent to a worker)."""
+        out: list = [None] * len(texts)
+        groups: dict[str, list[int]] = {}
+        for i, entry in enumerate(entries):
+            groups.setdefault(entry.base, []).append(i)
+        for rows in groups.values():
+            for entry in {entries[i].slot: entries[i] for i in rows}.values():
+                base = self.serve(entry)
+            base = place(base)
+            slots = [entries[i].slot for i in rows]
+            for i, prediction in zip(
+                rows, classify(base.model, base.tokenizer, [texts[i] for i in rows], slots), strict=True
+            ):
+                out[i] = prediction
+        return out
 
     def names(self) -> list[str]:
         return list(self._bases)

@@ -18,12 +18,9 @@ import threading
 from pathlib import Path
 
 from adapter_core import (
-    TASK_ADAPTER,
     AdapterConfig,
     AdapterError,
     Base,
-    Prediction,
-    Route,
     count_adapter_params,
     studio_home,
 )
@@ -32,38 +29,31 @@ from adapter_core.engine import (
     JobManager,
     Run,
     RunStore,
-    ScoreSettings,
     SliceBroker,
     SweepRecord,
-    evaluate_file,
     measured_per_token,
     oos_texts,
-    read_table,
-    score_file,
 )
-from adapter_core.serve import FALLBACK, Dispatcher, ModelPool, Stream, model_bytes
+from adapter_core.serve import Dispatcher, ModelPool, model_bytes
 
+from .answering import Answering
 from .bases import ModelInfo, model_info
 from .callers import address_of
 from .downloads import download_folder, trim_downloads
-from .gpu_calls import LeasedStream, chat_on_gpu, classify_on_gpu
+from .evaluations import Evaluating
 from .hardware import ON_ZERO_GPU
 from .library import Entry, Library, check_name
 from .policy import Policy
 from .quotas import check_library_room, check_resume, check_submit, check_sweep, library_room
-from .report_view import run_report
 from .sample_files import SAMPLES_DIR
 from .sweeps import best_name, outcome
 from .uploads import unpacked_size
 
-USE = {"classification": "classify", "instruction": "chat"}
-# What a router's row of an evaluation with out-of-scope rows adds (`calibration.ood_metrics`).
-OOS_SCORES = ("auroc", "fpr_at_95_tpr", "oos_recall", "in_scope_false_rejection", "oos_rows")
 HUB_DATA = "hub-data"  # under the home: Hub datasets' splits kept as data files (see `hub_view`)
 MAX_REMEMBERED_UPLOADS = 1000
 
 
-class Studio:
+class Studio(Answering, Evaluating):
     def __init__(self, home: str | Path | None = None, policy: Policy | None = None):
         self.home = Path(home or studio_home())
         self.policy = policy or Policy.from_env()
@@ -160,200 +150,6 @@ class Studio:
                 raise AdapterError("Files come only from your uploads. Upload the file.")
             out.append(resolved)
         return out
-
-    # Serving -------------------------------------------------------------------------------------
-    def served(self, adapter: str, task: str | None = None, owner: str | None = None) -> tuple[Base, Entry]:
-        """Base and library entry for `adapter`, with the adapter loaded (reloaded if it changed).
-        With `task`, the adapter must be of that task."""
-        entry = self.entry(adapter, task, owner)
-        return self.bases.serve(entry), entry
-
-    def entry(self, adapter: str, task: str | None = None, owner: str | None = None) -> Entry:
-        """The library entry of `adapter`, if this owner may use it (and it is of `task`, if given)."""
-        entry = self.library.get(adapter, owner=self.owner(owner))
-        if task is not None and entry.task != task:
-            raise AdapterError(f"{adapter!r} is {TASK_ADAPTER[entry.task]}; pick {TASK_ADAPTER[task]} to {USE[task]}.")
-        return entry
-
-    def classify(self, adapters: str | list[str], texts: list[str], owner: str | None = None) -> list[Prediction]:
-        """Label `texts` with one classification adapter, or `texts[i]` with `adapters[i]`. Rows whose
-        adapters share a base run as one mixed batch."""
-        texts = [self.policy.check_prompt(t, "text") for t in texts]
-        names = [adapters] * len(texts) if isinstance(adapters, str) else list(adapters)
-        checked = {n: self.entry(n, "classification", owner) for n in dict.fromkeys(names)}
-        entries = [checked[n] for n in names]
-        if ON_ZERO_GPU:  # checked here; computed in a GPU lease, from the adapters' folders
-            return classify_on_gpu(entries, texts)
-        return self.bases.classify(entries, texts)
-
-    def answer(
-        self,
-        adapters: list[str | None],
-        messages: list[str],
-        base_name: str = "",
-        max_new_tokens: int = 160,
-        owner: str | None = None,
-    ) -> list[str]:
-        """Greedy answers: `messages[i]` through instruction adapter `adapters[i]` (None: the bare
-        `base_name`). Rows on one base join one mixed-adapter batch."""
-        messages = [self.policy.check_prompt(m) for m in messages]
-        owner = self.owner(owner)
-        if None in adapters:
-            self.base(base_name)  # the policy's check, and resident for the dispatcher
-        models = [a or base_name for a in adapters]
-        conversations = [[{"role": "user", "content": m}] for m in messages]
-        return [
-            s.text() for s in self.dispatcher.chat_many(models, conversations, owner=owner, max_tokens=max_new_tokens)
-        ]
-
-    def chat(
-        self,
-        adapter: str | None,
-        base_name: str,
-        message: str,
-        max_new_tokens: int = 160,
-        stop: threading.Event | None = None,
-        owner: str | None = None,
-    ) -> Stream:
-        """Stream the answer of instruction adapter `adapter` (None: the bare base model). Afterwards
-        `stream.repeated` tells whether a degenerate loop was cut (show a warning then)."""
-        message = self.policy.check_prompt(message)
-        owner = self.owner(owner)
-        if ON_ZERO_GPU:  # checked here; generated in a GPU lease, from the adapter's folder
-            entry = self.entry(adapter, "instruction", owner) if adapter else None
-            if entry is None:
-                self.policy.check_model(base_name)
-            budget = min(max_new_tokens, self.policy.serve_limits().max_new_tokens)
-            return LeasedStream(chat_on_gpu(entry, base_name, message, budget), stop)
-        if not adapter:
-            self.base(base_name)
-        messages = [{"role": "user", "content": message}]
-        return self.dispatcher.chat(adapter or base_name, messages, owner=owner, max_tokens=max_new_tokens, cancel=stop)
-
-    def route(
-        self, router: str, messages: list[str], owner: str | None = None, false_rejection: float | None = None
-    ) -> list[Route]:
-        """Where the router sends each message: its department's instruction adapter, or the fallback
-        when it judges the message out of scope (at its threshold for the in-scope `false_rejection`
-        rate; default: its calibrated one)."""
-        if len(messages) > self.policy.max_route_messages:
-            raise AdapterError(
-                f"Route at most {self.policy.max_route_messages} messages at a time; got {len(messages)}."
-            )
-        messages = [self.policy.check_prompt(m) for m in messages]
-        return self.dispatcher.route(messages, self.owner(owner), router, false_rejection)[0]
-
-    def router_meta(self, router: str, owner: str | None = None) -> dict:
-        """The saved metadata of one of the caller's routers (its out-of-scope decision and curve)."""
-        return self.library.get(router, owner=self.owner(owner)).meta
-
-    def departments(self, router: str, owner: str | None = None) -> dict[str, str | None]:
-        """Each of the router's labels -> the caller's department (instruction) adapter that answers it,
-        None where none does (those messages fall back), as `route` decides."""
-        entry = self.entry(router, "classification", owner)
-        routes = self.dispatcher.departments(entry, self.owner(owner))
-        return {label: routes.get(label) for label in entry.meta.get("labels") or []}
-
-    def fallback_base(self, owner: str | None = None) -> str | None:
-        """The bare base model that answers what no department covers; None while the caller has no
-        instruction adapter (no base to answer with: only a hand-off message can)."""
-        owner = self.owner(owner)
-        if self.dispatcher.fallback is None and not self.library.names("instruction", owner=owner):
-            return None
-        return self.dispatcher.fallback_model(owner)
-
-    def route_and_answer(
-        self,
-        router: str,
-        messages: list[str],
-        owner: str | None = None,
-        false_rejection: float | None = None,
-        handoff: str | None = None,
-        max_new_tokens: int = 160,
-    ) -> list[tuple[Route, str, str]]:
-        """Route every message, then answer them all in one batch in which each row uses its department's
-        adapter: a hub's worth of traffic in one pass over the shared base. Fallback rows get the bare
-        base's answer, or the fixed `handoff` message when one is given; with neither (no instruction
-        adapter yet) a row keeps its route, answered by "" with an empty answer."""
-        routes = self.route(router, messages, owner, false_rejection)
-        base = self.fallback_base(owner) if any(r.fallback for r in routes) else ""
-        asked = [i for i, r in enumerate(routes) if not r.fallback or (base and not handoff)]
-        targets, asking = [routes[i].target for i in asked], [messages[i] for i in asked]
-        answers = self.answer(targets, asking, base or "", max_new_tokens, owner) if asked else []
-        out = [(r, FALLBACK if handoff else "", handoff or "") for r in routes]  # "": nothing to answer with
-        for i, answer in zip(asked, answers, strict=True):
-            out[i] = (routes[i], routes[i].target or base, answer)
-        return out
-
-    def evaluate(
-        self, adapters: list[str], data_path: str | Path, owner: str | None = None, oos_label: str | None = None
-    ) -> list[dict]:
-        """Each adapter's scores on a labelled file; a classification adapter's row also holds its
-        per-class `report` (per-class scores, confusion matrix, misclassified rows). With `oos_label`, the
-        file's rows of that label are out-of-scope messages, and each router's row also says how its saved
-        decision sets them apart (`OOS_SCORES`). Each adapter once, and a file within the policy's rows,
-        checked before anything runs."""
-        owner = self.owner(owner)
-        twice = next((n for n in adapters if list(adapters).count(n) > 1), None)
-        if twice is not None:
-            raise AdapterError(f"{twice!r} is picked more than once; pick each adapter once.")
-        (path,) = self.uploaded([data_path]) if self.policy.public else [Path(data_path)]
-        max_rows = self._check_eval_rows(path, owner)
-        rows = []
-        for name in adapters:
-            base, entry = self.served(name, owner=owner)
-            metrics = dict(evaluate_file(base, entry.slot, path, max_rows=max_rows, oos_label=oos_label or None))
-            report = metrics.pop("report", None)
-            oos = metrics.pop("out_of_scope", None) or {}
-            metrics.update({k: oos[k] for k in OOS_SCORES if k in oos})
-            rows.append(
-                {
-                    "adapter": name,
-                    **{k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()},
-                    **({"report": report} if report else {}),
-                }
-            )
-        return rows
-
-    def score_answers(self, adapters: list[str], data_path: str | Path, owner: str | None = None) -> dict:
-        """Instruction adapters' answers to a test file of (instruction, response) pairs, scored beside
-        their base's bare answers: {"scores": [one row per adapter, then one per base], "settings"}. The
-        adapters of one base and that base answer in one mixed batch. The file is bounded as an
-        evaluation's, the pairs answered and the answers' tokens by the policy, before anything runs."""
-        owner = self.owner(owner)
-        (path,) = self.uploaded([data_path]) if self.policy.public else [Path(data_path)]
-        max_rows = self._check_eval_rows(path, owner)
-        groups: dict[str, tuple[Base, dict[str | None, str]]] = {}
-        for name in adapters:
-            base, entry = self.served(name, "instruction", owner)
-            groups.setdefault(base.name, (base, {}))[1][entry.slot] = name
-        settings = ScoreSettings(
-            max_new_tokens=self.policy.clamp_new_tokens(ScoreSettings.max_new_tokens),
-            max_pairs=self.policy.max_scored_pairs,
-        )
-        scores, said = [], {}
-        for base, labels in groups.values():
-            labels[None] = f"base: {base.name}"
-            result = score_file(base, list(labels), path, settings, max_rows=max_rows, labels=labels)
-            scores += result["scores"]
-            said = result["settings"]
-        return {"scores": scores, "settings": said}
-
-    def _check_eval_rows(self, path: Path, owner: str | None) -> int:
-        """The rows an evaluation may read for this caller; a larger file is refused before any model runs."""
-        limit = self.policy.max_eval_rows_for(owner)
-        rows = len(read_table(path, self.policy.max_data_bytes))
-        if rows > limit:
-            more = "" if self.policy.signed_in(owner) else f" ({self.policy.max_eval_rows:,} when signed in)"
-            raise AdapterError(
-                f"{path.name} has {rows:,} rows; an evaluation here reads at most {limit:,}{more}. "
-                "Evaluate on a sample of it."
-            )
-        return limit
-
-    def run_report(self, run_id: str, owner: str | None = None) -> dict | None:
-        """The per-class report a classification run saved (report.json), if the caller may see the run."""
-        return run_report(self.jobs.store.get(run_id, owner=self.owner(owner)))
 
     # Training ------------------------------------------------------------------------------------
     def submit(

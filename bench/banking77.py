@@ -18,10 +18,8 @@ from pathlib import Path
 
 import torch
 
-from adapter_core import get_record
-from adapter_core.engine.batches import tokenize
+from adapter_core.engine import evaluate_file
 from adapter_core.engine.data import load_data, split
-from adapter_core.engine.metrics import evaluate
 from adapter_core.engine.train import TrainConfig, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,11 +44,8 @@ def run(mode: str, lr: float, train_path: Path, test_path: Path, budget: float, 
     t0 = time.perf_counter()
     result = train(config, work / f"{mode}-{config.base_dropout}")
     wall = time.perf_counter() - t0
-    model, tokenizer = result.base.model, result.base.tokenizer
-    labels = get_record(model, config.name).labels
-    test = load_data(test_path, "classification")
-    ds = tokenize(test.frame, "classification", tokenizer, config.max_length, labels)
-    metrics = evaluate(model, config.name, "classification", ds, tokenizer.pad_token_id, num_labels=len(labels))
+    model = result.base.model
+    metrics = evaluate_file(result.base, config.name, test_path, max_length=config.max_length)  # as the CLI does
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     row = {
         "mode": mode,

@@ -35,10 +35,10 @@ import pandas as pd
 import torch
 
 from adapter_core import AdapterConfig, RepetitionGuard, generate_batch, get_record
+from adapter_core.engine import evaluate_file
 from adapter_core.engine.batches import tokenize
 from adapter_core.engine.data import load_data, split
 from adapter_core.engine.machine_speed import per_token
-from adapter_core.engine.metrics import evaluate
 from adapter_core.engine.run_time import planned_seconds
 from adapter_core.engine.train import TrainConfig, train
 
@@ -95,10 +95,7 @@ def make_split(name: str, work: Path) -> tuple[Path, Path]:
 def score(name: str, result, config: TrainConfig, test_path: Path) -> dict:
     model, tokenizer = result.base.model, result.base.tokenizer
     if config.task == "classification":
-        labels = get_record(model, config.name).labels
-        test = load_data(test_path, "classification")
-        ds = tokenize(test.frame, "classification", tokenizer, config.max_length, labels)
-        metrics = evaluate(model, config.name, "classification", ds, tokenizer.pad_token_id, num_labels=len(labels))
+        metrics = evaluate_file(result.base, config.name, test_path, max_length=config.max_length)
         return {"test_accuracy": round(metrics["accuracy"], 4), "val_accuracy": round(result.metrics["accuracy"], 4)}
     test = pd.read_csv(test_path)
     guard = RepetitionGuard()

@@ -24,10 +24,9 @@ from pathlib import Path
 
 import torch
 
-from adapter_core import get_record, load_adapter, load_base
-from adapter_core.engine.batches import tokenize
+from adapter_core import load_adapter, load_base
+from adapter_core.engine import evaluate_file
 from adapter_core.engine.data import load_data, split
-from adapter_core.engine.metrics import evaluate
 from adapter_core.engine.sweep import run_sweep, sweep_configs
 from adapter_core.engine.train import TrainConfig
 
@@ -50,11 +49,7 @@ def make_files(work: Path, val_rows: int, fast: bool) -> tuple[Path, Path, Path]
 def test_accuracy(adapter_dir: Path, test_path: Path, max_length: int) -> dict[str, float]:
     """The best adapter, loaded from its folder onto a fresh base, on the test split."""
     base = load_base("minilm")
-    name = load_adapter(base.model, adapter_dir)
-    labels = get_record(base.model, name).labels
-    test = load_data(test_path, "classification")
-    ds = tokenize(test.frame, "classification", base.tokenizer, max_length, labels)
-    return evaluate(base.model, name, "classification", ds, base.tokenizer.pad_token_id, num_labels=len(labels))
+    return evaluate_file(base, load_adapter(base.model, adapter_dir), test_path, max_length=max_length)
 
 
 def main() -> None:

@@ -5,6 +5,7 @@ file list, sizes and card; the download) mocked where a test needs it online."""
 import fnmatch
 import io
 import json
+import re
 import time
 
 import datasets
@@ -148,6 +149,54 @@ def test_a_malformed_dataset_reference_says_how_to_write_one(text):
 )  # fmt: skip
 def test_splits_are_found_in_file_and_folder_names_as_datasets_finds_them(files, splits):
     assert split_files(files, {}, "default", "me/x") == splits
+
+
+def test_a_cards_globs_match_as_fsspec_reads_them_in_time_linear_in_the_name():
+    """A card's data_files are a stranger's patterns: matched as fsspec's own translation matches them,
+    and never by backtracking (a regex of 12 stars took minutes on a long name and held the GIL)."""
+    import random
+    import threading
+
+    from datasets.data_files import DEFAULT_PATTERNS_SPLIT_IN_DIR_NAME, DEFAULT_PATTERNS_SPLIT_IN_FILENAME
+    from fsspec.utils import glob_translate
+
+    from adapter_core.engine.hub_files import Glob
+
+    tables = (DEFAULT_PATTERNS_SPLIT_IN_FILENAME, DEFAULT_PATTERNS_SPLIT_IN_DIR_NAME)
+    patterns = [p for table in tables for ps in table.values() for p in ps]
+    patterns += ["data/train-*", "**/*.parquet", "data/*-of-*.parquet", "a?c/[!x]*.csv", "x/**/y*.json", "*"]
+    rng = random.Random(0)
+    names = ["data/train-00000-of-00001.parquet", "a/b/validation/x.parquet", "dev.jsonl", "abc/y.csv", "adev0.csv"]
+    names += [
+        "".join(rng.choice("atrinvlsdexo-_./0123456789bc") for _ in range(rng.randint(1, 30))) for _ in range(500)
+    ]
+    for pattern in patterns:
+        fsspec, ours = re.compile(glob_translate(pattern)), Glob(pattern)
+        assert [n for n in names if ours.match(n)] == [n for n in names if fsspec.match(n)], pattern
+    answer = []
+    hostile = {"configs": [{"config_name": "default", "data_files": "*a" * 12 + "b.parquet"}]}
+    worker = threading.Thread(
+        target=lambda: answer.append(
+            _refusal(lambda: split_files(["a" * 5000 + ".parquet"], hostile, "default", "e/x"))
+        )
+    )
+    worker.start()
+    worker.join(30)
+    assert answer and "no data file that can be read" in answer[0]
+    many = {"configs": [{"config_name": "default", "data_files": [f"d{i}/*.csv" for i in range(101)]}]}
+    with pytest.raises(DataError, match="lists 101 data_files patterns for 'default'; this studio reads at most 100"):
+        split_files(["d0/a.csv"], many, "default", "e/x")
+    long = {"configs": [{"config_name": "default", "data_files": "a" * 501 + "*"}]}
+    with pytest.raises(DataError, match="is 502 characters; this studio reads at most 500"):
+        split_files(["a.csv"], long, "default", "e/x")
+
+
+def _refusal(call) -> str:
+    try:
+        call()
+    except DataError as e:
+        return str(e)
+    return ""
 
 
 def test_the_cards_configs_say_which_files_hold_which_split():

@@ -178,7 +178,8 @@ def test_a_cards_globs_match_as_fsspec_reads_them_in_time_linear_in_the_name():
     worker = threading.Thread(
         target=lambda: answer.append(
             _refusal(lambda: split_files(["a" * 5000 + ".parquet"], hostile, "default", "e/x"))
-        )
+        ),
+        daemon=True,  # were it to hang, the test fails rather than waits
     )
     worker.start()
     worker.join(30)

@@ -68,14 +68,9 @@ def hub_source(
             split or None,
             max_bytes=policy.max_data_bytes,
             token=_token(studio),
+            max_rows=policy.max_data_rows,
         )
     info = tables.info
-    for frame, name in ((tables.train, tables.split), (tables.val, tables.val_split)):
-        if frame is not None and len(frame) > policy.max_data_rows:
-            raise AdapterError(
-                f"{info.label(name)} has {len(frame):,} rows; this studio reads at most {policy.max_data_rows:,}. "
-                "Pick a smaller split or dataset, or run the studio on your own machine."
-            )
     folder = _folder(studio, f"{info.pinned}|{info.config}|{tables.split}")
     stem = f"{info.ref.repo_id.split('/')[1]}-{tables.split}"
     path = _write(tables.train, folder / f"{stem}.jsonl", info.label(tables.split))

@@ -99,6 +99,27 @@ def test_public_mode_loads_a_small_dataset_and_refuses_one_over_the_rows(hf_home
         hv.hub_source(small, "me/tickets", owner=OWNER)
 
 
+def test_a_small_parquet_of_a_million_rows_is_refused_from_its_footer_before_it_is_read(offline, tmp_path, monkeypatch):
+    """Parquet compresses repeated rows to almost nothing: the bytes limit passes a file of a million rows,
+    which `datasets` would build whole (4.5 GB of memory for 10 million). Its footer says its rows."""
+    import io
+
+    import datasets
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    bomb = io.BytesIO()
+    pq.write_table(pa.table({"text": ["refund please"] * 1_000_000, "label": ["billing"] * 1_000_000}), bomb)
+    assert len(bomb.getvalue()) < 64 * 1024
+    cache_repo(offline, "eve/bomb", {"train.parquet": bomb.getvalue()}, commit=COMMIT, repo_type="dataset")
+    built = []
+    monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: built.append(a) or pytest.fail("it was read"))
+    studio = Studio(tmp_path / "home", Policy(public=True))
+    with pytest.raises(AdapterError, match="eve/bomb .*train has 1,000,000 rows; this studio reads at most 20,000"):
+        hv.hub_source(studio, "eve/bomb", owner=OWNER)
+    assert built == []
+
+
 def test_the_studio_trains_on_a_hub_dataset_checked_against_its_validation_split(offline, tmp_path):
     """The Data tab's Hub source, then Start (`train_view.start_training`: the run's config, then
     `Studio.submit`): the run trains on the split and validates on the dataset's own validation split."""

@@ -159,12 +159,19 @@ def read_table(
     frame.columns = [str(c).replace("\ufeff", "").strip() for c in frame.columns]
     if len(frame) == 0:
         raise DataError(f"{name} has a header ({', '.join(frame.columns)}) but no rows of data.")
-    if max_rows is not None and len(frame) > max_rows:
-        raise DataError(
-            f"{name} has {len(frame):,} rows; this studio reads at most {max_rows:,}. "
-            "Use a smaller sample of it (a few thousand rows are plenty for an adapter)."
-        )
+    check_rows(name, len(frame), max_rows)
     return frame
+
+
+def check_rows(
+    name: str,
+    rows: int,
+    max_rows: int | None,
+    advice: str = "Use a smaller sample of it (a few thousand rows are plenty for an adapter).",
+) -> None:
+    """Refuse a table of more than `max_rows` rows (None: no cap), in words."""
+    if max_rows is not None and rows > max_rows:
+        raise DataError(f"{name} has {rows:,} rows; this studio reads at most {max_rows:,}. {advice}")
 
 
 def _human(n: int) -> str:

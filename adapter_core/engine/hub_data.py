@@ -193,15 +193,18 @@ def hub_tables(
     max_bytes: int | None = None,
     token: str | bool | None = None,
     validation: bool = True,
+    max_rows: int | None = None,
 ) -> HubTables:
-    """The split to train on and (with `validation`) the dataset's validation split, checked then fetched."""
+    """The split to train on and (with `validation`) the dataset's validation split, checked then fetched;
+    a split over `max_bytes` is refused before any download, one over `max_rows` before it is read."""
     info = describe(source, config, token)
     split, val = info.pick(split)
     val = val if validation else None
     wanted = [split] + ([val] if val else [])
     check_size(info, wanted, max_bytes)
     snapshot = fetch(info, wanted, token)
-    return HubTables(info, split, _read(info, snapshot, split), val, _read(info, snapshot, val) if val else None)
+    train = _read(info, snapshot, split, max_rows)
+    return HubTables(info, split, train, val, _read(info, snapshot, val, max_rows) if val else None)
 
 
 def load_hub_data(
@@ -230,8 +233,8 @@ def load_hub_data(
 
 
 # Reading what the Hub or the cache knows --------------------------------------------------------------
-def _read(info: HubDataset, snapshot: Path, split: str) -> pd.DataFrame:
-    return read_files(snapshot, info.splits[split], info.label(split))
+def _read(info: HubDataset, snapshot: Path, split: str, max_rows: int | None = None) -> pd.DataFrame:
+    return read_files(snapshot, info.splits[split], info.label(split), max_rows)
 
 
 def _hub_api():

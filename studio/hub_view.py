@@ -14,6 +14,7 @@ In public mode it needs a Hugging Face sign-in, as a Hub pull does.
 from __future__ import annotations
 
 import hashlib
+import os
 import secrets
 import shutil
 from contextlib import contextmanager
@@ -26,7 +27,8 @@ from adapter_core.engine import MAX_BYTES, dataset_ref, describe_dataset, hub_ta
 from .service import HUB_DATA, Studio
 from .text import md, studio_words
 
-MAX_KEPT = 64  # splits kept at once; the oldest go first
+MAX_KEPT = 64  # splits kept at once in the studio; the oldest not in use go first
+MAX_KEPT_PER_OWNER = 8  # a visitor's own; their oldest go first
 
 
 def hub_root(studio: Studio) -> Path:
@@ -71,7 +73,7 @@ def hub_source(
             max_rows=policy.max_data_rows,
         )
     info = tables.info
-    folder = _folder(studio, f"{info.pinned}|{info.config}|{tables.split}")
+    folder = _folder(studio, owner, f"{info.pinned}|{info.config}|{tables.split}")
     stem = f"{info.ref.repo_id.split('/')[1]}-{tables.split}"
     path = _write(tables.train, folder / f"{stem}.jsonl", info.label(tables.split))
     source = {
@@ -123,14 +125,36 @@ def lookup_note(found: dict[str, Any]) -> str:
     return f"**{md(found['repo'])}** ({md(found['config'])}): {md(splits)}{md(configs)}"
 
 
-def _folder(studio: Studio, key: str) -> Path:
+def _folder(studio: Studio, owner: str | None, key: str) -> Path:
+    """The folder of one visitor's loaded split. Each visitor's folders are theirs: past their own
+    MAX_KEPT_PER_OWNER their oldest go, and past the studio's MAX_KEPT the oldest of anyone's, never one
+    that a queued or running run reads, so no visitor's loads push out a split another's run needs."""
     root = hub_root(studio)
-    folder = root / hashlib.sha256(key.encode()).hexdigest()[:20]
+    mine = root / _digest(str(studio.owner(owner)))
+    folder = mine / _digest(key)
     folder.mkdir(parents=True, exist_ok=True)
-    kept = sorted((p for p in root.iterdir() if p.is_dir() and p != folder), key=lambda p: p.stat().st_mtime)
-    for old in kept[: max(0, len(kept) - MAX_KEPT + 1)]:
-        shutil.rmtree(old, ignore_errors=True)
+    os.utime(folder)  # loaded now: its owner's newest
+    in_use = _in_use(studio)
+    _evict([p for p in mine.iterdir() if p.is_dir() and p != folder], MAX_KEPT_PER_OWNER - 1, in_use)
+    everyone = [p for d in root.iterdir() if d.is_dir() for p in d.iterdir() if p.is_dir() and p != folder]
+    _evict(everyone, MAX_KEPT - 1, in_use)
     return folder
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def _in_use(studio: Studio) -> set[Path]:
+    """The folders that queued or running runs read their data from."""
+    active = [j for j in studio.jobs.jobs() if not j.finished.is_set()]
+    return {Path(p).resolve().parent for j in active for p in (j.config.data, j.config.val_data) if p}
+
+
+def _evict(folders: list[Path], keep: int, in_use: set[Path]) -> None:
+    spare = sorted((p for p in folders if p.resolve() not in in_use), key=lambda p: p.stat().st_mtime)
+    for old in spare[: max(0, len(folders) - keep)]:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def _write(frame, path: Path, label: str) -> Path:

@@ -4,6 +4,7 @@ test is online (test_hub_data's FakeHub)."""
 
 import json
 import time
+from pathlib import Path
 
 import pytest
 from helpers import free_port
@@ -118,6 +119,28 @@ def test_a_small_parquet_of_a_million_rows_is_refused_from_its_footer_before_it_
     with pytest.raises(AdapterError, match="eve/bomb .*train has 1,000,000 rows; this studio reads at most 20,000"):
         hv.hub_source(studio, "eve/bomb", owner=OWNER)
     assert built == []
+
+
+def test_a_visitors_loads_never_remove_a_split_another_visitor_trains_on(offline, tmp_path, monkeypatch):
+    """Loaded splits are kept per visitor: a visitor's many loads push out their own oldest first, and
+    past the studio's cap the oldest of anyone's that no queued or running run reads."""
+    cache_repo(offline, "me/tickets", tickets(), commit=COMMIT, repo_type="dataset")
+    monkeypatch.setattr(hv, "MAX_KEPT_PER_OWNER", 2)
+    monkeypatch.setattr(hv, "MAX_KEPT", 3)
+    studio = Studio(tmp_path / "home", Policy(public=True))
+    alice = Path(hv.hub_source(studio, "me/tickets", split="train", owner=OWNER)["path"])
+    loads = [("default", "test"), ("default", "validation"), ("chat", None), ("default", "test")]
+    eve = [Path(hv.hub_source(studio, "me/tickets", c, s, owner="hf:eve")["path"]) for c, s in loads]
+    assert alice.is_file() and [p.is_file() for p in eve] == [True, False, True, True]  # eve's oldest went
+    with studio.jobs.holding():  # alice's run waits in the queue, reading her split
+        config = train_config("minilm", {"path": str(alice), "name": alice.name}, "classification", {}, "", {})
+        studio.submit(config, OWNER)
+        monkeypatch.setattr(hv, "MAX_KEPT", 1)
+        hv.hub_source(studio, "me/tickets", "default", "validation", owner="hf:eve")
+        assert alice.is_file()  # in use: the studio's cap passes it by
+        assert not eve[2].exists()  # eve's older loads went instead
+        studio.jobs.stop(studio.jobs.jobs()[0].id)
+    studio.jobs.close()
 
 
 def test_the_studio_trains_on_a_hub_dataset_checked_against_its_validation_split(offline, tmp_path):

@@ -76,6 +76,21 @@ def test_a_refused_lease_pauses_unless_the_cpu_was_chosen(monkeypatch):
         assert isinstance(out.get("error"), Paused) if expected is Paused else out["value"] == expected
 
 
+def test_a_failed_worker_pauses_the_run_in_words_and_its_error_goes_only_to_the_log(caplog):
+    broker = SliceBroker(away_seconds=5)
+
+    def fail(s):
+        raise FileNotFoundError("[Errno 2] No such file or directory: '/data/.adapter_studio/models/minilm'")
+
+    thread, out = in_thread(lambda: broker.lease("alice", spec(), lambda: False))
+    with caplog.at_level("WARNING", logger="adapter_studio"):
+        broker.drive("alice", fail, 1.0)
+    thread.join(5)
+    said = str(out["error"])
+    assert isinstance(out["error"], Paused) and said == leases.FAILED and "/data" not in said
+    assert "/data/.adapter_studio" in caplog.text  # the operator still sees what went wrong
+
+
 def test_stop_withdraws_a_waiting_slice_and_reaches_a_running_one_through_its_file(tmp_path):
     broker, stop = SliceBroker(away_seconds=5), threading.Event()
     stop.set()

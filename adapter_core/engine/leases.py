@@ -27,6 +27,7 @@ AWAY = (
     "no page or API client of yours asked for its progress for {seconds:.0f} s, and the GPU is lent only "
     "to your own requests. Resume it from Past runs when you are back."
 )
+FAILED = "the GPU worker failed (what went wrong is in the studio's log). Resume it from Past runs to try again."
 log = logging.getLogger("adapter_studio")
 
 
@@ -71,7 +72,7 @@ class SliceBroker:
         if offer.error is not None:
             if cpu_when_away:  # out of quota, or a failed lease: the owner chose the CPU over a pause
                 return _on_cpu(spec, should_stop)
-            raise offer.error if isinstance(offer.error, Paused) else Paused(f"the GPU worker failed ({offer.error}).")
+            raise offer.error if isinstance(offer.error, Paused) else Paused(FAILED)
         assert offer.result is not None
         return offer.result
 
@@ -90,8 +91,11 @@ class SliceBroker:
                 return count
             try:
                 offer.result = run(offer.spec)
-            except BaseException as e:  # handed to the trainer, which pauses the run with it
+            except Paused as e:  # refused, in words: handed to the trainer, which pauses the run with it
                 log.info("A slice of %s's run did not run: %s", owner, e)
+                offer.error = e
+            except BaseException as e:  # its words may hold the server's paths: the log keeps them
+                log.warning("A slice of %s's run failed in its GPU worker", owner, exc_info=True)
                 offer.error = e
             finally:
                 offer.done.set()

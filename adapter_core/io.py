@@ -34,7 +34,7 @@ from .config import AdapterConfig
 from .errors import AdapterError
 from .heads import head_shapes, head_spec, make_head
 from .inject import HEADS_ATTR, adapter_parameters, add_adapter, count_adapter_params, get_record, remove_adapter
-from .out_of_scope import LEGACY_SCORE, STATS_SCORES, Detector, Stats
+from .out_of_scope import LEGACY_SCORE, STATS_SCORES, Detector
 from .paths import path_tail
 from .pull import resolve_source
 from .schema import (
@@ -44,10 +44,9 @@ from .schema import (
     MAX_HEADER_BYTES,
     STATS_FILE,
     WEIGHTS_FILE,
-    check_knn_k,
-    check_stats,
     read_meta_file,
     read_safetensors_header,
+    read_stats,
     validate_meta,
 )
 from .state import get_state
@@ -255,17 +254,13 @@ def read_detector(directory: Path, meta: dict[str, Any], hidden: int, label: str
     path = directory / STATS_FILE
     if path.is_file():
         try:
-            check_stats(read_safetensors_header(path), hidden, len(meta["labels"]))
-        except AdapterError as e:
-            raise AdapterError(f"{label}: {e}") from None
-        stats = Stats(**_read_tensors(path, label))
-        try:
-            check_knn_k(None if stats.knn_k is None else stats.knn_k.item())
+            stats = read_stats(path, hidden, len(meta["labels"]))
         except AdapterError as e:
             raise AdapterError(f"{label}: {e}") from None
     if score in STATS_SCORES and (stats is None or not stats.supports(score)):
         fallback = section.get("msp_threshold")
-        log.warning("%s has no %s: it decides out of scope on msp instead of %s.", label, STATS_FILE, score)
+        lacks = f"has no {STATS_FILE}" if stats is None else f"'s {STATS_FILE} lacks what {score} needs"
+        log.warning("%s%s: it decides out of scope on msp instead of %s.", label, lacks, score)
         return Detector("msp", fallback) if fallback is not None else None
     return Detector(score, section["threshold"], stats)
 

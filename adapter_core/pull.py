@@ -28,10 +28,10 @@ from .schema import (
     MAX_CONFIG_BYTES,
     STATS_FILE,
     WEIGHTS_FILE,
-    check_stats,
     check_weights_match,
     read_meta_file,
     read_safetensors_header,
+    read_stats,
 )
 
 HUB_PREFIX = "hf://"
@@ -222,7 +222,7 @@ def check_adapter_folder(folder: Path, limits: Any = None, label: str | None = N
     try:
         check_weights_match(meta, read_safetensors_header(folder / WEIGHTS_FILE))
         if (folder / STATS_FILE).is_file() and meta["task"] == "classification":
-            check_stats(read_safetensors_header(folder / STATS_FILE), meta["base"]["hidden_size"], len(meta["labels"]))
+            read_stats(folder / STATS_FILE, meta["base"]["hidden_size"], len(meta["labels"]))
     except AdapterError as e:
         raise AdapterError(f"{label}: {e}") from None
     return meta

@@ -15,10 +15,14 @@ import struct
 from pathlib import Path
 from typing import Any
 
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+
 from .config import TASKS, AdapterConfig
 from .errors import AdapterError
 from .heads import POOLINGS, head_shapes
-from .out_of_scope import MAX_BANK, SCORES
+from .out_of_scope import MAX_BANK, SCORES, Stats
 
 CONFIG_FILE = "adapter_config.json"
 WEIGHTS_FILE = "adapter_model.safetensors"
@@ -180,6 +184,30 @@ def check_knn_k(value: float | None) -> None:
             f"{STATS_FILE} does not match its config: its knn_k must be a whole number from 1 to "
             f"{MAX_BANK:,}; it is {value}."
         )
+
+
+def read_stats(path: Path, hidden: int, num_labels: int) -> Stats:
+    """A router's `STATS_FILE`, checked as a stranger's file: its header first (names and shapes, before
+    any tensor is read), then its values, as float32 (a half-precision copy would fail at classify): all
+    finite, the spreads the fused scores divide by above 0, and a knn_k within its bank."""
+    check_stats(read_safetensors_header(path), hidden, num_labels)
+    try:
+        stats = Stats(**{k: v.float() for k, v in load_file(path).items()})
+    except (SafetensorError, OSError) as e:
+        raise AdapterError(f"{STATS_FILE} could not be read ({type(e).__name__}).") from None
+    check_knn_k(None if stats.knn_k is None else stats.knn_k.item())
+    bad = next((k for k, v in vars(stats).items() if v is not None and not bool(torch.isfinite(v).all())), None)
+    if bad is not None:
+        raise AdapterError(f"{STATS_FILE} holds values that are not finite numbers in its {bad}.")
+    for name in ("fusion", "knn_fusion"):
+        moments = getattr(stats, name)
+        if moments is not None and not bool((moments[[1, 3]] > 0).all()):
+            raise AdapterError(f"{STATS_FILE}'s {name} has a spread of 0 or below: no score can be scaled by it.")
+    if stats.knn_k is not None and stats.knn_k.item() > len(stats.bank):
+        raise AdapterError(
+            f"{STATS_FILE}'s knn_k is {int(stats.knn_k.item())}, but its bank holds {len(stats.bank):,} rows."
+        )
+    return stats
 
 
 def _check_config(config: Any, need, source: str) -> AdapterConfig:

@@ -268,6 +268,37 @@ def test_a_damaged_statistics_file_is_refused_before_it_is_read(tokenizer, tmp_p
     assert "means [5, 32]" in str(e.value) and "3 labels" in str(e.value)
 
 
+def test_statistics_in_half_precision_load_as_float32_and_bad_values_are_refused_at_load_and_pull(tokenizer, tmp_path):
+    """A header check passes a file whose values still break the score: half precision (classify failed
+    on the dtype), non-finite values, a spread of 0 that scores every message out of scope, a neighbour
+    past the bank. Loading and a Hub pull's check read the same way."""
+    from adapter_core.pull import check_adapter_folder
+
+    x, y = torch.randn(60, 32), torch.arange(60) % 3
+    stats = fit_stats(x, y, 3, logits=torch.randn(60, 3))
+    model = router(tokenizer, Detector("energy_knn", 0.5, stats))
+    folder = save_adapter(
+        model, "route", tmp_path / "route", extra={"out_of_scope": {"score": "energy_knn", "threshold": 0.5}}
+    )
+    expected = [p.ood_score for p in classify(model, tokenizer, TEXTS, "route")]
+    save_file({k: v.half() for k, v in stats.tensors().items()}, folder / STATS_FILE)
+    load_adapter(half := base(tokenizer), folder)
+    assert get_record(half, "route").detector.stats.bank.dtype == torch.float32
+    assert [p.ood_score for p in classify(half, tokenizer, TEXTS, "route")] == pytest.approx(expected, rel=1e-2)
+    bank = stats.tensors()["bank"]
+    cases = {
+        "not finite numbers in its bank": {"bank": torch.full_like(bank, float("nan"))},
+        "knn_fusion has a spread of 0 or below": {"knn_fusion": torch.tensor([1.0, 0.0, 2.0, 1.0])},
+        f"knn_k is 61, but its bank holds {len(bank)} rows": {"knn_k": torch.tensor([61.0])},
+    }
+    for message, change in cases.items():
+        save_file({**stats.tensors(), **change}, folder / STATS_FILE)
+        with pytest.raises(AdapterError, match=f"route: .*{message}"):
+            load_adapter(base(tokenizer), folder)
+        with pytest.raises(AdapterError, match=message):
+            check_adapter_folder(folder)
+
+
 def test_an_old_adapter_keeps_deciding_on_its_top_probability(tokenizer, tmp_path):
     """Saved before scores had names: a confidence threshold and no statistics file."""
     model = router(tokenizer)

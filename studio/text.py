@@ -11,7 +11,8 @@ from adapter_core.share import md  # one escaping for the studio and the model c
 __all__ = ["METRICS", "md", "metric_label", "metrics_line", "redact", "studio_words"]
 
 # An absolute path of two or more parts, Unix or Windows: /home/x/y.csv, C:\data\y.csv.
-_ABS_PATH = re.compile(r"(?<![\w.~])(?:[A-Za-z]:\\|/)(?:[^\s'\"/\\:*?<>|]+[/\\])+([^\s'\",;:)\]}]*)")
+# Not after a URL's scheme ("hf://datasets/..." is a name the visitor needs, not the server's layout).
+_ABS_PATH = re.compile(r"(?<![\w.~])(?<!:)(?<!:/)(?:[A-Za-z]:\\|/)(?:[^\s'\"/\\:*?<>|]+[/\\])+([^\s'\",;:)\]}]*)")
 # How a message the CLI and the studio share names both ways to fix it: "(--label-column in the CLI, the
 # dropdown in the studio)". The studio keeps its own half.
 _BOTH_SURFACES = re.compile(r"\(--[\w-]+ in the CLI, (.+?) in the studio\)")

@@ -63,6 +63,9 @@ def test_messages_lose_server_paths():
     assert "/root" not in out and ".adapter_studio" not in out and "C:\\" not in out
     assert "adapter_config.json" in out and "a.csv" in out
     assert redact("No adapter named 'x' in your library.") == "No adapter named 'x' in your library."
+    hub = "its parquet conversion may work: hf://datasets/eve/x@refs/convert/parquet; or hf://eve/pack/orders."
+    assert redact(hub) == hub  # a Hub reference is a name the visitor needs, not the server's layout
+    assert "srv" not in redact("see file:///srv/studio/secret.csv")  # after a scheme, a path is still cut
 
 
 def test_the_operator_settings_of_identity_and_fairness(monkeypatch):

@@ -56,6 +56,7 @@ from .schema import (
     check_weights_match,
     read_meta_file,
     read_safetensors_header,
+    read_stats,
 )
 from .selection import thread_with_context, use_adapter
 from .settings import Setting
@@ -117,6 +118,7 @@ __all__ = [
     "position_limit",
     "read_meta_file",
     "read_safetensors_header",
+    "read_stats",
     "out_of_scope_rule",
     "curve_point",
     "FALSE_REJECTION",

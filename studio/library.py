@@ -130,13 +130,16 @@ class Library(FolderLibrary):
             shutil.rmtree(trash, ignore_errors=True)
 
     def zip(self, name: str, out_dir: Path, owner: str | None = None) -> Path:
-        """A zip of the adapter's two files for download; its config holds no owner and no server path."""
+        """A zip of the adapter's files for download (a router's statistics too); its config holds no owner
+        and no server path."""
         entry = self.get(name, owner)
         target = Path(out_dir) / f"{entry.name}.zip"
         with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as z:
             meta = clean_meta(entry.meta, entry.name, for_download=True)
             z.writestr(f"{entry.name}/{CONFIG_FILE}", json.dumps(meta, indent=2))
             z.write(entry.path / WEIGHTS_FILE, f"{entry.name}/{WEIGHTS_FILE}")
+            if (entry.path / STATS_FILE).is_file():  # a router's out-of-scope statistics: its decision needs them
+                z.write(entry.path / STATS_FILE, f"{entry.name}/{STATS_FILE}")
         return target
 
     def upload(
@@ -147,9 +150,9 @@ class Library(FolderLibrary):
         limits: Any = None,
         max_bytes: int | None = None,
     ) -> Entry:
-        """Add an adapter from its two files, or from a zip holding them, for `owner`. Nothing else is
-        accepted; see `studio.uploads.stage_upload` for the checks, `limits` (a Policy, or None) and
-        `max_bytes` (the room left in the owner's quota, which the unpacked files must fit)."""
+        """Add an adapter from its files (a router's statistics too), or a zip holding them, for `owner`.
+        Nothing else is accepted; see `studio.uploads.stage_upload` for the checks, `limits` (a Policy, or
+        None) and `max_bytes` (the room left in the owner's quota, which the unpacked files must fit)."""
         chosen = check_name(name) if name and str(name).strip() else None
         staging = Path(tempfile.mkdtemp(prefix=".upload.", dir=self.root))
         try:

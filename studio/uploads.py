@@ -22,6 +22,7 @@ from typing import Any
 from adapter_core import (
     CONFIG_FILE,
     MAX_CONFIG_BYTES,
+    STATS_FILE,
     WEIGHTS_FILE,
     AdapterConfig,
     AdapterError,
@@ -29,6 +30,7 @@ from adapter_core import (
     path_tail,
     read_meta_file,
     read_safetensors_header,
+    read_stats,
 )
 
 ALLOWED_UPLOADS = {".json", ".safetensors", ".zip"}
@@ -93,7 +95,8 @@ def clean_meta(meta: dict[str, Any], name: str, for_download: bool = False) -> d
 def stage_upload(
     files: list[str | Path], folder: Path, limits: Any = None, max_bytes: int | None = None
 ) -> dict[str, Any]:
-    """Put the uploaded adapter's two files into `folder`, checked; return its (checked) metadata.
+    """Put the uploaded adapter's files (config, weights, a router's statistics) into `folder`, checked;
+    return its (checked) metadata.
 
     `limits` has `max_bottleneck`, `max_labels`, `max_zip_entries`, `max_member_bytes` and
     `max_zip_ratio` (a studio.policy.Policy); None applies only the core checks and local zip caps.
@@ -106,7 +109,7 @@ def stage_upload(
             if f.suffix.lower() == ".zip":
                 extract_adapter(f, folder, limits, budget)
                 continue
-            target = folder / (CONFIG_FILE if f.suffix.lower() == ".json" else WEIGHTS_FILE)
+            target = folder / (CONFIG_FILE if f.suffix.lower() == ".json" else _safetensors_role(f.name))
             _refuse_second(target, "The upload")
             cap = MAX_CONFIG_BYTES if target.name == CONFIG_FILE else max_member
             size = f.stat().st_size
@@ -125,7 +128,16 @@ def stage_upload(
     meta = read_meta_file(folder / CONFIG_FILE, source=CONFIG_FILE)
     _check_caps(meta, limits)
     check_weights_match(meta, read_safetensors_header(folder / WEIGHTS_FILE))
+    if (folder / STATS_FILE).is_file():  # a router's out-of-scope statistics, read as the library reads them
+        if meta["task"] != "classification":
+            raise AdapterError(f"{STATS_FILE} belongs to a router; this adapter is {meta['task']}.")
+        read_stats(folder / STATS_FILE, meta["base"]["hidden_size"], len(meta["labels"]))
     return meta
+
+
+def _safetensors_role(name: str) -> str:
+    """A loose safetensors upload is the weights, or the router's statistics when it is named so."""
+    return STATS_FILE if name == STATS_FILE else WEIGHTS_FILE
 
 
 def unpacked_size(files: list[str | Path], limits: Any = None) -> int:
@@ -200,7 +212,7 @@ def _refuse_second(target: Path, where: str) -> None:
 
 
 def extract_adapter(archive: Path, folder: Path, limits: Any = None, budget: _Budget | None = None) -> None:
-    """Take the two adapter files out of a zip by their base names only: no paths, no other files,
+    """Take the adapter's files (and a router's statistics) out of a zip by their base names only: no paths, no other files,
     each streamed in chunks and stopped past the size and ratio caps (and `budget`, if given)."""
     try:
         with zipfile.ZipFile(archive) as z:
@@ -223,7 +235,7 @@ def _adapter_members(z: zipfile.ZipFile, where: str, limits: Any) -> list[zipfil
     names = [i.filename for i in infos]
     if len(set(names)) != len(names):
         raise AdapterError(f"{where} holds the same file twice; it is not a valid adapter zip.")
-    picked = [i for i in infos if not i.is_dir() and _base(i.filename) in (CONFIG_FILE, WEIGHTS_FILE)]
+    picked = [i for i in infos if not i.is_dir() and _base(i.filename) in (CONFIG_FILE, WEIGHTS_FILE, STATS_FILE)]
     if not picked:
         raise AdapterError(f"{where} holds no adapter files: it needs {CONFIG_FILE} and {WEIGHTS_FILE}.")
     return picked

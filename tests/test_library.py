@@ -52,9 +52,9 @@ def copy_of(source, tmp_path, name="copy", **changes):
     return folder
 
 
-def zip_of(folder, path, compression=zipfile.ZIP_DEFLATED):
+def zip_of(folder, path, compression=zipfile.ZIP_DEFLATED, files=(CONFIG_FILE, WEIGHTS_FILE)):
     with zipfile.ZipFile(path, "w", compression) as z:
-        for f in (CONFIG_FILE, WEIGHTS_FILE):
+        for f in files:
             z.write(folder / f, f"{folder.name}/{f}")
     return path
 
@@ -84,6 +84,41 @@ def test_a_bad_folder_is_skipped_and_logged_never_fatal(lib, source, tmp_path, c
         lib.get("malformed")
     with pytest.raises(AdapterError, match="No adapter named 'empty owner' in your library"):
         lib.get("empty owner", owner="alice")  # an unreadable owner file hides the adapter, it never shares it
+
+
+def test_a_routers_statistics_go_with_it_through_download_upload_and_are_checked(lib, tmp_path):
+    """A router decides out of scope with its statistics file: a download holds it, an upload (a zip, or
+    the loose files) takes it, checked as loading checks it, and the copy decides as the original."""
+    import torch
+    from safetensors.torch import save_file
+
+    from adapter_core import STATS_FILE, get_record
+    from adapter_core.out_of_scope import Detector, fit_stats
+
+    model = tiny_model("bert", head="base")
+    add_adapter(model, "route", AdapterConfig(bottleneck=8), labels=LABELS)
+    hidden = model.config.hidden_size
+    stats = fit_stats(torch.randn(60, hidden), torch.arange(60) % 3, 3, logits=torch.randn(60, 3))
+    get_record(model, "route").detector = Detector("energy_knn", 0.5, stats)
+    section = {"score": "energy_knn", "threshold": 0.5}
+    router = save_adapter(model, "route", tmp_path / "router", extra={"out_of_scope": section})
+    lib.publish(router, "router", owner="alice")
+    download = lib.zip("router", tmp_path, owner="alice")
+    assert f"router/{STATS_FILE}" in zipfile.ZipFile(download).namelist()
+    for files in ([download], [router / CONFIG_FILE, router / WEIGHTS_FILE, router / STATS_FILE]):
+        copy = lib.upload(files, owner="bob", name="copy", limits=Policy(public=True))
+        fresh = tiny_model("bert", head="base")
+        load_adapter(fresh, copy.path, name="copy")
+        detector = get_record(fresh, "copy").detector
+        assert detector.score == "energy_knn" and torch.equal(detector.stats.bank, stats.bank)
+        lib.delete("copy", owner="bob")
+    hostile = copy_of(router, tmp_path, "hostile")
+    save_file({**stats.tensors(), "bank": torch.full_like(stats.bank, float("inf"))}, hostile / STATS_FILE)
+    with pytest.raises(AdapterError, match="not finite numbers in its bank"):
+        lib.upload(
+            [zip_of(hostile, tmp_path / "hostile.zip", files=(CONFIG_FILE, WEIGHTS_FILE, STATS_FILE))], owner="eve"
+        )
+    assert lib.names(owner="eve") == []
 
 
 def test_upload_refuses_a_malformed_config(lib, source, tmp_path):

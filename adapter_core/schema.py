@@ -32,14 +32,6 @@ CURVE_PNG = "curve.png"
 CURVE_FILE = "metrics.jsonl"
 # A router's out-of-scope statistics (out_of_scope.Stats): class means, precision matrix, feature bank.
 STATS_FILE = "out_of_scope.safetensors"
-
-
-def base_name(meta: dict[str, Any]) -> str | None:
-    """The base an adapter's metadata names: its `base_model` (a catalog name or hub id, as it was loaded),
-    else the model's own `name_or_path`, which may be a folder of the machine that trained it."""
-    return meta.get("base_model") or (meta.get("base") or {}).get("name_or_path")
-
-
 MAX_CONFIG_BYTES = 2**20  # an adapter config is a few KB; labels and training metadata included
 MAX_HEADER_BYTES = 4 * 2**20  # a safetensors header: about 100 bytes per tensor
 DTYPE_BYTES = {"F32": 4, "F16": 2, "BF16": 2}
@@ -175,6 +167,12 @@ def check_stats(header: dict[str, tuple[str, tuple[int, ...]]], hidden: int, num
             f"{hidden:,} need means {list(want['means'])}, precision {list(want['precision'])} and a bank of 1 to "
             f"{MAX_BANK:,} rows."
         )
+
+
+def base_name(meta: dict[str, Any]) -> str | None:
+    """The base an adapter's metadata names: its `base_model` (a catalog name or hub id, as it was loaded),
+    else the model's own `name_or_path`, which may be a folder of the machine that trained it."""
+    return meta.get("base_model") or (meta.get("base") or {}).get("name_or_path")
 
 
 def check_knn_k(value: float | None) -> None:

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from adapter_core import CONFIG_FILE, STATS_FILE, WEIGHTS_FILE, AdapterError
+from adapter_core import AdapterError
 from adapter_core.share import Room, adapter_folders, export_problems, folder_card, pull_named, push_adapter
 from adapter_core.share import export_adapterhub as write_adapterhub
 from adapter_core.share import pack as write_pack
@@ -21,6 +21,7 @@ from adapter_core.share import pack as write_pack
 from .library import Entry, safe_name
 from .quotas import check_library_room, library_room, owner_slots
 from .service import Studio
+from .uploads import ADAPTER_MEMBERS
 
 
 def card(studio: Studio, name: str, owner: str | None = None) -> str:
@@ -86,10 +87,7 @@ def pull(studio: Studio, ref: str, owner: str | None = None, token: str | None =
             limits=studio.policy,
             room=room,
         )
-        files = [
-            [folder / f for f in (CONFIG_FILE, WEIGHTS_FILE, STATS_FILE) if (folder / f).is_file()]
-            for _, folder in pulled
-        ]
+        files = [[folder / f for f in ADAPTER_MEMBERS if (folder / f).is_file()] for _, folder in pulled]
         if owner is not None:
             size = sum(f.stat().st_size for pair in files for f in pair)
             check_library_room(studio, owner, incoming=size, adapters=len(pulled))

@@ -34,6 +34,7 @@ from adapter_core import (
 )
 
 ALLOWED_UPLOADS = {".json", ".safetensors", ".zip"}
+ADAPTER_MEMBERS = (CONFIG_FILE, WEIGHTS_FILE, STATS_FILE)  # what an upload, a zip or a pull may bring
 CHUNK = 2**20
 RATIO_FLOOR = 2**20  # members smaller than this are never refused for their compression ratio
 # Zip caps when the caller gives no limits: those of local mode (studio.policy.Policy.local()).
@@ -212,8 +213,8 @@ def _refuse_second(target: Path, where: str) -> None:
 
 
 def extract_adapter(archive: Path, folder: Path, limits: Any = None, budget: _Budget | None = None) -> None:
-    """Take the adapter's files (and a router's statistics) out of a zip by their base names only: no paths, no other files,
-    each streamed in chunks and stopped past the size and ratio caps (and `budget`, if given)."""
+    """Take the adapter's files (and a router's statistics) out of a zip by their base names only: no paths,
+    no other files, each streamed in chunks and stopped past the size and ratio caps (and `budget`)."""
     try:
         with zipfile.ZipFile(archive) as z:
             for info in _adapter_members(z, archive.name, limits):
@@ -235,7 +236,7 @@ def _adapter_members(z: zipfile.ZipFile, where: str, limits: Any) -> list[zipfil
     names = [i.filename for i in infos]
     if len(set(names)) != len(names):
         raise AdapterError(f"{where} holds the same file twice; it is not a valid adapter zip.")
-    picked = [i for i in infos if not i.is_dir() and _base(i.filename) in (CONFIG_FILE, WEIGHTS_FILE, STATS_FILE)]
+    picked = [i for i in infos if not i.is_dir() and _base(i.filename) in ADAPTER_MEMBERS]
     if not picked:
         raise AdapterError(f"{where} holds no adapter files: it needs {CONFIG_FILE} and {WEIGHTS_FILE}.")
     return picked

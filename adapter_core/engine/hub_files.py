@@ -142,9 +142,9 @@ class Glob:
     stranger's and a regex of many stars takes exponential time on a long name."""
 
     def __init__(self, pattern: str):
-        self.pattern = pattern.removeprefix("./")
+        pattern = pattern.removeprefix("./")
         self.tokens: list[tuple[str, str]] = []  # (kind, payload): lit, any, class, star, dstar, folders
-        i, pattern = 0, self.pattern
+        i = 0
         while i < len(pattern):
             if pattern.startswith("**/", i):
                 self.tokens += [("folders", ""), ("dstar", ""), ("lit", "/")]  # entered, or skipped whole

@@ -53,8 +53,9 @@ def read_files(snapshot: Path, files: list[str], label: str, max_rows: int | Non
 
 def count_rows(paths: list[Path], kind: str, at_most: int) -> int:
     """The rows of a split's files, counted without holding them, up to just over `at_most`: a parquet
-    file's footer, a CSV's records streamed in blocks, a JSON Lines file's lines. A JSON document is
-    counted by its bytes' worth at most (its rows are bounded by its size, which is checked before)."""
+    file's footer, a CSV's records streamed in blocks, a JSON Lines file's lines. A JSON document, and a
+    damaged file, count 0 here: the row check after the read covers them (a document's bytes are bounded
+    before the download)."""
     rows = 0
     for path in paths:
         try:
